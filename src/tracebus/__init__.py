@@ -1,0 +1,63 @@
+"""tracebus: an asynchronous event bus for workflow-execution observability."""
+
+from __future__ import annotations
+
+from ._bus import BusStatistics as BusStatistics
+from ._bus import EventBus as EventBus
+from ._events import SCHEMA_VERSION as SCHEMA_VERSION
+from ._events import AnyEvent as AnyEvent
+from ._events import Event as Event
+from ._events import NodeFailure as NodeFailure
+from ._events import NodeRetry as NodeRetry
+from ._events import NodeSkipped as NodeSkipped
+from ._events import NodeStart as NodeStart
+from ._events import NodeSuccess as NodeSuccess
+from ._events import Note as Note
+from ._events import WorkflowComplete as WorkflowComplete
+from ._events import WorkflowError as WorkflowError
+from ._events import WorkflowStart as WorkflowStart
+from ._exceptions import BusClosedError as BusClosedError
+from ._exceptions import CloseTimeoutError as CloseTimeoutError
+from ._exceptions import InvalidIdError as InvalidIdError
+from ._exceptions import QueueFullError as QueueFullError
+from ._exceptions import SinkError as SinkError
+from ._exceptions import TracebusError as TracebusError
+from ._exceptions import TraceFormatError as TraceFormatError
+from ._hashing import hash_output as hash_output
+from ._observer import NodeScope as NodeScope
+from ._observer import Observer as Observer
+from ._sync import SyncObserver as SyncObserver
+from ._tools._reader import read_trace as read_trace
+from ._writer import Sink as Sink
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "AnyEvent",
+    "BusClosedError",
+    "BusStatistics",
+    "CloseTimeoutError",
+    "Event",
+    "EventBus",
+    "InvalidIdError",
+    "NodeFailure",
+    "NodeRetry",
+    "NodeScope",
+    "NodeSkipped",
+    "NodeStart",
+    "NodeSuccess",
+    "Note",
+    "Observer",
+    "QueueFullError",
+    "Sink",
+    "SinkError",
+    "SyncObserver",
+    "TraceFormatError",
+    "TracebusError",
+    "WorkflowComplete",
+    "WorkflowError",
+    "WorkflowStart",
+    "hash_output",
+    "read_trace",
+]

@@ -1,0 +1,300 @@
+"""The bounded event queue and the bus around it.
+
+The hot path is a ``deque.append`` plus a length check: no await, no lock, no syscall. The
+writer is woken only when it sleeps, once per idle period; a producer only waits (or blocks
+its thread) when the queue is full. ``deque.append``/``popleft`` are atomic, so worker
+threads push onto the same queue as the event loop, and queue order is emit order.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
+from types import TracebackType
+from typing import Literal, NamedTuple
+
+import anyio
+from anyio.abc import TaskGroup
+
+from ._events import LIFECYCLE_TYPES, Event
+from ._exceptions import BusClosedError, CloseTimeoutError, QueueFullError
+from ._loop import threadsafe_caller
+from ._writer import Sink, Subscription, Writer
+
+Overflow = Literal["raise", "drop"]
+
+DEFAULT_CAPACITY = 10_000
+DEFAULT_MAX_BATCH = 4_096
+DEFAULT_CLOSE_TIMEOUT = 30.0
+
+
+class BusStatistics(NamedTuple):
+    """Counters of a bus, read at one moment."""
+
+    emitted: int
+    written: int
+    dropped: int
+    queued: int
+    batches: int
+    subscribers: int
+    subscriber_dropped: int
+
+
+class EventQueue:
+    """A bounded FIFO shared by async producers, producer threads and the single writer."""
+
+    def __init__(self, capacity: int, overflow: Overflow) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, got {capacity}")
+        if overflow not in ("raise", "drop"):
+            raise ValueError(f"overflow must be 'raise' or 'drop', got {overflow!r}")
+        self.capacity = capacity
+        self.overflow = overflow
+        self.items: deque[Event] = deque()
+        self.closed = True  # until the writer is running
+        self._opened = False
+        self.accepted = 0
+        self.dropped = 0
+        self._loop_thread = 0
+        self._call_soon: Callable[[Callable[[], object]], object] | None = None
+        self._idle = False
+        self._wake_pending = False
+        self._wakeup = anyio.Event()
+        self._space = anyio.Event()
+        self._async_waiters = 0
+        self._thread_waiters = 0
+        self._thread_space = threading.Condition()
+
+    def bind(self) -> None:
+        """Remember the event loop the writer runs on (called from that loop)."""
+        self._loop_thread = threading.get_ident()
+        self._opened = True
+        self.closed = False
+        self._call_soon = threadsafe_caller()
+
+    def put_nowait(self, event: Event) -> None:
+        """Enqueue without blocking; raise (or drop and count) when full."""
+        if self.closed:
+            raise self._refusal()
+        if len(self.items) >= self.capacity:
+            if self.overflow == "raise":
+                raise QueueFullError(
+                    f"event queue full ({self.capacity} events); "
+                    "await emit() to wait for room, or use overflow='drop'"
+                )
+            if not isinstance(event, LIFECYCLE_TYPES):
+                self.dropped += 1
+                return
+        self._append(event)
+
+    async def put(self, event: Event) -> None:
+        """Enqueue, waiting while the queue is full. Suspends only when it must wait."""
+        while len(self.items) >= self.capacity and not self.closed:
+            space = self._space
+            self._async_waiters += 1
+            try:
+                await space.wait()
+            finally:
+                self._async_waiters -= 1
+        if self.closed:
+            raise self._refusal()
+        self._append(event)
+
+    def put_blocking(self, event: Event, timeout: float | None) -> None:
+        """Enqueue from a thread other than the loop's, blocking it while the queue is full."""
+        if len(self.items) >= self.capacity and not self.closed:
+            with self._thread_space:
+                self._thread_waiters += 1
+                try:
+                    if not self._thread_space.wait_for(
+                        lambda: len(self.items) < self.capacity or self.closed, timeout
+                    ):
+                        raise QueueFullError(
+                            f"event queue still full ({self.capacity} events) after {timeout}s"
+                        )
+                finally:
+                    self._thread_waiters -= 1
+        if self.closed:
+            raise self._refusal()
+        self._append(event)
+
+    def _refusal(self) -> BusClosedError:
+        if not self._opened:
+            return BusClosedError(
+                "the bus is not open yet: enter it first (`async with ...`); "
+                "the event was not accepted"
+            )
+        return BusClosedError("the bus is closed; the event was not accepted")
+
+    def _append(self, event: Event) -> None:
+        self.items.append(event)
+        self.accepted += 1
+        # Order matters: append first, then look at _idle (the writer sets _idle, then looks
+        # at the queue), so either we wake it or it sees the event.
+        if self._idle:
+            if threading.get_ident() == self._loop_thread:
+                self._wakeup.set()
+            elif not self._wake_pending and self._call_soon is not None:
+                self._wake_pending = True
+                try:
+                    self._call_soon(self._wakeup.set)
+                except RuntimeError:  # the loop is gone; close() reports what is queued
+                    pass
+
+    def take(self, limit: int) -> list[Event]:
+        """Pop up to ``limit`` events (writer only) and let waiting producers in."""
+        items = self.items
+        batch = [items.popleft() for _ in range(min(limit, len(items)))]
+        if batch:
+            self._release_waiters()
+        return batch
+
+    async def wait_for_events(self) -> None:
+        """Sleep until an event is queued or the queue is closed (writer only)."""
+        self._wakeup = anyio.Event()
+        self._idle = True
+        try:
+            if not self.items and not self.closed:
+                await self._wakeup.wait()
+        finally:
+            self._idle = False
+            self._wake_pending = False
+
+    def close(self) -> None:
+        """Refuse new events; wake the writer and every waiting producer."""
+        self.closed = True
+        self._wakeup.set()
+        self._release_waiters()
+
+    def _release_waiters(self) -> None:
+        if self._async_waiters:
+            self._space.set()
+            self._space = anyio.Event()
+        if self._thread_waiters:
+            with self._thread_space:
+                self._thread_space.notify_all()
+
+
+class EventBus:
+    """Producers emit typed events onto a bounded queue; one writer task drains it in batches
+    into the sinks.
+
+    Use it as an async context manager; leaving the block closes the bus (drains and closes
+    the sinks). ``overflow`` decides what ``emit_nowait`` does when the queue is full:
+    ``"raise"`` raises QueueFullError, ``"drop"`` drops and counts the event (lifecycle events,
+    ``workflow_*`` and ``node_failure``, are never dropped).
+    """
+
+    def __init__(
+        self,
+        sinks: Sequence[Sink] = (),
+        *,
+        capacity: int = DEFAULT_CAPACITY,
+        overflow: Overflow = "raise",
+        max_batch: int = DEFAULT_MAX_BATCH,
+        close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
+        stamp: Callable[[list[Event]], None] | None = None,
+    ) -> None:
+        self._queue = EventQueue(capacity, overflow)
+        self._writer = Writer(self._queue, sinks, max_batch=max_batch, stamp=stamp)
+        self._close_timeout = close_timeout
+        self._task_group: TaskGroup | None = None
+        self._closing = False
+
+    async def __aenter__(self) -> EventBus:
+        if self._task_group is not None or self._closing:
+            raise RuntimeError("an EventBus can be entered only once")
+        self._queue.bind()
+        self._task_group = anyio.create_task_group()
+        await self._task_group.__aenter__()
+        try:
+            await self._task_group.start(self._writer.run)
+        except BaseException as exc:
+            await self._task_group.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._task_group is not None
+        try:
+            with anyio.CancelScope(shield=True):
+                await self.aclose()
+        finally:
+            await self._task_group.__aexit__(exc_type, exc, tb)
+        return None
+
+    async def emit(self, event: Event) -> None:
+        """Enqueue ``event``, waiting while the queue is full (backpressure).
+
+        Raises BusClosedError after close. Suspends only when the queue is full.
+        """
+        await self._queue.put(event)
+
+    def emit_nowait(self, event: Event) -> None:
+        """Enqueue ``event`` without ever blocking; safe from any thread.
+
+        Raises QueueFullError when full under ``overflow="raise"``; BusClosedError after close.
+        """
+        self._queue.put_nowait(event)
+
+    def emit_from_thread(self, event: Event, *, timeout: float | None = None) -> None:
+        """Enqueue from a worker thread, blocking that thread while the queue is full.
+
+        Raises QueueFullError if still full after ``timeout`` seconds; BusClosedError after
+        close. Never call it from the event loop's own thread: use ``emit`` there.
+        """
+        self._queue.put_blocking(event, timeout)
+
+    def subscribe(self, max_buffer: int = 1_000) -> AsyncIterator[Event]:
+        """Every event emitted from now on, as the writer writes it, until the bus closes.
+
+        A subscriber that falls more than ``max_buffer`` events behind misses the surplus,
+        which is counted in ``statistics().subscriber_dropped``; it never stalls the writer.
+        """
+        return self._writer.subscribe(Subscription(max_buffer, self._queue.accepted))
+
+    async def wait_drained(self) -> None:
+        """Wait until every event accepted so far has been through the sinks."""
+        await self._writer.wait_written(self._queue.accepted)
+
+    def statistics(self) -> BusStatistics:
+        writer, queue = self._writer, self._queue
+        return BusStatistics(
+            emitted=queue.accepted,
+            written=writer.written,
+            dropped=queue.dropped,
+            queued=len(queue.items),
+            batches=writer.batches,
+            subscribers=len(writer.subscriptions),
+            subscriber_dropped=writer.subscriber_dropped,
+        )
+
+    @property
+    def closed(self) -> bool:
+        return self._queue.closed
+
+    async def aclose(self) -> None:
+        """Stop accepting events, let the writer drain, close the sinks. Idempotent.
+
+        Raises CloseTimeoutError if the writer could not drain within the bus's
+        ``close_timeout``, and SinkError if a sink failed while running.
+        """
+        if self._closing:
+            return
+        self._closing = True
+        self._queue.close()
+        deadline = self._close_timeout
+        with anyio.move_on_after(deadline):
+            await self._writer.finished.wait()
+        if not self._writer.finished.is_set():
+            unwritten = len(self._queue.items) + self._writer.in_progress
+            self._writer.cancel()
+            await self._writer.finished.wait()
+            raise CloseTimeoutError(unwritten, deadline)
+        self._writer.raise_failures()

@@ -1,0 +1,128 @@
+"""The typed events and their schema version.
+
+Each event is a msgspec Struct tagged by ``event_type``. The trace line of an event is its
+JSON encoding: the seed observer's field names, details flattened into the entry, plus
+``run_id``, ``seq`` and ``schema_version``. Producers fill what is cheap to capture (clock,
+pid, ids, references); the writer stamps ``seq`` and ``timestamp`` and the summary fields of
+``workflow_complete``/``workflow_error``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+SCHEMA_VERSION = 1
+
+
+class Event(msgspec.Struct, tag_field="event_type", kw_only=True):
+    """Fields every event carries."""
+
+    timestamp: str = ""
+    epoch_seconds: float
+    pid: int
+    workflow_id: str
+    run_id: str
+    seq: int = 0
+    schema_version: int = SCHEMA_VERSION
+    producer: str | None = None
+
+
+class WorkflowStart(Event, tag="workflow_start", kw_only=True):
+    message: str
+    total_nodes: int
+    output_dir: str = ""
+
+
+class NodeStart(Event, tag="node_start", kw_only=True):
+    node_id: str
+    node_index: int | None = None
+
+
+class NodeSuccess(Event, tag="node_success", kw_only=True):
+    node_id: str
+    node_index: int | None = None
+    duration_seconds: float
+    output_hash: str | None = None
+    output_summary: Any = None
+    cost_usd: float = 0.0
+
+
+class NodeFailure(Event, tag="node_failure", kw_only=True):
+    node_id: str
+    node_index: int | None = None
+    duration_seconds: float
+    error: str
+    cost_usd: float = 0.0
+
+
+class NodeSkipped(Event, tag="node_skipped", kw_only=True):
+    node_id: str
+    node_index: int | None = None
+    reason: str = ""
+
+
+class NodeRetry(Event, tag="node_retry", kw_only=True):
+    node_id: str
+    node_index: int | None = None
+    attempt: int
+    error: str = ""
+    delay_seconds: float = 0.0
+
+
+class Note(Event, tag="note", kw_only=True):
+    message: str
+    node_id: str | None = None
+    fields: dict[str, Any] = {}
+
+
+class WorkflowComplete(Event, tag="workflow_complete", kw_only=True):
+    cumulative_cost_usd: float | None = None
+    nodes_completed: int = 0
+    nodes_failed: int = 0
+    nodes_skipped: int = 0
+    total_time_seconds: float = 0.0
+    trace_file: str = ""
+    log_file: str = ""
+    node_times: dict[str, float] = {}
+
+
+class WorkflowError(Event, tag="workflow_error", kw_only=True):
+    error: str
+    nodes_completed: int = 0
+    nodes_failed: int = 0
+    total_time_seconds: float = 0.0
+
+
+AnyEvent = (
+    WorkflowStart
+    | NodeStart
+    | NodeSuccess
+    | NodeFailure
+    | NodeSkipped
+    | NodeRetry
+    | Note
+    | WorkflowComplete
+    | WorkflowError
+)
+
+NodeEvent = NodeStart | NodeSuccess | NodeFailure | NodeSkipped | NodeRetry
+
+#: Events a ``drop`` overflow policy never drops.
+LIFECYCLE_TYPES: tuple[type[Event], ...] = (
+    WorkflowStart,
+    WorkflowComplete,
+    WorkflowError,
+    NodeFailure,
+)
+
+#: Fields every event has; a log line's ``| {details}`` holds the others.
+BASE_FIELDS = frozenset(Event.__struct_fields__)
+
+
+def event_type_of(event: Event) -> str:
+    """The ``event_type`` tag of an event."""
+    tag = type(event).__struct_config__.tag
+    assert isinstance(tag, str)
+    return tag

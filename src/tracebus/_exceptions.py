@@ -1,0 +1,71 @@
+"""Every error tracebus raises.
+
+"Closed by you" errors (the bus was closed, the caller misused an API) are kept apart from
+"broken by the world" errors (a disk filled up, a file vanished), as trio does with
+``ClosedResourceError`` and ``BrokenResourceError``.
+"""
+
+from __future__ import annotations
+
+
+class TracebusError(Exception):
+    """Base class of every error tracebus raises."""
+
+
+class BusClosedError(TracebusError):
+    """Raised by ``emit``/``emit_nowait`` and the observer methods after the bus was closed.
+
+    Nothing is enqueued: the event is rejected whole.
+    """
+
+
+class QueueFullError(TracebusError):
+    """Raised by ``emit_nowait`` when the bounded queue is full and the overflow policy is
+    ``"raise"``.
+
+    Use ``await emit(...)`` to wait for room instead, or the ``"drop"`` policy to drop and
+    count non-lifecycle events.
+    """
+
+
+class InvalidIdError(TracebusError, ValueError):
+    """Raised before anything is written when a workflow, run or producer id is not a safe
+    file-name part (empty, too long, a path separator, a leading dot, a control character).
+    """
+
+
+class SinkError(TracebusError):
+    """Raised by ``aclose()``/``close()`` when a sink failed while the bus was running.
+
+    The writer records the failure, keeps draining and counts what it could not write; this
+    error then says which sink failed, why, and how many events it lost. ``failures`` maps each
+    failed sink's name to ``(events_lost, first_error)``.
+    """
+
+    def __init__(self, failures: dict[str, tuple[int, BaseException]]) -> None:
+        self.failures = failures
+        parts = [
+            f"{name}: {lost} event(s) not written ({type(err).__name__}: {err})"
+            for name, (lost, err) in sorted(failures.items())
+        ]
+        super().__init__("sink failure: " + "; ".join(parts))
+
+
+class CloseTimeoutError(TracebusError):
+    """Raised by ``aclose()``/``close()`` when the writer could not drain the queue before the
+    close deadline; ``unwritten`` says how many events were still queued and are lost.
+    """
+
+    def __init__(self, unwritten: int, timeout: float) -> None:
+        self.unwritten = unwritten
+        self.timeout = timeout
+        super().__init__(
+            f"close timed out after {timeout:g}s with {unwritten} event(s) not written"
+        )
+
+
+class TraceFormatError(TracebusError, ValueError):
+    """Raised by ``read_trace`` when a line other than the last is not a JSON object.
+
+    A torn last line (what a hard kill leaves) is tolerated and reported, not raised.
+    """

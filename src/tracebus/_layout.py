@@ -1,0 +1,159 @@
+"""Where a run's files go, and the checks that keep them inside the output directory.
+
+The layout is the seed observer's::
+
+    logs/execution_{workflow_id}_{YYYYmmdd_HHMMSS}.log
+    traces/trace_step_{NN}_{YYYYmmdd_HHMMSS}.jsonl
+    audit/step_{NN}/log_{NN}.log
+    audit/step_{NN}/trace_{NN}.jsonl
+    audit/step_{NN}/metadata_{NN}.json
+
+with its flaws fixed: the timestamped files are claimed with ``O_EXCL``, so a second run in the
+same second gets a ``_2`` suffix instead of sharing the first run's files; the audit directory
+holds the latest run of a step, and a rerun first moves the previous run's audit files into
+``audit/step_{NN}/previous/{YYYYmmdd_HHMMSS}/`` rather than appending to them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from ._exceptions import InvalidIdError
+
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_STEP_RE = re.compile(r"step_(\d+)")
+
+
+def validate_id(value: object, what: str = "workflow_id") -> str:
+    """Return ``value`` if it is a safe file-name part.
+
+    Raises InvalidIdError (a ValueError) for anything else: not a str, empty, longer than 128
+    characters, a leading dot, or a character other than letters, digits, ``.``, ``_``, ``-``.
+    """
+    if not isinstance(value, str):
+        raise InvalidIdError(f"{what} must be a str, not {type(value).__name__}")
+    if not _ID_RE.fullmatch(value):
+        raise InvalidIdError(
+            f"invalid {what} {value!r}: use 1-128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit (it becomes part of file names)"
+        )
+    return value
+
+
+def step_number(workflow_id: str) -> str:
+    """The ``NN`` of ``step_NN`` in a workflow id, or ``"00"``."""
+    match = _STEP_RE.search(workflow_id)
+    return match.group(1) if match else "00"
+
+
+def new_run_id() -> str:
+    """A fresh, unique run id."""
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True, slots=True)
+class RunLayout:
+    """The paths of one run's files."""
+
+    output_dir: Path
+    workflow_id: str
+    run_id: str
+    step_num: str
+    stamp: str
+    log_file: Path
+    trace_file: Path
+    audit_dir: Path
+    audit_log_file: Path
+    audit_trace_file: Path
+    metadata_file: Path
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.log_file.parent
+
+    @property
+    def traces_dir(self) -> Path:
+        return self.trace_file.parent
+
+
+def create_layout(
+    output_dir: str | os.PathLike[str], workflow_id: str, run_id: str, started: datetime
+) -> RunLayout:
+    """Validate the ids, make the directories and claim this run's files.
+
+    Raises InvalidIdError before anything is created when an id is unsafe, and OSError when
+    the directories cannot be made.
+    """
+    validate_id(workflow_id, "workflow_id")
+    validate_id(run_id, "run_id")
+    out = Path(output_dir)
+    step = step_number(workflow_id)
+    logs_dir, traces_dir = out / "logs", out / "traces"
+    audit_dir = out / "audit" / f"step_{step}"
+    for directory in (logs_dir, traces_dir, audit_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+
+    base = started.strftime("%Y%m%d_%H%M%S")
+    attempt = 1
+    while True:
+        stamp = base if attempt == 1 else f"{base}_{attempt}"
+        log_file = logs_dir / f"execution_{workflow_id}_{stamp}.log"
+        trace_file = traces_dir / f"trace_step_{step}_{stamp}.jsonl"
+        if _claim(log_file):
+            if _claim(trace_file):
+                break
+            log_file.unlink()
+        attempt += 1
+
+    audit_log = audit_dir / f"log_{step}.log"
+    audit_trace = audit_dir / f"trace_{step}.jsonl"
+    metadata = audit_dir / f"metadata_{step}.json"
+    _archive_previous(audit_dir, (audit_log, audit_trace, metadata))
+    return RunLayout(
+        output_dir=out,
+        workflow_id=workflow_id,
+        run_id=run_id,
+        step_num=step,
+        stamp=stamp,
+        log_file=log_file,
+        trace_file=trace_file,
+        audit_dir=audit_dir,
+        audit_log_file=audit_log,
+        audit_trace_file=audit_trace,
+        metadata_file=metadata,
+    )
+
+
+def _claim(path: Path) -> bool:
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    os.close(fd)
+    return True
+
+
+def _archive_previous(audit_dir: Path, files: tuple[Path, ...]) -> None:
+    existing = [f for f in files if f.exists()]
+    if not existing:
+        return
+    newest = max(f.stat().st_mtime for f in existing)
+    base = datetime.fromtimestamp(newest).strftime("%Y%m%d_%H%M%S")
+    attempt = 1
+    while True:
+        target = audit_dir / "previous" / (base if attempt == 1 else f"{base}_{attempt}")
+        try:
+            target.mkdir(parents=True)
+            break
+        except FileExistsError:
+            attempt += 1
+    for f in existing:
+        try:
+            f.rename(target / f.name)
+        except FileNotFoundError:  # a concurrent run of the same step moved it first
+            pass

@@ -1,0 +1,289 @@
+"""Observer: the awaitable observer API on top of the bus, writing one run's files."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, TextIO
+
+import anyio
+
+from ._bus import DEFAULT_CAPACITY, DEFAULT_CLOSE_TIMEOUT, BusStatistics, EventBus
+from ._events import Event
+from ._factory import EventFactory
+from ._hashing import hash_output
+from ._layout import RunLayout, create_layout, new_run_id, validate_id
+from ._sinks._run import RunFiles
+from ._state import RunState
+from ._writer import Sink
+
+_UNSET: Any = object()
+
+
+class Observer:
+    """Records one workflow run: ``async with Observer(...) as obs``.
+
+    Entering creates the run's files and starts the writer; leaving records
+    ``workflow_complete`` (``workflow_error`` if the block raised) unless one was recorded,
+    drains the queue, fsyncs the files and writes the metadata.
+
+    ``overflow="block"`` (default) makes every method wait while the queue is full;
+    ``overflow="drop"`` drops and counts non-lifecycle events instead. ``console`` receives
+    the run's header and summary (default: stdout; None for silence).
+
+    Raises InvalidIdError (a ValueError) at construction for an unsafe workflow id.
+    """
+
+    def __init__(
+        self,
+        workflow_id: str,
+        output_dir: str | os.PathLike[str] = "runs",
+        total_nodes: int = 0,
+        *,
+        progress: bool = True,
+        console: TextIO | None = _UNSET,
+        sinks: Sequence[Sink] = (),
+        capacity: int = DEFAULT_CAPACITY,
+        overflow: Literal["block", "drop"] = "block",
+        close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
+        run_id: str | None = None,
+    ) -> None:
+        self.workflow_id = validate_id(workflow_id, "workflow_id")
+        self.run_id = validate_id(run_id, "run_id") if run_id is not None else new_run_id()
+        if not isinstance(total_nodes, int) or total_nodes < 0:
+            raise ValueError(f"total_nodes must be a non-negative int, got {total_nodes!r}")
+        if overflow not in ("block", "drop"):
+            raise ValueError(f"overflow must be 'block' or 'drop', got {overflow!r}")
+        self.output_dir = Path(output_dir)
+        self.total_nodes = total_nodes
+        self.metadata: dict[str, Any] | None = None
+        self._progress = progress
+        self._console = sys.stdout if console is _UNSET else console
+        self._user_sinks = tuple(sinks)
+        self._capacity = capacity
+        self._drop = overflow == "drop"
+        self._close_timeout = close_timeout
+        self._events = EventFactory(self.workflow_id, self.run_id)
+        self._layout: RunLayout | None = None
+        self._files: RunFiles | None = None
+        self._bus: EventBus | None = None
+        self._finished = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Observer:
+        if self._bus is not None:
+            raise RuntimeError("an Observer can be entered only once")
+        started = datetime.now()
+        layout = create_layout(self.output_dir, self.workflow_id, self.run_id, started)
+        state = RunState(self.workflow_id, self.run_id, self.total_nodes, time.time())
+        bus: EventBus
+        self._files = RunFiles(
+            layout,
+            state,
+            pid=self._events.pid,
+            started=started,
+            progress=self._progress,
+            console=self._console,
+            dropped=lambda: bus.statistics().dropped,
+        )
+        bus = EventBus(
+            (self._files, *self._user_sinks),
+            capacity=self._capacity,
+            overflow="drop" if self._drop else "raise",
+            close_timeout=self._close_timeout,
+            stamp=state.apply,
+        )
+        self._layout, self._bus = layout, bus
+        await bus.__aenter__()
+        await bus.emit(self._events.workflow_start(self.total_nodes, str(self.output_dir)))
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        bus = self._require_bus()
+        try:
+            if not self._finished:
+                self._finished = True
+                terminal = (
+                    self._events.workflow_complete(None)
+                    if exc is None
+                    else self._events.workflow_error(_describe(exc))
+                )
+                with anyio.CancelScope(shield=True):
+                    await bus.emit(terminal)
+        finally:
+            try:
+                await bus.__aexit__(exc_type, exc, tb)
+            finally:
+                assert self._files is not None
+                self.metadata = self._files.metadata
+
+    async def flush(self) -> None:
+        """Wait until everything emitted so far is written, then write the metadata as it
+        stands (the run stays open)."""
+        await self._require_bus().wait_drained()
+        assert self._files is not None
+        await self._files.write_metadata()
+
+    # -- the seed's vocabulary, awaitable ------------------------------------------------
+
+    def node(self, node_id: str, node_index: int | None = None) -> NodeScope:
+        """``async with obs.node(id, index) as node``: node_start, then node_success, or
+        node_failure (re-raising what the block raised)."""
+        return NodeScope(self, node_id, node_index)
+
+    async def node_start(self, node_id: str, node_index: int | None = None) -> None:
+        await self._emit(self._events.node_start(node_id, node_index))
+
+    async def node_success(
+        self,
+        node_id: str,
+        duration_seconds: float,
+        output_hash: str | None = None,
+        output_summary: Any = None,
+        cost_usd: float = 0.0,
+    ) -> None:
+        await self._emit(
+            self._events.node_success(
+                node_id, duration_seconds, output_hash, output_summary, cost_usd
+            )
+        )
+
+    async def node_failure(
+        self, node_id: str, error: str, duration_seconds: float, cost_usd: float = 0.0
+    ) -> None:
+        await self._require_bus().emit(
+            self._events.node_failure(node_id, error, duration_seconds, cost_usd)
+        )
+
+    async def node_skipped(self, node_id: str, reason: str = "") -> None:
+        await self._emit(self._events.node_skipped(node_id, reason))
+
+    async def node_retry(
+        self, node_id: str, attempt: int, error: str = "", delay_seconds: float = 0.0
+    ) -> None:
+        await self._emit(self._events.node_retry(node_id, attempt, error, delay_seconds))
+
+    async def note(self, message: str, *, node_id: str | None = None, **fields: Any) -> None:
+        """A free-form message or metric from user code; ``fields`` go into the trace."""
+        await self._emit(self._events.note(message, node_id, fields))
+
+    async def workflow_complete(self, cumulative_cost_usd: float | None = None) -> None:
+        """Record completion; ``None`` reports the sum of the node costs."""
+        self._finished = True
+        await self._require_bus().emit(self._events.workflow_complete(cumulative_cost_usd))
+
+    async def workflow_error(self, error: str) -> None:
+        self._finished = True
+        await self._require_bus().emit(self._events.workflow_error(error))
+
+    async def emit(self, event: Event) -> None:
+        """Emit an event built elsewhere (it must carry this run's ids)."""
+        await self._emit(event)
+
+    # -- introspection --------------------------------------------------------------------
+
+    @property
+    def bus(self) -> EventBus:
+        return self._require_bus()
+
+    @property
+    def events(self) -> EventFactory:
+        return self._events
+
+    def statistics(self) -> BusStatistics:
+        return self._require_bus().statistics()
+
+    @property
+    def layout(self) -> RunLayout:
+        if self._layout is None:
+            raise RuntimeError("the run's files are made when the Observer is entered")
+        return self._layout
+
+    @property
+    def trace_file(self) -> Path:
+        return self.layout.trace_file
+
+    @property
+    def log_file(self) -> Path:
+        return self.layout.log_file
+
+    @property
+    def audit_dir(self) -> Path:
+        return self.layout.audit_dir
+
+    @property
+    def metadata_file(self) -> Path:
+        return self.layout.metadata_file
+
+    async def _emit(self, event: Event) -> None:
+        bus = self._require_bus()
+        if self._drop:
+            bus.emit_nowait(event)
+        else:
+            await bus.emit(event)
+
+    def _require_bus(self) -> EventBus:
+        if self._bus is None:
+            raise RuntimeError("the Observer is not open: use `async with Observer(...) as obs`")
+        return self._bus
+
+
+class NodeScope:
+    """One node's execution, timed from entry to exit."""
+
+    def __init__(self, observer: Observer, node_id: str, node_index: int | None) -> None:
+        self.node_id = node_id
+        self.node_index = node_index
+        self.output_hash: str | None = None
+        self.output_summary: Any = None
+        self.cost_usd = 0.0
+        self._observer = observer
+        self._started = 0.0
+
+    def output(self, result: Any, summary: Any = _UNSET) -> None:
+        """Hash ``result`` (the seed's algorithm); the summary is ``result`` unless given."""
+        self.output_hash = hash_output(result)
+        self.output_summary = result if summary is _UNSET else summary
+
+    def cost(self, usd: float) -> None:
+        """Add ``usd`` to this node's cost."""
+        self.cost_usd += usd
+
+    async def __aenter__(self) -> NodeScope:
+        await self._observer.node_start(self.node_id, self.node_index)
+        self._started = time.perf_counter()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        duration = time.perf_counter() - self._started
+        obs = self._observer
+        if exc is None:
+            await obs.node_success(
+                self.node_id, duration, self.output_hash, self.output_summary, self.cost_usd
+            )
+            return
+        with anyio.CancelScope(shield=True):
+            await obs.node_failure(self.node_id, _describe(exc), duration, self.cost_usd)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, anyio.get_cancelled_exc_class()):
+        return "cancelled"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

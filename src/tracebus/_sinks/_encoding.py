@@ -1,0 +1,67 @@
+"""Trace lines and human log lines, each made once per event, in the writer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cache
+from typing import Any
+
+import msgspec
+
+from .._events import BASE_FIELDS, Event, event_type_of
+
+
+def _as_repr(obj: Any) -> dict[str, str]:
+    # JSON cannot hold it: keep its repr, flagged so a reader can tell it apart from a string.
+    return {"$repr": repr(obj)}
+
+
+_encoder = msgspec.json.Encoder(enc_hook=_as_repr)
+
+_NOT_DETAILS = BASE_FIELDS | {"node_id", "node_index", "message"}
+
+
+def encode_trace(events: Sequence[Event]) -> bytes:
+    """The JSONL trace lines of a batch, one encoder call for the whole batch."""
+    try:
+        return _encoder.encode_lines(events)
+    except (TypeError, ValueError, OverflowError, RecursionError, msgspec.EncodeError):
+        return b"".join(_encode_one(event) for event in events)
+
+
+def _encode_one(event: Event) -> bytes:
+    try:
+        return _encoder.encode(event) + b"\n"
+    except (TypeError, ValueError, OverflowError, RecursionError, msgspec.EncodeError):
+        # enc_hook covers unknown types; this covers what it cannot (e.g. non-str dict keys
+        # of unknown types, cycles): replace each free-form field by its repr.
+        for name in ("output_summary", "fields"):
+            if hasattr(event, name):
+                setattr(event, name, _as_repr(getattr(event, name)))
+        return _encoder.encode(event) + b"\n"
+
+
+@cache
+def _detail_fields(kind: type[Event]) -> tuple[str, ...]:
+    own = tuple(f for f in kind.__struct_fields__ if f not in _NOT_DETAILS)
+    return (*own, "epoch_seconds")
+
+
+def log_line(event: Event) -> str:
+    """``[timestamp] EVENT_TYPE node_id: message | {details as JSON}``."""
+    parts = [f"[{event.timestamp}] {event_type_of(event).upper()}"]
+    node_id = getattr(event, "node_id", None)
+    if node_id:
+        parts.append(f" {node_id}")
+    message = getattr(event, "message", None)
+    if message:
+        parts.append(f": {message}")
+    details = {name: getattr(event, name) for name in _detail_fields(type(event))}
+    try:
+        encoded = _encoder.encode(details)
+    except (TypeError, ValueError, OverflowError, RecursionError, msgspec.EncodeError):
+        encoded = _encoder.encode({k: _as_repr(v) for k, v in details.items()})
+    parts.append(" | ")
+    parts.append(encoded.decode())
+    parts.append("\n")
+    return "".join(parts)

@@ -1,0 +1,69 @@
+"""The run's metadata file: every field the seed wrote, and the counts a reader needs."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .._events import SCHEMA_VERSION
+from .._layout import RunLayout
+from .._state import RunState
+
+
+def build_metadata(
+    layout: RunLayout,
+    state: RunState,
+    *,
+    pid: int,
+    started: datetime,
+    events_written: int,
+    events_dropped: int,
+    events_lost: int,
+) -> dict[str, Any]:
+    return {
+        "workflow_id": layout.workflow_id,
+        "run_id": layout.run_id,
+        "step_number": layout.step_num,
+        "status": state.status if state.finished is not None else "incomplete",
+        "start_time": started.astimezone().isoformat(),
+        "end_time": datetime.now().astimezone().isoformat(),
+        "pid": pid,
+        "total_nodes": state.total_nodes,
+        "nodes_completed": state.nodes_completed,
+        "nodes_failed": state.nodes_failed,
+        "nodes_skipped": state.nodes_skipped,
+        "nodes_retried": state.nodes_retried,
+        "total_time_seconds": state.elapsed(),
+        "cumulative_cost_usd": state.cumulative_cost_usd,
+        "node_times": state.node_times,
+        "node_costs": state.node_costs,
+        "peak_in_flight": state.peak_in_flight,
+        "error": state.error,
+        "events_written": events_written,
+        "events_dropped": events_dropped,
+        "events_lost": events_lost,
+        "log_file": str(layout.audit_log_file),
+        "trace_file": str(layout.audit_trace_file),
+        "execution_log_file": str(layout.log_file),
+        "execution_trace_file": str(layout.trace_file),
+        "schema_version": SCHEMA_VERSION,
+    }
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename over ``path``."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, default=repr)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

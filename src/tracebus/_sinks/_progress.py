@@ -1,0 +1,73 @@
+"""The live progress bar, driven by the writer once per batch."""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from typing import TextIO
+
+from tqdm import tqdm
+
+from .._state import RunState
+
+_ANSI = re.compile(r"\x1B(?:[@-Z\\-_]|\[[0-?]*[ -/]*[@-~])")
+_SHOWN_IN_FLIGHT = 3
+
+
+def strip_ansi(text: str) -> str:
+    return _ANSI.sub("", text)
+
+
+class Progress:
+    """A tqdm bar of done/total with the nodes in flight; yields a log line at most once a
+    second (``log_every``) and a last one at close."""
+
+    def __init__(
+        self, state: RunState, *, file: TextIO | None = None, log_every: float = 1.0
+    ) -> None:
+        self._state = state
+        self._log_every = log_every
+        self._last_log = time.monotonic()
+        self._bar = tqdm(
+            total=state.total_nodes or None,
+            desc=f"Executing {state.workflow_id}",
+            unit="node",
+            ncols=100,
+            bar_format="{desc} |{bar}| [{n_fmt}/{total_fmt}] {postfix}",
+            file=file if file is not None else sys.stderr,
+            leave=True,
+        )
+
+    def update(self) -> str | None:
+        """Move the bar to the state's figures; return a log line when one is due."""
+        state, bar = self._state, self._bar
+        bar.set_postfix_str(self._in_flight(), refresh=False)
+        done = state.nodes_done
+        if done != bar.n:
+            bar.update(done - bar.n)
+        now = time.monotonic()
+        if now - self._last_log < self._log_every:
+            return None
+        self._last_log = now
+        return self.text()
+
+    def text(self) -> str:
+        """The bar as plain text, ANSI codes stripped."""
+        return strip_ansi(self._bar.format_meter(**self._bar.format_dict)).strip()
+
+    def close(self) -> str:
+        """Draw the final state, close the bar, return the last log line."""
+        self._bar.set_postfix_str(self._in_flight(), refresh=False)
+        self._bar.n = self._state.nodes_done
+        line = self.text()
+        self._bar.close()
+        return line
+
+    def _in_flight(self) -> str:
+        running = self._state.in_flight
+        if not running:
+            return ""
+        names = list(running)[-_SHOWN_IN_FLIGHT:]
+        more = len(running) - len(names)
+        return "running: " + ", ".join(names) + (f" +{more}" if more else "")

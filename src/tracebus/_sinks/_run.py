@@ -1,0 +1,173 @@
+"""The run's own outputs: trace and log (each twice), console header and summary, progress,
+metadata. One instance per run, fed only by that run's writer."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, TextIO
+
+import anyio
+
+from .._events import Event, WorkflowComplete, WorkflowError, WorkflowStart
+from .._exceptions import SinkError
+from .._layout import RunLayout
+from .._state import IsoClock, RunState
+from ._encoding import encode_trace, log_line
+from ._files import AppendFile
+from ._metadata import build_metadata, write_json_atomic
+from ._progress import Progress
+
+_RULE = "=" * 80
+
+
+class RunFiles:
+    """Writes one run's trace, log and metadata files; prints its header and summary."""
+
+    name = "run files"
+
+    def __init__(
+        self,
+        layout: RunLayout,
+        state: RunState,
+        *,
+        pid: int,
+        started: datetime,
+        progress: bool = True,
+        console: TextIO | None = None,
+        dropped: Callable[[], int] = lambda: 0,
+    ) -> None:
+        self.layout = layout
+        self.metadata: dict[str, Any] | None = None
+        self._state = state
+        self._pid = pid
+        self._started = started
+        self._want_progress = progress
+        self._progress: Progress | None = None
+        self._console = console
+        self._dropped = dropped
+        self._iso = IsoClock()
+        self._traces = (AppendFile(layout.trace_file), AppendFile(layout.audit_trace_file))
+        self._logs = (AppendFile(layout.log_file), AppendFile(layout.audit_log_file))
+        state.trace_file = str(layout.trace_file)
+        state.log_file = str(layout.log_file)
+
+    async def aopen(self) -> None:
+        for handle in (*self._traces, *self._logs):
+            await handle.open()
+
+    async def write_batch(self, events: Sequence[Event]) -> None:
+        trace = encode_trace(events)
+        lines: list[str] = []
+        shown: list[str] = []
+        for event in events:
+            lines.append(log_line(event))
+            kind = type(event)
+            if kind is WorkflowStart:
+                shown.append(self._header())
+                lines.append(shown[-1])
+                if self._want_progress:
+                    self._progress = Progress(self._state)
+            elif kind is WorkflowComplete or kind is WorkflowError:
+                self._close_progress(lines)
+                shown.append(self._summary(event))
+                lines.append(shown[-1])
+        if self._progress is not None and (line := self._progress.update()):
+            lines.append(self._progress_line(line))
+        count = len(events)
+        for handle in self._traces:
+            await handle.write(trace, count)
+        log = "".join(lines).encode()
+        for handle in self._logs:
+            await handle.write(log, count)
+        if shown and self._console is not None:
+            self._console.write("".join(shown))
+            self._console.flush()
+
+    async def aclose(self) -> None:
+        """Final progress line, fsync and close the files, then write the metadata.
+
+        Raises SinkError naming each file that failed and how many events it lost.
+        """
+        tail: list[str] = []
+        self._close_progress(tail)
+        if tail:
+            for handle in self._logs:
+                await handle.write("".join(tail).encode(), 0)
+        files = (*self._traces, *self._logs)
+        for handle in files:
+            await handle.aclose()
+        failures = {str(f.path): (f.lost, f.error) for f in files if f.error is not None}
+        try:
+            await self.write_metadata()
+        except OSError as exc:
+            failures[str(self.layout.metadata_file)] = (0, exc)
+        if failures:
+            raise SinkError(failures)
+
+    async def write_metadata(self) -> None:
+        """Write the metadata as it stands now, atomically. Raises OSError."""
+        main_trace = self._traces[0]
+        self.metadata = build_metadata(
+            self.layout,
+            self._state,
+            pid=self._pid,
+            started=self._started,
+            events_written=main_trace.written,
+            events_dropped=self._dropped(),
+            events_lost=main_trace.lost,
+        )
+        await anyio.to_thread.run_sync(write_json_atomic, self.layout.metadata_file, self.metadata)
+
+    def _close_progress(self, lines: list[str]) -> None:
+        if self._progress is not None:
+            lines.append(self._progress_line(self._progress.close()))
+            self._progress = None
+
+    def _progress_line(self, text: str) -> str:
+        return f"[{self._iso(time.time())}] PROGRESS {text}\n"
+
+    def _header(self) -> str:
+        layout = self.layout
+        return _block(
+            f"[RUN] Executing: {layout.workflow_id}",
+            f"[DIR] Output: {layout.output_dir.absolute()}",
+            f" Run: {layout.run_id}",
+            f" PID: {self._pid}",
+            f" Started: {self._started.strftime('%Y-%m-%d %H:%M:%S')}",
+        )
+
+    def _summary(self, event: Event) -> str:
+        state, layout = self._state, self.layout
+        elapsed = state.elapsed()
+        if isinstance(event, WorkflowError):
+            return _block(
+                f" Workflow failed: {layout.workflow_id}",
+                f" Error: {event.error}",
+                f" Nodes executed: {state.nodes_completed}/{state.total_nodes}",
+                f" Time: {elapsed:.2f}s",
+                f" Trace: {layout.trace_file}",
+                f" Log: {layout.log_file}",
+            )
+        lines = [
+            f" Workflow completed: {layout.workflow_id}",
+            f" Nodes executed: {state.nodes_completed}/{state.total_nodes}",
+        ]
+        if state.nodes_failed:
+            lines.append(f" Nodes failed: {state.nodes_failed}")
+        if state.nodes_skipped:
+            lines.append(f" Nodes skipped: {state.nodes_skipped}")
+        lines.append(f" Total time: {elapsed:.2f}s ({elapsed / 60:.2f}m)")
+        cost = state.cumulative_cost_usd
+        if cost > 0:
+            lines.append(f" Cost: ${cost:.4f}")
+        dropped = self._dropped()
+        if dropped:
+            lines.append(f" Events dropped: {dropped}")
+        lines += [f" Trace file: {layout.trace_file}", f" Log file: {layout.log_file}"]
+        return _block(*lines)
+
+
+def _block(*lines: str) -> str:
+    return "\n".join(("", _RULE, *lines, _RULE, "")) + "\n"

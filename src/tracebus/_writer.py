@@ -1,0 +1,192 @@
+"""The single writer task: drains the queue in batches, stamps them, hands each batch to every
+sink and subscriber, and closes the sinks once the queue is closed and empty.
+
+Each batch goes to the OS as soon as it is drained (one write per file per batch), so the
+flush policy is "every batch": a quiet run writes each event at once, a busy one writes
+batches of up to ``max_batch`` events. Files are fsynced at close.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import anyio
+from anyio.abc import TaskStatus
+
+from ._events import Event
+from ._exceptions import SinkError
+
+if TYPE_CHECKING:
+    from ._bus import EventQueue
+
+#: How long closing the sinks may take once the queue is drained.
+SINK_CLOSE_TIMEOUT = 30.0
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """Anything with ``async def write_batch(events)``.
+
+    Optional: ``async def aopen()`` (called before the first batch), ``async def aclose()``
+    (called after the last; may raise SinkError), and a ``name`` for error messages. An
+    exception from ``write_batch`` is recorded, the batch counted as lost for that sink, and
+    the writer carries on.
+    """
+
+    async def write_batch(self, events: Sequence[Event]) -> None: ...
+
+
+class Subscription:
+    """An async iterator over the events written after it was made."""
+
+    def __init__(self, max_buffer: int, start: int) -> None:
+        self.start = start
+        self.send, self._receive = anyio.create_memory_object_stream[Event](max_buffer)
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Event:
+        try:
+            return await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            self._receive.close()
+            raise StopAsyncIteration from None
+
+    async def aclose(self) -> None:
+        """Stop receiving; the writer forgets this subscriber."""
+        self._receive.close()
+
+
+class Writer:
+    """The only code that touches the sinks."""
+
+    def __init__(
+        self,
+        queue: EventQueue,
+        sinks: Sequence[Sink],
+        *,
+        max_batch: int,
+        stamp: Callable[[list[Event]], None] | None,
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        self.finished = anyio.Event()
+        self.written = 0
+        self.batches = 0
+        self.in_progress = 0
+        self.subscriptions: list[Subscription] = []
+        self.subscriber_dropped = 0
+        self._queue = queue
+        self._sinks = list(sinks)
+        self._max_batch = max_batch
+        self._stamp = stamp
+        self._failures: dict[str, tuple[int, BaseException]] = {}
+        self._scope: anyio.CancelScope | None = None
+        self._progress_waiters = 0
+        self._progressed = anyio.Event()
+
+    def subscribe(self, subscription: Subscription) -> AsyncIterator[Event]:
+        if self.finished.is_set():
+            subscription.send.close()
+        else:
+            self.subscriptions.append(subscription)
+        return subscription
+
+    async def wait_written(self, count: int) -> None:
+        """Wait until ``count`` events in all have been through the sinks, or the writer ends."""
+        while self.written < count and not self.finished.is_set():
+            progressed = self._progressed
+            self._progress_waiters += 1
+            try:
+                await progressed.wait()
+            finally:
+                self._progress_waiters -= 1
+
+    def cancel(self) -> None:
+        """Abandon what is still queued (close timed out); the sinks are still closed."""
+        if self._scope is not None:
+            self._scope.cancel()
+
+    def raise_failures(self) -> None:
+        """Raise SinkError if any sink failed during the run."""
+        if self._failures:
+            raise SinkError(dict(self._failures))
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        try:
+            with anyio.CancelScope() as self._scope:
+                for sink in self._sinks:
+                    aopen = getattr(sink, "aopen", None)
+                    if aopen is not None:
+                        await aopen()
+                task_status.started()
+                await self._drain()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._close_sinks()
+            for subscription in self.subscriptions:
+                subscription.send.close()
+            self.finished.set()
+            self._progressed.set()
+
+    async def _drain(self) -> None:
+        queue, limit = self._queue, self._max_batch
+        while True:
+            batch = queue.take(limit)
+            if not batch:
+                if queue.closed:
+                    return
+                await queue.wait_for_events()
+                continue
+            self.in_progress = len(batch)
+            if self._stamp is not None:
+                self._stamp(batch)
+            for sink in self._sinks:
+                try:
+                    await sink.write_batch(batch)
+                except Exception as exc:
+                    self._record(sink, len(batch), exc)
+            if self.subscriptions:
+                self._publish(batch)
+            self.written += len(batch)
+            self.batches += 1
+            self.in_progress = 0
+            if self._progress_waiters:
+                self._progressed.set()
+                self._progressed = anyio.Event()
+
+    def _publish(self, batch: list[Event]) -> None:
+        first = self.written
+        for subscription in list(self.subscriptions):
+            skip = max(0, subscription.start - first)
+            for event in batch[skip:] if skip else batch:
+                try:
+                    subscription.send.send_nowait(event)
+                except anyio.WouldBlock:
+                    self.subscriber_dropped += 1
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    self.subscriptions.remove(subscription)
+                    subscription.send.close()
+                    break
+
+    async def _close_sinks(self) -> None:
+        for sink in self._sinks:
+            aclose = getattr(sink, "aclose", None)
+            if aclose is None:
+                continue
+            with anyio.move_on_after(SINK_CLOSE_TIMEOUT) as scope:
+                try:
+                    await aclose()
+                except SinkError as exc:
+                    self._failures.update(exc.failures)
+                except Exception as exc:
+                    self._record(sink, 0, exc)
+            if scope.cancelled_caught:
+                self._record(sink, 0, TimeoutError(f"closing took over {SINK_CLOSE_TIMEOUT}s"))
+
+    def _record(self, sink: object, lost: int, exc: BaseException) -> None:
+        name = str(getattr(sink, "name", None) or type(sink).__name__)
+        previous_lost, first = self._failures.get(name, (0, exc))
+        self._failures[name] = (previous_lost + lost, first)
