@@ -6,7 +6,6 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, TextIO
@@ -17,9 +16,9 @@ from ._bus import DEFAULT_CAPACITY, DEFAULT_CLOSE_TIMEOUT, BusStatistics, EventB
 from ._events import Event
 from ._factory import EventFactory
 from ._hashing import hash_output
-from ._layout import RunLayout, create_layout, new_run_id, validate_id
+from ._layout import RunLayout, new_run_id, validate_id
+from ._run import open_run
 from ._sinks._run import RunFiles
-from ._state import RunState
 from ._writer import Sink
 
 _UNSET: Any = object()
@@ -79,27 +78,21 @@ class Observer:
     async def __aenter__(self) -> Observer:
         if self._bus is not None:
             raise RuntimeError("an Observer can be entered only once")
-        started = datetime.now()
-        layout = create_layout(self.output_dir, self.workflow_id, self.run_id, started)
-        state = RunState(self.workflow_id, self.run_id, self.total_nodes, time.time())
-        bus: EventBus
-        self._files = RunFiles(
-            layout,
-            state,
+        run = open_run(
+            self.output_dir,
+            self.workflow_id,
+            self.run_id,
+            self.total_nodes,
             pid=self._events.pid,
-            started=started,
             progress=self._progress,
             console=self._console,
-            dropped=lambda: bus.statistics().dropped,
-        )
-        bus = EventBus(
-            (self._files, *self._user_sinks),
+            sinks=self._user_sinks,
             capacity=self._capacity,
             overflow="drop" if self._drop else "raise",
             close_timeout=self._close_timeout,
-            stamp=state.apply,
         )
-        self._layout, self._bus = layout, bus
+        self._layout, self._files, self._bus = run.layout, run.files, run.bus
+        bus = run.bus
         await bus.__aenter__()
         await bus.emit(self._events.workflow_start(self.total_nodes, str(self.output_dir)))
         return self

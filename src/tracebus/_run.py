@@ -1,0 +1,71 @@
+"""Assembles one run's single writer: its layout, state, files and bus.
+
+Every way of feeding a run (Observer, SyncObserver, the collector service) goes through
+``open_run``, so a run's files look the same whoever produced its events.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TextIO
+
+from ._bus import EventBus, Overflow
+from ._layout import RunLayout, create_layout
+from ._sinks._run import RunFiles
+from ._state import RunState
+from ._writer import Sink
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One run's writer parts; enter ``bus`` to start writing."""
+
+    layout: RunLayout
+    state: RunState
+    files: RunFiles
+    bus: EventBus
+
+
+def open_run(
+    output_dir: str | os.PathLike[str],
+    workflow_id: str,
+    run_id: str,
+    total_nodes: int,
+    *,
+    pid: int,
+    progress: bool,
+    console: TextIO | None,
+    sinks: Sequence[Sink] = (),
+    capacity: int,
+    overflow: Overflow,
+    close_timeout: float,
+) -> Run:
+    """Claim the run's files (see ``create_layout``) and build its writer, not yet started.
+
+    Raises InvalidIdError for unsafe ids and OSError when the directories cannot be made.
+    """
+    started = datetime.now()
+    layout = create_layout(output_dir, workflow_id, run_id, started)
+    state = RunState(workflow_id, run_id, total_nodes, time.time())
+    bus: EventBus
+    files = RunFiles(
+        layout,
+        state,
+        pid=pid,
+        started=started,
+        progress=progress,
+        console=console,
+        dropped=lambda: bus.statistics().dropped,
+    )
+    bus = EventBus(
+        (files, *sinks),
+        capacity=capacity,
+        overflow=overflow,
+        close_timeout=close_timeout,
+        stamp=state.apply,
+    )
+    return Run(layout, state, files, bus)
