@@ -5,6 +5,7 @@ from collections import Counter
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 import tracebus
@@ -147,7 +148,11 @@ async def test_unencodable_output_summary_is_stored_as_flagged_repr(out: Path) -
 async def test_thousand_tasks_and_eight_threads_lose_nothing(out: Path) -> None:
     tasks, threads, per_thread = 1_000, 8, 250
     async with tracebus.Observer(
-        "wf", out, total_nodes=tasks + threads * per_thread, progress=False, console=None,
+        "wf",
+        out,
+        total_nodes=tasks + threads * per_thread,
+        progress=False,
+        console=None,
         capacity=512,
     ) as obs:
         producer = obs.threads
@@ -160,7 +165,7 @@ async def test_thousand_tasks_and_eight_threads_lose_nothing(out: Path) -> None:
 
         async def task_node(i: int) -> None:
             async with obs.node(f"a{i}", i):
-                await anyio.sleep(0)
+                await anyio.lowlevel.checkpoint()
 
         async with anyio.create_task_group() as tg:
             for worker in range(threads):
@@ -267,7 +272,7 @@ async def test_two_runs_in_the_same_second_get_separate_files(out: Path) -> None
         async with tracebus.Observer("step_01_x", out, progress=False, console=None) as obs:
             for i in range(50):
                 await obs.node_success(f"{tag}{i}", 0.0)
-                await anyio.sleep(0)
+                await anyio.lowlevel.checkpoint()
         return obs
 
     results: list[tracebus.Observer] = []
