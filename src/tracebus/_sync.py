@@ -9,6 +9,7 @@ holding up interpreter exit; an ``atexit`` hook closes it within ``exit_timeout`
 from __future__ import annotations
 
 import atexit
+import concurrent.futures.thread  # noqa: F401 - see _register below
 import os
 import threading
 import weakref
@@ -273,4 +274,8 @@ def _close_all_at_exit() -> None:
         observer._close_at_exit()
 
 
-atexit.register(_close_all_at_exit)
+# The writer's file I/O runs on executor threads, and interpreter exit shuts executors down
+# (in threading's own exit hooks, which run before atexit's). Register with those hooks
+# after concurrent.futures has, so ours runs first (they run last-in, first-out).
+_register = getattr(threading, "_register_atexit", atexit.register)
+_register(_close_all_at_exit)
