@@ -72,8 +72,8 @@ def render_summary(summary: dict[str, Any]) -> str:
             + (f", {s['nodes_unfinished']} unfinished" if s["nodes_unfinished"] else "")
             + f" of {s['total_nodes']}",
         ),
-        ("wall time", _seconds(s["wall_seconds"])),
-        ("node time", f"{_seconds(s['node_seconds'])} summed"),
+        ("wall time", format_seconds(s["wall_seconds"])),
+        ("node time", f"{format_seconds(s['node_seconds'])} summed"),
         (
             "parallelism",
             f"{s['parallelism']:.2f}x achieved" if s["parallelism"] is not None else "-",
@@ -93,7 +93,10 @@ def render_summary(summary: dict[str, Any]) -> str:
     if s["slowest"]:
         lines += ["", f"Slowest nodes (top {TOP})"]
         lines += _table(
-            [(n["node_id"], _seconds(n["duration_seconds"]), n["status"]) for n in s["slowest"]],
+            [
+                (n["node_id"], format_seconds(n["duration_seconds"]), n["status"])
+                for n in s["slowest"]
+            ],
             right=(False, True, False),
         )
     if s["failures"]:
@@ -119,7 +122,8 @@ def _table(rows: list[tuple[str, ...]], right: tuple[bool, ...]) -> list[str]:
     ]
 
 
-def _seconds(value: float) -> str:
+def format_seconds(value: float) -> str:
+    """``812.5ms``, ``3.20s``, ``187.3s (3.1m)``."""
     if value >= 120:
         return f"{value:.1f}s ({value / 60:.1f}m)"
     if value >= 1:

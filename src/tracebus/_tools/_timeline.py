@@ -18,7 +18,7 @@ from typing import Any
 
 from ._lanes import lay_out
 from ._run import RunRecord
-from ._summary import render_summary, summarize
+from ._summary import format_seconds, render_summary, summarize
 
 STATUS_CODES = ("success", "failed", "skipped", "running")
 _SHOWN_FAILURES = 50
@@ -105,8 +105,8 @@ def _header(run: RunRecord, summary: dict[str, Any]) -> str:
             f"{s['nodes_succeeded']} ok / {s['nodes_failed']} failed / "
             f"{s['nodes_skipped']} skipped / {s['nodes_retried']} retried of {s['total_nodes']}",
         ),
-        ("wall time", _seconds(s["wall_seconds"])),
-        ("node time", _seconds(s["node_seconds"])),
+        ("wall time", format_seconds(s["wall_seconds"])),
+        ("node time", format_seconds(s["node_seconds"])),
         ("parallelism", parallelism),
         ("peak in flight", str(s["peak_in_flight"])),
         ("cost", f"${s['cost_usd']:.4f}"),
@@ -158,10 +158,6 @@ def _iso(epoch: float | None) -> str | None:
     if epoch is None:
         return None
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
-
-
-def _seconds(value: float) -> str:
-    return f"{value:.3f}s" if value < 120 else f"{value:.1f}s ({value / 60:.1f}m)"
 
 
 def _one_line(text: str) -> str:
