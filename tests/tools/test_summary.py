@@ -94,3 +94,15 @@ def test_empty_run(empty_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert s["peak_in_flight"] == 0 and s["costliest"] == [] and s["slowest"] == []
     assert main(["summary", str(empty_dir), "--check"]) == 0
     assert "0 succeeded, 0 failed, 0 skipped, 0 retried of 0" in capsys.readouterr().out
+
+
+def test_incomplete_run_fails_the_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = runs.success_run(tmp_path / "killed")
+    trace = runs.only_trace(out)
+    lines = trace.read_bytes().splitlines(keepends=True)
+    cut = next(i for i, line in enumerate(lines) if b'"node_success"' in line)
+    trace.write_bytes(b"".join(lines[:cut]))
+    assert main(["summary", str(trace), "--check"]) == 1
+    text = capsys.readouterr().out
+    assert "status         incomplete" in text
+    assert "0 succeeded, 0 failed, 0 skipped, 0 retried, 3 unfinished of 4" in text
