@@ -84,7 +84,7 @@ def _node_event(bar: Bar, pid: int) -> dict[str, Any]:
         args["error"] = attempt.error
     event: dict[str, Any] = {
         "name": node.node_id,
-        "cat": "node,failed" if attempt.status == "failed" else f"node,{attempt.status}",
+        "cat": f"node,{attempt.status}",
         "ph": "X",
         "ts": bar.start_us,
         "dur": bar.end_us - bar.start_us,
