@@ -76,3 +76,33 @@ class TraceFormatError(TracebusError, ValueError):
 
     A torn last line (what a hard kill leaves) is tolerated and reported, not raised.
     """
+
+
+class ServiceUnavailableError(TracebusError, ConnectionError):
+    """Raised when the collector service cannot be reached: on entering a remote observer,
+    by ``tracebus status``, and by ``flush()`` once the observer gave up reconnecting.
+    """
+
+
+class DeliveryError(TracebusError):
+    """Raised by a remote observer's ``aclose()``/``close()`` when some events never reached
+    the run's files: ``undelivered`` were still unacknowledged when the observer gave up (the
+    service stayed unreachable past ``reconnect_timeout``, or closing took longer than
+    ``close_timeout``), or were dropped because the buffer was full under
+    ``overflow="drop"``; ``rejected`` were refused by the service, ``reason`` says why.
+    """
+
+    def __init__(self, undelivered: int, rejected: int, reason: str) -> None:
+        self.undelivered = undelivered
+        self.rejected = rejected
+        self.reason = reason
+        super().__init__(
+            f"{undelivered + rejected} event(s) not delivered to the collector "
+            f"({undelivered} undelivered, {rejected} rejected): {reason}"
+        )
+
+
+class BackendError(TracebusError, RuntimeError):
+    """Raised on entering a transport that cannot run on the current async backend: the
+    NATS transport (nats-py) runs on asyncio only, so entering it under trio raises this.
+    """

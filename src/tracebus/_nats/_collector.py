@@ -1,0 +1,267 @@
+"""The collector's end: a durable pull consumer feeding each run's single writer.
+
+Messages are fetched in batches; each one's events go to their run's writer, and a message
+is acknowledged only once its events are written (handed to the OS by the writer). A
+message JetStream delivers again (the collector died before acknowledging it, or the
+publisher resent it after the duplicate window) is left out by the writer's check of
+``(producer, seq)``.
+
+Each producer's events must reach the writer in ``seq`` order for that check to be sound, so
+a message that skips ahead of what its producer has written is handed back (``nak`` with a
+delay) until the missing one arrives, at most ``GAP_RETRIES`` times. A message of a run that
+is not open yet (a joining producer outran the opener's ``workflow_start``) waits the same
+way, up to ``OPEN_RETRIES`` times.
+
+Several collectors share the work by partition: collector ``I`` of ``N`` has a durable
+consumer of its own (``<durable>-<I>-of-<N>``) and writes only the runs whose ids hash to
+``I``; it acknowledges the other runs' messages unread. Each run so has exactly one writer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import zlib
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import anyio
+import msgspec
+import nats.errors
+import nats.js.errors
+from anyio.abc import TaskStatus
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from .._events import Event
+from .._exceptions import ServiceUnavailableError
+from ._connection import ensure_stream, open_connection
+from ._payload import decode_events
+from ._runs import RunRouter, Submitted
+from ._settings import NatsSettings
+
+log = logging.getLogger("tracebus.nats")
+
+DEFAULT_DURABLE = "tracebus-collector"
+FETCH_BATCH = 64
+#: Unacknowledged messages JetStream lets one collector hold.
+MAX_ACK_PENDING = 1_024
+ACK_WAIT = 30.0
+GAP_RETRIES = 10
+GAP_DELAY = 0.2
+OPEN_RETRIES = 120
+OPEN_DELAY = 0.5
+
+_DONE = Submitted("done")
+_HANDED_BACK = Submitted("handed back")
+_DURABLE_RE = re.compile(r"[A-Za-z0-9_-]{1,200}")
+
+
+@dataclass(frozen=True, slots=True)
+class Partition:
+    """Collector ``index`` of ``count`` (0-based); ``Partition(0, 1)`` takes every run."""
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise ValueError(f"partition {self.index} of {self.count}: need 0 <= I < N")
+
+    @classmethod
+    def parse(cls, text: str) -> Partition:
+        """``I/N``, e.g. ``0/2``. Raises ValueError."""
+        index, sep, count = text.partition("/")
+        try:
+            return cls(int(index), int(count))
+        except ValueError:
+            raise ValueError(f"not a partition I/N (e.g. 0/2): {text!r}") from None
+
+    def owns(self, workflow_id: str, run_id: str) -> bool:
+        if self.count == 1:
+            return True
+        return zlib.crc32(f"{workflow_id}\0{run_id}".encode()) % self.count == self.index
+
+    def durable(self, base: str) -> str:
+        return base if self.count == 1 else f"{base}-{self.index}-of-{self.count}"
+
+
+class CollectorStatistics(NamedTuple):
+    messages: int  # fetched, including redeliveries
+    events_queued: int  # handed to writers
+    duplicates: int  # messages whose events were all written before
+    held: int  # handed back to wait for a missing earlier message or the run's opening
+    rejected: int  # not written: unreadable, of an ended run, or never opened
+    others: int  # of runs another partition writes
+
+
+class NatsCollector:
+    """Consumes the stream into ``output_dir``; run it with ``await collector.run()``.
+
+    Raises BackendError off asyncio and ServiceUnavailableError when NATS, JetStream or the
+    consumer cannot be had at start. Once running, connection losses are retried forever.
+    """
+
+    def __init__(
+        self,
+        settings: NatsSettings,
+        output_dir: str | os.PathLike[str],
+        *,
+        durable: str = DEFAULT_DURABLE,
+        partition: Partition = Partition(),
+        fetch_batch: int = FETCH_BATCH,
+    ) -> None:
+        if not _DURABLE_RE.fullmatch(durable):
+            raise ValueError(f"invalid durable name {durable!r}: use letters, digits, _ or -")
+        self.settings = settings
+        self.output_dir = output_dir
+        self.partition = partition
+        self.durable = partition.durable(durable)
+        self._fetch_batch = fetch_batch
+        self._counts = dict.fromkeys(CollectorStatistics._fields, 0)
+
+    def statistics(self) -> CollectorStatistics:
+        return CollectorStatistics(**self._counts)
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Connect, (re)create the durable consumer at its acknowledged position, report
+        started, then consume until cancelled."""
+        client = await open_connection(self.settings)
+        try:
+            js = client.jetstream()
+            await ensure_stream(js, self.settings.stream)
+            await self._reset_consumer(js)
+            subscription = await js.pull_subscribe_bind(
+                durable=self.durable, stream=self.settings.stream.name
+            )
+            async with RunRouter(self.output_dir) as router:
+                task_status.started()
+                log.info("consuming stream %s as %s", self.settings.stream.name, self.durable)
+                while True:
+                    try:
+                        messages = await subscription.fetch(self._fetch_batch, timeout=1.0)
+                    except (nats.errors.TimeoutError, nats.errors.ConnectionClosedError):
+                        continue
+                    except nats.errors.Error as exc:
+                        log.debug("fetch failed: %s", exc)
+                        await anyio.sleep(0.25)
+                        continue
+                    await self._handle_batch(router, messages)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await client.close()
+
+    async def _reset_consumer(self, js: JetStreamContext) -> None:
+        """Start the consumer again right after its acknowledgement floor, in stream order.
+
+        Left alone, JetStream would send new messages at once and the unacknowledged ones
+        only after ``ack_wait``: a producer's events out of order, and a slow restart.
+        """
+        stream = self.settings.stream
+        config = ConsumerConfig(
+            durable_name=self.durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=ACK_WAIT,
+            max_ack_pending=MAX_ACK_PENDING,
+            filter_subject=stream.subjects,
+            deliver_policy=DeliverPolicy.ALL,
+        )
+        try:
+            try:
+                info = await js.consumer_info(stream.name, self.durable)
+            except nats.js.errors.NotFoundError:
+                pass
+            else:
+                config.deliver_policy = DeliverPolicy.BY_START_SEQUENCE
+                config.opt_start_seq = info.ack_floor.stream_seq + 1
+                await js.delete_consumer(stream.name, self.durable)
+            await js.add_consumer(stream.name, config)
+        except nats.js.errors.APIError as exc:
+            raise ServiceUnavailableError(
+                f"cannot set up consumer {self.durable} on stream {stream.name}: {exc.description}"
+            ) from exc
+        except nats.errors.TimeoutError as exc:
+            raise ServiceUnavailableError("JetStream did not answer in time") from exc
+
+    async def _handle_batch(self, router: RunRouter, messages: list[Msg]) -> None:
+        waits: list[Submitted] = []
+        to_ack: list[Msg] = []
+        for msg in messages:
+            self._counts["messages"] += 1
+            outcome = await self._handle(router, msg)
+            if outcome is _HANDED_BACK:
+                continue
+            if outcome is not _DONE:
+                waits.append(outcome)
+            to_ack.append(msg)
+        for submitted in waits:
+            await submitted.wait()
+        for msg in to_ack:
+            await msg.ack()
+
+    async def _handle(self, router: RunRouter, msg: Msg) -> Submitted:
+        """What to wait for before acknowledging ``msg``: ``_DONE`` for nothing,
+        ``_HANDED_BACK`` when it was handed back or terminated."""
+        counts = self._counts
+        key = self.settings.stream.run_of(msg.subject)
+        if key is None:
+            return await self._refuse(msg, f"a message on {msg.subject}, which names no run")
+        if not self.partition.owns(*key):
+            counts["others"] += 1
+            return _DONE
+        try:
+            events = decode_events(msg.data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            return await self._refuse(msg, f"an unreadable message on {msg.subject}: {exc}")
+        if not events:
+            return _DONE
+        producer = events[0].producer
+        if producer is None or not _one_producer(events, key, producer):
+            return await self._refuse(msg, f"a message on {msg.subject} mixing runs or producers")
+        deliveries = msg.metadata.num_delivered
+        last = router.last_seq(key, producer)
+        if last is not None and events[0].seq > last + 1:
+            if deliveries <= GAP_RETRIES:
+                counts["held"] += 1
+                await msg.nak(delay=GAP_DELAY * deliveries)
+                return _HANDED_BACK
+            log.warning(
+                "run %s: producer %s's events %d..%d never arrived; writing on",
+                key[1], producer, last + 1, events[0].seq - 1,
+            )  # fmt: skip
+        submitted = await router.submit(key, producer, events)
+        if submitted.status == "queued":
+            counts["events_queued"] += len(events)
+            return submitted
+        if submitted.status == "duplicate":
+            counts["duplicates"] += 1
+            return _DONE
+        if submitted.status == "not_open" and deliveries <= OPEN_RETRIES:
+            counts["held"] += 1
+            await msg.nak(delay=OPEN_DELAY)
+            return _HANDED_BACK
+        reason = "has ended" if submitted.status == "ended" else "was never opened"
+        return await self._refuse(msg, f"{len(events)} event(s) of run {key[1]}, which {reason}")
+
+    async def _refuse(self, msg: Msg, what: str) -> Submitted:
+        self._counts["rejected"] += 1
+        log.error("not written: %s", what)
+        await msg.term()
+        return _HANDED_BACK
+
+
+def _one_producer(events: list[Event], key: tuple[str, str], producer: str) -> bool:
+    workflow_id, run_id = key
+    previous = 0
+    for event in events:
+        if (
+            event.producer != producer
+            or event.workflow_id != workflow_id
+            or event.run_id != run_id
+            or event.seq <= previous
+        ):
+            return False
+        previous = event.seq
+    return True

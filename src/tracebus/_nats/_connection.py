@@ -1,0 +1,148 @@
+"""Connecting to NATS and making sure the runs' stream exists.
+
+nats-py runs on asyncio only; everything here refuses other backends with a clear error
+instead of failing somewhere inside the client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import anyio
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+
+from .._exceptions import BackendError, ServiceUnavailableError
+from .._loop import on_asyncio
+from ._settings import NatsSettings, StreamSettings
+
+Callback = Callable[[], Awaitable[None]]
+
+#: Seconds between two attempts to reach a server again after the connection was lost.
+RECONNECT_WAIT = 0.25
+
+
+def require_asyncio() -> None:
+    """Raises BackendError unless the running backend is asyncio."""
+    if not on_asyncio():
+        raise BackendError(
+            "the NATS transport runs on asyncio only (nats-py has no trio support); run it "
+            "under asyncio, or use the collector's socket transport from trio"
+        )
+
+
+async def open_connection(
+    settings: NatsSettings,
+    *,
+    on_disconnect: Callback | None = None,
+    on_reconnect: Callback | None = None,
+) -> Client:
+    """A connection that reconnects by itself for as long as it is open.
+
+    Raises BackendError off asyncio; ServiceUnavailableError when no server answered within
+    ``settings.connect_timeout`` seconds (the last error, e.g. a refused login, is named).
+    """
+    require_asyncio()
+    last_error: list[BaseException] = []
+
+    async def record_error(exc: Exception) -> None:
+        last_error[:] = [exc]
+
+    async def disconnected() -> None:
+        if on_disconnect is not None:
+            await on_disconnect()
+
+    async def reconnected() -> None:
+        if on_reconnect is not None:
+            await on_reconnect()
+
+    client = Client()
+    try:
+        with anyio.fail_after(settings.connect_timeout):
+            await client.connect(
+                servers=list(settings.servers),
+                name=settings.name,
+                connect_timeout=max(1, round(settings.connect_timeout)),
+                allow_reconnect=True,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=RECONNECT_WAIT,  # type: ignore[arg-type]
+                user=settings.user,
+                password=settings.password,
+                token=settings.token,
+                tls=settings.tls,
+                tls_hostname=settings.tls_hostname,
+                error_cb=record_error,
+                disconnected_cb=disconnected,
+                reconnected_cb=reconnected,
+            )
+    except (TimeoutError, OSError, nats.errors.Error) as exc:
+        with anyio.CancelScope(shield=True):
+            await client.close()
+        cause = last_error[0] if last_error else exc
+        raise ServiceUnavailableError(
+            f"cannot reach NATS at {', '.join(settings.servers)}: {_describe(cause)}"
+        ) from cause
+    return client
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, nats.errors.AuthorizationError) or "authorization" in text.lower():
+        return "the server refused the credentials (authorization violation)"
+    if isinstance(exc, TimeoutError):
+        return "no answer in time"
+    return text
+
+
+async def ensure_stream(js: JetStreamContext, stream: StreamSettings) -> None:
+    """Create the stream with ``stream``'s limits unless it exists; an existing stream is used
+    as it is, provided it holds the runs' subjects.
+
+    Raises ServiceUnavailableError when JetStream does not answer or refuses the stream.
+    """
+    try:
+        try:
+            info = await js.stream_info(stream.name)
+        except nats.js.errors.NotFoundError:
+            try:
+                info = await js.add_stream(_config(stream))
+            except nats.js.errors.BadRequestError:
+                # another process created it first, perhaps with other limits
+                info = await js.stream_info(stream.name)
+    except nats.js.errors.ServiceUnavailableError as exc:
+        raise ServiceUnavailableError(f"JetStream is not available: {exc.description}") from exc
+    except (nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError) as exc:
+        raise ServiceUnavailableError(
+            "JetStream does not answer: is the server started with JetStream (-js)?"
+        ) from exc
+    except nats.js.errors.APIError as exc:
+        raise ServiceUnavailableError(
+            f"JetStream refused stream {stream.name}: {exc.description}"
+        ) from exc
+    except nats.errors.TimeoutError as exc:
+        raise ServiceUnavailableError("JetStream did not answer in time") from exc
+    subjects = info.config.subjects or []
+    if stream.subjects not in subjects:
+        raise ServiceUnavailableError(
+            f"stream {stream.name} exists but does not hold {stream.subjects} "
+            f"(its subjects: {', '.join(subjects) or 'none'})"
+        )
+
+
+def _config(stream: StreamSettings) -> StreamConfig:
+    return StreamConfig(
+        name=stream.name,
+        description="tracebus run events",
+        subjects=[stream.subjects],
+        retention=RetentionPolicy.LIMITS,
+        discard=DiscardPolicy.OLD,
+        max_age=stream.max_age,
+        max_bytes=stream.max_bytes,
+        storage=StorageType.FILE,
+        num_replicas=stream.replicas,
+        duplicate_window=stream.duplicate_window,
+    )

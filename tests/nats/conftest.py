@@ -1,0 +1,216 @@
+"""NATS fixtures: the shared JetStream server (a fresh stream per test), servers of a test's
+own (to stop and restart), and a collector process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+
+from tracebus._nats._settings import NatsSettings, StreamSettings
+
+SHARED_URL = "nats://127.0.0.1:4222"
+NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
+ROOT = Path(__file__).resolve().parents[2]
+PRODUCER = Path(__file__).with_name("producer.py")
+#: Bound on every wait for a process or a file; generous for a loaded 2-core machine.
+DEADLINE = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def answers(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+    except OSError:
+        return False
+    return True
+
+
+class NatsServer:
+    """A nats-server with JetStream of the test's own, on a free port."""
+
+    def __init__(self, store: Path, extra: tuple[str, ...] = ()) -> None:
+        self.port = free_port()
+        self.store = store
+        self.extra = extra
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [NATS_SERVER, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.store)]
+            + list(self.extra),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + DEADLINE
+        while not answers(self.port):
+            assert self.process.poll() is None, "nats-server exited at start"
+            assert time.monotonic() < deadline, "nats-server did not start"
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=DEADLINE)
+            self.process = None
+
+
+@pytest.fixture
+def own_nats(tmp_path: Path) -> Iterator[NatsServer]:
+    server = NatsServer(tmp_path / "jetstream")
+    server.start()
+    yield server
+    server.stop()
+
+
+def unique_stream() -> StreamSettings:
+    tag = uuid.uuid4().hex[:10]
+    return StreamSettings(name=f"TEST_{tag}", subject_prefix=f"test-{tag}", max_age=600.0)
+
+
+async def delete_stream(url: str, name: str) -> None:
+    client = await nats.connect(url)
+    try:
+        await client.jetstream().delete_stream(name)
+    except nats.js.errors.NotFoundError:
+        pass
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+async def shared() -> AsyncIterator[NatsSettings]:
+    """Settings for the shared server, with a stream of this test's own, deleted after it."""
+    stream = unique_stream()
+    yield NatsSettings(servers=(SHARED_URL,), stream=stream)
+    await delete_stream(SHARED_URL, stream.name)
+
+
+def stream_args(settings: NatsSettings) -> list[str]:
+    return [
+        "--nats",
+        ",".join(settings.servers),
+        "--nats-stream",
+        settings.stream.name,
+        "--nats-subject-prefix",
+        settings.stream.subject_prefix,
+    ]
+
+
+def tracebus_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tracebus", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
+    )
+
+
+class Collector:
+    """``tracebus serve --nats ...`` as a process."""
+
+    def __init__(self, settings: NatsSettings, out: Path, *extra: str) -> None:
+        self.args = ["serve", *stream_args(settings), "--out", str(out), *extra]
+        self.process: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        self.process = tracebus_cli(*self.args)
+        assert self.process.stderr is not None
+        line = self.process.stderr.readline()  # the "consuming ..." line, once it runs
+        assert "consuming" in line, line + self.process.stderr.read()
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.communicate(timeout=DEADLINE)
+        self.process = None
+
+    def stop(self) -> str:
+        """SIGTERM; return what it wrote on stderr. Asserts exit code 0."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        _, err = self.process.communicate(timeout=DEADLINE)
+        code = self.process.returncode
+        self.process = None
+        assert code == 0, err
+        return err
+
+    def close(self) -> None:
+        if self.process is not None:
+            self.kill()
+
+
+@pytest.fixture
+def collectors() -> Iterator[list[Collector]]:
+    """Collectors a test started; any still running is killed at the end."""
+    started: list[Collector] = []
+    yield started
+    for collector in started:
+        collector.close()
+
+
+def run_producers(settings: NatsSettings, workflow_id: str, run_id: str, counts: list[int]) -> None:
+    """One producer process per count, each publishing that many events into the run."""
+    processes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(PRODUCER),
+                ",".join(settings.servers),
+                settings.stream.name,
+                settings.stream.subject_prefix,
+                workflow_id,
+                run_id,
+                f"w{index}",
+                str(count),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        for index, count in enumerate(counts)
+    ]
+    for process in processes:
+        out, err = process.communicate(timeout=DEADLINE)
+        assert process.returncode == 0, err
+        assert json.loads(out)["acknowledged"] > 0
+
+
+def wait_for_metadata(out: Path, status: str = "complete") -> dict[str, Any]:
+    """The run's metadata once the collector wrote it with ``status``."""
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        for path in out.glob("audit/step_*/metadata_*.json"):
+            metadata: dict[str, Any] = json.loads(path.read_text())
+            if metadata.get("status") == status:
+                return metadata
+        assert time.monotonic() < deadline, f"no {status} run in {out}"
+        time.sleep(0.05)
+
+
+def trace_lines(out: Path) -> list[dict[str, Any]]:
+    traces = list(out.glob("traces/*.jsonl"))
+    assert len(traces) == 1, traces
+    return [json.loads(line) for line in traces[0].read_text().splitlines()]

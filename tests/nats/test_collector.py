@@ -1,0 +1,173 @@
+"""The JetStream collector against the real server: every event written once, whatever
+JetStream redelivers or the publishers resend."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+import nats
+
+from tracebus._factory import EventFactory
+from tracebus._nats._payload import encode_events, message_id
+from tracebus._nats._publisher import JetStreamPublisher
+from tracebus._nats._settings import NatsSettings
+
+from .conftest import (
+    DEADLINE,
+    Collector,
+    run_producers,
+    trace_lines,
+    wait_for_metadata,
+)
+
+
+def assert_each_event_once(trace: list[dict[str, object]], expected: dict[str, int]) -> None:
+    """Each producer's events are seq 1..n, each exactly once, in order."""
+    per_producer: dict[str, list[int]] = {}
+    for event in trace:
+        per_producer.setdefault(str(event["producer"]), []).append(int(str(event["seq"])))
+    assert {p: len(s) for p, s in per_producer.items()} == expected
+    for seqs in per_producer.values():
+        assert seqs == list(range(1, len(seqs) + 1))
+
+
+async def test_four_publisher_processes_into_one_run_write_every_event_once(
+    shared: NatsSettings, tmp_path: Path, collectors: list[Collector]
+) -> None:
+    out = tmp_path / "out"
+    collector = Collector(shared, out)
+    collectors.append(collector)
+    collector.start()
+    lead = EventFactory("wf-many", "run-1", "lead")
+    async with JetStreamPublisher(shared, "wf-many", "run-1", "lead") as opener:
+        await opener.send(lead.workflow_start(40_000, ""))
+        await opener.flush()
+        run_producers(shared, "wf-many", "run-1", [20_000] * 4)
+        await opener.send(lead.workflow_complete(None))
+    metadata = wait_for_metadata(out)
+    trace = trace_lines(out)
+    assert_each_event_once(trace, {"lead": 2, "w0": 20_000, "w1": 20_000, "w2": 20_000, "w3": 20_000})
+    assert metadata["events_written"] == len(trace) == 80_002
+    assert metadata["nodes_completed"] == 40_000
+    collector.stop()
+
+
+async def test_collector_killed_mid_stream_and_restarted_loses_and_doubles_nothing(
+    shared: NatsSettings, tmp_path: Path, collectors: list[Collector]
+) -> None:
+    out = tmp_path / "out"
+    events = EventFactory("wf-kill", "run-1", "p1")
+    async with JetStreamPublisher(shared, "wf-kill", "run-1", "p1") as publisher:
+        await publisher.send(events.workflow_start(50_000, ""))
+        for index in range(50_000):
+            await publisher.send(events.node_start(f"n{index}", index))
+            await publisher.send(events.node_success(f"n{index}", 0.001, None, None, 0.0))
+        await publisher.send(events.workflow_complete(None))
+    collector = Collector(shared, out)
+    collectors.append(collector)
+    collector.start()
+    traces = out / "traces"
+    deadline = time.monotonic() + DEADLINE
+    while not any(t.stat().st_size > 500_000 for t in traces.glob("*.jsonl")):
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    collector.kill()
+    assert not list(out.glob("audit/step_*/metadata_*.json")), "the run ended before the kill"
+    partial = len(next(traces.glob("*.jsonl")).read_bytes().splitlines())
+    assert 0 < partial < 100_002
+
+    collector.start()
+    metadata = wait_for_metadata(out)
+    trace = trace_lines(out)
+    assert_each_event_once(trace, {"p1": 100_002})
+    assert metadata["events_written"] == 100_002
+    assert metadata["nodes_completed"] == 50_000
+    assert (out / "audit").exists()
+    collector.stop()
+
+
+async def test_republished_batch_is_written_once(
+    shared: NatsSettings, tmp_path: Path, collectors: list[Collector]
+) -> None:
+    """The same batch sent again: with its Msg-Id inside the duplicate window (the server
+    drops it), and under a new Msg-Id (as after the window: the writer drops it); a later
+    batch stored before an earlier one is written after it."""
+    stream = shared.stream
+    subject = stream.subject("wf.dup", "run.1")
+    events = EventFactory("wf.dup", "run.1", "p1")
+    batches = [[events.workflow_start(3, "")], [], [], [events.workflow_complete(None)]]
+    for index in range(3):
+        batches[1 + index // 2].append(events.node_start(f"n{index}", index))
+    seq = 0
+    for batch in batches:
+        for event in batch:
+            seq += 1
+            event.seq = seq
+    client = await nats.connect(shared.servers[0])
+    try:
+        js = client.jetstream()
+        async with JetStreamPublisher(shared, "wf.dup", "run.1", "p0"):
+            pass  # creates the stream
+        bodies = [encode_events(batch) for batch in batches]
+        ids = [message_id("run.1", "p1", batch[0].seq) for batch in batches]
+        first = await js.publish(subject, bodies[0], headers={"Nats-Msg-Id": ids[0]})
+        again = await js.publish(subject, bodies[0], headers={"Nats-Msg-Id": ids[0]})
+        assert again.duplicate and again.seq == first.seq
+        await js.publish(subject, bodies[2], headers={"Nats-Msg-Id": ids[2]})
+        await js.publish(subject, bodies[1], headers={"Nats-Msg-Id": ids[1]})
+        await js.publish(subject, bodies[1], headers={"Nats-Msg-Id": ids[1] + "-late"})
+        await js.publish(subject, bodies[3], headers={"Nats-Msg-Id": ids[3]})
+    finally:
+        await client.close()
+    out = tmp_path / "out"
+    collector = Collector(shared, out)
+    collectors.append(collector)
+    collector.start()
+    metadata = wait_for_metadata(out)
+    trace = trace_lines(out)
+    assert_each_event_once(trace, {"p1": 5})
+    assert [e["event_type"] for e in trace] == [
+        "workflow_start",
+        "node_start",
+        "node_start",
+        "node_start",
+        "workflow_complete",
+    ]
+    assert metadata["events_written"] == 5
+    collector.stop()
+
+
+async def test_two_partitioned_collectors_give_each_run_one_writer(
+    shared: NatsSettings, tmp_path: Path, collectors: list[Collector]
+) -> None:
+    runs = [f"run-{index}" for index in range(8)]
+    for run_id in runs:
+        events = EventFactory("wf-part", run_id, "p1")
+        async with JetStreamPublisher(shared, "wf-part", run_id, "p1") as publisher:
+            await publisher.send(events.workflow_start(500, ""))
+            for index in range(500):
+                await publisher.send(events.node_start(f"n{index}", index))
+            await publisher.send(events.workflow_complete(None))
+    outs = [tmp_path / "out0", tmp_path / "out1"]
+    for index, out in enumerate(outs):
+        collector = Collector(shared, out, "--partition", f"{index}/2")
+        collectors.append(collector)
+        collector.start()
+    deadline = time.monotonic() + DEADLINE
+    written: Counter[str] = Counter()
+    while sum(written.values()) < len(runs):
+        assert time.monotonic() < deadline, written
+        time.sleep(0.05)
+        written = Counter()
+        for out in outs:
+            for path in out.glob(".tracebus/nats-runs/wf-part/*.json"):
+                if json.loads(path.read_text())["ended"]:
+                    written[path.stem] += 1
+    assert sorted(written) == runs and set(written.values()) == {1}
+    per_collector = [len(list(out.glob(".tracebus/nats-runs/wf-part/*.json"))) for out in outs]
+    assert sum(per_collector) == len(runs) and all(per_collector)
+    for collector in collectors:
+        collector.stop()
