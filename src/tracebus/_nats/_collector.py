@@ -22,8 +22,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import zlib
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import anyio
@@ -40,11 +38,10 @@ from .._exceptions import ServiceUnavailableError
 from ._connection import ensure_stream, open_connection
 from ._payload import decode_events
 from ._runs import RunRouter, Submitted
-from ._settings import NatsSettings
+from ._settings import ALL_RUNS, DEFAULT_DURABLE, NatsSettings, Partition
 
 log = logging.getLogger("tracebus.nats")
 
-DEFAULT_DURABLE = "tracebus-collector"
 FETCH_BATCH = 64
 #: Unacknowledged messages JetStream lets one collector hold.
 MAX_ACK_PENDING = 1_024
@@ -57,35 +54,6 @@ OPEN_DELAY = 0.5
 _DONE = Submitted("done")
 _HANDED_BACK = Submitted("handed back")
 _DURABLE_RE = re.compile(r"[A-Za-z0-9_-]{1,200}")
-
-
-@dataclass(frozen=True, slots=True)
-class Partition:
-    """Collector ``index`` of ``count`` (0-based); ``Partition(0, 1)`` takes every run."""
-
-    index: int = 0
-    count: int = 1
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.index < self.count:
-            raise ValueError(f"partition {self.index} of {self.count}: need 0 <= I < N")
-
-    @classmethod
-    def parse(cls, text: str) -> Partition:
-        """``I/N``, e.g. ``0/2``. Raises ValueError."""
-        index, sep, count = text.partition("/")
-        try:
-            return cls(int(index), int(count))
-        except ValueError:
-            raise ValueError(f"not a partition I/N (e.g. 0/2): {text!r}") from None
-
-    def owns(self, workflow_id: str, run_id: str) -> bool:
-        if self.count == 1:
-            return True
-        return zlib.crc32(f"{workflow_id}\0{run_id}".encode()) % self.count == self.index
-
-    def durable(self, base: str) -> str:
-        return base if self.count == 1 else f"{base}-{self.index}-of-{self.count}"
 
 
 class CollectorStatistics(NamedTuple):
@@ -110,7 +78,7 @@ class NatsCollector:
         output_dir: str | os.PathLike[str],
         *,
         durable: str = DEFAULT_DURABLE,
-        partition: Partition = Partition(),
+        partition: Partition = ALL_RUNS,
         fetch_batch: int = FETCH_BATCH,
     ) -> None:
         if not _DURABLE_RE.fullmatch(durable):

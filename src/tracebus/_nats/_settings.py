@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import ssl
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,6 +28,7 @@ DEFAULT_MAX_AGE = 7 * 24 * 3600.0
 DEFAULT_MAX_BYTES = 1024**3
 DEFAULT_DUPLICATE_WINDOW = 120.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_DURABLE = "tracebus-collector"
 
 _PREFIX_RE = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
 _STREAM_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -175,3 +177,36 @@ def tls_context(
 def url_has_secret(url: str) -> bool:
     """Whether a server URL carries a password or token (``nats://user:pass@host``)."""
     return any(urlsplit(part.strip()).username for part in url.split(","))
+
+
+@dataclass(frozen=True, slots=True)
+class Partition:
+    """Collector ``index`` of ``count`` (0-based); ``Partition(0, 1)`` takes every run."""
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise ValueError(f"partition {self.index} of {self.count}: need 0 <= I < N")
+
+    @classmethod
+    def parse(cls, text: str) -> Partition:
+        """``I/N``, e.g. ``0/2``. Raises ValueError."""
+        index, sep, count = text.partition("/")
+        try:
+            return cls(int(index), int(count))
+        except ValueError:
+            raise ValueError(f"not a partition I/N (e.g. 0/2): {text!r}") from None
+
+    def owns(self, workflow_id: str, run_id: str) -> bool:
+        if self.count == 1:
+            return True
+        return zlib.crc32(f"{workflow_id}\0{run_id}".encode()) % self.count == self.index
+
+    def durable(self, base: str) -> str:
+        return base if self.count == 1 else f"{base}-{self.index}-of-{self.count}"
+
+
+#: The one collector that takes every run.
+ALL_RUNS = Partition()

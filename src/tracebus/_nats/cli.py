@@ -13,14 +13,15 @@ from pathlib import Path
 
 import anyio
 
-from ._collector import DEFAULT_DURABLE, NatsCollector, Partition
 from ._settings import (
     DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_DURABLE,
     DEFAULT_MAX_AGE,
     DEFAULT_MAX_BYTES,
     DEFAULT_PREFIX,
     DEFAULT_STREAM,
     NatsSettings,
+    Partition,
     StreamSettings,
     tls_context,
     url_has_secret,
@@ -101,27 +102,43 @@ def _serve(args: argparse.Namespace) -> int:
     if not args.nats:
         raise ValueError("--nats URL is required")
     settings = settings_from(args)
+    try:
+        from ._collector import NatsCollector
+    except ImportError as exc:
+        raise ValueError(
+            f"the NATS transport needs nats-py ({exc}): pip install 'tracebus[nats]'"
+        ) from exc
     collector = NatsCollector(
         settings, args.out, durable=args.nats_durable, partition=args.partition
     )
     logging.basicConfig(level=logging.INFO, format="tracebus serve: %(message)s")
 
     async def serve() -> None:
-        async with anyio.create_task_group() as tasks:
-            await tasks.start(collector.run)
-            print(
-                f"tracebus serve: consuming {settings.stream.name} from "
-                f"{', '.join(settings.servers)} into {args.out} as {collector.durable}",
-                file=sys.stderr,
-                flush=True,
-            )
-            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async with anyio.create_task_group() as tasks:
+                await tasks.start(collector.run)
+                print(
+                    f"tracebus serve: consuming {settings.stream.name} from "
+                    f"{', '.join(settings.servers)} into {args.out} as {collector.durable}",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 async for _ in signals:
                     tasks.cancel_scope.cancel()
                     break
 
-    anyio.run(serve, backend="asyncio")
+    try:
+        anyio.run(serve, backend="asyncio")
+    except BaseExceptionGroup as group:
+        raise _sole(group) from None
     return 0
+
+
+def _sole(error: BaseException) -> BaseException:
+    """The one error inside nested task-group wrappers, for a one-line message."""
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -49,7 +49,9 @@ async def test_four_publisher_processes_into_one_run_write_every_event_once(
         await opener.send(lead.workflow_complete(None))
     metadata = wait_for_metadata(out)
     trace = trace_lines(out)
-    assert_each_event_once(trace, {"lead": 2, "w0": 20_000, "w1": 20_000, "w2": 20_000, "w3": 20_000})
+    assert_each_event_once(
+        trace, {"lead": 2, "w0": 20_000, "w1": 20_000, "w2": 20_000, "w3": 20_000}
+    )
     assert metadata["events_written"] == len(trace) == 80_002
     assert metadata["nodes_completed"] == 40_000
     collector.stop()
