@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import anyio
@@ -11,7 +13,7 @@ from tracebus import TracebusError
 from tracebus._exceptions import BackendError, DeliveryError, ServiceUnavailableError
 from tracebus._factory import EventFactory
 from tracebus._nats._publisher import JetStreamPublisher
-from tracebus._nats._settings import NatsSettings
+from tracebus._nats._settings import NatsSettings, tls_context
 
 from .conftest import (
     Collector,
@@ -208,3 +210,45 @@ async def test_a_stream_without_the_runs_subjects_is_refused(shared: NatsSetting
         async with JetStreamPublisher(shared, "wf", "run-1", "p1"):
             pass
     await delete_stream(shared.servers[0], shared.stream.name)
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed server certificate for 127.0.0.1 and its key."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"]
+        + ["-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+async def test_tls_settings_are_passed_through(
+    tmp_path: Path, certificate: tuple[Path, Path]
+) -> None:
+    cert, key = certificate
+    server = NatsServer(tmp_path / "js", ("--tls", "--tlscert", str(cert), "--tlskey", str(key)))
+    server.start()
+    try:
+        base = NatsSettings(servers=(server.url,), stream=unique_stream(), connect_timeout=2.0)
+        trusted = replace(base, tls=tls_context(cert))
+        async with JetStreamPublisher(trusted, "wf", "run-1", "p1") as publisher:
+            await publisher.send(EventFactory("wf", "run-1", "p1").workflow_start(0, ""))
+            await publisher.flush()
+        untrusted = replace(base, tls=tls_context(None))
+        with pytest.raises(ServiceUnavailableError, match="cannot reach NATS"):
+            async with JetStreamPublisher(untrusted, "wf", "run-1", "p1"):
+                pass
+        process = tracebus_cli(
+            "serve", *stream_args(base), "--nats-tls-ca", str(cert), "--out", str(tmp_path / "o")
+        )
+        assert process.stderr is not None
+        assert "consuming" in process.stderr.readline()
+        process.terminate()
+        _, err = process.communicate(timeout=60)
+        assert process.returncode == 0, err
+    finally:
+        server.stop()
