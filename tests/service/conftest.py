@@ -17,6 +17,16 @@ import pytest
 
 import tracebus
 from tracebus._service._client import fetch_status
+from tracebus._service._protocol import (
+    Batch,
+    Hello,
+    ServerMessage,
+    StatusRequest,
+    Welcome,
+    decode_server_message,
+    encode,
+)
+from tracebus._service._transport import FrameStream
 
 PRODUCER = Path(__file__).with_name("producer.py")
 
@@ -59,6 +69,9 @@ class Service:
 
     def status(self, **options: Any) -> dict[str, Any]:
         return anyio.run(lambda: fetch_status(self.target, **options))
+
+    async def astatus(self, **options: Any) -> dict[str, Any]:
+        return await fetch_status(self.target, **options)
 
     @property
     def target(self) -> str:
@@ -151,3 +164,50 @@ def seqs_by_producer(trace: list[dict[str, Any]]) -> dict[str, list[int]]:
     for event in trace:
         seqs[event["producer"]].append(event["seq"])
     return seqs
+
+
+class RawClient:
+    """Speaks the wire protocol by hand, for tests that send what no observer would."""
+
+    def __init__(self, frames: FrameStream) -> None:
+        self.frames = frames
+
+    @classmethod
+    async def connect(
+        cls, socket: Path | str, producer: str | None = "raw", token: str | None = None
+    ) -> RawClient:
+        stream = await anyio.connect_unix(socket)
+        client = cls(FrameStream(stream, 1 << 30))
+        if producer is not None:
+            await client.send(Hello(protocol=1, producer=producer, token=token))
+            reply = await client.receive()
+            assert isinstance(reply, Welcome), reply
+        return client
+
+    async def send(self, message: Hello | Batch | StatusRequest) -> None:
+        await self.frames.send(encode(message))
+
+    async def send_raw(self, data: bytes) -> None:
+        await self.frames.stream.send(data)
+
+    async def receive(self) -> ServerMessage:
+        return decode_server_message(await self.frames.receive())
+
+    async def aclose(self) -> None:
+        await self.frames.aclose()
+
+
+def batch(
+    batch_id: int,
+    events: list[Any],
+    workflow_id: str = "step_07_raw",
+    run_id: str = "raw-run",
+) -> Batch:
+    return Batch(id=batch_id, workflow_id=workflow_id, run_id=run_id, events=events)
+
+
+def numbered(events: list[Any], producer: str = "raw", first: int = 1) -> list[Any]:
+    for offset, event in enumerate(events):
+        event.producer = producer
+        event.seq = first + offset
+    return events

@@ -198,9 +198,9 @@ class RemoteObserver:
             await self._delivery.wait_batch(1)
             if self._delivery.first_batch_refusal is not None:
                 raise self._delivery.first_batch_refusal
-        except BaseException as exc:
+        except BaseException:
             self._task_group.cancel_scope.cancel()
-            await self._task_group.__aexit__(type(exc), exc, exc.__traceback__)
+            await self._task_group.__aexit__(None, None, None)  # ours to raise, not a group's
             raise
         return self
 

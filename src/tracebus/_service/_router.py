@@ -131,7 +131,8 @@ class RunRouter:
             with anyio.CancelScope(shield=True):
                 await self.aclose()
         finally:
-            await self._task_group.__aexit__(exc_type, exc, tb)
+            # every run task has finished: the block's own exception is not the group's
+            await self._task_group.__aexit__(None, None, None)
         return None
 
     async def submit(self, batch: Batch, producer: str) -> Receipt:

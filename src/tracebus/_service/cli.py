@@ -104,7 +104,10 @@ def _serve(args: argparse.Namespace) -> int:
     # the default gen-0 threshold (700) the collector rescans the queued events over and over.
     gc.freeze()
     gc.set_threshold(100_000, 50, 50)
-    anyio.run(_serve_until_signal, collector)
+    try:
+        anyio.run(_serve_until_signal, collector)
+    except BaseExceptionGroup as group:  # a task group's wrapping of one startup error
+        raise _sole(group) from None
     counters = collector.statistics()
     print(
         f"tracebus serve: stopped; {counters['events_written']} events written, "
@@ -159,6 +162,12 @@ def _status(args: argparse.Namespace) -> int:
             value = ", ".join(f"{k}={v}" for k, v in value.items()) or "none"
         print(f"{name}: {value}")
     return 0
+
+
+def _sole(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
 
 
 def _positive(text: str) -> int:
