@@ -59,6 +59,7 @@ FATAL_CODES = frozenset(
 )
 _REPLY_BACKLOG = 256
 _ACK_EVERY = 8  # batches acknowledged at least this often while more keep coming
+_REFUSAL_GRACE = 2.0
 
 
 class Collector:
@@ -93,6 +94,7 @@ class Collector:
         self.frames_received = 0
         self.events_rejected = 0
         self._stopping = False
+        self._stop_requested = False
         self._stop: anyio.Event | None = None
         self._accepting: anyio.CancelScope | None = None
         self._router: RunRouter | None = None
@@ -105,6 +107,8 @@ class Collector:
         Raises OSError when the address cannot be listened on (another collector is there).
         """
         self._stop = anyio.Event()
+        if self._stop_requested:
+            self._stop.set()
         async with RunRouter(self.output_dir, max_open_runs=self.limits.max_open_runs) as router:
             self._router = router
             listener = await self._listen()
@@ -125,6 +129,7 @@ class Collector:
 
     def stop(self) -> None:
         """Stop accepting and reading; ``run()`` then drains every run and returns."""
+        self._stop_requested = True
         if self._stop is not None:
             self._stop.set()
 
@@ -183,6 +188,13 @@ class Collector:
             async with stream:
                 frames = FrameStream(stream, self.limits.max_frame_bytes)
                 if self.clients > self.limits.max_connections:
+                    # read the hello first: closing on unread bytes resets a TCP connection,
+                    # and the client would never see why
+                    with anyio.move_on_after(_REFUSAL_GRACE):
+                        try:
+                            await frames.receive()
+                        except (ProtocolError, anyio.EndOfStream):
+                            pass
                     await self._refuse(
                         frames,
                         ServiceError(
@@ -303,8 +315,6 @@ class _Connection:
                         code="shutting_down", message="the service is shutting down", fatal=True
                     )
                 if last is not None:
-                    if last.code == "shutting_down":
-                        self._collector.errors[last.code] += 1
                     await send.send(last)
 
     async def _read(self, replies: MemoryObjectSendStream[_Reply]) -> ErrorReply | None:

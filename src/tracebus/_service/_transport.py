@@ -118,7 +118,8 @@ class FrameStream:
                     )
                 end = HEADER.size + length
                 if len(buffer) >= end:
-                    body = bytes(buffer[HEADER.size : end])
+                    with memoryview(buffer) as view:  # one copy of the body, not two
+                        body = bytes(view[HEADER.size : end])
                     del buffer[:end]
                     return body
                 wanted = max(wanted, end - len(buffer))
