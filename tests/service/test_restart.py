@@ -7,7 +7,7 @@ import uuid
 
 import tracebus
 from tracebus._factory import EventFactory
-from tracebus._service._protocol import Ack
+from tracebus._service._protocol import Ack, ErrorReply
 
 from .conftest import (
     RawClient,
@@ -134,3 +134,34 @@ async def test_resume_cuts_a_torn_last_line_and_repairs_the_audit_copy(service: 
     assert [e["event_type"] for e in trace] == ["workflow_start", "node_start", "workflow_complete"]
     assert metadata["status"] == "complete"
     assert metadata["events_written"] == 3
+
+
+async def test_a_run_whose_end_was_written_just_before_a_kill_ends_on_resume(
+    service: Service,
+) -> None:
+    events = EventFactory("step_09_end", "end-run", "raw")
+    sent = numbered([events.workflow_start(1, ""), events.workflow_complete(None)])
+    client = await RawClient.connect(service.socket)
+    await client.send(batch(1, sent, "step_09_end", "end-run"))
+    assert await client.receive() == Ack(id=1)
+    await client.aclose()
+    service.kill()
+    # as if killed after the trace got workflow_complete, before the end was recorded
+    entry = service.out / ".tracebus" / "runs" / "step_09_end" / "end-run.json"
+    entry.write_text(entry.read_text().replace('"ended": true', '"ended": false'))
+    (service.out / "audit" / "step_09" / "metadata_09.json").unlink()
+
+    service.start()
+    client = await RawClient.connect(service.socket)
+    resent = numbered([events.workflow_start(1, ""), events.workflow_complete(None)])
+    await client.send(batch(1, resent, "step_09_end", "end-run"))
+    assert await client.receive() == Ack(id=1)
+    late = numbered([events.note("late", None, {})], first=3)
+    await client.send(batch(2, late, "step_09_end", "end-run"))
+    reply = await client.receive()
+    assert isinstance(reply, ErrorReply) and reply.code == "run_ended" and reply.id == 2
+    await client.aclose()
+
+    trace, metadata = run_files(service.out, "09")
+    assert [e["event_type"] for e in trace] == ["workflow_start", "workflow_complete"]
+    assert metadata["status"] == "complete"

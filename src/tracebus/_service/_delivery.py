@@ -275,8 +275,10 @@ class Delivery:
                 event.producer = producer
                 seq += 1
             self._next_seq = seq
-            for sent in self._seal(events):
+            sealed = self._seal(events)
+            for sent in sealed:  # all held before any is sent: a broken send loses none
                 self._hold(sent)
+            for sent in sealed:
                 await link.send(sent.body)
 
     def _seal(self, events: Sequence[Event]) -> list[_Sent]:

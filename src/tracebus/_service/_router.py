@@ -208,6 +208,9 @@ class RunRouter:
                 slot.run, slot.entry = await self._resumed_run(entry), entry
             assert self._task_group is not None
             await self._task_group.start(self._run_task, slot)
+            if slot.run.state.finished is not None:  # resumed after its end was written
+                slot.ending = True
+                slot.stop.set()
         except BaseException:
             slot.run = None
             if self._runs.get(key) is slot:
