@@ -22,6 +22,7 @@ from ._exceptions import DeliveryError as DeliveryError
 from ._exceptions import InvalidIdError as InvalidIdError
 from ._exceptions import ProtocolError as ProtocolError
 from ._exceptions import QueueFullError as QueueFullError
+from ._exceptions import RunNotFoundError as RunNotFoundError
 from ._exceptions import ServiceError as ServiceError
 from ._exceptions import ServiceUnavailableError as ServiceUnavailableError
 from ._exceptions import SinkError as SinkError
@@ -37,6 +38,10 @@ from ._service._sync_client import SyncRemoteObserver as SyncRemoteObserver
 from ._service._sync_client import connect_sync as connect_sync
 from ._sync import SyncObserver as SyncObserver
 from ._tools._reader import read_trace as read_trace
+from ._tools._run import NodeAttempt as NodeAttempt
+from ._tools._run import NodeRecord as NodeRecord
+from ._tools._run import RunRecord as RunRecord
+from ._tools._run import read_run as read_run
 from ._writer import Sink as Sink
 
 __version__ = "0.1.0"
@@ -51,7 +56,9 @@ __all__ = [
     "Event",
     "EventBus",
     "InvalidIdError",
+    "NodeAttempt",
     "NodeFailure",
+    "NodeRecord",
     "NodeRetry",
     "NodeScope",
     "NodeSkipped",
@@ -63,6 +70,8 @@ __all__ = [
     "QueueFullError",
     "RemoteObserver",
     "RemoteStatistics",
+    "RunNotFoundError",
+    "RunRecord",
     "ServiceError",
     "ServiceUnavailableError",
     "Sink",
@@ -77,5 +86,6 @@ __all__ = [
     "connect",
     "connect_sync",
     "hash_output",
+    "read_run",
     "read_trace",
 ]

@@ -40,6 +40,7 @@ class Run:
     state: RunState
     files: RunFiles
     bus: EventBus
+    started: datetime
 
 
 def open_run(
@@ -87,4 +88,4 @@ def open_run(
         close_timeout=close_timeout,
         stamp=state.apply,
     )
-    return Run(layout, state, files, bus)
+    return Run(layout, state, files, bus, started)

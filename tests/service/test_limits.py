@@ -232,3 +232,19 @@ def test_a_second_service_does_not_take_over_a_live_socket(
     assert second.returncode == 2
     assert "a service is already listening on" in second.stderr
     assert service.status()["clients"] == 1
+
+
+def test_sigint_drains_like_sigterm(service: Service) -> None:
+    obs = tracebus.connect_sync(
+        service.socket, "step_12_int", backend="trio", reconnect_timeout=0.2
+    )
+    obs.note("before the interrupt")
+    obs.flush()
+    code, out = service.signal(signal.SIGINT)
+    with pytest.raises(tracebus.DeliveryError) as failed:  # its workflow_complete: no service
+        obs.close()
+    assert failed.value.undelivered == 1
+    assert code == 0
+    assert "stopped; 2 events written, 0 runs left open" in out
+    trace, metadata = run_files(service.out, "12")
+    assert metadata["status"] == "incomplete" and len(trace) == 2

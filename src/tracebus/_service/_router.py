@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 
@@ -246,7 +245,7 @@ class RunRouter:
             raise ServiceError("open_failed", f"cannot make the run's files: {exc}") from exc
         entry = RunEntry.of(
             run.layout,
-            started=datetime.fromtimestamp(run.state.started),
+            started=run.started,
             opener=producer,
             pid=first.pid,
             total_nodes=first.total_nodes,
