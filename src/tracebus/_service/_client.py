@@ -3,6 +3,9 @@
 A run is opened by one observer (``workflow_start`` carries ``total_nodes``) and joined by
 others (``join=True`` with the opener's ``run_id``). Each observer is one producer: its
 events carry its ``producer`` id and its own ``seq`` 1, 2, 3...
+
+Sockets appear only in ``SocketLink`` and ``RemoteObserver._open_link``: another transport
+supplies its own ``Link`` (see ``_delivery``) by overriding ``_open_link``.
 """
 
 from __future__ import annotations
