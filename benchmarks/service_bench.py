@@ -138,6 +138,7 @@ def _scenario(shared_run: bool, producers: int, events: int, workdir: Path) -> d
             procs.append(proc)
         for _ in procs:
             ready.get(timeout=120)
+        cpu_before = _cpu_seconds(service.pid)
         started = time.monotonic()
         go.set()
         finished: list[float] = []
@@ -147,6 +148,7 @@ def _scenario(shared_run: bool, producers: int, events: int, workdir: Path) -> d
             finished.append(end)
             stats.append(statistics)
         elapsed = max(finished) - started
+        server_cpu = _cpu_seconds(service.pid) - cpu_before
         for proc in procs:
             proc.join(60)
             assert proc.exitcode == 0, f"a producer failed ({proc.exitcode})"
@@ -165,9 +167,19 @@ def _scenario(shared_run: bool, producers: int, events: int, workdir: Path) -> d
         "events": total,
         "seconds": round(elapsed, 3),
         "events_per_second": round(total / elapsed),
+        "service_cpu_us_per_event": round(server_cpu / total * 1e6, 2),
         "undelivered": sum(s["undelivered"] + s["rejected"] + s["dropped"] for s in stats),
         **loss,
     }
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux), 0.0 elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _check(out: Path, producers: int, events: int, shared_run: bool) -> dict[str, Any]:
@@ -206,11 +218,14 @@ def main() -> int:
             for attempt in range(args.repeat):
                 workdir = Path(tmp) / f"{int(shared_run)}-{attempt}"
                 workdir.mkdir()
+                load = os.getloadavg()[0]
                 result = _scenario(shared_run, args.producers, args.events, workdir)
+                result["load_average_1m_before"] = round(load, 2)
                 print(
                     f"{result['scenario']:>8}: {result['events']:,} events in "
                     f"{result['seconds']:.2f}s = {result['events_per_second']:,} events/s "
-                    f"(lost {result['lost']}, duplicates {result['duplicates']})",
+                    f"(lost {result['lost']}, duplicates {result['duplicates']}; service "
+                    f"{result['service_cpu_us_per_event']} us CPU/event; load before {load:.2f})",
                     flush=True,
                 )
                 if best is None or result["events_per_second"] > best["events_per_second"]:
@@ -222,6 +237,7 @@ def main() -> int:
         "command": "python benchmarks/service_bench.py " + " ".join(sys.argv[1:]),
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
+        "load_average_1m_at_end": round(os.getloadavg()[0], 2),  # the machine may be shared
         "results": results,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
