@@ -321,10 +321,11 @@ class RemoteObserver:
             ) from None
 
     async def _emit(self, event: Event) -> None:
-        if self._drop:
-            self._queue.put_nowait(event)
+        queue = self._queue
+        if self._drop or len(queue.items) < queue.capacity:
+            queue.put_nowait(event)  # room, or dropping: nothing to wait for
         else:
-            await self._queue.put(event)
+            await queue.put(event)
 
     def _put_from_thread(self, event: Event) -> None:
         if self._drop:
