@@ -403,9 +403,13 @@ def _claim_socket_path(path: Path) -> None:
     """Make ``path``'s directory; remove a stale socket there; refuse to take over a live
     one or another file.
 
-    Raises OSError (FileExistsError in those two cases).
+    Raises OSError (FileExistsError in those two cases; PermissionError for a directory of
+    another user's that is not sticky, where the socket could be swapped).
     """
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    where = path.parent.stat()
+    if where.st_uid != os.getuid() and not where.st_mode & stat.S_ISVTX:
+        raise PermissionError(f"{path.parent} belongs to another user: choose another --socket")
     try:
         mode = path.lstat().st_mode
     except FileNotFoundError:
