@@ -78,6 +78,28 @@ class TraceFormatError(TracebusError, ValueError):
     """
 
 
+class ServiceError(TracebusError):
+    """Raised by a remote observer when the collector service refused it: a bad token, a
+    limit reached (connections, open runs, frame size), a run that is not open or already
+    ended. ``code`` is the code of the service's error frame (the README's "Collector
+    service" section lists them), ``message`` its text.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        self.message = message
+        super().__init__(f"{code}: {message}")
+
+
+class ProtocolError(ServiceError):
+    """Raised when bytes on a collector connection break the wire protocol: a frame that is
+    too large or cut short, a body that is not a message, an event of the wrong shape.
+
+    The service answers it with an error frame of the same ``code``; a client raises it when
+    the service's own frames make no sense.
+    """
+
+
 class ServiceUnavailableError(TracebusError, ConnectionError):
     """Raised when the collector service cannot be reached: on entering a remote observer,
     by ``tracebus status``, and by ``flush()`` once the observer gave up reconnecting.

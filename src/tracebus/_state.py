@@ -78,6 +78,9 @@ class RunState:
         self.reported_cost: float | None = None
         self.trace_file = ""
         self.log_file = ""
+        #: The highest ``seq`` written per remote producer; anything at or below it is a resend.
+        self.last_seq: dict[str, int] = {}
+        self.duplicates = 0
         self._max_node_details = max_node_details
         self._iso = IsoClock()
 
@@ -89,14 +92,28 @@ class RunState:
         end = self.finished if self.finished is not None else (now or time.time())
         return max(0.0, end - self.started)
 
-    def apply(self, batch: Iterable[Event]) -> None:
-        """Stamp ``seq`` (unless a remote producer set it) and ``timestamp``; update counts."""
+    def apply(self, batch: Iterable[Event]) -> list[Event]:
+        """Stamp ``seq`` (unless a remote producer set it) and ``timestamp``; update counts.
+
+        Returns the events to write: a remote producer numbers its events 1, 2, 3... and
+        resends what the collector did not acknowledge, so an event whose ``(producer, seq)``
+        is at or below that producer's highest ``seq`` so far is a duplicate and left out.
+        """
         iso = self._iso
+        last_seq = self.last_seq
+        kept: list[Event] = []
         for event in batch:
-            self.events += 1
-            if not event.seq:
+            producer = event.producer
+            if producer is not None and event.seq:
+                if event.seq <= last_seq.get(producer, 0):
+                    self.duplicates += 1
+                    continue
+                last_seq[producer] = event.seq
+            elif not event.seq:
                 self.seq += 1
                 event.seq = self.seq
+            kept.append(event)
+            self.events += 1
             if not event.timestamp:
                 event.timestamp = iso(event.epoch_seconds)
             kind = type(event)
@@ -110,6 +127,7 @@ class RunState:
                 self._finish(event)  # type: ignore[arg-type]
             elif kind is WorkflowStart:
                 self.started = min(self.started, event.epoch_seconds)
+        return kept
 
     def _start(self, event: NodeStart) -> None:
         self.in_flight[event.node_id] = event.node_index
