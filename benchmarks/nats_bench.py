@@ -1,146 +1,197 @@
-"""Events/s from producer processes through NATS JetStream into the collector's files.
+"""Events/s from producer processes through NATS JetStream into the collector's files, against
+the collector service's Unix socket on the same machine.
 
-    python benchmarks/nats_bench.py [--producers 4] [--events 100000] [--nats nats://127.0.0.1:4222]
+One run: the benchmark opens it, PRODUCERS processes (4 by default) join it and each emits
+EVENTS events (node_start/node_success pairs) with the async remote observer. The clock
+starts when every producer is connected and told to go, and stops when the run's metadata
+says "complete": every event written, the files fsynced. Over NATS that is end to end:
+published, stored by JetStream, fetched by ``tracebus serve --nats``, written. Afterwards
+the trace is read back: each producer's seq must be 1..EVENTS exactly once.
 
-A ``tracebus serve --nats`` collector runs as its own process; the producers connect first
-and are then released together. The clock runs from their release until the collector has
-written the run's metadata (every event in the trace, files fsynced). The stream is one of
-the benchmark's own, deleted afterwards.
+    python benchmarks/nats_bench.py [--producers 4] [--events 100000] [--nats URL]
+
+The stream is one of the benchmark's own, deleted afterwards. Prints a table and writes
+benchmarks/results/nats_bench.json. Uses service_bench's helpers for the socket side.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
+import multiprocessing
 import os
+import platform
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
+from typing import Any
 
-import nats
+from service_bench import _check, _cpu_seconds, _start_service
 
-from tracebus._factory import EventFactory
-from tracebus._nats._publisher import JetStreamPublisher
-from tracebus._nats._settings import NatsSettings, StreamSettings
+import tracebus
 
-WORKFLOW = "bench"
-
-
-async def produce(settings: NatsSettings, run_id: str, producer: str, count: int) -> None:
-    events = EventFactory(WORKFLOW, run_id, producer)
-    async with JetStreamPublisher(settings, WORKFLOW, run_id, producer) as publisher:
-        print("ready", flush=True)
-        await asyncio.to_thread(sys.stdin.readline)
-        for index in range(count // 2):
-            node_id = f"{producer}-{index}"
-            await publisher.send(events.node_start(node_id, index))
-            await publisher.send(events.node_success(node_id, 0.001, None, None, 0.0))
-    print(json.dumps(publisher.statistics()._asdict()), flush=True)
+RESULTS = Path(__file__).resolve().parent / "results" / "nats_bench.json"
+WORKFLOW = "step_01_bench"
 
 
-async def lead(settings: NatsSettings, run_id: str, event: str, total: int) -> None:
-    # a producer numbers its events from 1: each publisher needs a producer id of its own
-    events = EventFactory(WORKFLOW, run_id, f"lead-{event}")
-    async with JetStreamPublisher(settings, WORKFLOW, run_id, f"lead-{event}") as publisher:
-        if event == "start":
-            await publisher.send(events.workflow_start(total, ""))
-        else:
-            await publisher.send(events.workflow_complete(None))
+def _produce(
+    address: Any, run_id: str, events: int, producer: str, ready: Any, go: EventType
+) -> None:
+    import anyio
+
+    async def main() -> None:
+        async with tracebus.connect(
+            address, WORKFLOW, run_id=run_id, join=True, producer=producer
+        ) as obs:
+            ready.put(producer)
+            await anyio.to_thread.run_sync(go.wait)
+            for index in range(events // 2):
+                node_id = f"n{index}"
+                await obs.node_start(node_id, index)
+                await obs.node_success(node_id, 0.001, output_summary={"rows": index})
+        ready.put((producer, obs.statistics()._asdict()))
+
+    anyio.run(main)
 
 
-def wait_metadata(out: Path, deadline: float) -> dict[str, object]:
+def _start_nats_collector(out: Path, settings: tracebus.NatsSettings) -> subprocess.Popen[str]:
+    collector = subprocess.Popen(
+        [sys.executable, "-m", "tracebus", "serve", "--out", str(out), "--log-level", "warning"]
+        + ["--nats", ",".join(settings.servers), "--nats-stream", settings.stream.name]
+        + ["--nats-subject-prefix", settings.stream.subject_prefix],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert collector.stdout is not None
+    if "consuming" not in (line := collector.stdout.readline()):
+        collector.kill()
+        raise RuntimeError(f"the collector did not start: {line!r}")
+    return collector
+
+
+def _wait_complete(out: Path, deadline: float) -> None:
     while time.monotonic() < deadline:
         for path in out.glob("audit/step_*/metadata_*.json"):
-            data: dict[str, object] = json.loads(path.read_text())
-            if data.get("status") == "complete":
-                return data
-        time.sleep(0.01)
-    raise SystemExit("the collector did not finish in time")
+            if json.loads(path.read_text()).get("status") == "complete":
+                return
+        time.sleep(0.005)
+    raise RuntimeError("the run did not complete in time")
 
 
-def main() -> None:
+def _scenario(
+    transport: str, producers: int, events: int, nats_url: str, workdir: Path
+) -> dict[str, Any]:
+    out = workdir / transport
+    if transport == "nats":
+        stream = f"BENCH_{uuid.uuid4().hex[:8]}"
+        address: Any = tracebus.NatsSettings.from_url(
+            nats_url, stream=tracebus.NatsStream(name=stream, subject_prefix=stream.lower())
+        )
+        collector = _start_nats_collector(out, address)
+    else:
+        address = str(workdir / "c.sock")
+        collector = _start_service(out, Path(address))
+    context = multiprocessing.get_context("spawn")
+    ready, go = context.Queue(), context.Event()
+    run_id = uuid.uuid4().hex
+    try:
+        opener = tracebus.connect_sync(
+            address, WORKFLOW, producers * events // 2, run_id=run_id, producer="opener"
+        )
+        procs = [
+            context.Process(target=_produce, args=(address, run_id, events, f"p{i}", ready, go))
+            for i in range(producers)
+        ]
+        for proc in procs:
+            proc.start()
+        for _ in procs:
+            ready.get(timeout=120)
+        cpu_before = _cpu_seconds(collector.pid)
+        started = time.monotonic()
+        go.set()
+        stats = [ready.get(timeout=600)[1] for _ in procs]
+        published = time.monotonic() - started
+        opener.close()
+        _wait_complete(out, time.monotonic() + 600)
+        elapsed = time.monotonic() - started
+        collector_cpu = _cpu_seconds(collector.pid) - cpu_before
+        for proc in procs:
+            proc.join(60)
+            assert proc.exitcode == 0, f"a producer failed ({proc.exitcode})"
+    finally:
+        collector.send_signal(signal.SIGTERM)
+        collector.wait(60)
+        if transport == "nats":
+            subprocess.run(
+                [sys.executable, "-c", _DELETE_STREAM, nats_url, address.stream.name], check=False
+            )
+    total = producers * events
+    return {
+        "transport": "NATS JetStream" if transport == "nats" else "Unix socket",
+        "producers": producers,
+        "events_per_producer": events,
+        "events": total,
+        "seconds": round(elapsed, 3),
+        "events_per_second": round(total / elapsed),
+        "producers_done_seconds": round(published, 3),
+        "collector_cpu_us_per_event": round(collector_cpu / total * 1e6, 2),
+        "undelivered": sum(s["undelivered"] + s["rejected"] + s["dropped"] for s in stats),
+        **_check(out, producers, events, shared_run=True),
+    }
+
+
+_DELETE_STREAM = """
+import asyncio, sys, nats
+async def main():
+    client = await nats.connect(sys.argv[1])
+    await client.jetstream().delete_stream(sys.argv[2])
+    await client.close()
+asyncio.run(main())
+"""
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--producers", type=int, default=4)
-    parser.add_argument("--events", type=int, default=100_000, help="per producer")
+    parser.add_argument("--events", type=int, default=100_000, help="per producer (even)")
     parser.add_argument("--nats", default="nats://127.0.0.1:4222")
-    parser.add_argument("--producer", nargs=3, help=argparse.SUPPRESS)  # STREAM RUN NAME
     args = parser.parse_args()
-    if args.producer:
-        stream, run_id, name = args.producer
-        settings = settings_for(args.nats, stream)
-        asyncio.run(produce(settings, run_id, name, args.events))
-        return
-    stream = f"BENCH_{uuid.uuid4().hex[:8]}"
-    settings = settings_for(args.nats, stream)
-    run_id = uuid.uuid4().hex
-    total = args.producers * args.events
+    results = []
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp)
-        collector = subprocess.Popen(
-            [sys.executable, "-m", "tracebus", "serve", "--out", str(out), "--nats", args.nats]
-            + ["--nats-stream", stream, "--nats-subject-prefix", stream.lower()],
-            stderr=subprocess.PIPE,
-            text=True,
+        for transport in ("nats", "socket"):
+            load = os.getloadavg()[0]
+            result = _scenario(transport, args.producers, args.events, args.nats, Path(tmp))
+            result["load_average_1m_before"] = round(load, 2)
+            results.append(result)
+            print(
+                f"{result['transport']:>15}: {result['events_per_second']:>8,} events/s end to "
+                f"end ({result['events']:,} events in {result['seconds']:.2f}s; collector "
+                f"{result['collector_cpu_us_per_event']} us CPU/event; lost {result['lost']}, "
+                f"duplicates {result['duplicates']})",
+                flush=True,
+            )
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "benchmark": "nats_bench",
+                "command": "python " + " ".join(["benchmarks/nats_bench.py", *sys.argv[1:]]),
+                "python": platform.python_version(),
+                "cpus": os.cpu_count(),
+                "load_average_1m_at_end": round(os.getloadavg()[0], 2),
+                "results": results,
+            },
+            indent=2,
         )
-        try:
-            assert collector.stderr is not None
-            assert "consuming" in collector.stderr.readline()
-            asyncio.run(lead(settings, run_id, "start", total // 2))
-            producers = [
-                subprocess.Popen(
-                    [sys.executable, __file__, "--events", str(args.events), "--nats", args.nats]
-                    + ["--producer", stream, run_id, f"p{index}"],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    text=True,
-                )
-                for index in range(args.producers)
-            ]
-            for process in producers:
-                assert process.stdout is not None and process.stdout.readline() == "ready\n"
-            started = time.perf_counter()
-            for process in producers:
-                assert process.stdin is not None
-                process.stdin.write("go\n")
-                process.stdin.flush()
-            for process in producers:
-                process.communicate(timeout=600)
-                assert process.returncode == 0
-            published = time.perf_counter() - started
-            asyncio.run(lead(settings, run_id, "complete", total))
-            metadata = wait_metadata(out, time.monotonic() + 600)
-            elapsed = time.perf_counter() - started
-        finally:
-            collector.terminate()
-            collector.communicate(timeout=60)
-            asyncio.run(delete_stream(args.nats, stream))
-    written = int(str(metadata["events_written"]))
-    print(
-        f"NATS JetStream: {args.producers} producer processes x {args.events:,} events, "
-        f"one run, {os.cpu_count()} cores"
+        + "\n"
     )
-    print(f"  published and acknowledged by JetStream: {total / published:,.0f} events/s")
-    print(f"  end to end, into the collector's files:  {written / elapsed:,.0f} events/s")
-    print(f"  events written: {written:,} (expected {total + 2:,})")
-
-
-def settings_for(url: str, stream: str) -> NatsSettings:
-    return NatsSettings.from_url(
-        url, stream=StreamSettings(name=stream, subject_prefix=stream.lower())
-    )
-
-
-async def delete_stream(url: str, stream: str) -> None:
-    client = await nats.connect(url)
-    try:
-        await client.jetstream().delete_stream(stream)
-    finally:
-        await client.close()
+    return 0 if all(r["lost"] == r["duplicates"] == r["undelivered"] == 0 for r in results) else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -16,6 +16,7 @@ from ._events import Note as Note
 from ._events import WorkflowComplete as WorkflowComplete
 from ._events import WorkflowError as WorkflowError
 from ._events import WorkflowStart as WorkflowStart
+from ._exceptions import BackendError as BackendError
 from ._exceptions import BusClosedError as BusClosedError
 from ._exceptions import CloseTimeoutError as CloseTimeoutError
 from ._exceptions import DeliveryError as DeliveryError
@@ -29,6 +30,8 @@ from ._exceptions import SinkError as SinkError
 from ._exceptions import TracebusError as TracebusError
 from ._exceptions import TraceFormatError as TraceFormatError
 from ._hashing import hash_output as hash_output
+from ._nats._settings import NatsSettings as NatsSettings
+from ._nats._settings import NatsStream as NatsStream
 from ._observer import NodeScope as NodeScope
 from ._observer import Observer as Observer
 from ._service._client import RemoteObserver as RemoteObserver
@@ -49,6 +52,7 @@ __version__ = "0.1.0"
 __all__ = [
     "SCHEMA_VERSION",
     "AnyEvent",
+    "BackendError",
     "BusClosedError",
     "BusStatistics",
     "CloseTimeoutError",
@@ -56,6 +60,8 @@ __all__ = [
     "Event",
     "EventBus",
     "InvalidIdError",
+    "NatsSettings",
+    "NatsStream",
     "NodeAttempt",
     "NodeFailure",
     "NodeRecord",

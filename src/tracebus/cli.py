@@ -12,8 +12,8 @@ import anyio
 
 from . import __version__
 from ._exceptions import TracebusError
-from ._service import cli as service_cli
 from ._nats.cli import register as register_nats
+from ._service import cli as service_cli
 from ._tools.cli import register as register_run_tools
 
 Handler = Callable[[argparse.Namespace], int]

@@ -19,7 +19,7 @@ from typing import Any
 import nats
 import pytest
 
-from tracebus._nats._settings import NatsSettings, StreamSettings
+from tracebus._nats._settings import NatsSettings, NatsStream
 
 SHARED_URL = "nats://127.0.0.1:4222"
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
@@ -82,9 +82,9 @@ def own_nats(tmp_path: Path) -> Iterator[NatsServer]:
     server.stop()
 
 
-def unique_stream() -> StreamSettings:
+def unique_stream() -> NatsStream:
     tag = uuid.uuid4().hex[:10]
-    return StreamSettings(name=f"TEST_{tag}", subject_prefix=f"test-{tag}", max_age=600.0)
+    return NatsStream(name=f"TEST_{tag}", subject_prefix=f"test-{tag}", max_age=600.0)
 
 
 async def delete_stream(url: str, name: str) -> None:
@@ -136,8 +136,8 @@ class Collector:
 
     def start(self) -> None:
         self.process = tracebus_cli(*self.args)
-        assert self.process.stderr is not None
-        line = self.process.stderr.readline()  # the "consuming ..." line, once it runs
+        assert self.process.stdout is not None and self.process.stderr is not None
+        line = self.process.stdout.readline()  # the "consuming ..." line, once it runs
         assert "consuming" in line, line + self.process.stderr.read()
 
     def kill(self) -> None:
@@ -195,7 +195,7 @@ def run_producers(settings: NatsSettings, workflow_id: str, run_id: str, counts:
     for process in processes:
         out, err = process.communicate(timeout=DEADLINE)
         assert process.returncode == 0, err
-        assert json.loads(out)["acknowledged"] > 0
+        assert json.loads(out)["delivered"] > 0
 
 
 def wait_for_metadata(out: Path, status: str = "complete") -> dict[str, Any]:

@@ -1,7 +1,7 @@
-"""A producer process: publishes COUNT events (node start/success pairs) into a run.
+"""A producer process: joins a run through NATS and records COUNT/2 nodes (start, success).
 
 Usage: producer.py URL STREAM PREFIX WORKFLOW_ID RUN_ID PRODUCER COUNT
-Prints the publisher's statistics as JSON once every event is acknowledged.
+Prints the remote observer's statistics as JSON once every event is stored by JetStream.
 """
 
 from __future__ import annotations
@@ -10,21 +10,21 @@ import asyncio
 import json
 import sys
 
-from tracebus._factory import EventFactory
-from tracebus._nats._publisher import JetStreamPublisher
-from tracebus._nats._settings import NatsSettings, StreamSettings
+import tracebus
 
 
 async def main(argv: list[str]) -> None:
     url, stream, prefix, workflow_id, run_id, producer, count = argv
-    settings = NatsSettings.from_url(url, stream=StreamSettings(name=stream, subject_prefix=prefix))
-    events = EventFactory(workflow_id, run_id, producer)
-    async with JetStreamPublisher(settings, workflow_id, run_id, producer) as publisher:
+    settings = tracebus.NatsSettings.from_url(
+        url, stream=tracebus.NatsStream(name=stream, subject_prefix=prefix)
+    )
+    observer = tracebus.connect(settings, workflow_id, run_id=run_id, join=True, producer=producer)
+    async with observer:
         for index in range(int(count) // 2):
             node_id = f"{producer}-n{index}"
-            await publisher.send(events.node_start(node_id, index))
-            await publisher.send(events.node_success(node_id, 0.001, None, None, 0.0))
-    print(json.dumps(publisher.statistics()._asdict()))
+            await observer.node_start(node_id, index)
+            await observer.node_success(node_id, 0.001)
+    print(json.dumps(observer.statistics()._asdict()))
 
 
 if __name__ == "__main__":

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import nats
 
+import tracebus
 from tracebus._factory import EventFactory
-from tracebus._nats._payload import encode_events, message_id
-from tracebus._nats._publisher import JetStreamPublisher
+from tracebus._nats._connection import ensure_stream
 from tracebus._nats._settings import NatsSettings
+from tracebus._service._protocol import Batch, encode
 
 from .conftest import (
     DEADLINE,
@@ -41,12 +42,8 @@ async def test_four_publisher_processes_into_one_run_write_every_event_once(
     collector = Collector(shared, out)
     collectors.append(collector)
     collector.start()
-    lead = EventFactory("wf-many", "run-1", "lead")
-    async with JetStreamPublisher(shared, "wf-many", "run-1", "lead") as opener:
-        await opener.send(lead.workflow_start(40_000, ""))
-        await opener.flush()
+    async with tracebus.connect(shared, "wf-many", 40_000, run_id="run-1", producer="lead"):
         run_producers(shared, "wf-many", "run-1", [20_000] * 4)
-        await opener.send(lead.workflow_complete(None))
     metadata = wait_for_metadata(out)
     trace = trace_lines(out)
     assert_each_event_once(
@@ -61,13 +58,10 @@ async def test_collector_killed_mid_stream_and_restarted_loses_and_doubles_nothi
     shared: NatsSettings, tmp_path: Path, collectors: list[Collector]
 ) -> None:
     out = tmp_path / "out"
-    events = EventFactory("wf-kill", "run-1", "p1")
-    async with JetStreamPublisher(shared, "wf-kill", "run-1", "p1") as publisher:
-        await publisher.send(events.workflow_start(50_000, ""))
+    async with tracebus.connect(shared, "wf-kill", 50_000, run_id="run-1", producer="p1") as obs:
         for index in range(50_000):
-            await publisher.send(events.node_start(f"n{index}", index))
-            await publisher.send(events.node_success(f"n{index}", 0.001, None, None, 0.0))
-        await publisher.send(events.workflow_complete(None))
+            await obs.node_start(f"n{index}", index)
+            await obs.node_success(f"n{index}", 0.001)
     collector = Collector(shared, out)
     collectors.append(collector)
     collector.start()
@@ -111,10 +105,12 @@ async def test_republished_batch_is_written_once(
     client = await nats.connect(shared.servers[0])
     try:
         js = client.jetstream()
-        async with JetStreamPublisher(shared, "wf.dup", "run.1", "p0"):
-            pass  # creates the stream
-        bodies = [encode_events(batch) for batch in batches]
-        ids = [message_id("run.1", "p1", batch[0].seq) for batch in batches]
+        await ensure_stream(js, stream)
+        bodies = [
+            encode(Batch(id=index + 1, workflow_id="wf.dup", run_id="run.1", events=batch))  # type: ignore[arg-type]
+            for index, batch in enumerate(batches)
+        ]
+        ids = [f"run.1:p1:{batch[0].seq}" for batch in batches]
         first = await js.publish(subject, bodies[0], headers={"Nats-Msg-Id": ids[0]})
         again = await js.publish(subject, bodies[0], headers={"Nats-Msg-Id": ids[0]})
         assert again.duplicate and again.seq == first.seq
@@ -147,12 +143,9 @@ async def test_two_partitioned_collectors_give_each_run_one_writer(
 ) -> None:
     runs = [f"run-{index}" for index in range(8)]
     for run_id in runs:
-        events = EventFactory("wf-part", run_id, "p1")
-        async with JetStreamPublisher(shared, "wf-part", run_id, "p1") as publisher:
-            await publisher.send(events.workflow_start(500, ""))
+        async with tracebus.connect(shared, "wf-part", 500, run_id=run_id) as observer:
             for index in range(500):
-                await publisher.send(events.node_start(f"n{index}", index))
-            await publisher.send(events.workflow_complete(None))
+                await observer.node_start(f"n{index}", index)
     outs = [tmp_path / "out0", tmp_path / "out1"]
     for index, out in enumerate(outs):
         collector = Collector(shared, out, "--partition", f"{index}/2")
@@ -165,11 +158,11 @@ async def test_two_partitioned_collectors_give_each_run_one_writer(
         time.sleep(0.05)
         written = Counter()
         for out in outs:
-            for path in out.glob(".tracebus/nats-runs/wf-part/*.json"):
+            for path in out.glob(".tracebus/runs/wf-part/*.json"):
                 if json.loads(path.read_text())["ended"]:
                     written[path.stem] += 1
     assert sorted(written) == runs and set(written.values()) == {1}
-    per_collector = [len(list(out.glob(".tracebus/nats-runs/wf-part/*.json"))) for out in outs]
+    per_collector = [len(list(out.glob(".tracebus/runs/wf-part/*.json"))) for out in outs]
     assert sum(per_collector) == len(runs) and all(per_collector)
     for collector in collectors:
         collector.stop()

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from tracebus._nats._settings import NatsSettings, Partition, StreamSettings, url_has_secret
+from tracebus._nats._settings import NatsSettings, NatsStream, Partition, url_has_secret
 
 
 def test_each_id_stays_one_subject_token() -> None:
-    stream = StreamSettings(subject_prefix="acme.tracebus")
+    stream = NatsStream(subject_prefix="acme.tracebus")
     subject = stream.subject("wf.a", "run.1")
     assert subject == "acme.tracebus.wf~a.run~1"
     assert stream.run_of(subject) == ("wf.a", "run.1")
@@ -21,9 +21,9 @@ def test_each_id_stays_one_subject_token() -> None:
 
 def test_bad_stream_names_and_prefixes_are_refused() -> None:
     with pytest.raises(ValueError, match="invalid stream name"):
-        StreamSettings(name="has.dot")
+        NatsStream(name="has.dot")
     with pytest.raises(ValueError, match="invalid subject prefix"):
-        StreamSettings(subject_prefix="a.>")
+        NatsStream(subject_prefix="a.>")
 
 
 def test_credentials_come_from_files_before_the_environment(tmp_path: Path) -> None:

@@ -22,22 +22,22 @@ from __future__ import annotations
 import logging
 import os
 import re
+from pathlib import Path
 from typing import NamedTuple
 
 import anyio
-import msgspec
 import nats.errors
 import nats.js.errors
 from anyio.abc import TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from .._events import Event
-from .._exceptions import ServiceUnavailableError
+from .._exceptions import ProtocolError, ServiceError, ServiceUnavailableError
+from .._service._protocol import Batch, decode_client_message
+from .._service._router import Receipt, RunRouter
 from ._connection import ensure_stream, open_connection
-from ._payload import decode_events
-from ._runs import RunRouter, Submitted
 from ._settings import ALL_RUNS, DEFAULT_DURABLE, NatsSettings, Partition
 
 log = logging.getLogger("tracebus.nats")
@@ -51,15 +51,21 @@ GAP_DELAY = 0.2
 OPEN_RETRIES = 120
 OPEN_DELAY = 0.5
 
-_DONE = Submitted("done")
-_HANDED_BACK = Submitted("handed back")
+#: Fetched batches whose acknowledgements may wait on their writes at once.
+ACKS_IN_FLIGHT = 4
+_Fetched = tuple[list[Receipt], list[Msg]]
+_DONE = Receipt(None)
+_HANDED_BACK = Receipt(None)
+#: Refusals that pass: the run opens later, the service makes room or restarts.
+_WAIT_FOR = frozenset({"run_not_open", "too_many_runs", "resume_failed", "shutting_down"})
+#: (workflow_id, run_id, producer) whose last queued seq is kept, most recent first out last.
+MAX_PRODUCERS_REMEMBERED = 100_000
 _DURABLE_RE = re.compile(r"[A-Za-z0-9_-]{1,200}")
 
 
 class CollectorStatistics(NamedTuple):
     messages: int  # fetched, including redeliveries
     events_queued: int  # handed to writers
-    duplicates: int  # messages whose events were all written before
     held: int  # handed back to wait for a missing earlier message or the run's opening
     rejected: int  # not written: unreadable, of an ended run, or never opened
     others: int  # of runs another partition writes
@@ -84,14 +90,20 @@ class NatsCollector:
         if not _DURABLE_RE.fullmatch(durable):
             raise ValueError(f"invalid durable name {durable!r}: use letters, digits, _ or -")
         self.settings = settings
-        self.output_dir = output_dir
+        self.output_dir = Path(output_dir)
         self.partition = partition
         self.durable = partition.durable(durable)
         self._fetch_batch = fetch_batch
         self._counts = dict.fromkeys(CollectorStatistics._fields, 0)
+        self._queued: dict[tuple[str, str, str], int] = {}
+        self._router: RunRouter | None = None
 
     def statistics(self) -> CollectorStatistics:
         return CollectorStatistics(**self._counts)
+
+    def run_statistics(self) -> dict[str, int]:
+        """The run router's counters (runs, events written, duplicates left out)."""
+        return {} if self._router is None else self._router.statistics()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Connect, (re)create the durable consumer at its acknowledged position, report
@@ -104,19 +116,24 @@ class NatsCollector:
             subscription = await js.pull_subscribe_bind(
                 durable=self.durable, stream=self.settings.stream.name
             )
-            async with RunRouter(self.output_dir) as router:
+            async with RunRouter(self.output_dir) as router, anyio.create_task_group() as tasks:
+                self._router = router
+                # fetching the next batch overlaps writing the last: acks follow in order
+                send, receive = anyio.create_memory_object_stream[_Fetched](ACKS_IN_FLIGHT)
+                tasks.start_soon(self._acknowledge, receive)
                 task_status.started()
                 log.info("consuming stream %s as %s", self.settings.stream.name, self.durable)
-                while True:
-                    try:
-                        messages = await subscription.fetch(self._fetch_batch, timeout=1.0)
-                    except (nats.errors.TimeoutError, nats.errors.ConnectionClosedError):
-                        continue
-                    except nats.errors.Error as exc:
-                        log.debug("fetch failed: %s", exc)
-                        await anyio.sleep(0.25)
-                        continue
-                    await self._handle_batch(router, messages)
+                async with send:
+                    while True:
+                        try:
+                            messages = await subscription.fetch(self._fetch_batch, timeout=1.0)
+                        except (nats.errors.TimeoutError, nats.errors.ConnectionClosedError):
+                            continue
+                        except nats.errors.Error as exc:
+                            log.debug("fetch failed: %s", exc)
+                            await anyio.sleep(0.25)
+                            continue
+                        await send.send(await self._handle_batch(router, messages))
         finally:
             with anyio.CancelScope(shield=True):
                 await client.close()
@@ -153,25 +170,30 @@ class NatsCollector:
         except nats.errors.TimeoutError as exc:
             raise ServiceUnavailableError("JetStream did not answer in time") from exc
 
-    async def _handle_batch(self, router: RunRouter, messages: list[Msg]) -> None:
-        waits: list[Submitted] = []
+    async def _handle_batch(self, router: RunRouter, messages: list[Msg]) -> _Fetched:
+        receipts: list[Receipt] = []
         to_ack: list[Msg] = []
         for msg in messages:
             self._counts["messages"] += 1
             outcome = await self._handle(router, msg)
             if outcome is _HANDED_BACK:
                 continue
-            if outcome is not _DONE:
-                waits.append(outcome)
+            receipts.append(outcome)
             to_ack.append(msg)
-        for submitted in waits:
-            await submitted.wait()
-        for msg in to_ack:
-            await msg.ack()
+        return receipts, to_ack
 
-    async def _handle(self, router: RunRouter, msg: Msg) -> Submitted:
-        """What to wait for before acknowledging ``msg``: ``_DONE`` for nothing,
-        ``_HANDED_BACK`` when it was handed back or terminated."""
+    async def _acknowledge(self, fetched: MemoryObjectReceiveStream[_Fetched]) -> None:
+        """Acknowledge each batch's messages once its events are written."""
+        async with fetched:
+            async for receipts, messages in fetched:
+                for receipt in receipts:
+                    await receipt.wait()
+                for msg in messages:
+                    await msg.ack()
+
+    async def _handle(self, router: RunRouter, msg: Msg) -> Receipt:
+        """What to wait for before acknowledging ``msg``, or ``_HANDED_BACK`` when it was
+        handed back or terminated."""
         counts = self._counts
         key = self.settings.stream.run_of(msg.subject)
         if key is None:
@@ -180,56 +202,49 @@ class NatsCollector:
             counts["others"] += 1
             return _DONE
         try:
-            events = decode_events(msg.data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            batch = decode_client_message(msg.data)
+        except ProtocolError as exc:
             return await self._refuse(msg, f"an unreadable message on {msg.subject}: {exc}")
-        if not events:
-            return _DONE
-        producer = events[0].producer
-        if producer is None or not _one_producer(events, key, producer):
-            return await self._refuse(msg, f"a message on {msg.subject} mixing runs or producers")
+        if not isinstance(batch, Batch):
+            return await self._refuse(msg, f"a message on {msg.subject} that is not a batch")
+        if not batch.events:
+            return _DONE  # a joining observer's probe
+        producer = batch.events[0].producer or ""
         deliveries = msg.metadata.num_delivered
-        last = router.last_seq(key, producer)
-        if last is not None and events[0].seq > last + 1:
+        queued = self._queued.get((*key, producer))
+        if queued is None:
+            queued = router.last_seq(*key, producer)
+        if queued is not None and batch.events[0].seq > queued + 1:
             if deliveries <= GAP_RETRIES:
                 counts["held"] += 1
                 await msg.nak(delay=GAP_DELAY * deliveries)
                 return _HANDED_BACK
             log.warning(
                 "run %s: producer %s's events %d..%d never arrived; writing on",
-                key[1], producer, last + 1, events[0].seq - 1,
+                key[1], producer, queued + 1, batch.events[0].seq - 1,
             )  # fmt: skip
-        submitted = await router.submit(key, producer, events)
-        if submitted.status == "queued":
-            counts["events_queued"] += len(events)
-            return submitted
-        if submitted.status == "duplicate":
-            counts["duplicates"] += 1
-            return _DONE
-        if submitted.status == "not_open" and deliveries <= OPEN_RETRIES:
-            counts["held"] += 1
-            await msg.nak(delay=OPEN_DELAY)
-            return _HANDED_BACK
-        reason = "has ended" if submitted.status == "ended" else "was never opened"
-        return await self._refuse(msg, f"{len(events)} event(s) of run {key[1]}, which {reason}")
+        try:
+            receipt = await router.submit(batch, producer)
+        except ServiceError as exc:
+            if exc.code in _WAIT_FOR and not isinstance(exc, ProtocolError):
+                if deliveries <= OPEN_RETRIES:
+                    counts["held"] += 1
+                    await msg.nak(delay=OPEN_DELAY)
+                    return _HANDED_BACK
+            return await self._refuse(msg, f"{len(batch.events)} event(s) of run {key[1]}: {exc}")
+        counts["events_queued"] += len(batch.events)
+        self._remember(key, producer, batch.events[-1].seq)
+        return receipt
 
-    async def _refuse(self, msg: Msg, what: str) -> Submitted:
+    def _remember(self, key: tuple[str, str], producer: str, seq: int) -> None:
+        queued = self._queued
+        entry = (*key, producer)
+        queued[entry] = max(seq, queued.pop(entry, 0))  # most recent last
+        if len(queued) > MAX_PRODUCERS_REMEMBERED:
+            del queued[next(iter(queued))]
+
+    async def _refuse(self, msg: Msg, what: str) -> Receipt:
         self._counts["rejected"] += 1
         log.error("not written: %s", what)
         await msg.term()
         return _HANDED_BACK
-
-
-def _one_producer(events: list[Event], key: tuple[str, str], producer: str) -> bool:
-    workflow_id, run_id = key
-    previous = 0
-    for event in events:
-        if (
-            event.producer != producer
-            or event.workflow_id != workflow_id
-            or event.run_id != run_id
-            or event.seq <= previous
-        ):
-            return False
-        previous = event.seq
-    return True

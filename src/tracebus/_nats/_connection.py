@@ -18,12 +18,13 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 
 from .._exceptions import BackendError, ServiceUnavailableError
 from .._loop import on_asyncio
-from ._settings import NatsSettings, StreamSettings
+from ._settings import NatsSettings, NatsStream
 
 Callback = Callable[[], Awaitable[None]]
 
 #: Seconds between two attempts to reach a server again after the connection was lost.
 RECONNECT_WAIT = 0.25
+CLOSE_TIMEOUT = 2.0
 
 
 def require_asyncio() -> None:
@@ -40,8 +41,10 @@ async def open_connection(
     *,
     on_disconnect: Callback | None = None,
     on_reconnect: Callback | None = None,
+    reconnect: bool = True,
 ) -> Client:
-    """A connection that reconnects by itself for as long as it is open.
+    """A connection; with ``reconnect`` it reconnects by itself for as long as it is open,
+    else a lost connection is closed (and ``on_disconnect`` called).
 
     Raises BackendError off asyncio; ServiceUnavailableError when no server answered within
     ``settings.connect_timeout`` seconds (the last error, e.g. a refused login, is named).
@@ -67,8 +70,9 @@ async def open_connection(
                 servers=list(settings.servers),
                 name=settings.name,
                 connect_timeout=max(1, round(settings.connect_timeout)),
-                allow_reconnect=True,
-                max_reconnect_attempts=-1,
+                allow_reconnect=reconnect,
+                # without reconnecting: try each server twice, then fail fast
+                max_reconnect_attempts=-1 if reconnect else 1,
                 reconnect_time_wait=RECONNECT_WAIT,  # type: ignore[arg-type]
                 user=settings.user,
                 password=settings.password,
@@ -78,9 +82,11 @@ async def open_connection(
                 error_cb=record_error,
                 disconnected_cb=disconnected,
                 reconnected_cb=reconnected,
+                closed_cb=disconnected,
             )
     except (TimeoutError, OSError, nats.errors.Error) as exc:
-        with anyio.CancelScope(shield=True):
+        # nats-py's close() can hang after a refused first connection (seen with TLS)
+        with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_TIMEOUT):
             await client.close()
         cause = last_error[0] if last_error else exc
         raise ServiceUnavailableError(
@@ -98,7 +104,7 @@ def _describe(exc: BaseException) -> str:
     return text
 
 
-async def ensure_stream(js: JetStreamContext, stream: StreamSettings) -> None:
+async def ensure_stream(js: JetStreamContext, stream: NatsStream) -> None:
     """Create the stream with ``stream``'s limits unless it exists; an existing stream is used
     as it is, provided it holds the runs' subjects.
 
@@ -133,7 +139,7 @@ async def ensure_stream(js: JetStreamContext, stream: StreamSettings) -> None:
         )
 
 
-def _config(stream: StreamSettings) -> StreamConfig:
+def _config(stream: NatsStream) -> StreamConfig:
     return StreamConfig(
         name=stream.name,
         description="tracebus run events",

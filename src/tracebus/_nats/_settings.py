@@ -35,7 +35,7 @@ _STREAM_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass(frozen=True, slots=True)
-class StreamSettings:
+class NatsStream:
     """The JetStream stream holding the runs' events, created with these limits when missing.
 
     Retention is by limits: a message stays ``max_age`` seconds or until the stream holds
@@ -105,7 +105,7 @@ class NatsSettings:
     tls_hostname: str | None = None
     name: str = "tracebus"
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
-    stream: StreamSettings = StreamSettings()
+    stream: NatsStream = NatsStream()
 
     def __post_init__(self) -> None:
         if not self.servers:
@@ -150,6 +150,24 @@ class NatsSettings:
             password=password or None,
             token=token or None,
         )
+
+
+def nats_settings_of(address: object, token: str | None = None) -> NatsSettings | None:
+    """The NATS settings ``address`` stands for: NatsSettings, or ``nats://``/``tls://`` URLs
+    (credentials then from the environment); None for any other address. A ``token``
+    given with it is the NATS token.
+
+    Raises ValueError or OSError as ``with_credentials`` does.
+    """
+    if isinstance(address, NatsSettings):
+        settings = address
+    elif isinstance(address, str) and address.lstrip().startswith(("nats://", "tls://")):
+        settings = NatsSettings.from_url(address).with_credentials()
+    else:
+        return None
+    if token is not None:
+        settings = replace(settings, token=token, user=None, password=None)
+    return settings
 
 
 def _path(value: str | None) -> Path | None:

@@ -6,14 +6,17 @@ Secrets are read from files or the environment only; a URL carrying a password i
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
 
 from ._settings import (
+    ALL_RUNS,
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_DURABLE,
     DEFAULT_MAX_AGE,
@@ -21,17 +24,19 @@ from ._settings import (
     DEFAULT_PREFIX,
     DEFAULT_STREAM,
     NatsSettings,
+    NatsStream,
     Partition,
-    StreamSettings,
     tls_context,
     url_has_secret,
 )
 
 
-def add_connection_options(parser: argparse.ArgumentParser) -> None:
+def add_connection_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """The options naming a NATS server, its credentials, TLS and the stream."""
     group = parser.add_argument_group("NATS JetStream")
-    group.add_argument("--nats", metavar="URL", help="NATS server(s): nats://HOST:PORT[,...]")
+    group.add_argument(
+        "--nats", metavar="URL", help="read runs from NATS JetStream: nats://HOST:PORT[,...]"
+    )
     group.add_argument("--nats-user", metavar="NAME", help="user (or $TRACEBUS_NATS_USER)")
     group.add_argument(
         "--nats-password-file", type=Path, metavar="FILE", help="file holding the password"
@@ -47,9 +52,14 @@ def add_connection_options(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="give up reaching NATS at start after this long (%(default)g)",
     )
-    group.add_argument("--nats-stream", default=DEFAULT_STREAM, help="stream (%(default)s)")
     group.add_argument(
-        "--nats-subject-prefix", default=DEFAULT_PREFIX, help="subject prefix (%(default)s)"
+        "--nats-stream", default=DEFAULT_STREAM, metavar="NAME", help="stream (%(default)s)"
+    )
+    group.add_argument(
+        "--nats-subject-prefix",
+        default=DEFAULT_PREFIX,
+        metavar="PREFIX",
+        help="subject prefix (%(default)s)",
     )
     group.add_argument(
         "--nats-max-age",
@@ -65,6 +75,7 @@ def add_connection_options(parser: argparse.ArgumentParser) -> None:
         metavar="BYTES",
         help="retention by size when creating the stream (%(default)d)",
     )
+    return group
 
 
 def settings_from(args: argparse.Namespace) -> NatsSettings:
@@ -82,7 +93,7 @@ def settings_from(args: argparse.Namespace) -> NatsSettings:
     tls = None
     if args.nats_tls_ca or args.nats_tls_cert:
         tls = tls_context(args.nats_tls_ca, args.nats_tls_cert, args.nats_tls_key)
-    stream = StreamSettings(
+    stream = NatsStream(
         name=args.nats_stream,
         subject_prefix=args.nats_subject_prefix,
         max_age=args.nats_max_age,
@@ -99,8 +110,8 @@ def settings_from(args: argparse.Namespace) -> NatsSettings:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    if not args.nats:
-        raise ValueError("--nats URL is required")
+    if args.socket is not None or args.tcp is not None:
+        raise ValueError("--nats reads from NATS: it takes no --socket or --tcp")
     settings = settings_from(args)
     try:
         from ._collector import NatsCollector
@@ -111,16 +122,22 @@ def _serve(args: argparse.Namespace) -> int:
     collector = NatsCollector(
         settings, args.out, durable=args.nats_durable, partition=args.partition
     )
-    logging.basicConfig(level=logging.INFO, format="tracebus serve: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s tracebus serve: %(message)s",
+    )
+    gc.freeze()  # as the socket collector does: events come by the ten thousand, no cycles
+    gc.set_threshold(100_000, 50, 50)
 
     async def serve() -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with anyio.create_task_group() as tasks:
                 await tasks.start(collector.run)
                 print(
-                    f"tracebus serve: consuming {settings.stream.name} from "
-                    f"{', '.join(settings.servers)} into {args.out} as {collector.durable}",
-                    file=sys.stderr,
+                    f"tracebus serve: consuming stream {settings.stream.name} from "
+                    f"{', '.join(settings.servers)} as {collector.durable}, writing to "
+                    f"{args.out.absolute()}",
                     flush=True,
                 )
                 async for _ in signals:
@@ -131,6 +148,13 @@ def _serve(args: argparse.Namespace) -> int:
         anyio.run(serve, backend="asyncio")
     except BaseExceptionGroup as group:
         raise _sole(group) from None
+    counters = collector.run_statistics()
+    print(
+        f"tracebus serve: stopped; {counters.get('events_written', 0)} events written, "
+        f"{counters.get('runs_open', 0)} runs left open, "
+        f"{collector.statistics().rejected} messages refused",
+        flush=True,
+    )
     return 0
 
 
@@ -142,22 +166,25 @@ def _sole(error: BaseException) -> BaseException:
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    serve = commands.add_parser(
-        "serve", help="collect runs: write each run's files from a NATS JetStream stream"
-    )
-    serve.add_argument("--out", type=Path, default=Path("runs"), help="output dir (runs)")
-    add_connection_options(serve)
-    serve.add_argument(
+    """Add the NATS options to the collector service's ``serve``, registered before."""
+    serve = commands.choices["serve"]
+    group = add_connection_options(serve)
+    group.add_argument(
         "--nats-durable",
         default=DEFAULT_DURABLE,
         metavar="NAME",
-        help="durable consumer name (%(default)s)",
+        help="with --nats: the durable consumer (%(default)s)",
     )
-    serve.add_argument(
+    group.add_argument(
         "--partition",
         type=Partition.parse,
-        default=Partition(),
+        default=ALL_RUNS,
         metavar="I/N",
-        help="be collector I of N sharing the stream, each writing its own runs (0/1)",
+        help="with --nats: be collector I of N sharing the stream, each writing its own runs",
     )
-    serve.set_defaults(handler=_serve)
+    socket_serve: Callable[[argparse.Namespace], int] = serve.get_default("handler")
+
+    def handler(args: argparse.Namespace) -> int:
+        return _serve(args) if args.nats else socket_serve(args)
+
+    serve.set_defaults(handler=handler)

@@ -25,8 +25,9 @@ from .._events import Event
 from .._exceptions import ProtocolError, ServiceError, ServiceUnavailableError
 from .._factory import EventFactory
 from .._layout import new_run_id, validate_id
+from .._nats._settings import NatsSettings, nats_settings_of
 from .._observer import NodeScope, _describe
-from ._delivery import Delivery, RemoteStatistics
+from ._delivery import Delivery, Link, RemoteStatistics
 from ._limits import (
     CLIENT_MAX_BATCH,
     CLIENT_RESEND_BUFFER,
@@ -130,7 +131,7 @@ class RemoteObserver:
 
     def __init__(
         self,
-        address: str | os.PathLike[str] | Address,
+        address: str | os.PathLike[str] | Address | NatsSettings,
         workflow_id: str,
         total_nodes: int = 0,
         *,
@@ -155,8 +156,10 @@ class RemoteObserver:
             raise ValueError(f"total_nodes must be a non-negative int, got {total_nodes!r}")
         if overflow not in ("block", "drop"):
             raise ValueError(f"overflow must be 'block' or 'drop', got {overflow!r}")
-        self.address: Address = (
-            address if isinstance(address, UnixAddress | TcpAddress) else parse_address(address)
+        self.address: Address | NatsSettings = (
+            address
+            if isinstance(address, UnixAddress | TcpAddress)
+            else nats_settings_of(address, token) or parse_address(address)  # type: ignore[arg-type]
         )
         self.total_nodes = total_nodes
         self.join = join
@@ -310,8 +313,12 @@ class RemoteObserver:
     def statistics(self) -> RemoteStatistics:
         return self._delivery.statistics()
 
-    async def _open_link(self, hello: Hello) -> SocketLink:
+    async def _open_link(self, hello: Hello) -> Link:
         timeout = self._connect_timeout
+        if isinstance(self.address, NatsSettings):
+            from .._nats._link import NatsLink
+
+            return await NatsLink.open(self.address, hello, self.workflow_id, self.run_id, timeout)
         try:
             with anyio.fail_after(timeout):
                 return await SocketLink.open(self.address, hello)
@@ -342,7 +349,7 @@ class RemoteObserver:
 
 
 def connect(
-    address: str | os.PathLike[str],
+    address: str | os.PathLike[str] | NatsSettings,
     workflow_id: str,
     total_nodes: int = 0,
     *,
@@ -359,7 +366,8 @@ def connect(
     connect_timeout: float = CONNECT_TIMEOUT,
 ) -> RemoteObserver:
     """A remote observer of a run held by the collector at ``address`` (a Unix socket's path,
-    or ``tcp://HOST:PORT``); enter it with ``async with``. See RemoteObserver."""
+    or ``tcp://HOST:PORT``), or published to NATS JetStream (``nats://HOST:PORT`` or
+    NatsSettings); enter it with ``async with``. See RemoteObserver."""
     return RemoteObserver(
         address,
         workflow_id,

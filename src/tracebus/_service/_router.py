@@ -177,6 +177,13 @@ class RunRouter:
             return Receipt(bus, slot.done)
         return Receipt(bus)
 
+    def last_seq(self, workflow_id: str, run_id: str, producer: str) -> int | None:
+        """The highest ``seq`` of ``producer`` written to a run the router holds, else None."""
+        slot = self._runs.get((workflow_id, run_id))
+        if slot is None or slot.run is None:
+            return None
+        return slot.run.state.last_seq.get(producer, 0)
+
     def _late(self, key: RunKey, batch: Batch, producer: str) -> Receipt:
         last = self._ended[key].get(producer, 0)
         if batch.events and all(event.seq <= last for event in batch.events):

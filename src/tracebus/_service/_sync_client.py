@@ -24,6 +24,7 @@ from .._bus import DEFAULT_CAPACITY, DEFAULT_CLOSE_TIMEOUT
 from .._events import Event
 from .._exceptions import BusClosedError
 from .._factory import EventFactory
+from .._nats._settings import NatsSettings
 from ._client import RemoteObserver
 from ._delivery import RemoteStatistics
 from ._limits import CLIENT_MAX_BATCH, CLIENT_RESEND_BUFFER, CONNECT_TIMEOUT, RECONNECT_TIMEOUT
@@ -41,7 +42,7 @@ class SyncRemoteObserver:
 
     def __init__(
         self,
-        address: str | os.PathLike[str],
+        address: str | os.PathLike[str] | NatsSettings,
         workflow_id: str,
         total_nodes: int = 0,
         *,
@@ -236,7 +237,7 @@ class SyncRemoteObserver:
 
 
 def connect_sync(
-    address: str | os.PathLike[str],
+    address: str | os.PathLike[str] | NatsSettings,
     workflow_id: str,
     total_nodes: int = 0,
     *,

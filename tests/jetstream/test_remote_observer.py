@@ -1,4 +1,5 @@
-"""The JetStream publisher against real servers: unreachable, restarted, full, refused."""
+"""tracebus.connect("nats://...") against real servers: unreachable, restarted, full,
+refused; credentials and TLS."""
 
 from __future__ import annotations
 
@@ -9,11 +10,9 @@ from pathlib import Path
 import anyio
 import pytest
 
-from tracebus import TracebusError
-from tracebus._exceptions import BackendError, DeliveryError, ServiceUnavailableError
-from tracebus._factory import EventFactory
-from tracebus._nats._publisher import JetStreamPublisher
-from tracebus._nats._settings import NatsSettings, tls_context
+import tracebus
+from tracebus import BackendError, DeliveryError, NatsSettings, ServiceUnavailableError
+from tracebus._nats._settings import tls_context
 
 from .conftest import (
     Collector,
@@ -28,18 +27,11 @@ from .conftest import (
 )
 
 
-async def send_nodes(
-    publisher: JetStreamPublisher, events: EventFactory, start: int, n: int
-) -> None:
-    for index in range(start, start + n):
-        await publisher.send(events.node_start(f"n{index}", index))
-
-
 async def test_unreachable_nats_at_start_is_a_clear_error() -> None:
-    settings = NatsSettings(servers=(f"nats://127.0.0.1:{free_port()}",), connect_timeout=1.0)
-    publisher = JetStreamPublisher(settings, "wf", "run-1", "p1")
+    settings = NatsSettings(servers=(f"nats://127.0.0.1:{free_port()}",))
+    observer = tracebus.connect(settings, "wf", connect_timeout=1.0)
     with pytest.raises(ServiceUnavailableError, match=r"cannot reach NATS at nats://127\.0\.0\.1"):
-        async with publisher:
+        async with observer:
             pass
 
 
@@ -68,38 +60,34 @@ def test_serve_refuses_a_password_in_the_url(tmp_path: Path) -> None:
 
 
 def test_trio_is_refused_with_a_clear_error() -> None:
-    settings = NatsSettings()
-
     async def enter() -> None:
-        async with JetStreamPublisher(settings, "wf", "run-1", "p1"):
+        async with tracebus.connect("nats://127.0.0.1:4222", "wf"):
             pass
 
     with pytest.raises(BackendError, match="asyncio only"):
         anyio.run(enter, backend="trio")
 
 
-async def test_nats_stopped_mid_run_and_restarted_publisher_recovers(
+async def test_nats_stopped_mid_run_and_restarted_observer_recovers(
     own_nats: NatsServer, tmp_path: Path
 ) -> None:
     settings = NatsSettings(servers=(own_nats.url,), stream=unique_stream())
-    events = EventFactory("wf-restart", "run-1", "p1")
-    publisher = JetStreamPublisher(
-        settings, "wf-restart", "run-1", "p1", max_buffer=5_000, reconnect_timeout=60.0
+    observer = tracebus.connect(
+        settings, "wf-restart", 9_000, producer="p1", resend_buffer=5_000, reconnect_timeout=60.0
     )
-    async with publisher:
-        await publisher.send(events.workflow_start(9_000, ""))
-        await send_nodes(publisher, events, 0, 3_000)
-        await publisher.flush()
+    async with observer:
+        for index in range(3_000):
+            await observer.node_start(f"n{index}", index)
+        await observer.flush()
         own_nats.stop()
-        await send_nodes(publisher, events, 3_000, 3_000)  # within the 5,000 bound
-        assert publisher.statistics().buffered == 3_000
+        for index in range(3_000, 6_000):  # within the bound: 5,000 unacknowledged + the queue
+            await observer.node_start(f"n{index}", index)
         own_nats.start()
-        await send_nodes(publisher, events, 6_000, 3_000)
-        await publisher.send(events.workflow_complete(None))
-        await publisher.flush()
-    stats = publisher.statistics()
-    assert stats.acknowledged == stats.sent == 9_002
-    assert stats.messages_resent > 0
+        for index in range(6_000, 9_000):
+            await observer.node_start(f"n{index}", index)
+    stats = observer.statistics()
+    assert stats.delivered == stats.emitted == 9_002
+    assert stats.reconnects >= 1 and stats.dropped == stats.undelivered == 0
 
     out = tmp_path / "out"
     collector = Collector(settings, out)
@@ -113,43 +101,56 @@ async def test_nats_stopped_mid_run_and_restarted_publisher_recovers(
     assert metadata["events_written"] == 9_002
 
 
-async def test_events_past_the_buffer_bound_while_nats_is_down_are_reported(
-    own_nats: NatsServer,
-) -> None:
+async def test_events_past_the_bound_while_nats_is_down_are_reported(own_nats: NatsServer) -> None:
     settings = NatsSettings(servers=(own_nats.url,), stream=unique_stream())
-    events = EventFactory("wf-bound", "run-1", "p1")
-    publisher = JetStreamPublisher(
-        settings, "wf-bound", "run-1", "p1", max_buffer=2_000, overflow="drop"
+    observer = tracebus.connect(
+        settings, "wf-bound", producer="p1", capacity=1_000, resend_buffer=1_000, overflow="drop"
     )
     with pytest.raises(DeliveryError) as caught:
-        async with publisher:
-            await publisher.send(events.workflow_start(3_000, ""))
-            await publisher.flush()
+        async with observer:
+            await observer.flush()
             own_nats.stop()
-            await send_nodes(publisher, events, 0, 3_000)
+            for index in range(3_000):
+                await observer.node_start(f"n{index}", index)
             own_nats.start()
-    assert caught.value.undelivered == 1_000 and caught.value.rejected == 0
-    assert "1000 dropped while the buffer was full" in str(caught.value)
-    assert publisher.statistics().acknowledged == 2_001  # the start, then 2,000 of 3,000
+    stats = observer.statistics()
+    assert 1_000 <= stats.dropped <= 2_000  # at most 2,000 held: resend buffer and queue
+    assert caught.value.undelivered == stats.dropped and caught.value.rejected == 0
+    assert f"{stats.dropped} dropped while the queue was full" in str(caught.value)
+    assert stats.delivered == stats.emitted and stats.emitted + stats.dropped == 3_002
 
 
-async def test_publisher_gives_up_after_reconnect_timeout_and_close_says_so(
+async def test_observer_gives_up_after_reconnect_timeout_and_close_says_so(
     own_nats: NatsServer,
 ) -> None:
     settings = NatsSettings(servers=(own_nats.url,), stream=unique_stream())
-    events = EventFactory("wf-gone", "run-1", "p1")
-    publisher = JetStreamPublisher(
-        settings, "wf-gone", "run-1", "p1", reconnect_timeout=1.0, close_timeout=5.0
+    observer = tracebus.connect(
+        settings, "wf-gone", producer="p1", reconnect_timeout=1.0, close_timeout=5.0
     )
-    with pytest.raises(DeliveryError, match="no acknowledgement from JetStream for 1s") as caught:
-        async with publisher:
-            await publisher.send(events.workflow_start(10, ""))
-            await publisher.flush()
+    with pytest.raises(DeliveryError, match="gave up reconnecting after 1s") as caught:
+        async with observer:
+            await observer.flush()
             own_nats.stop()
-            await send_nodes(publisher, events, 0, 10)
+            for index in range(10):
+                await observer.node_start(f"n{index}", index)
             with pytest.raises(ServiceUnavailableError, match="gave up"):
-                await publisher.flush()
-    assert caught.value.undelivered == 10
+                await observer.flush()
+    assert caught.value.undelivered == 11  # the ten and the workflow_complete
+
+
+def test_sync_twin_publishes_through_nats(shared: NatsSettings, tmp_path: Path) -> None:
+    with tracebus.connect_sync(shared, "wf-sync", 100, producer="p1") as observer:
+        for index in range(100):
+            observer.node_start(f"n{index}", index)
+            observer.node_success(f"n{index}", 0.001)
+    out = tmp_path / "out"
+    collector = Collector(shared, out)
+    collector.start()
+    try:
+        metadata = wait_for_metadata(out)
+    finally:
+        collector.stop()
+    assert metadata["nodes_completed"] == 100 and metadata["events_written"] == 202
 
 
 @pytest.mark.parametrize("how", ["password", "token"])
@@ -168,9 +169,8 @@ async def test_credentials_from_files_and_environment(
             good = base.with_credentials(user="svc", password_file=secret, environ={})
         else:
             good = base.with_credentials(environ={"TRACEBUS_NATS_TOKEN_FILE": str(secret)})
-        async with JetStreamPublisher(good, "wf", "run-1", "p1") as publisher:
-            await publisher.send(EventFactory("wf", "run-1", "p1").workflow_start(0, ""))
-            await publisher.flush()
+        async with tracebus.connect(good, "wf", connect_timeout=2.0) as observer:
+            await observer.flush()
         assert "s3cret" not in repr(good) and "t0ken" not in repr(good)
 
         wrong = base.with_credentials(
@@ -179,15 +179,15 @@ async def test_credentials_from_files_and_environment(
             else {"TRACEBUS_NATS_TOKEN": "wrong"}
         )
         with pytest.raises(ServiceUnavailableError, match="refused the credentials"):
-            async with JetStreamPublisher(wrong, "wf", "run-1", "p1"):
+            async with tracebus.connect(wrong, "wf", connect_timeout=2.0):
                 pass
 
         flag = ["--nats-password-file", str(secret), "--nats-user", "svc"]
         if how == "token":
             flag = ["--nats-token-file", str(secret)]
         process = tracebus_cli("serve", *stream_args(good), *flag, "--out", str(tmp_path / "out"))
-        assert process.stderr is not None
-        assert "consuming" in process.stderr.readline()
+        assert process.stdout is not None
+        assert "consuming" in process.stdout.readline()
         process.terminate()
         _, err = process.communicate(timeout=60)
         assert process.returncode == 0, err
@@ -206,8 +206,10 @@ async def test_a_stream_without_the_runs_subjects_is_refused(shared: NatsSetting
         )
     finally:
         await client.close()
-    with pytest.raises(TracebusError, match=f"does not hold {shared.stream.subject_prefix}"):
-        async with JetStreamPublisher(shared, "wf", "run-1", "p1"):
+    with pytest.raises(
+        ServiceUnavailableError, match=f"does not hold {shared.stream.subject_prefix}"
+    ):
+        async with tracebus.connect(shared, "wf"):
             pass
     await delete_stream(shared.servers[0], shared.stream.name)
 
@@ -235,18 +237,17 @@ async def test_tls_settings_are_passed_through(
     try:
         base = NatsSettings(servers=(server.url,), stream=unique_stream(), connect_timeout=2.0)
         trusted = replace(base, tls=tls_context(cert))
-        async with JetStreamPublisher(trusted, "wf", "run-1", "p1") as publisher:
-            await publisher.send(EventFactory("wf", "run-1", "p1").workflow_start(0, ""))
-            await publisher.flush()
+        async with tracebus.connect(trusted, "wf", connect_timeout=2.0) as observer:
+            await observer.flush()
         untrusted = replace(base, tls=tls_context(None))
         with pytest.raises(ServiceUnavailableError, match="cannot reach NATS"):
-            async with JetStreamPublisher(untrusted, "wf", "run-1", "p1"):
+            async with tracebus.connect(untrusted, "wf", connect_timeout=2.0):
                 pass
         process = tracebus_cli(
             "serve", *stream_args(base), "--nats-tls-ca", str(cert), "--out", str(tmp_path / "o")
         )
-        assert process.stderr is not None
-        assert "consuming" in process.stderr.readline()
+        assert process.stdout is not None
+        assert "consuming" in process.stdout.readline()
         process.terminate()
         _, err = process.communicate(timeout=60)
         assert process.returncode == 0, err

@@ -1,0 +1,204 @@
+"""A remote observer's link to JetStream: each batch one message, each acknowledgement an Ack.
+
+The remote observer's delivery (``tracebus._service._delivery``) numbers, batches, bounds and
+resends; this link only carries. A batch becomes a message on ``<prefix>.<workflow>.<run>``
+with ``Nats-Msg-Id: <run_id>:<producer>:<first seq>``, so a batch the delivery sends again
+after a reconnect is dropped by JetStream if it had stored it. JetStream's acknowledgements
+become the service's cumulative ``Ack``; a message JetStream refuses for good (too large,
+say) becomes an ``ErrorReply`` for its batch. A lost connection, an acknowledgement overdue
+by ``ACK_TIMEOUT`` seconds or a passing refusal (no stream answering yet) ends the link, and
+the delivery reconnects and resends.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import replace
+
+import anyio
+import msgspec
+import nats.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from .._service._limits import MAX_EVENTS_PER_FRAME, PROTOCOL_VERSION
+from .._service._protocol import Ack, ErrorReply, Hello, ServerMessage, Welcome
+from .._service._transport import HEADER
+from ._connection import ensure_stream, open_connection
+from ._settings import NatsSettings
+
+log = logging.getLogger("tracebus.nats")
+
+ACK_TIMEOUT = 5.0
+#: Room left in a message for its headers and the protocol line.
+_HEADER_ROOM = 1_024
+
+
+class _Seq(msgspec.Struct):
+    seq: int = 0
+
+
+class _Head(msgspec.Struct):
+    id: int
+    events: list[_Seq] = []
+
+
+_head_decoder = msgspec.msgpack.Decoder(_Head)
+
+
+class NatsLink:
+    """One NATS connection carrying one producer's batches of one run (a ``Link``)."""
+
+    def __init__(
+        self, client: Client, welcome: Welcome, subject: str, run_id: str, producer: str
+    ) -> None:
+        self.welcome = welcome
+        self._client = client
+        self._subject = subject
+        self._run_id = run_id
+        self._producer = producer
+        self._inbox = client.new_inbox()
+        self._sent: dict[int, float] = {}  # batch id -> when sent, oldest first
+        self._outcomes: dict[int, ErrorReply | None] = {}  # None: stored
+        self._broken: str | None = None
+        self._changed = anyio.Event()
+
+    @classmethod
+    async def open(
+        cls,
+        settings: NatsSettings,
+        hello: Hello,
+        workflow_id: str,
+        run_id: str,
+        connect_timeout: float,
+    ) -> NatsLink:
+        """Connect, make sure the stream exists, listen for acknowledgements.
+
+        Raises BackendError off asyncio, ServiceUnavailableError when NATS or JetStream
+        cannot be had within ``connect_timeout`` seconds.
+        """
+        link: NatsLink | None = None
+
+        async def lost() -> None:
+            if link is not None:
+                link._break("the connection to NATS was lost")
+
+        client = await open_connection(
+            replace(settings, connect_timeout=connect_timeout), on_disconnect=lost, reconnect=False
+        )
+        try:
+            await ensure_stream(client.jetstream(), settings.stream)
+            welcome = Welcome(
+                protocol=PROTOCOL_VERSION,
+                server=f"nats-server {client.connected_server_version}",
+                max_frame_bytes=client.max_payload - _HEADER_ROOM + HEADER.size,
+                max_events_per_frame=MAX_EVENTS_PER_FRAME,
+            )
+            subject = settings.stream.subject(workflow_id, run_id)
+            link = cls(client, welcome, subject, run_id, hello.producer)
+            await client.subscribe(f"{link._inbox}.*", cb=link._on_reply)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await client.close()
+            raise
+        return link
+
+    async def send(self, body: bytes) -> None:
+        """Publish one encoded batch. Raises anyio.BrokenResourceError once the link broke."""
+        if self._broken is not None:
+            raise anyio.BrokenResourceError(self._broken)
+        head = _head_decoder.decode(body)
+        first = f"{head.events[0].seq}" if head.events else f"batch-{head.id}"
+        try:
+            await self._client.publish(
+                self._subject,
+                body,
+                reply=f"{self._inbox}.{head.id}",
+                headers={"Nats-Msg-Id": f"{self._run_id}:{self._producer}:{first}"},
+            )
+        except (nats.errors.Error, OSError) as exc:
+            self._break(f"publishing failed: {exc}")
+            raise anyio.BrokenResourceError(self._broken) from exc
+        self._sent[head.id] = anyio.current_time()
+
+    async def receive(self) -> ServerMessage:
+        """The next settlement, in batch order: ``Ack`` up to the last stored batch, or an
+        ``ErrorReply`` for a refused one.
+
+        Raises anyio.EndOfStream once the link broke or an acknowledgement is overdue.
+        """
+        while True:
+            settled = self._settle()
+            if settled is not None:
+                return settled
+            if self._broken is not None:
+                raise anyio.EndOfStream
+            changed = self._changed
+            wait = ACK_TIMEOUT
+            if self._sent:
+                oldest = next(iter(self._sent.values()))
+                wait = oldest + ACK_TIMEOUT - anyio.current_time()
+            with anyio.move_on_after(max(0.0, wait)):
+                await changed.wait()
+            if not changed.is_set() and self._sent:
+                self._break(f"no acknowledgement from JetStream within {ACK_TIMEOUT:g}s")
+
+    def _settle(self) -> ServerMessage | None:
+        stored: int | None = None
+        for batch_id in list(self._sent):
+            if batch_id not in self._outcomes:
+                break
+            outcome = self._outcomes.pop(batch_id)
+            if outcome is not None:
+                if stored is not None:  # report the stored ones first, the refusal next
+                    self._outcomes[batch_id] = outcome
+                    return Ack(id=stored)
+                del self._sent[batch_id]
+                return outcome
+            del self._sent[batch_id]
+            stored = batch_id
+        return None if stored is None else Ack(id=stored)
+
+    async def aclose(self) -> None:
+        self._break("closed")
+        with anyio.CancelScope(shield=True):
+            await self._client.close()
+
+    def _break(self, reason: str) -> None:
+        if self._broken is None:
+            self._broken = reason
+            if reason != "closed":
+                log.info("NATS link for run %s: %s; reconnecting", self._run_id, reason)
+        self._changed.set()
+
+    async def _on_reply(self, msg: Msg) -> None:
+        try:
+            batch_id = int(msg.subject.rsplit(".", 1)[1])
+        except ValueError:
+            return
+        if batch_id not in self._sent:
+            return
+        if msg.headers and msg.headers.get("Status") == "503":
+            self._break("no stream answered (JetStream not ready?)")
+            return
+        try:
+            reply = json.loads(msg.data)
+        except ValueError:
+            reply = None
+        if not isinstance(reply, dict):
+            self._break("an unreadable acknowledgement from JetStream")
+            return
+        error = reply.get("error")
+        if isinstance(error, dict):
+            description = str(error.get("description", error))
+            if error.get("code") != 400:
+                self._break(f"JetStream did not store a batch: {description}")
+                return
+            self._outcomes[batch_id] = ErrorReply(
+                code="refused_by_jetstream", message=description, id=batch_id
+            )
+        else:
+            self._outcomes[batch_id] = None
+        self._changed.set()
+        self._changed = anyio.Event()
