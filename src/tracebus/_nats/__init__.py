@@ -1,6 +1,7 @@
 """The NATS JetStream transport: runs whose producers are spread over many hosts.
 
 ``_settings`` (servers, credentials, TLS, the stream) and ``_connection`` (connecting, the
-stream) are shared by both ends; ``_publisher`` is the producers' end, ``_collector`` the
-collector's. nats-py runs on asyncio only.
+stream) serve both ends. Producers are the collector service's remote observers with
+``_link`` as their link; ``_collector`` consumes the stream into the service's run router.
+nats-py runs on asyncio only, and only ``_link``, ``_connection`` and ``_collector`` import it.
 """
