@@ -6,6 +6,7 @@ line: a command line is visible to every user of the machine (``ps``).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import ssl
@@ -157,7 +158,7 @@ def nats_settings_of(address: object, token: str | None = None) -> NatsSettings 
     (credentials then from the environment); None for any other address. A ``token``
     given with it is the NATS token.
 
-    Raises ValueError or OSError as ``with_credentials`` does.
+    Raises ValueError or OSError as ``with_credentials`` does, ImportError without nats-py.
     """
     if isinstance(address, NatsSettings):
         settings = address
@@ -165,6 +166,8 @@ def nats_settings_of(address: object, token: str | None = None) -> NatsSettings 
         settings = NatsSettings.from_url(address).with_credentials()
     else:
         return None
+    if importlib.util.find_spec("nats") is None:
+        raise ImportError("the NATS transport needs nats-py: pip install 'tracebus[nats]'")
     if token is not None:
         settings = replace(settings, token=token, user=None, password=None)
     return settings
