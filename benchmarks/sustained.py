@@ -1,0 +1,78 @@
+"""The sustained run: many producers push events into one tracebus run as fast as it takes them.
+
+Each producer records nodes (start, then success) back to back, yielding to the loop after
+each node as any real task would between awaits; ``emit`` itself suspends only when the bounded
+queue is full. Node ids repeat within a producer (a fixed pool per producer), so memory shows
+the bus and writer, not the per-node table the run keeps for its metadata.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from workload import WORKFLOW_ID, LagProbe, current_rss_mib, hash_summary, node_summary, peak_rss_mib
+
+import tracebus
+
+IDS_PER_PRODUCER = 50
+
+
+async def run_sustained(out: Path, events: int, producers: int) -> dict[str, Any]:
+    pairs = max(1, (events - 2) // 2 // producers)
+    total = pairs * producers * 2 + 2
+    checkpoint = min(1_000_000, total // 5)
+    samples: dict[int, dict[str, float]] = {}
+    summary = node_summary(7)
+    digest = hash_summary(summary)
+    obs = tracebus.Observer(WORKFLOW_ID, out, total_nodes=0, progress=False, console=None)
+    lag = LagProbe()
+    rss_before = current_rss_mib()
+
+    async def producer(number: int) -> None:
+        ids = [f"p{number:03d}_node_{k:03d}" for k in range(IDS_PER_PRODUCER)]
+        for k in range(pairs):
+            node_id = ids[k % IDS_PER_PRODUCER]
+            await obs.node_start(node_id)
+            await obs.node_success(node_id, 0.001, digest, summary)
+            await asyncio.sleep(0)
+
+    def sample(written: int) -> None:
+        samples[written] = {"seconds": time.perf_counter() - started, "rss_mib": current_rss_mib()}
+
+    async def watch() -> None:
+        while obs.statistics().written < checkpoint:
+            await asyncio.sleep(0.005)
+        sample(checkpoint)
+
+    started = time.perf_counter()
+    lag.start()
+    async with obs:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(watch())
+            for number in range(producers):
+                group.create_task(producer(number))
+        await obs.bus.wait_drained()
+        drained = time.perf_counter() - started
+        drained_events = obs.statistics().written
+        sample(drained_events)
+    closed = time.perf_counter() - started
+    await lag.stop()
+    assert obs.metadata is not None
+    written = obs.metadata["events_written"]
+    return {
+        "events": total,
+        "events_written": written,
+        "producers": producers,
+        "seconds_to_written": drained,
+        "seconds_to_closed": closed,
+        "events_per_s": drained_events / drained,
+        "rss_before_mib": rss_before,
+        "rss_at": {str(k): v for k, v in samples.items()},
+        "peak_rss_mib": peak_rss_mib(),
+        "lag": lag.summary(),
+        "trace_bytes": obs.trace_file.stat().st_size,
+        "log_bytes": obs.log_file.stat().st_size,
+    }
