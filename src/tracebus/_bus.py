@@ -226,7 +226,8 @@ class EventBus:
             with anyio.CancelScope(shield=True):
                 await self.aclose()
         finally:
-            await self._task_group.__aexit__(exc_type, exc, tb)
+            # The writer has finished: the block's own exception is not the task group's.
+            await self._task_group.__aexit__(None, None, None)
         return None
 
     async def emit(self, event: Event) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 
 class TracebusError(Exception):
-    """Base class of every error tracebus raises."""
+    """Base class of every error tracebus raises; never raised itself."""
 
 
 class BusClosedError(TracebusError):

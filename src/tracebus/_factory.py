@@ -1,4 +1,8 @@
-"""Builds a run's events at emit time: a clock read, the ids, references; nothing formatted."""
+"""Builds a run's events at emit time: a clock read, the ids, references; nothing formatted.
+
+Each method spells out the common fields: msgspec builds a Struct from plain keywords about
+three times faster than from a ``**dict`` of them, and this is the producers' hot path.
+"""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 import anyio
 
@@ -20,6 +20,9 @@ from ._layout import RunLayout, new_run_id, validate_id
 from ._run import open_run
 from ._sinks._run import RunFiles
 from ._writer import Sink
+
+if TYPE_CHECKING:
+    from ._sync import ThreadProducer
 
 _UNSET: Any = object()
 
@@ -173,12 +176,16 @@ class Observer:
 
     async def workflow_complete(self, cumulative_cost_usd: float | None = None) -> None:
         """Record completion; ``None`` reports the sum of the node costs."""
-        self._finished = True
+        self.mark_finished()
         await self._require_bus().emit(self._events.workflow_complete(cumulative_cost_usd))
 
     async def workflow_error(self, error: str) -> None:
-        self._finished = True
+        self.mark_finished()
         await self._require_bus().emit(self._events.workflow_error(error))
+
+    def mark_finished(self) -> None:
+        """A terminal event was recorded: leaving the block adds none of its own."""
+        self._finished = True
 
     async def emit(self, event: Event) -> None:
         """Emit an event built elsewhere (it must carry this run's ids)."""
@@ -189,6 +196,13 @@ class Observer:
     @property
     def bus(self) -> EventBus:
         return self._require_bus()
+
+    @property
+    def threads(self) -> ThreadProducer:
+        """The same methods as plain calls, for worker threads (e.g. ``to_thread.run_sync``)."""
+        from ._sync import ThreadProducer
+
+        return ThreadProducer(self)
 
     @property
     def events(self) -> EventFactory:

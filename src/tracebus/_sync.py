@@ -9,6 +9,7 @@ holding up interpreter exit; an ``atexit`` hook closes it within ``exit_timeout`
 from __future__ import annotations
 
 import atexit
+import concurrent.futures.thread  # noqa: F401 - see _register below
 import os
 import threading
 import weakref
@@ -28,7 +29,65 @@ from ._observer import _UNSET, Observer
 from ._writer import Sink
 
 
-class SyncObserver:
+class ThreadProducer:
+    """The observer methods as plain calls for worker threads of a running Observer
+    (``observer.threads``). A call blocks its thread only while the queue is full."""
+
+    def __init__(self, observer: Observer) -> None:
+        self._observer = observer
+        self._events = observer.events
+
+    # -- the seed's vocabulary ---------------------------------------------------------
+
+    def node_start(self, node_id: str, node_index: int | None = None) -> None:
+        self._put(self._events.node_start(node_id, node_index))
+
+    def node_success(
+        self,
+        node_id: str,
+        duration_seconds: float,
+        output_hash: str | None = None,
+        output_summary: Any = None,
+        cost_usd: float = 0.0,
+    ) -> None:
+        self._put(
+            self._events.node_success(
+                node_id, duration_seconds, output_hash, output_summary, cost_usd
+            )
+        )
+
+    def node_failure(
+        self, node_id: str, error: str, duration_seconds: float, cost_usd: float = 0.0
+    ) -> None:
+        self._put(self._events.node_failure(node_id, error, duration_seconds, cost_usd))
+
+    def node_skipped(self, node_id: str, reason: str = "") -> None:
+        self._put(self._events.node_skipped(node_id, reason))
+
+    def node_retry(
+        self, node_id: str, attempt: int, error: str = "", delay_seconds: float = 0.0
+    ) -> None:
+        self._put(self._events.node_retry(node_id, attempt, error, delay_seconds))
+
+    def note(self, message: str, *, node_id: str | None = None, **fields: Any) -> None:
+        self._put(self._events.note(message, node_id, fields))
+
+    def workflow_complete(self, cumulative_cost_usd: float | None = None) -> None:
+        self._observer.mark_finished()
+        self._put(self._events.workflow_complete(cumulative_cost_usd))
+
+    def workflow_error(self, error: str) -> None:
+        self._observer.mark_finished()
+        self._put(self._events.workflow_error(error))
+
+    def emit(self, event: Event) -> None:
+        self._put(event)
+
+    def _put(self, event: Event) -> None:
+        self._observer.bus.emit_from_thread(event)
+
+
+class SyncObserver(ThreadProducer):
     """The methods of Observer as plain calls; safe from any number of threads.
 
     The run starts in the constructor (files made, writer running) and ends with ``close()``
@@ -62,10 +121,10 @@ class SyncObserver:
             close_timeout=close_timeout,
             run_id=run_id,
         )
+        super().__init__(self._observer)
         self.workflow_id = self._observer.workflow_id
         self.run_id = self._observer.run_id
         self.total_nodes = total_nodes
-        self._events = self._observer.events
         self._exit_timeout = exit_timeout
         self._ready = threading.Event()
         self._done = threading.Event()
@@ -142,52 +201,6 @@ class SyncObserver:
                 pass
         self.close()
 
-    # -- the seed's vocabulary ---------------------------------------------------------
-
-    def node_start(self, node_id: str, node_index: int | None = None) -> None:
-        self._put(self._events.node_start(node_id, node_index))
-
-    def node_success(
-        self,
-        node_id: str,
-        duration_seconds: float,
-        output_hash: str | None = None,
-        output_summary: Any = None,
-        cost_usd: float = 0.0,
-    ) -> None:
-        self._put(
-            self._events.node_success(
-                node_id, duration_seconds, output_hash, output_summary, cost_usd
-            )
-        )
-
-    def node_failure(
-        self, node_id: str, error: str, duration_seconds: float, cost_usd: float = 0.0
-    ) -> None:
-        self._put(self._events.node_failure(node_id, error, duration_seconds, cost_usd))
-
-    def node_skipped(self, node_id: str, reason: str = "") -> None:
-        self._put(self._events.node_skipped(node_id, reason))
-
-    def node_retry(
-        self, node_id: str, attempt: int, error: str = "", delay_seconds: float = 0.0
-    ) -> None:
-        self._put(self._events.node_retry(node_id, attempt, error, delay_seconds))
-
-    def note(self, message: str, *, node_id: str | None = None, **fields: Any) -> None:
-        self._put(self._events.note(message, node_id, fields))
-
-    def workflow_complete(self, cumulative_cost_usd: float | None = None) -> None:
-        self._observer._finished = True
-        self._put(self._events.workflow_complete(cumulative_cost_usd))
-
-    def workflow_error(self, error: str) -> None:
-        self._observer._finished = True
-        self._put(self._events.workflow_error(error))
-
-    def emit(self, event: Event) -> None:
-        self._put(event)
-
     # -- introspection ------------------------------------------------------------------
 
     def statistics(self) -> BusStatistics:
@@ -261,4 +274,8 @@ def _close_all_at_exit() -> None:
         observer._close_at_exit()
 
 
-atexit.register(_close_all_at_exit)
+# The writer's file I/O runs on executor threads, and interpreter exit shuts executors down
+# (in threading's own exit hooks, which run before atexit's). Register with those hooks
+# after concurrent.futures has, so ours runs first (they run last-in, first-out).
+_register = getattr(threading, "_register_atexit", atexit.register)
+_register(_close_all_at_exit)

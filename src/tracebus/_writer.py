@@ -116,7 +116,9 @@ class Writer:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         try:
-            with anyio.CancelScope() as self._scope:
+            # Shielded: a cancelled producer scope must not stop the drain; only close()'s
+            # deadline (cancel()) does.
+            with anyio.CancelScope(shield=True) as self._scope:
                 for sink in self._sinks:
                     aopen = getattr(sink, "aopen", None)
                     if aopen is not None:

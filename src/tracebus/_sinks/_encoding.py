@@ -16,7 +16,15 @@ def _as_repr(obj: Any) -> dict[str, str]:
     return {"$repr": repr(obj)}
 
 
-_encoder = msgspec.json.Encoder(enc_hook=_as_repr)
+def _enc_hook(obj: Any) -> dict[str, str]:
+    if isinstance(obj, dict):
+        # msgspec asks again when our replacement stands where a dict key must: give up on
+        # the whole value (the caller stores its repr) instead of looping.
+        raise TypeError("value cannot be a JSON object key")
+    return _as_repr(obj)
+
+
+_encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
 
 _NOT_DETAILS = BASE_FIELDS | {"node_id", "node_index", "message"}
 

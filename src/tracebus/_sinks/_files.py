@@ -25,12 +25,31 @@ class _AsyncRawFile(Protocol):
     def fileno(self) -> int: ...
 
 
+class _AnyioFile:
+    """anyio's thread-backed file under the method names aiofiles uses."""
+
+    def __init__(self, handle: anyio.AsyncFile[bytes]) -> None:
+        self._handle = handle
+
+    async def write(self, data: bytes | memoryview, /) -> int:
+        return await self._handle.write(data)
+
+    async def truncate(self, size: int, /) -> int:
+        return await self._handle.truncate(size)
+
+    async def close(self) -> None:
+        await self._handle.aclose()
+
+    def fileno(self) -> int:
+        return self._handle.wrapped.fileno()
+
+
 async def _open_append(path: Path) -> _AsyncRawFile:
     # aiofiles is bound to asyncio's executor; on trio, anyio's own thread-backed file does
-    # the same job with the same method names.
+    # the same job.
     if on_asyncio():
         return cast(_AsyncRawFile, await aiofiles.open(path, "ab", buffering=0))
-    return cast(_AsyncRawFile, await anyio.open_file(path, "ab", buffering=0))
+    return _AnyioFile(await anyio.open_file(path, "ab", buffering=0))
 
 
 class AppendFile:

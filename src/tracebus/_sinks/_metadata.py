@@ -23,6 +23,7 @@ def build_metadata(
     events_written: int,
     events_dropped: int,
     events_lost: int,
+    write_errors: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
     return {
         "workflow_id": layout.workflow_id,
@@ -46,6 +47,7 @@ def build_metadata(
         "events_written": events_written,
         "events_dropped": events_dropped,
         "events_lost": events_lost,
+        "write_errors": write_errors,
         "log_file": str(layout.audit_log_file),
         "trace_file": str(layout.audit_trace_file),
         "execution_log_file": str(layout.log_file),

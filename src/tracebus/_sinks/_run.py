@@ -117,6 +117,14 @@ class RunFiles:
             events_written=main_trace.written,
             events_dropped=self._dropped(),
             events_lost=main_trace.lost,
+            write_errors={
+                str(f.path): {
+                    "events_lost": f.lost,
+                    "error": f"{type(f.error).__name__}: {f.error}",
+                }
+                for f in (*self._traces, *self._logs)
+                if f.error is not None
+            },
         )
         await anyio.to_thread.run_sync(write_json_atomic, self.layout.metadata_file, self.metadata)
 

@@ -1,0 +1,241 @@
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+import tracebus
+from tracebus import Event, EventBus, Note
+from tracebus.testing import CapturingSink
+
+
+def note(i: int) -> Note:
+    return Note(epoch_seconds=time.time(), pid=1, workflow_id="wf", run_id="r", message=str(i))
+
+
+class GatedSink:
+    """Blocks in write_batch until the gate opens: stands for a slow disk."""
+
+    def __init__(self) -> None:
+        self.gate = anyio.Event()
+        self.entered = anyio.Event()
+        self.events: list[Event] = []
+
+    async def write_batch(self, events: Sequence[Event]) -> None:
+        self.entered.set()
+        await self.gate.wait()
+        self.events.extend(events)
+
+
+class FailingSink:
+    name = "flaky"
+
+    async def write_batch(self, events: Sequence[Event]) -> None:
+        raise OSError(28, "No space left on device")
+
+
+async def test_events_reach_the_sink_in_emit_order() -> None:
+    sink = CapturingSink()
+    async with EventBus([sink]) as bus:
+        for i in range(1_000):
+            await bus.emit(note(i))
+    assert [int(e.message) for e in sink.events] == list(range(1_000))  # type: ignore[attr-defined]
+    assert bus.statistics().written == 1_000
+
+
+async def test_emit_nowait_raises_when_full() -> None:
+    async with EventBus([CapturingSink()], capacity=4) as bus:
+        for i in range(4):
+            bus.emit_nowait(note(i))
+        with pytest.raises(tracebus.QueueFullError, match=r"event queue full \(4 events\)"):
+            bus.emit_nowait(note(4))
+
+
+async def test_drop_policy_drops_and_counts_but_keeps_lifecycle_events() -> None:
+    sink = CapturingSink()
+    async with EventBus([sink], capacity=2, overflow="drop") as bus:
+        for i in range(5):
+            bus.emit_nowait(note(i))
+        failure = tracebus.NodeFailure(
+            epoch_seconds=0.0,
+            pid=1,
+            workflow_id="wf",
+            run_id="r",
+            node_id="n",
+            duration_seconds=0.0,
+            error="kept",
+        )
+        bus.emit_nowait(failure)
+        assert bus.statistics().dropped == 3
+    assert sink.types() == ["note", "note", "node_failure"]
+
+
+async def test_emit_waits_while_full_then_proceeds() -> None:
+    sink = GatedSink()
+    async with EventBus([sink], capacity=2) as bus:
+        await bus.emit(note(0))
+        await sink.entered.wait()  # the writer holds event 0 and is stuck in the sink
+        await bus.emit(note(1))
+        await bus.emit(note(2))
+        done = anyio.Event()
+
+        async def late() -> None:
+            await bus.emit(note(3))
+            done.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(late)
+            await anyio.wait_all_tasks_blocked()
+            assert not done.is_set()
+            assert bus.statistics().queued == 2
+            sink.gate.set()
+    assert [e.message for e in sink.events] == ["0", "1", "2", "3"]  # type: ignore[attr-defined]
+
+
+async def test_emit_after_close_raises() -> None:
+    bus = EventBus([CapturingSink()])
+    async with bus:
+        pass
+    with pytest.raises(tracebus.BusClosedError, match="closed"):
+        await bus.emit(note(0))
+    with pytest.raises(tracebus.BusClosedError, match="closed"):
+        bus.emit_nowait(note(0))
+
+
+async def test_emit_before_enter_says_so() -> None:
+    bus = EventBus([CapturingSink()])
+    with pytest.raises(tracebus.BusClosedError, match="not open yet"):
+        bus.emit_nowait(note(0))
+
+
+async def test_close_is_idempotent() -> None:
+    async with EventBus([CapturingSink()]) as bus:
+        await bus.emit(note(0))
+        await bus.aclose()
+        await bus.aclose()
+    assert bus.closed
+
+
+async def test_failing_sink_does_not_stop_the_others_and_close_reports_it() -> None:
+    good = CapturingSink()
+    with pytest.raises(tracebus.SinkError) as caught:
+        async with EventBus([FailingSink(), good]) as bus:
+            for i in range(10):
+                await bus.emit(note(i))
+                await anyio.lowlevel.checkpoint()
+    assert len(good.events) == 10
+    lost, error = caught.value.failures["flaky"]
+    assert lost == 10
+    assert "No space left on device" in str(error)
+    assert "flaky: 10 event(s) not written" in str(caught.value)
+
+
+async def test_close_is_bounded_and_reports_what_was_not_written() -> None:
+    sink = GatedSink()  # never opened: the writer hangs in write_batch
+    with pytest.raises(tracebus.CloseTimeoutError) as caught:
+        async with EventBus([sink], close_timeout=0.2) as bus:
+            for i in range(5):
+                bus.emit_nowait(note(i))
+    assert caught.value.unwritten == 5
+    assert "close timed out after 0.2s with 5 event(s) not written" in str(caught.value)
+
+
+async def test_subscriber_sees_events_emitted_after_it_subscribed() -> None:
+    async with EventBus([CapturingSink()]) as bus:
+        bus.emit_nowait(note(0))  # queued before subscribing: not delivered
+        received: list[str] = []
+        subscription = bus.subscribe()
+        for i in range(1, 4):
+            bus.emit_nowait(note(i))
+        async with anyio.create_task_group() as tg:
+
+            async def drain() -> None:
+                async for event in subscription:
+                    received.append(event.message)  # type: ignore[attr-defined]
+
+            tg.start_soon(drain)
+            await bus.aclose()
+    assert received == ["1", "2", "3"]
+
+
+async def test_slow_subscriber_is_counted_and_never_stalls_the_writer() -> None:
+    sink = CapturingSink()
+    async with EventBus([sink]) as bus:
+        subscription = bus.subscribe(max_buffer=3)
+        for i in range(10):
+            bus.emit_nowait(note(i))
+        await bus.wait_drained()
+        assert len(sink.events) == 10
+        assert bus.statistics().subscriber_dropped == 7
+    got = [e.message async for e in subscription]  # type: ignore[attr-defined]
+    assert got == ["0", "1", "2"]
+
+
+async def test_threads_emit_in_order_with_backpressure() -> None:
+    sink = CapturingSink()
+    per_thread = 2_000
+    async with EventBus([sink], capacity=16) as bus:
+
+        def produce(worker: int) -> None:
+            for i in range(per_thread):
+                bus.emit_from_thread(
+                    Note(
+                        epoch_seconds=0.0, pid=worker, workflow_id="wf", run_id="r", message=str(i)
+                    )
+                )
+
+        async with anyio.create_task_group() as tg:
+            for worker in range(8):
+                tg.start_soon(anyio.to_thread.run_sync, produce, worker)
+    assert len(sink.events) == 8 * per_thread
+    for worker in range(8):
+        mine = [int(e.message) for e in sink.events if e.pid == worker]  # type: ignore[attr-defined]
+        assert mine == list(range(per_thread))
+
+
+async def test_thread_emit_times_out_when_the_queue_stays_full() -> None:
+    sink = GatedSink()
+    async with EventBus([sink], capacity=1) as bus:
+        await bus.emit(note(0))
+        await sink.entered.wait()
+        await bus.emit(note(1))
+        errors: list[BaseException] = []
+
+        def produce() -> None:
+            try:
+                bus.emit_from_thread(note(2), timeout=0.05)
+            except tracebus.QueueFullError as exc:
+                errors.append(exc)
+
+        await anyio.to_thread.run_sync(produce)
+        sink.gate.set()
+    assert len(errors) == 1 and "still full" in str(errors[0])
+    assert [e.message for e in sink.events] == ["0", "1"]  # type: ignore[attr-defined]
+
+
+def test_thread_emit_wakes_an_idle_writer() -> None:
+    sink = CapturingSink()
+    arrived = threading.Event()
+
+    async def main() -> None:
+        async with EventBus([sink]) as bus:
+            await anyio.to_thread.run_sync(bus.emit_from_thread, note(1))
+            with anyio.fail_after(5):
+                await bus.wait_drained()
+            arrived.set()
+
+    anyio.run(main)
+    assert arrived.is_set() and len(sink.events) == 1
+
+
+def test_bad_settings_are_rejected() -> None:
+    with pytest.raises(ValueError, match="capacity must be at least 1"):
+        EventBus(capacity=0)
+    with pytest.raises(ValueError, match="overflow must be 'raise' or 'drop'"):
+        EventBus(overflow="block")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_batch must be at least 1"):
+        EventBus(max_batch=0)

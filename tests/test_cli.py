@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import assert_consistent_run, trace_of
+
+
+def tracebus_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tracebus", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_demo_runs_a_workflow_and_says_where_its_files_are(tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    result = tracebus_cli(
+        "demo",
+        "--nodes",
+        "60",
+        "--concurrency",
+        "6",
+        "--fail-rate",
+        "0.2",
+        "--out",
+        str(out),
+        "--seed",
+        "7",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "[RUN] Executing: demo_workflow" in result.stdout
+    assert "Workflow completed: demo_workflow" in result.stdout
+    trace_line = next(line for line in result.stdout.splitlines() if "trace:" in line)
+    trace_file = Path(trace_line.split("trace:", 1)[1].strip())
+    assert trace_file.parent == out / "traces"
+    metadata = json.loads((out / "audit" / "step_00" / "metadata_00.json").read_text())
+    trace = trace_of(trace_file)
+    assert_consistent_run(trace, metadata)
+    assert metadata["nodes_completed"] + metadata["nodes_failed"] == 60
+    assert metadata["nodes_failed"] > 0  # 20% of 60 nodes
+    assert "Executing demo_workflow" in result.stderr  # the progress bar
+
+
+def test_demo_rejects_bad_arguments_with_exit_code_2(tmp_path: Path) -> None:
+    result = tracebus_cli("demo", "--nodes", "0", "--out", str(tmp_path))
+    assert result.returncode == 2
+    assert "--nodes: must be at least 1, got 0" in result.stderr
+    result = tracebus_cli("demo", "--fail-rate", "1.5", "--out", str(tmp_path))
+    assert result.returncode == 2
+    assert "must be between 0 and 1" in result.stderr
+
+
+def test_unwritable_output_is_a_one_line_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = tracebus_cli("demo", "--nodes", "3", "--out", str(blocker / "runs"))
+    assert result.returncode == 2
+    assert result.stderr.startswith("tracebus demo: error: ")
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,128 @@
+"""The writer's file sinks under faults: a full disk, a removed file, a size limit."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+import tracebus
+import tracebus._run
+from tests.conftest import metadata_of, trace_of
+from tracebus._layout import RunLayout, create_layout
+
+
+def _audit_trace_on_dev_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    def layout_with_full_disk(*args: object, **kwargs: object) -> RunLayout:
+        layout = create_layout(*args, **kwargs)  # type: ignore[arg-type]
+        layout.audit_trace_file.symlink_to("/dev/full")
+        return layout
+
+    monkeypatch.setattr(tracebus._run, "create_layout", layout_with_full_disk)
+
+
+async def test_disk_full_is_reported_and_producers_carry_on(
+    out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _audit_trace_on_dev_full(monkeypatch)
+    obs = tracebus.Observer("wf", out, total_nodes=100, progress=False, console=None)
+    with pytest.raises(tracebus.SinkError) as caught:
+        async with obs:
+            for i in range(100):
+                async with obs.node(f"n{i}", i):
+                    await anyio.lowlevel.checkpoint()
+    message = str(caught.value)
+    assert str(obs.audit_dir / "trace_00.jsonl") in message
+    assert "No space left on device" in message
+    assert "202 event(s) not written" in message  # start + 200 node events + complete
+    trace = trace_of(obs.trace_file)
+    assert len(trace) == 202 and trace[-1]["event_type"] == "workflow_complete"
+    metadata = metadata_of(obs.metadata_file)
+    assert metadata["nodes_completed"] == 100
+    errors = metadata["write_errors"]
+    assert list(errors) == [str(obs.audit_dir / "trace_00.jsonl")]
+    assert errors[str(obs.audit_dir / "trace_00.jsonl")]["events_lost"] == 202
+
+
+async def test_trace_removed_mid_run_is_recreated_and_the_loss_reported(out: Path) -> None:
+    obs = tracebus.Observer("wf", out, progress=False, console=None)
+    with pytest.raises(tracebus.SinkError, match="was removed while the run wrote it"):
+        async with obs:
+            for i in range(10):
+                await obs.node_success(f"early{i}", 0.0)
+            await obs.flush()
+            obs.trace_file.unlink()
+            for i in range(5):
+                await obs.node_success(f"late{i}", 0.0)
+    trace = trace_of(obs.trace_file)
+    assert [e["node_id"] for e in trace if "node_id" in e] == [f"late{i}" for i in range(5)]
+    metadata = metadata_of(obs.metadata_file)
+    assert metadata["events_lost"] == 11  # workflow_start and the ten early nodes
+    assert metadata["events_written"] == 6
+    # the audit copy was not removed and holds everything
+    assert len(trace_of(obs.audit_dir / "trace_00.jsonl")) == 17
+
+
+SIZE_LIMITED = textwrap.dedent(
+    """
+    import resource, signal, sys
+    import anyio, tracebus
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+    async def main():
+        obs = tracebus.Observer("wf", sys.argv[1], progress=False, console=None)
+        try:
+            async with obs:
+                for i in range(400):
+                    await obs.node_success(f"n{i}", 0.5, output_summary={"i": i})
+                    await anyio.sleep(0)
+        except tracebus.SinkError as exc:
+            print("SinkError", exc)
+
+    anyio.run(main)
+    """
+)
+
+
+def test_size_limit_leaves_only_whole_lines(out: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", SIZE_LIMITED, str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "SinkError" in result.stdout and "File too large" in result.stdout
+    for name in (*out.glob("traces/*.jsonl"), *out.glob("audit/*/*.jsonl")):
+        data = name.read_bytes()
+        assert 0 < len(data) <= 20_000
+        assert data.endswith(b"\n")  # the failed write was rolled back to a whole line
+        for line in data.splitlines():
+            json.loads(line)
+    for name in out.glob("logs/*.log"):
+        assert name.read_bytes().endswith(b"\n")
+
+
+def test_removed_output_dir_at_close_is_reported(out: Path) -> None:
+    async def main() -> None:
+        async with tracebus.Observer("wf", out, progress=False, console=None) as obs:
+            await obs.node_success("a", 0.0)
+            await obs.flush()
+            for path in sorted(out.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+                path.unlink() if not path.is_dir() else path.rmdir()
+
+    with pytest.raises(tracebus.SinkError) as caught:
+        anyio.run(main)
+    message = str(caught.value)
+    assert "metadata_00.json: 0 event(s) not written (FileNotFoundError" in message
+    assert "was removed while the run wrote it" in message
+    assert not any(out.rglob("*.json"))

@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+import tracebus
+from tests.conftest import assert_consistent_run, metadata_of, trace_of
+
+
+def test_thread_pool_of_eight_loses_nothing(out: Path) -> None:
+    nodes = 4_000
+    with tracebus.SyncObserver("wf", out, total_nodes=nodes, progress=False, console=None) as obs:
+
+        def run_node(i: int) -> None:
+            obs.node_start(f"n{i}", i)
+            obs.node_success(f"n{i}", 0.01, output_hash=tracebus.hash_output(i), cost_usd=0.001)
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(run_node, range(nodes)))
+    trace = trace_of(obs.trace_file)
+    metadata = metadata_of(obs.metadata_file)
+    assert_consistent_run(trace, metadata)
+    assert metadata["nodes_completed"] == nodes
+    assert metadata["cumulative_cost_usd"] == pytest.approx(nodes * 0.001)
+    assert len({e["node_id"] for e in trace if e["event_type"] == "node_success"}) == nodes
+
+
+def test_with_block_that_raises_records_workflow_error(out: Path) -> None:
+    with pytest.raises(ZeroDivisionError):
+        with tracebus.SyncObserver("wf", out, progress=False, console=None) as obs:
+            obs.node_start("a", 0)
+            1 / 0  # noqa: B018
+    trace = trace_of(obs.trace_file)
+    assert trace[-1]["event_type"] == "workflow_error"
+    assert trace[-1]["error"] == "ZeroDivisionError: division by zero"
+    assert obs.metadata is not None and obs.metadata["status"] == "error"
+
+
+def test_flush_writes_metadata_while_the_run_goes_on(out: Path) -> None:
+    obs = tracebus.SyncObserver("wf", out, progress=False, console=None)
+    obs.node_success("a", 0.1)
+    obs.flush()
+    assert metadata_of(obs.metadata_file)["nodes_completed"] == 1
+    assert metadata_of(obs.metadata_file)["status"] == "incomplete"
+    obs.node_success("b", 0.1)
+    obs.close()
+    obs.close()  # idempotent
+    assert metadata_of(obs.metadata_file)["nodes_completed"] == 2
+    with pytest.raises(tracebus.BusClosedError):
+        obs.node_start("late", 0)
+
+
+def test_sync_observer_runs_on_trio_too(out: Path) -> None:
+    with tracebus.SyncObserver("wf", out, progress=False, console=None, backend="trio") as obs:
+        obs.node_start("a", 0)
+        obs.node_success("a", 0.1)
+    assert [e["event_type"] for e in trace_of(obs.trace_file)] == [
+        "workflow_start",
+        "node_start",
+        "node_success",
+        "workflow_complete",
+    ]
+
+
+def test_unwritable_output_dir_raises_at_construction(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(OSError):
+        tracebus.SyncObserver("wf", blocker / "runs", progress=False, console=None)
+
+
+UNCLOSED = textwrap.dedent(
+    """
+    import sys, tracebus
+    obs = tracebus.SyncObserver("wf", sys.argv[1], progress=False, console=None)
+    for i in range(1000):
+        obs.node_start(f"n{i}", i)
+        obs.node_success(f"n{i}", 0.0)
+    print(obs.trace_file)
+    """
+)
+
+
+def test_unclosed_observer_is_flushed_at_exit(out: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", UNCLOSED, str(out)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    trace = trace_of(Path(result.stdout.strip()))
+    assert len(trace) == 2002
+    assert trace[-1]["event_type"] == "workflow_complete"
