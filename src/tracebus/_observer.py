@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TextIO
@@ -75,6 +75,9 @@ class Observer:
         self._files: RunFiles | None = None
         self._bus: EventBus | None = None
         self._finished = False
+        # What the node methods await: bound to the bus's own emit once open, so a call is
+        # one coroutine deep on the producers' hot path.
+        self._emit: Callable[[Event], Awaitable[None]] = self._emit_unopened
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -97,6 +100,7 @@ class Observer:
         self._layout, self._files, self._bus = run.layout, run.files, run.bus
         bus = run.bus
         await bus.__aenter__()
+        self._emit = self._emit_dropping if self._drop else bus.emit
         await bus.emit(self._events.workflow_start(self.total_nodes, str(self.output_dir)))
         return self
 
@@ -233,12 +237,11 @@ class Observer:
     def metadata_file(self) -> Path:
         return self.layout.metadata_file
 
-    async def _emit(self, event: Event) -> None:
-        bus = self._require_bus()
-        if self._drop:
-            bus.emit_nowait(event)
-        else:
-            await bus.emit(event)
+    async def _emit_unopened(self, event: Event) -> None:
+        self._require_bus()
+
+    async def _emit_dropping(self, event: Event) -> None:
+        self._require_bus().emit_nowait(event)
 
     def _require_bus(self) -> EventBus:
         if self._bus is None:

@@ -21,6 +21,8 @@ from ._events import (
     WorkflowStart,
 )
 
+_DIGITS = tuple(f"{n:03d}" for n in range(1000))
+
 
 class IsoClock:
     """Formats epoch seconds as ISO 8601 in UTC, formatting each second's prefix once."""
@@ -33,9 +35,12 @@ class IsoClock:
         second = int(epoch)
         if second != self._second:
             self._second = second
-            self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
         micros = int((epoch - second) * 1_000_000)
-        return f"{self._prefix}.{micros:06d}+00:00"
+        if 0 <= micros < 1_000_000:
+            # two table look-ups instead of an int format: this runs once per event
+            return f"{self._prefix}{_DIGITS[micros // 1000]}{_DIGITS[micros % 1000]}+00:00"
+        return f"{self._prefix}{micros:06d}+00:00"
 
 
 class RunState:
@@ -80,31 +85,48 @@ class RunState:
 
     def apply(self, batch: Iterable[Event]) -> None:
         """Stamp ``seq`` (unless a remote producer set it) and ``timestamp``; update counts."""
+        # The writer's per-event hot path: node starts and ends are handled inline, with the
+        # tables in locals; the rarer kinds go through the methods below.
         iso = self._iso
-        for event in batch:
-            self.events += 1
-            if not event.seq:
-                self.seq += 1
-                event.seq = self.seq
-            if not event.timestamp:
-                event.timestamp = iso(event.epoch_seconds)
-            kind = type(event)
-            if kind is NodeStart:
-                self._start(event)  # type: ignore[arg-type]
-            elif kind is NodeSuccess or kind is NodeFailure:
-                self._end(event)  # type: ignore[arg-type]
-            elif kind is NodeSkipped or kind is NodeRetry:
-                self._other_node_event(event)  # type: ignore[arg-type]
-            elif kind is WorkflowComplete or kind is WorkflowError:
-                self._finish(event)  # type: ignore[arg-type]
-            elif kind is WorkflowStart:
-                self.started = min(self.started, event.epoch_seconds)
-
-    def _start(self, event: NodeStart) -> None:
-        if event.node_index is not None:
-            self.node_index[event.node_id] = event.node_index
-        self.in_flight[event.node_id] = event.epoch_seconds
-        self.peak_in_flight = max(self.peak_in_flight, len(self.in_flight))
+        in_flight, node_index, node_times = self.in_flight, self.node_index, self.node_times
+        seq, count = self.seq, 0
+        try:
+            for event in batch:
+                count += 1
+                if not event.seq:
+                    seq += 1
+                    event.seq = seq
+                if not event.timestamp:
+                    event.timestamp = iso(event.epoch_seconds)
+                kind = type(event)
+                if kind is NodeStart:
+                    start: NodeStart = event  # type: ignore[assignment]
+                    if start.node_index is not None:
+                        node_index[start.node_id] = start.node_index
+                    in_flight[start.node_id] = start.epoch_seconds
+                    if len(in_flight) > self.peak_in_flight:
+                        self.peak_in_flight = len(in_flight)
+                elif kind is NodeSuccess:
+                    success: NodeSuccess = event  # type: ignore[assignment]
+                    node_id = success.node_id
+                    if success.node_index is None:
+                        success.node_index = node_index.get(node_id)
+                    in_flight.pop(node_id, None)
+                    node_times[node_id] = success.duration_seconds
+                    if success.cost_usd:
+                        self._add_cost(node_id, success.cost_usd)
+                    self.nodes_completed += 1
+                elif kind is NodeFailure:
+                    self._end(event)  # type: ignore[arg-type]
+                elif kind is NodeSkipped or kind is NodeRetry:
+                    self._other_node_event(event)  # type: ignore[arg-type]
+                elif kind is WorkflowComplete or kind is WorkflowError:
+                    self._finish(event)  # type: ignore[arg-type]
+                elif kind is WorkflowStart:
+                    self.started = min(self.started, event.epoch_seconds)
+        finally:
+            self.seq = seq
+            self.events += count
 
     def _end(self, event: NodeSuccess | NodeFailure) -> None:
         node_id = event.node_id
@@ -113,12 +135,15 @@ class RunState:
         self.in_flight.pop(node_id, None)
         self.node_times[node_id] = event.duration_seconds
         if event.cost_usd:
-            self.node_costs[node_id] = self.node_costs.get(node_id, 0.0) + event.cost_usd
+            self._add_cost(node_id, event.cost_usd)
         if isinstance(event, NodeFailure):
             self.nodes_failed += 1
             self.failures[node_id] = event.error
         else:
             self.nodes_completed += 1
+
+    def _add_cost(self, node_id: str, cost_usd: float) -> None:
+        self.node_costs[node_id] = self.node_costs.get(node_id, 0.0) + cost_usd
 
     def _other_node_event(self, event: NodeSkipped | NodeRetry) -> None:
         if event.node_index is None:

@@ -96,17 +96,19 @@ class AppendFile:
         self._since_open += events
 
     async def aclose(self) -> None:
-        """fsync and close; a failure here is recorded like a failed write."""
+        """fsync and close; a failure here is recorded like a failed write, never raised."""
         if self._file is None:
             return
         handle, self._file = self._file, None
         try:
             await anyio.to_thread.run_sync(os.fsync, handle.fileno())
         except OSError as exc:
-            if self.error is None:
-                self.error = exc
+            self._record(exc, 0)
         finally:
-            await handle.close()
+            try:
+                await handle.close()
+            except OSError as exc:
+                self._record(exc, 0)
 
     def _record(self, exc: BaseException, events: int) -> None:
         self.lost += events

@@ -9,17 +9,20 @@ from datetime import datetime
 from typing import Any, TextIO
 
 import anyio
+import anyio.lowlevel
 
 from .._events import Event, WorkflowComplete, WorkflowError, WorkflowStart
 from .._exceptions import SinkError
 from .._layout import RunLayout
 from .._state import IsoClock, RunState
-from ._encoding import encode_trace, log_line
+from .._writer import STEP_EVENTS
+from ._encoding import encode_log, encode_trace
 from ._files import AppendFile
 from ._metadata import build_metadata, write_json_atomic
 from ._progress import Progress
 
 _RULE = "=" * 80
+_LIFECYCLE = frozenset((WorkflowStart, WorkflowComplete, WorkflowError))
 
 
 class RunFiles:
@@ -58,24 +61,17 @@ class RunFiles:
             await handle.open()
 
     async def write_batch(self, events: Sequence[Event]) -> None:
-        trace = encode_trace(events)
-        lines: list[str] = []
+        count = len(events)
+        if count <= STEP_EVENTS:
+            trace = encode_trace(events)
+            lines = encode_log(events)
+        else:
+            trace, lines = await self._encode_in_steps(events)
         shown: list[str] = []
-        for event in events:
-            lines.append(log_line(event))
-            kind = type(event)
-            if kind is WorkflowStart:
-                shown.append(self._header())
-                lines.append(shown[-1])
-                if self._want_progress:
-                    self._progress = Progress(self._state)
-            elif kind is WorkflowComplete or kind is WorkflowError:
-                self._close_progress(lines)
-                shown.append(self._summary(event))
-                lines.append(shown[-1])
+        if not _LIFECYCLE.isdisjoint(map(type, events)):
+            lines, shown = self._with_lifecycle_blocks(events, lines)
         if self._progress is not None and (line := self._progress.update()):
             lines.append(self._progress_line(line))
-        count = len(events)
         for handle in self._traces:
             await handle.write(trace, count)
         log = "".join(lines).encode()
@@ -84,6 +80,39 @@ class RunFiles:
         if shown and self._console is not None:
             self._console.write("".join(shown))
             self._console.flush()
+
+    async def _encode_in_steps(self, events: Sequence[Event]) -> tuple[bytes, list[str]]:
+        # A big batch is encoded a step at a time, letting the loop run between steps.
+        traces: list[bytes] = []
+        lines: list[str] = []
+        for start in range(0, len(events), STEP_EVENTS):
+            if start:
+                await anyio.lowlevel.checkpoint()
+            step = events[start : start + STEP_EVENTS]
+            traces.append(encode_trace(step))
+            lines += encode_log(step)
+        return b"".join(traces), lines
+
+    def _with_lifecycle_blocks(
+        self, events: Sequence[Event], lines: list[str]
+    ) -> tuple[list[str], list[str]]:
+        """Insert the header after ``workflow_start`` and the summary after the end; open and
+        close the progress bar. Returns the log lines and the blocks for the console."""
+        merged: list[str] = []
+        shown: list[str] = []
+        for event, line in zip(events, lines, strict=True):
+            merged.append(line)
+            kind = type(event)
+            if kind is WorkflowStart:
+                shown.append(self._header())
+                merged.append(shown[-1])
+                if self._want_progress:
+                    self._progress = Progress(self._state)
+            elif kind is WorkflowComplete or kind is WorkflowError:
+                self._close_progress(merged)
+                shown.append(self._summary(event))
+                merged.append(shown[-1])
+        return merged, shown
 
     async def aclose(self) -> None:
         """Final progress line, fsync and close the files, then write the metadata.
@@ -96,8 +125,10 @@ class RunFiles:
             for handle in self._logs:
                 await handle.write("".join(tail).encode(), 0)
         files = (*self._traces, *self._logs)
-        for handle in files:
-            await handle.aclose()
+        # The four fsyncs wait on the disk, not on each other (AppendFile.aclose never raises).
+        async with anyio.create_task_group() as group:
+            for handle in files:
+                group.start_soon(handle.aclose)
         failures = {str(f.path): (f.lost, f.error) for f in files if f.error is not None}
         try:
             await self.write_metadata()
