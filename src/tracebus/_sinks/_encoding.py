@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Sequence
 from functools import cache
-from operator import attrgetter
 from typing import Any, NamedTuple
 
 import msgspec
@@ -79,7 +79,7 @@ def log_line(event: Event) -> str:
 class _LogShape(NamedTuple):
     """How one event kind becomes a log line, worked out once per kind."""
 
-    head: Callable[[Any], str]  # "[timestamp] EVENT_TYPE node_id: message"
+    head: Callable[[Any], str]  # "[timestamp] EVENT_TYPE node_id: message | "
     details: Callable[[Any], msgspec.Struct]
 
 
@@ -91,7 +91,7 @@ def _log_shape(kind: type[Event]) -> _LogShape:
     # A Struct with the detail fields in order encodes exactly as log_line's dict does; it is
     # built positionally and never part of a cycle, so the GC need not track it.
     struct = msgspec.defstruct(f"{kind.__name__}Details", [(name, Any) for name in names], gc=False)
-    values = attrgetter(*names)
+    values = operator.attrgetter(*names)
     details: Callable[[Any], msgspec.Struct]
     if len(names) == 1:
         details = lambda event: struct(values(event))  # noqa: E731
@@ -106,34 +106,36 @@ def _log_shape(kind: type[Event]) -> _LogShape:
             text = f"[{event.timestamp}]{label}"
             if event.node_id:
                 text = f"{text} {event.node_id}"
-            return f"{text}: {event.message}" if event.message else text
+            return f"{text}: {event.message} | " if event.message else f"{text} | "
 
     elif "node_id" in fields:
 
         def head(event: Any) -> str:
             if event.node_id:
-                return f"[{event.timestamp}]{label} {event.node_id}"
-            return f"[{event.timestamp}]{label}"
+                return f"[{event.timestamp}]{label} {event.node_id} | "
+            return f"[{event.timestamp}]{label} | "
 
     elif "message" in fields:
 
         def head(event: Any) -> str:
             if event.message:
-                return f"[{event.timestamp}]{label}: {event.message}"
-            return f"[{event.timestamp}]{label}"
+                return f"[{event.timestamp}]{label}: {event.message} | "
+            return f"[{event.timestamp}]{label} | "
 
     else:
 
         def head(event: Any) -> str:
-            return f"[{event.timestamp}]{label}"
+            return f"[{event.timestamp}]{label} | "
 
     shape = _log_shapes[kind] = _LogShape(head, details)
     return shape
 
 
-def encode_log(events: Sequence[Event]) -> list[str]:
+def encode_log(events: Sequence[Event]) -> str:
     """The log lines of a batch, each as ``log_line`` makes it, with one encoder call for all
     the details."""
+    if not events:
+        return ""
     shapes = _log_shapes
     heads: list[str] = []
     details: list[msgspec.Struct] = []
@@ -146,5 +148,5 @@ def encode_log(events: Sequence[Event]) -> list[str]:
         # JSON strings escape newlines, so each encoded line is one event's details
         bodies = _encoder.encode_lines(details).decode().split("\n")
     except (TypeError, ValueError, OverflowError, RecursionError, msgspec.EncodeError):
-        return [log_line(event) for event in events]
-    return [f"{head} | {body}\n" for head, body in zip(heads, bodies, strict=False)]
+        return "".join([log_line(event) for event in events])
+    return "\n".join(map(operator.add, heads, bodies)) + "\n"

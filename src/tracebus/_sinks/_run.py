@@ -17,7 +17,7 @@ from .._layout import RunLayout
 from .._state import IsoClock, RunState
 from .._writer import STEP_EVENTS
 from ._encoding import encode_log, encode_trace
-from ._files import AppendFile
+from ._files import AppendFile, BatchAppender
 from ._metadata import build_metadata, write_json_atomic
 from ._progress import Progress
 
@@ -53,6 +53,7 @@ class RunFiles:
         self._iso = IsoClock()
         self._traces = (AppendFile(layout.trace_file), AppendFile(layout.audit_trace_file))
         self._logs = (AppendFile(layout.log_file), AppendFile(layout.audit_log_file))
+        self._appender = BatchAppender()
         state.trace_file = str(layout.trace_file)
         state.log_file = str(layout.log_file)
 
@@ -61,58 +62,53 @@ class RunFiles:
             await handle.open()
 
     async def write_batch(self, events: Sequence[Event]) -> None:
-        count = len(events)
-        if count <= STEP_EVENTS:
-            trace = encode_trace(events)
-            lines = encode_log(events)
-        else:
-            trace, lines = await self._encode_in_steps(events)
+        # A big batch is encoded a step at a time, letting the loop run between steps; the
+        # steps' chunks go to each file in one vectored write.
+        traces: list[bytes] = []
+        logs: list[bytes] = []
         shown: list[str] = []
-        if not _LIFECYCLE.isdisjoint(map(type, events)):
-            lines, shown = self._with_lifecycle_blocks(events, lines)
+        count = len(events)
+        for start in range(0, count, STEP_EVENTS):
+            if start:
+                await anyio.lowlevel.checkpoint()
+            step = events[start : start + STEP_EVENTS] if count > STEP_EVENTS else events
+            traces.append(encode_trace(step))
+            if _LIFECYCLE.isdisjoint(map(type, step)):
+                logs.append(encode_log(step).encode())
+            else:
+                logs.append(self._log_with_blocks(step, shown).encode())
         if self._progress is not None and (line := self._progress.update()):
-            lines.append(self._progress_line(line))
-        for handle in self._traces:
-            await handle.write(trace, count)
-        log = "".join(lines).encode()
-        for handle in self._logs:
-            await handle.write(log, count)
+            logs.append(self._progress_line(line).encode())
+        await self._appender.append(
+            [(handle, traces, count) for handle in self._traces]
+            + [(handle, logs, count) for handle in self._logs]
+        )
         if shown and self._console is not None:
             self._console.write("".join(shown))
             self._console.flush()
 
-    async def _encode_in_steps(self, events: Sequence[Event]) -> tuple[bytes, list[str]]:
-        # A big batch is encoded a step at a time, letting the loop run between steps.
-        traces: list[bytes] = []
-        lines: list[str] = []
-        for start in range(0, len(events), STEP_EVENTS):
-            if start:
-                await anyio.lowlevel.checkpoint()
-            step = events[start : start + STEP_EVENTS]
-            traces.append(encode_trace(step))
-            lines += encode_log(step)
-        return b"".join(traces), lines
-
-    def _with_lifecycle_blocks(
-        self, events: Sequence[Event], lines: list[str]
-    ) -> tuple[list[str], list[str]]:
-        """Insert the header after ``workflow_start`` and the summary after the end; open and
-        close the progress bar. Returns the log lines and the blocks for the console."""
-        merged: list[str] = []
-        shown: list[str] = []
-        for event, line in zip(events, lines, strict=True):
-            merged.append(line)
+    def _log_with_blocks(self, events: Sequence[Event], shown: list[str]) -> str:
+        """The log lines with the header after ``workflow_start`` and the summary after the
+        run's end; opens and closes the progress bar; adds the blocks to ``shown``."""
+        parts: list[str] = []
+        start = 0
+        for index, event in enumerate(events):
             kind = type(event)
+            if kind not in _LIFECYCLE:
+                continue
+            parts.append(encode_log(events[start : index + 1]))
+            start = index + 1
             if kind is WorkflowStart:
                 shown.append(self._header())
-                merged.append(shown[-1])
+                parts.append(shown[-1])
                 if self._want_progress:
                     self._progress = Progress(self._state)
-            elif kind is WorkflowComplete or kind is WorkflowError:
-                self._close_progress(merged)
+            else:
+                self._close_progress(parts)
                 shown.append(self._summary(event))
-                merged.append(shown[-1])
-        return merged, shown
+                parts.append(shown[-1])
+        parts.append(encode_log(events[start:]))
+        return "".join(parts)
 
     async def aclose(self) -> None:
         """Final progress line, fsync and close the files, then write the metadata.
