@@ -59,7 +59,8 @@ def hash_summary(summary: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(summary, sort_keys=True).encode()).hexdigest()[:16]
 
 
-async def run_async_workflow(recorder: AsyncRecorder, nodes: int, concurrency: int) -> None:
+async def run_async_workflow(recorder: AsyncRecorder, nodes: int, concurrency: int) -> float:
+    """Run the workflow; return when (``perf_counter``) its last node finished."""
     await recorder.open()
     pending = iter(range(nodes))
 
@@ -77,10 +78,13 @@ async def run_async_workflow(recorder: AsyncRecorder, nodes: int, concurrency: i
     async with asyncio.TaskGroup() as workers:
         for _ in range(concurrency):
             workers.create_task(worker())
+    nodes_done = time.perf_counter()
     await recorder.close()
+    return nodes_done
 
 
-def run_thread_workflow(recorder: ThreadRecorder, nodes: int, threads: int) -> None:
+def run_thread_workflow(recorder: ThreadRecorder, nodes: int, threads: int) -> float:
+    """Run the workflow; return when (``perf_counter``) its last node finished."""
     recorder.open()
     pending = _SharedCounter(nodes)
 
@@ -98,7 +102,9 @@ def run_thread_workflow(recorder: ThreadRecorder, nodes: int, threads: int) -> N
     with ThreadPoolExecutor(threads, thread_name_prefix="node") as pool:
         for done in [pool.submit(worker) for _ in range(threads)]:
             done.result()
+    nodes_done = time.perf_counter()
     recorder.close()
+    return nodes_done
 
 
 class _SharedCounter:
@@ -120,10 +126,10 @@ class _SharedCounter:
 
 
 class LagProbe:
-    """A task that sleeps ``TICK`` over and over and records how late it wakes."""
+    """A task that sleeps ``TICK`` over and over and records when it woke and how late."""
 
     def __init__(self) -> None:
-        self.late: list[float] = []
+        self.ticks: list[tuple[float, float]] = []
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -136,14 +142,16 @@ class LagProbe:
         await self._task
 
     async def _tick(self) -> None:
-        clock, late = time.perf_counter, self.late
+        clock, ticks = time.perf_counter, self.ticks
         while not self._stop.is_set():
             before = clock()
             await asyncio.sleep(TICK)
-            late.append(clock() - before - TICK)
+            woke = clock()
+            ticks.append((woke, woke - before - TICK))
 
-    def summary(self) -> dict[str, float]:
-        return lag_summary(self.late)
+    def summary(self, until: float | None = None) -> dict[str, float]:
+        """Lag of the ticks that woke up to ``until`` (all of them if None)."""
+        return lag_summary([late for woke, late in self.ticks if until is None or woke <= until])
 
 
 def lag_summary(late: list[float]) -> dict[str, float]:
