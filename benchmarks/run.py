@@ -49,7 +49,9 @@ CHILD_TIMEOUT = 300.0
 # -- one measurement, in its own process -------------------------------------------------
 
 
-def measure_peer(peer: Peer, nodes: int, concurrency: int, threads: int, out: Path) -> dict[str, Any]:
+def measure_peer(
+    peer: Peer, nodes: int, concurrency: int, threads: int, out: Path
+) -> dict[str, Any]:
     recorder = peer.load()(out, nodes)
 
     async def timed() -> tuple[float, float, float, LagProbe]:
@@ -138,12 +140,16 @@ def compare(
 
 def summarise(runs: dict[str, list[dict[str, Any]]], nodes: int) -> list[dict[str, Any]]:
     events = events_of(nodes)
-    seconds = {name: statistics.median(r["seconds"] for r in results) for name, results in runs.items()}
+    seconds = {
+        name: statistics.median(r["seconds"] for r in results) for name, results in runs.items()
+    }
     rows = []
     for name, results in runs.items():
         peer = PEERS[name]
         base = seconds.get(peer.baseline)
-        overhead = None if base is None or name == peer.baseline else (seconds[name] - base) / events * 1e6
+        overhead = (
+            None if base is None or name == peer.baseline else (seconds[name] - base) / events * 1e6
+        )
         rows.append(
             {
                 "peer": name,
@@ -189,25 +195,45 @@ def targets(rows: list[dict[str, Any]], sustained: dict[str, Any] | None) -> lis
             )
     if ours is not None:
         checks.append(
-            {"target": "overhead about 5 µs/event or less", "measured": f"{ours:.2f} µs", "met": ours <= 5.0}
+            {
+                "target": "overhead about 5 µs/event or less",
+                "measured": f"{ours:.2f} µs",
+                "met": ours <= 5.0,
+            }
         )
     if "tracebus" in by:
         p99 = by["tracebus"]["lag_p99_ms"]
         checks.append(
-            {"target": "loop lag p99 under 2 ms (workflow)", "measured": f"{p99:.2f} ms", "met": p99 < 2.0}
+            {
+                "target": "loop lag p99 under 2 ms (workflow)",
+                "measured": f"{p99:.2f} ms",
+                "met": p99 < 2.0,
+            }
         )
     if sustained is not None:
         rate = sustained["events_per_s"]
         checks.append(
-            {"target": "sustained ≥ 250,000 events/s", "measured": f"{rate:,.0f}/s", "met": rate >= 250_000}
+            {
+                "target": "sustained ≥ 250,000 events/s",
+                "measured": f"{rate:,.0f}/s",
+                "met": rate >= 250_000,
+            }
         )
         p99 = sustained["lag"]["p99_ms"]
         checks.append(
-            {"target": "loop lag p99 under 2 ms (sustained)", "measured": f"{p99:.2f} ms", "met": p99 < 2.0}
+            {
+                "target": "loop lag p99 under 2 ms (sustained)",
+                "measured": f"{p99:.2f} ms",
+                "met": p99 < 2.0,
+            }
         )
         growth = sustained["rss_growth_mib"]
         checks.append(
-            {"target": "RSS growth under 64 MiB (sustained)", "measured": f"{growth:.1f} MiB", "met": growth < 64}
+            {
+                "target": "RSS growth under 64 MiB (sustained)",
+                "measured": f"{growth:.1f} MiB",
+                "met": growth < 64,
+            }
         )
     return checks
 
@@ -277,12 +303,16 @@ def markdown(report: dict[str, Any]) -> str:
         ]
     out += ["", "| target | measured | met |", "| --- | ---: | --- |"]
     for check in report["targets"]:
-        out.append(f"| {check['target']} | {check['measured']} | {'yes' if check['met'] else 'no'} |")
+        out.append(
+            f"| {check['target']} | {check['measured']} | {'yes' if check['met'] else 'no'} |"
+        )
     return "\n".join(out) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="smaller sizes, under a minute")
     parser.add_argument("--nodes", type=int, help="nodes per workflow run")
     parser.add_argument("--repeat", type=int, help="rounds over all peers")
@@ -324,7 +354,9 @@ def main(argv: list[str] | None = None) -> int:
             "threads": THREADS,
             "sustained_events": sizes["sustained"],
             "producers": PRODUCERS,
-            "command": " ".join(["python", "benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])]),
+            "command": " ".join(
+                ["python", "benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])]
+            ),
         },
     }
     args.results.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from workload import WORKFLOW_ID, LagProbe, current_rss_mib, hash_summary, node_summary, peak_rss_mib
+from workload import (
+    WORKFLOW_ID,
+    LagProbe,
+    current_rss_mib,
+    hash_summary,
+    node_summary,
+    peak_rss_mib,
+)
 
 import tracebus
 
@@ -23,7 +30,7 @@ IDS_PER_PRODUCER = 50
 async def run_sustained(out: Path, events: int, producers: int) -> dict[str, Any]:
     pairs = max(1, (events - 2) // 2 // producers)
     total = pairs * producers * 2 + 2
-    checkpoint = min(1_000_000, total // 5)
+    checkpoint = min(1_000_000, (total - 2) // 5 // 2 * 2)
     samples: dict[int, dict[str, float]] = {}
     summary = node_summary(7)
     digest = hash_summary(summary)
@@ -31,30 +38,29 @@ async def run_sustained(out: Path, events: int, producers: int) -> dict[str, Any
     lag = LagProbe()
     rss_before = current_rss_mib()
 
+    produced = [0]
+
+    def sample(events: int) -> None:
+        samples[events] = {"seconds": time.perf_counter() - started, "rss_mib": current_rss_mib()}
+
     async def producer(number: int) -> None:
         ids = [f"p{number:03d}_node_{k:03d}" for k in range(IDS_PER_PRODUCER)]
         for k in range(pairs):
             node_id = ids[k % IDS_PER_PRODUCER]
             await obs.node_start(node_id)
             await obs.node_success(node_id, 0.001, digest, summary)
+            produced[0] += 2
+            if produced[0] == checkpoint:
+                sample(checkpoint)
             await asyncio.sleep(0)
-
-    def sample(written: int) -> None:
-        samples[written] = {"seconds": time.perf_counter() - started, "rss_mib": current_rss_mib()}
-
-    async def watch() -> None:
-        while obs.statistics().written < checkpoint:
-            await asyncio.sleep(0.005)
-        sample(checkpoint)
 
     started = time.perf_counter()
     lag.start()
     async with obs:
         async with asyncio.TaskGroup() as group:
-            group.create_task(watch())
             for number in range(producers):
                 group.create_task(producer(number))
-        produced = time.perf_counter()
+        produced_at = time.perf_counter()
         await obs.bus.wait_drained()
         drained = time.perf_counter() - started
         drained_events = obs.statistics().written
@@ -74,7 +80,7 @@ async def run_sustained(out: Path, events: int, producers: int) -> dict[str, Any
         "rss_at": {str(k): v for k, v in samples.items()},
         "peak_rss_mib": peak_rss_mib(),
         # while the producers run, and over the whole run (draining and closing too)
-        "lag": lag.summary(until=produced),
+        "lag": lag.summary(until=produced_at),
         "lag_whole_run": lag.summary(),
         "trace_bytes": obs.trace_file.stat().st_size,
         "log_bytes": obs.log_file.stat().st_size,

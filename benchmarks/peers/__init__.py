@@ -36,7 +36,14 @@ PEERS = {
     peer.name: peer
     for peer in (
         Peer("baseline", "no observability", "async", "baseline", "NothingAsync", "baseline"),
-        Peer("tracebus", "tracebus, progress off", "async", "tracebus_peer", "TracebusAsync", "baseline"),
+        Peer(
+            "tracebus",
+            "tracebus, progress off",
+            "async",
+            "tracebus_peer",
+            "TracebusAsync",
+            "baseline",
+        ),
         Peer(
             "tracebus-progress",
             "tracebus, progress on",
@@ -54,7 +61,15 @@ PEERS = {
             "LoggingAsync",
             "baseline",
         ),
-        Peer("otel", "OpenTelemetry BatchSpanProcessor", "async", "otel", "OtelAsync", "baseline", spans=True),
+        Peer(
+            "otel",
+            "OpenTelemetry BatchSpanProcessor",
+            "async",
+            "otel",
+            "OtelAsync",
+            "baseline",
+            spans=True,
+        ),
         Peer(
             "threads-baseline",
             "threads: no observability",

@@ -49,10 +49,13 @@ class OtelAsync:
         self._audit = out / "audit" / "step_01"
         for directory in (out / "logs", out / "traces", self._audit):
             directory.mkdir(parents=True, exist_ok=True)
-        self.traces = [out / "traces" / f"trace_step_01_{stamp}.jsonl", self._audit / "trace_01.jsonl"]
+        self.traces = [
+            out / "traces" / f"trace_step_01_{stamp}.jsonl",
+            self._audit / "trace_01.jsonl",
+        ]
         logs = [out / "logs" / f"execution_{WORKFLOW_ID}_{stamp}.log", self._audit / "log_01.log"]
         provider = TracerProvider()
-        queue_size = self._nodes + 16
+        queue_size = max(2048, self._nodes + 16)  # never below the default of 2048
         for path, formatter in [(p, _trace_line) for p in self.traces] + [
             (p, _log_line) for p in logs
         ]:

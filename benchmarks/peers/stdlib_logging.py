@@ -90,7 +90,10 @@ class LoggingAsync:
         self._audit = out / "audit" / "step_01"
         for directory in (out / "logs", out / "traces", self._audit):
             directory.mkdir(parents=True, exist_ok=True)
-        self.traces = [out / "traces" / f"trace_step_01_{stamp}.jsonl", self._audit / "trace_01.jsonl"]
+        self.traces = [
+            out / "traces" / f"trace_step_01_{stamp}.jsonl",
+            self._audit / "trace_01.jsonl",
+        ]
         logs = [out / "logs" / f"execution_{WORKFLOW_ID}_{stamp}.log", self._audit / "log_01.log"]
         for path in self.traces:
             handler = logging.FileHandler(path, encoding="utf-8")
@@ -115,9 +118,7 @@ class LoggingAsync:
         details = {"epoch_seconds": time.time()}
         self._emit("node_start", {"node_id": node_id, "node_index": index}, details)
 
-    def record_success(
-        self, node_id: str, duration: float, output_hash: str, summary: Any
-    ) -> None:
+    def record_success(self, node_id: str, duration: float, output_hash: str, summary: Any) -> None:
         self._completed += 1
         self._node_times[node_id] = duration
         details = {
