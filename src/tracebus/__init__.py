@@ -20,6 +20,7 @@ from ._exceptions import BusClosedError as BusClosedError
 from ._exceptions import CloseTimeoutError as CloseTimeoutError
 from ._exceptions import InvalidIdError as InvalidIdError
 from ._exceptions import QueueFullError as QueueFullError
+from ._exceptions import RunNotFoundError as RunNotFoundError
 from ._exceptions import SinkError as SinkError
 from ._exceptions import TracebusError as TracebusError
 from ._exceptions import TraceFormatError as TraceFormatError
@@ -28,6 +29,10 @@ from ._observer import NodeScope as NodeScope
 from ._observer import Observer as Observer
 from ._sync import SyncObserver as SyncObserver
 from ._tools._reader import read_trace as read_trace
+from ._tools._run import NodeAttempt as NodeAttempt
+from ._tools._run import NodeRecord as NodeRecord
+from ._tools._run import RunRecord as RunRecord
+from ._tools._run import read_run as read_run
 from ._writer import Sink as Sink
 
 __version__ = "0.1.0"
@@ -41,7 +46,9 @@ __all__ = [
     "Event",
     "EventBus",
     "InvalidIdError",
+    "NodeAttempt",
     "NodeFailure",
+    "NodeRecord",
     "NodeRetry",
     "NodeScope",
     "NodeSkipped",
@@ -50,6 +57,8 @@ __all__ = [
     "Note",
     "Observer",
     "QueueFullError",
+    "RunNotFoundError",
+    "RunRecord",
     "Sink",
     "SinkError",
     "SyncObserver",
@@ -59,5 +68,6 @@ __all__ = [
     "WorkflowError",
     "WorkflowStart",
     "hash_output",
+    "read_run",
     "read_trace",
 ]

@@ -54,8 +54,9 @@ class EventQueue:
         self.items: deque[Event] = deque()
         self.closed = True  # until the writer is running
         self._opened = False
-        self.accepted = 0
+        self.taken = 0
         self.dropped = 0
+        self._drop_lock = threading.Lock()
         self._loop_thread = 0
         self._call_soon: Callable[[Callable[[], object]], object] | None = None
         self._idle = False
@@ -65,6 +66,12 @@ class EventQueue:
         self._async_waiters = 0
         self._thread_waiters = 0
         self._thread_space = threading.Condition()
+
+    @property
+    def accepted(self) -> int:
+        """Events accepted so far. Exact on the loop's thread (``take`` runs there); a
+        counter per append would need a lock, as ``+=`` is not atomic across threads."""
+        return self.taken + len(self.items)
 
     def bind(self) -> None:
         """Remember the event loop the writer runs on (called from that loop)."""
@@ -84,7 +91,8 @@ class EventQueue:
                     "await emit() to wait for room, or use overflow='drop'"
                 )
             if not isinstance(event, LIFECYCLE_TYPES):
-                self.dropped += 1
+                with self._drop_lock:  # `+=` is not atomic across threads; drops are rare
+                    self.dropped += 1
                 return
         self._append(event)
 
@@ -138,7 +146,6 @@ class EventQueue:
 
     def _append(self, event: Event) -> None:
         self.items.append(event)
-        self.accepted += 1
         # Order matters: append first, then look at _idle (the writer sets _idle, then looks
         # at the queue), so either we wake it or it sees the event.
         if self._idle:
@@ -157,6 +164,7 @@ class EventQueue:
         items = self.items
         batch = [items.popleft() for _ in range(min(limit, len(items)))]
         if batch:
+            self.taken += len(batch)
             self._release_waiters()
         return batch
 

@@ -64,6 +64,13 @@ class CloseTimeoutError(TracebusError):
         )
 
 
+class RunNotFoundError(TracebusError, FileNotFoundError):
+    """Raised by ``read_run`` when the path does not exist or holds no run: it is not a trace
+    file, a ``metadata_NN.json``, an audit step directory, or an output directory with a trace
+    in ``traces/`` or ``audit/step_NN/``.
+    """
+
+
 class TraceFormatError(TracebusError, ValueError):
     """Raised by ``read_trace`` when a line other than the last is not a JSON object.
 

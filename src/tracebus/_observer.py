@@ -6,6 +6,7 @@ import os
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TextIO
@@ -65,6 +66,7 @@ class Observer:
         self.output_dir = Path(output_dir)
         self.total_nodes = total_nodes
         self.metadata: dict[str, Any] | None = None
+        self.started: datetime | None = None
         self._progress = progress
         self._console = sys.stdout if console is _UNSET else console
         self._user_sinks = tuple(sinks)
@@ -99,6 +101,7 @@ class Observer:
             close_timeout=self._close_timeout,
         )
         self._layout, self._files, self._bus = run.layout, run.files, run.bus
+        self.started = run.started
         bus = run.bus
         await bus.__aenter__()
         self._emit = self._emit_dropping if self._drop else bus.emit

@@ -28,6 +28,7 @@ class Run:
     state: RunState
     files: RunFiles
     bus: EventBus
+    started: datetime
 
 
 def open_run(
@@ -68,4 +69,4 @@ def open_run(
         close_timeout=close_timeout,
         stamp=state.apply,
     )
-    return Run(layout, state, files, bus)
+    return Run(layout, state, files, bus, started)

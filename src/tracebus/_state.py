@@ -32,21 +32,32 @@ class IsoClock:
         self._prefix = ""
 
     def __call__(self, epoch: float) -> str:
-        second = int(epoch)
+        second, micros = divmod(round(epoch * 1_000_000), 1_000_000)
         if second != self._second:
             self._second = second
             self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
-        micros = int((epoch - second) * 1_000_000)
-        if 0 <= micros < 1_000_000:
-            # two table look-ups instead of an int format: this runs once per event
-            return f"{self._prefix}{_DIGITS[micros // 1000]}{_DIGITS[micros % 1000]}+00:00"
-        return f"{self._prefix}{micros:06d}+00:00"
+        # two table look-ups instead of an int format: this runs once per event
+        return f"{self._prefix}{_DIGITS[micros // 1000]}{_DIGITS[micros % 1000]}+00:00"
+
+
+#: Per-node durations and costs kept for the metadata and the completion event. Past this
+#: many nodes only the totals grow, so a run of millions of nodes keeps flat memory; the
+#: number of nodes left out is ``node_details_dropped``.
+MAX_NODE_DETAILS = 100_000
 
 
 class RunState:
     """Counts and per-node figures of one run, as seen by its writer."""
 
-    def __init__(self, workflow_id: str, run_id: str, total_nodes: int, started: float) -> None:
+    def __init__(
+        self,
+        workflow_id: str,
+        run_id: str,
+        total_nodes: int,
+        started: float,
+        *,
+        max_node_details: int = MAX_NODE_DETAILS,
+    ) -> None:
         self.workflow_id = workflow_id
         self.run_id = run_id
         self.total_nodes = total_nodes
@@ -60,8 +71,9 @@ class RunState:
         self.nodes_retried = 0
         self.node_times: dict[str, float] = {}
         self.node_costs: dict[str, float] = {}
-        self.node_index: dict[str, int] = {}
-        self.in_flight: dict[str, float] = {}
+        self.node_details_dropped = 0
+        self.cost_usd = 0.0
+        self.in_flight: dict[str, int | None] = {}  # node_id -> node_index
         self.peak_in_flight = 0
         self.failures: dict[str, str] = {}
         self.status = "running"
@@ -69,15 +81,12 @@ class RunState:
         self.reported_cost: float | None = None
         self.trace_file = ""
         self.log_file = ""
+        self._max_node_details = max_node_details
         self._iso = IsoClock()
 
     @property
     def nodes_done(self) -> int:
         return self.nodes_completed + self.nodes_failed + self.nodes_skipped
-
-    @property
-    def cost_usd(self) -> float:
-        return sum(self.node_costs.values())
 
     def elapsed(self, now: float | None = None) -> float:
         end = self.finished if self.finished is not None else (now or time.time())
@@ -85,10 +94,10 @@ class RunState:
 
     def apply(self, batch: Iterable[Event]) -> None:
         """Stamp ``seq`` (unless a remote producer set it) and ``timestamp``; update counts."""
-        # The writer's per-event hot path: node starts and ends are handled inline, with the
-        # tables in locals; the rarer kinds go through the methods below.
+        # The writer's per-event hot path: node starts and successes are handled inline (as
+        # _start and _end would), with the tables in locals; other kinds go through the methods.
         iso = self._iso
-        in_flight, node_index, node_times = self.in_flight, self.node_index, self.node_times
+        in_flight, node_times = self.in_flight, self.node_times
         seq, count = self.seq, 0
         try:
             for event in batch:
@@ -101,20 +110,23 @@ class RunState:
                 kind = type(event)
                 if kind is NodeStart:
                     start: NodeStart = event  # type: ignore[assignment]
-                    if start.node_index is not None:
-                        node_index[start.node_id] = start.node_index
-                    in_flight[start.node_id] = start.epoch_seconds
+                    in_flight[start.node_id] = start.node_index
                     if len(in_flight) > self.peak_in_flight:
                         self.peak_in_flight = len(in_flight)
                 elif kind is NodeSuccess:
                     success: NodeSuccess = event  # type: ignore[assignment]
                     node_id = success.node_id
+                    index = in_flight.pop(node_id, None)
                     if success.node_index is None:
-                        success.node_index = node_index.get(node_id)
-                    in_flight.pop(node_id, None)
-                    node_times[node_id] = success.duration_seconds
-                    if success.cost_usd:
-                        self._add_cost(node_id, success.cost_usd)
+                        success.node_index = index
+                    cost = success.cost_usd
+                    self.cost_usd += cost
+                    if node_id in node_times or len(node_times) < self._max_node_details:
+                        node_times[node_id] = success.duration_seconds
+                        if cost:
+                            self.node_costs[node_id] = self.node_costs.get(node_id, 0.0) + cost
+                    else:
+                        self.node_details_dropped += 1
                     self.nodes_completed += 1
                 elif kind is NodeFailure:
                     self._end(event)  # type: ignore[arg-type]
@@ -130,24 +142,25 @@ class RunState:
 
     def _end(self, event: NodeSuccess | NodeFailure) -> None:
         node_id = event.node_id
+        index = self.in_flight.pop(node_id, None)
         if event.node_index is None:
-            event.node_index = self.node_index.get(node_id)
-        self.in_flight.pop(node_id, None)
-        self.node_times[node_id] = event.duration_seconds
-        if event.cost_usd:
-            self._add_cost(node_id, event.cost_usd)
+            event.node_index = index
+        self.cost_usd += event.cost_usd
+        if node_id in self.node_times or len(self.node_times) < self._max_node_details:
+            self.node_times[node_id] = event.duration_seconds
+            if event.cost_usd:
+                self.node_costs[node_id] = self.node_costs.get(node_id, 0.0) + event.cost_usd
+        else:
+            self.node_details_dropped += 1
         if isinstance(event, NodeFailure):
             self.nodes_failed += 1
             self.failures[node_id] = event.error
         else:
             self.nodes_completed += 1
 
-    def _add_cost(self, node_id: str, cost_usd: float) -> None:
-        self.node_costs[node_id] = self.node_costs.get(node_id, 0.0) + cost_usd
-
     def _other_node_event(self, event: NodeSkipped | NodeRetry) -> None:
         if event.node_index is None:
-            event.node_index = self.node_index.get(event.node_id)
+            event.node_index = self.in_flight.get(event.node_id)
         if isinstance(event, NodeSkipped):
             self.in_flight.pop(event.node_id, None)
             self.nodes_skipped += 1

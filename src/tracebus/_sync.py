@@ -14,6 +14,7 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Coroutine, Sequence
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, TextIO
@@ -92,7 +93,9 @@ class SyncObserver(ThreadProducer):
 
     The run starts in the constructor (files made, writer running) and ends with ``close()``
     or at the end of a ``with`` block, which record ``workflow_complete`` (or
-    ``workflow_error`` if the block raised) unless one was recorded.
+    ``workflow_error`` if the block raised) unless one was recorded. With
+    ``end_on_close=False`` closing records no terminal event, so a run nothing ended stays
+    "incomplete" in its metadata.
     """
 
     def __init__(
@@ -109,6 +112,7 @@ class SyncObserver(ThreadProducer):
         run_id: str | None = None,
         backend: Literal["asyncio", "trio"] = "asyncio",
         exit_timeout: float = 5.0,
+        end_on_close: bool = True,
     ) -> None:
         self._observer = Observer(
             workflow_id,
@@ -122,6 +126,8 @@ class SyncObserver(ThreadProducer):
             run_id=run_id,
         )
         super().__init__(self._observer)
+        if not end_on_close:
+            self._observer.mark_finished()
         self.workflow_id = self._observer.workflow_id
         self.run_id = self._observer.run_id
         self.total_nodes = total_nodes
@@ -213,6 +219,12 @@ class SyncObserver(ThreadProducer):
     @property
     def output_dir(self) -> Path:
         return self._observer.output_dir
+
+    @property
+    def started(self) -> datetime:
+        """When the run started (local time, as in the files' names)."""
+        assert self._observer.started is not None
+        return self._observer.started
 
     @property
     def trace_file(self) -> Path:

@@ -12,6 +12,7 @@ import anyio
 
 from . import __version__
 from ._exceptions import TracebusError
+from ._tools.cli import register as register_run_tools
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -65,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=None, help="random seed, for repeatable runs")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
     demo.set_defaults(handler=_demo)
+    register_run_tools(commands)
     return parser
 
 

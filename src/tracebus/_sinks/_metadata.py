@@ -42,6 +42,7 @@ def build_metadata(
         "cumulative_cost_usd": state.cumulative_cost_usd,
         "node_times": state.node_times,
         "node_costs": state.node_costs,
+        "node_details_dropped": state.node_details_dropped,
         "peak_in_flight": state.peak_in_flight,
         "error": state.error,
         "events_written": events_written,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import msgspec
@@ -11,6 +11,9 @@ import msgspec
 from .._exceptions import TraceFormatError
 
 _decoder = msgspec.json.Decoder(dict[str, Any])
+
+#: Called with the line number and the raw bytes of a torn last line.
+TornLineHandler = Callable[[int, bytes], None]
 
 
 def read_trace(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
@@ -20,23 +23,33 @@ def read_trace(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
     a hard kill mid-write leaves). Raises TraceFormatError naming the line when any other
     line is not a JSON object, and OSError when the file cannot be read.
     """
+    return iter_trace(path)
+
+
+def iter_trace(
+    path: str | os.PathLike[str], on_torn: TornLineHandler | None = None
+) -> Iterator[dict[str, Any]]:
+    """``read_trace``, telling ``on_torn`` about a torn last line instead of staying silent."""
     with open(path, "rb") as handle:
         pending: tuple[int, bytes] | None = None
         for number, raw in enumerate(handle, start=1):
             if not raw.strip():
                 continue
             if pending is not None:
-                yield _decode(*pending, path)
+                yield decode_line(*pending, path)
             pending = (number, raw)
         if pending is not None:
             number, raw = pending
             try:
-                yield _decode(number, raw, path)
+                yield decode_line(number, raw, path)
             except TraceFormatError:
+                if on_torn is not None:
+                    on_torn(number, raw)
                 return
 
 
-def _decode(number: int, raw: bytes, path: str | os.PathLike[str]) -> dict[str, Any]:
+def decode_line(number: int, raw: bytes, path: str | os.PathLike[str]) -> dict[str, Any]:
+    """One trace line as a dict. Raises TraceFormatError naming the file and line."""
     try:
         return _decoder.decode(raw)
     except msgspec.DecodeError as exc:

@@ -1,0 +1,198 @@
+"""``ExecutionObserver`` with the synchronous seed observer's interface, on tracebus's bus.
+
+Change ``from <old module> import ExecutionObserver`` to ``from tracebus.compat import
+ExecutionObserver`` and keep the rest. The calls, their keyword names and defaults, and the
+attributes are the seed's; underneath, a SyncObserver runs the bus and the single writer on a
+daemon thread, so a call builds an event and queues it, and the files are written elsewhere.
+
+What differs from the seed, on purpose:
+
+- ``workflow_complete`` closes the run (drain, fsync, metadata). A second ``workflow_complete``
+  does nothing; any other call after it raises BusClosedError.
+- ``workflow_error`` drains and writes the metadata but leaves the run open, so the
+  ``workflow_complete`` that usually follows is recorded too; the metadata keeps the error.
+- A run never completed is flushed at interpreter exit (bounded by SyncObserver's
+  ``exit_timeout``) with no terminal event: its metadata says ``"incomplete"``.
+- ``progress_bar`` is a read-only ProgressView of the bar the writer draws, not a tqdm bar.
+- Without tqdm, the per-node console lines are printed by the writer as nodes finish, one
+  line per finished node.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from tqdm import tqdm
+
+from ._events import Event, NodeFailure, NodeSuccess
+from ._hashing import hash_output as _hash_output
+from ._sync import SyncObserver
+
+__all__ = ["ExecutionObserver", "ProgressView"]
+
+
+class ExecutionObserver:
+    """Records one workflow run with the seed observer's calls; safe from any thread.
+
+    Raises InvalidIdError (a ValueError) for a workflow id that is not a safe file-name part,
+    and OSError when the output directories cannot be made.
+    """
+
+    def __init__(
+        self,
+        workflow_id: str,
+        output_dir: str | os.PathLike[str],
+        total_nodes: int,
+        use_tqdm: bool = True,
+    ) -> None:
+        console = sys.stdout
+        sinks = () if use_tqdm or console is None else (_NodeLines(console, total_nodes),)
+        self._run = SyncObserver(
+            workflow_id,
+            output_dir,
+            total_nodes,
+            progress=bool(use_tqdm),
+            console=console,
+            sinks=sinks,
+            end_on_close=False,
+        )
+        layout = self._run.layout
+        self.workflow_id: str = self._run.workflow_id
+        self.output_dir = self._run.output_dir
+        self.total_nodes = total_nodes
+        self.use_tqdm = bool(use_tqdm)
+        self.pid = os.getpid()
+        self.start_time = self._run.started
+        self.workflow_start_epoch = self.start_time.timestamp()
+        self.step_num: str = layout.step_num
+        self.logs_dir = layout.logs_dir
+        self.traces_dir = layout.traces_dir
+        self.audit_dir = layout.audit_dir
+        self.log_file = layout.log_file
+        self.audit_log_file = layout.audit_log_file
+        self.trace_file = layout.trace_file
+        self.audit_trace_file = layout.audit_trace_file
+        self.progress_bar = ProgressView(self) if self.use_tqdm else None
+        self.nodes_completed = 0
+        self.nodes_failed = 0
+        self.node_times: dict[str, float] = {}
+        self.node_outputs: dict[str, dict[str, Any]] = {}
+        self.node_start_time: float | None = None
+        self.current_node_id: str | None = None
+        self._counts = threading.Lock()
+        self._completed = False
+
+    def node_start(self, node_id: str, node_index: int) -> None:
+        """Record that a node started. Raises BusClosedError after ``workflow_complete``."""
+        self._run.node_start(node_id, node_index)
+        self.node_start_time = time.time()
+        self.current_node_id = node_id
+
+    def node_success(
+        self,
+        node_id: str,
+        duration_seconds: float,
+        output_hash: str | None = None,
+        output_summary: dict[str, Any] | None = None,
+    ) -> None:
+        """Record that a node succeeded. Raises BusClosedError after ``workflow_complete``."""
+        self._run.node_success(node_id, duration_seconds, output_hash, output_summary)
+        with self._counts:
+            self.nodes_completed += 1
+        self.node_times[node_id] = duration_seconds
+        if output_summary:
+            self.node_outputs[node_id] = output_summary
+
+    def node_failure(self, node_id: str, error_msg: str, duration_seconds: float) -> None:
+        """Record that a node failed. Raises BusClosedError after ``workflow_complete``."""
+        self._run.node_failure(node_id, error_msg, duration_seconds)
+        with self._counts:
+            self.nodes_failed += 1
+        self.node_times[node_id] = duration_seconds
+
+    def workflow_complete(self, cumulative_cost_usd: float = 0.0) -> None:
+        """Record completion and close the run: drain, fsync, write the metadata.
+
+        A second call does nothing. Raises SinkError or CloseTimeoutError when closing failed.
+        """
+        with self._counts:
+            if self._completed:
+                return
+            self._completed = True
+        # Drain first so that the per-node console lines come before the summary.
+        self._run.flush()
+        self._run.workflow_complete(cumulative_cost_usd)
+        self._run.close()
+
+    def workflow_error(self, error_msg: str) -> None:
+        """Record the error, drain and write the metadata; the run stays open.
+
+        Raises BusClosedError after ``workflow_complete``.
+        """
+        self._run.flush()
+        self._run.workflow_error(error_msg)
+        self._run.flush()
+
+    @staticmethod
+    def hash_output(data: Any) -> str:
+        """First 16 hex digits of SHA-256 over sort-keyed JSON (a dict) or ``str(data)``."""
+        return _hash_output(data)
+
+
+class ProgressView:
+    """What the run's progress bar shows, read from the observer's counts.
+
+    The bar itself belongs to the writer thread, which draws it on stderr and copies it into
+    the log; this view cannot move or close it.
+    """
+
+    def __init__(self, observer: ExecutionObserver) -> None:
+        self._observer = observer
+        self.total = observer.total_nodes
+        self.desc = f"Executing {observer.workflow_id}"
+
+    @property
+    def n(self) -> int:
+        """Nodes finished (succeeded or failed) so far."""
+        return self._observer.nodes_completed + self._observer.nodes_failed
+
+    @staticmethod
+    def write(text: str, file: TextIO | None = None, end: str = "\n") -> None:
+        """Print ``text`` without breaking the bar (``tqdm.write``); safe from any thread."""
+        tqdm.write(text, file=file, end=end)
+
+    def __repr__(self) -> str:
+        return f"ProgressView(desc={self.desc!r}, n={self.n}, total={self.total})"
+
+
+class _NodeLines:
+    """The seed's per-node console lines when tqdm is off, printed by the writer."""
+
+    name = "console node lines"
+
+    def __init__(self, console: TextIO, total_nodes: int) -> None:
+        self._console = console
+        self._total = total_nodes
+
+    async def write_batch(self, events: Sequence[Event]) -> None:
+        lines = []
+        for event in events:
+            if isinstance(event, NodeSuccess):
+                lines.append(f"  {self._label(event)} ({event.duration_seconds:.2f}s)\n")
+            elif isinstance(event, NodeFailure):
+                lines.append(
+                    f"  {self._label(event)} Error: {event.error} ({event.duration_seconds:.2f}s)\n"
+                )
+        if lines:
+            self._console.write("".join(lines))
+            self._console.flush()
+
+    def _label(self, event: NodeSuccess | NodeFailure) -> str:
+        if event.node_index is None:
+            return event.node_id
+        return f"[{event.node_index}/{self._total}] {event.node_id}"

@@ -1,0 +1,305 @@
+"""Fixture runs, written by the real observers, and a stand-in of the seed observer's format."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+import tracebus
+from tracebus import Observer, SyncObserver
+
+
+def quiet() -> dict[str, Any]:
+    return {"progress": False, "console": None}
+
+
+async def _together(obs: Observer, names: list[str], costs: dict[str, float]) -> None:
+    """Run ``names`` as nodes that are all in flight at once before any of them ends."""
+    started = 0
+    all_in = anyio.Event()
+
+    async def one(index: int, name: str) -> None:
+        nonlocal started
+        async with obs.node(name, index) as node:
+            started += 1
+            if started == len(names):
+                all_in.set()
+            await all_in.wait()
+            node.output({"node": name, "rows": index * 10}, summary={"rows": index * 10})
+            node.cost(costs.get(name, 0.0))
+
+    async with anyio.create_task_group() as group:
+        for index, name in enumerate(names):
+            group.start_soon(one, index, name)
+
+
+def success_run(out: Path) -> Path:
+    """Three nodes in flight together, then a fourth alone; costs and a note. All succeed."""
+
+    async def main() -> None:
+        async with Observer("step_03_load", out, total_nodes=4, **quiet()) as obs:
+            await _together(obs, ["extract", "enrich", "score"], {"extract": 0.01, "enrich": 0.02})
+            await obs.note("halfway", rows=30)
+            async with obs.node("publish", 3) as node:
+                node.output("done")
+                node.cost(0.005)
+
+    anyio.run(main)
+    return out
+
+
+def failure_run(out: Path) -> Path:
+    """Five nodes one after the other; ``b`` and ``d`` fail; the workflow completes."""
+
+    async def main() -> None:
+        async with Observer("step_04_checks", out, total_nodes=5, **quiet()) as obs:
+            for index, name in enumerate("abcde"):
+                try:
+                    async with obs.node(name, index) as node:
+                        if name in "bd":
+                            raise ValueError(f"bad input in {name}")
+                        node.output(name)
+                except ValueError:
+                    pass
+
+    anyio.run(main)
+    return out
+
+
+def error_run(out: Path) -> Path:
+    """One node succeeds, then the workflow itself raises: workflow_error."""
+
+    async def main() -> None:
+        async with Observer("step_05_sync", out, total_nodes=3, **quiet()) as obs:
+            async with obs.node("connect", 0):
+                pass
+            raise ConnectionError("database unreachable")
+
+    try:
+        anyio.run(main)
+    except* ConnectionError:  # the observer's task group wraps it in an ExceptionGroup
+        pass
+    return out
+
+
+def retry_run(out: Path) -> Path:
+    """Retries, with a SyncObserver: ``fetch`` fails then succeeds on its second attempt;
+    ``parse`` retries inside one attempt; ``upload`` fails twice; ``cache`` is skipped."""
+    with SyncObserver("step_06_retry", out, total_nodes=4, **quiet()) as obs:
+        obs.node_start("fetch", 0)
+        obs.node_failure("fetch", "TimeoutError: upstream slow", 0.2)
+        obs.node_retry("fetch", 2, "TimeoutError: upstream slow", 0.5)
+        obs.node_start("fetch", 0)
+        obs.node_success("fetch", 0.1, "aa11", {"bytes": 10}, 0.001)
+        obs.node_start("parse", 1)
+        obs.node_retry("parse", 2, "lock busy")
+        obs.node_success("parse", 0.05)
+        obs.node_start("upload", 2)
+        obs.node_failure("upload", "OSError: disk full", 0.01)
+        obs.node_retry("upload", 2, "OSError: disk full")
+        obs.node_start("upload", 2)
+        obs.node_failure("upload", "OSError: disk full", 0.01)
+        obs.node_skipped("cache", "up to date")
+    return out
+
+
+def empty_run(out: Path) -> Path:
+    """A workflow with no nodes."""
+
+    async def main() -> None:
+        async with Observer("step_07_nothing", out, total_nodes=0, **quiet()):
+            pass
+
+    anyio.run(main)
+    return out
+
+
+def torn_run(out: Path) -> Path:
+    """The success run with half a line appended to its traces, as a hard kill leaves."""
+    success_run(out)
+    for trace in (*out.glob("traces/*.jsonl"), *out.glob("audit/step_*/trace_*.jsonl")):
+        with open(trace, "ab") as handle:
+            handle.write(b'{"event_type":"node_start","timestamp":"2026-')
+    return out
+
+
+def synthetic_run(out: Path, nodes: int, workers: int, fail_every: int = 0) -> Path:
+    """``nodes`` nodes spread over ``workers`` workers across about ten minutes, written by
+    an Observer from events whose clocks are set ahead (no sleeping)."""
+
+    async def main() -> None:
+        async with Observer("step_08_big", out, total_nodes=nodes, **quiet()) as obs:
+            t0 = time.time() + 0.001
+            free_at = [t0] * workers
+            for index in range(nodes):
+                worker = index % workers
+                start = free_at[worker]
+                duration = 0.2 + (index * 7919 % 1000) / 1000 * 0.8
+                node_id = f"node_{index:05d}"
+                event = obs.events.node_start(node_id, index)
+                event.epoch_seconds = start
+                await obs.emit(event)
+                if fail_every and index % fail_every == fail_every - 1:
+                    end_event: Any = obs.events.node_failure(
+                        node_id, f"RuntimeError: node {index} broke", duration, node_index=index
+                    )
+                else:
+                    end_event = obs.events.node_success(
+                        node_id, duration, f"{index:016x}", {"i": index}, 0.0001, index
+                    )
+                end_event.epoch_seconds = start + duration
+                await obs.emit(end_event)
+                free_at[worker] = start + duration + 0.001
+
+    anyio.run(main)
+    return out
+
+
+@dataclass
+class SeedWriter:
+    """Writes a run in the seed observer's formats: entries of common fields plus details,
+    no run_id or seq, node_index only when truthy, metadata without run ids."""
+
+    out: Path
+    workflow_id: str
+    total_nodes: int
+    started: datetime = field(default_factory=lambda: datetime(2026, 2, 17, 10, 30, 0))
+    clock: float = 0.0
+    step: str = "02"
+
+    def __post_init__(self) -> None:
+        stamp = self.started.strftime("%Y%m%d_%H%M%S")
+        (self.out / "traces").mkdir(parents=True, exist_ok=True)
+        self.audit = self.out / "audit" / f"step_{self.step}"
+        self.audit.mkdir(parents=True, exist_ok=True)
+        self.trace = self.out / "traces" / f"trace_step_{self.step}_{stamp}.jsonl"
+        self.audit_trace = self.audit / f"trace_{self.step}.jsonl"
+        self.clock = self.started.timestamp()
+        self.completed = 0
+        self.failed = 0
+        self.node_times: dict[str, float] = {}
+        self.entry(
+            "workflow_start",
+            message=f"Workflow execution started: {self.workflow_id}",
+            details={
+                "workflow_id": self.workflow_id,
+                "pid": 4242,
+                "timestamp": self.started.isoformat(),
+                "total_nodes": self.total_nodes,
+            },
+        )
+
+    def tick(self, seconds: float) -> float:
+        self.clock += seconds
+        return self.clock
+
+    def entry(
+        self,
+        event_type: str,
+        *,
+        message: str | None = None,
+        node_id: str | None = None,
+        node_index: int | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        line: dict[str, Any] = {
+            "timestamp": datetime.fromtimestamp(self.clock).isoformat(),
+            "epoch_seconds": self.clock,
+            "event_type": event_type,
+            "pid": 4242,
+            "workflow_id": self.workflow_id,
+        }
+        if node_id:
+            line["node_id"] = node_id
+        if node_index:
+            line["node_index"] = node_index
+        if message:
+            line["message"] = message
+        line.update(details or {})
+        self.write(json.dumps(line) + "\n")
+
+    def write(self, text: str) -> None:
+        for path in (self.trace, self.audit_trace):
+            with open(path, "a", encoding="utf-8") as handle:
+                handle.write(text)
+
+    def node(self, node_id: str, index: int, seconds: float, error: str | None = None) -> None:
+        self.entry(
+            "node_start",
+            node_id=node_id,
+            node_index=index,
+            details={"epoch_seconds": self.tick(0.01)},
+        )
+        self.tick(seconds)
+        self.node_times[node_id] = seconds
+        if error is None:
+            self.completed += 1
+            details = {
+                "duration_seconds": seconds,
+                "output_hash": tracebus.hash_output(node_id),
+                "epoch_seconds": self.clock,
+                "output_summary": {"node": node_id},
+            }
+            self.entry("node_success", node_id=node_id, details=details)
+        else:
+            self.failed += 1
+            details = {"duration_seconds": seconds, "error": error, "epoch_seconds": self.clock}
+            self.entry("node_failure", node_id=node_id, details=details)
+
+    def complete(self, cost: float = 0.0) -> None:
+        self.tick(0.01)
+        elapsed = self.clock - self.started.timestamp()
+        self.entry(
+            "workflow_complete",
+            details={
+                "workflow_id": self.workflow_id,
+                "nodes_completed": self.completed,
+                "nodes_failed": self.failed,
+                "total_time_seconds": elapsed,
+                "cumulative_cost_usd": cost,
+                "trace_file": str(self.trace),
+                "log_file": "",
+                "node_times": self.node_times,
+                "epoch_seconds": self.clock,
+            },
+        )
+        metadata = {
+            "workflow_id": self.workflow_id,
+            "step_number": self.step,
+            "start_time": self.started.isoformat(),
+            "end_time": datetime.fromtimestamp(self.clock).isoformat(),
+            "pid": 4242,
+            "total_nodes": self.total_nodes,
+            "nodes_completed": self.completed,
+            "nodes_failed": self.failed,
+            "total_time_seconds": elapsed,
+            "cumulative_cost_usd": cost,
+            "node_times": self.node_times,
+            "log_file": str(self.audit / f"log_{self.step}.log"),
+            "trace_file": str(self.audit_trace),
+        }
+        path = self.audit / f"metadata_{self.step}.json"
+        path.write_text(json.dumps(metadata, indent=2), encoding="utf-8")
+
+
+def seed_run(out: Path) -> Path:
+    """A seed-format run: four nodes, node_0 (index 0, so no node_index) first, one failure."""
+    seed = SeedWriter(out, "step_02_populate", total_nodes=4)
+    seed.node("node_0", 0, 1.5)
+    seed.node("node_1", 1, 0.5)
+    seed.node("node_2", 2, 2.0, error="KeyError: 'id'")
+    seed.node("node_3", 3, 0.25)
+    seed.complete(cost=0.42)
+    return out
+
+
+def only_trace(out: Path) -> Path:
+    """The trace file of a run dir (the newest in traces/)."""
+    return max(out.glob("traces/*.jsonl"), key=os.path.getmtime)

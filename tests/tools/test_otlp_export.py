@@ -1,0 +1,163 @@
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+
+import pytest
+from google.protobuf import json_format
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status, TracesData
+
+from tracebus import read_run
+from tracebus.cli import main
+
+from . import runs
+
+_IDS = {"traceId": 32, "spanId": 16, "parentSpanId": 16}
+
+
+def parse_otlp_json(line: str) -> TracesData:
+    """Decode one OTLP/JSON line with protobuf's JSON parser (unknown fields are errors).
+
+    OTLP/JSON differs from protobuf's JSON mapping in one respect: trace and span ids are
+    hex, where protobuf writes bytes as base64. They are checked as hex and handed to the
+    parser as base64; everything else goes to it untouched.
+    """
+    data = json.loads(line)
+    for resource in data["resourceSpans"]:
+        for scope in resource["scopeSpans"]:
+            for span in scope["spans"]:
+                for key, length in _IDS.items():
+                    if key in span:
+                        assert re.fullmatch(rf"[0-9a-f]{{{length}}}", span[key]), span[key]
+                        span[key] = base64.b64encode(bytes.fromhex(span[key])).decode()
+    return json_format.ParseDict(data, TracesData())
+
+
+def export(run: Path, tmp_path: Path) -> list[TracesData]:
+    target = tmp_path / "run.otlp.jsonl"
+    assert main(["export", str(run), "--format", "otlp", "-o", str(target)]) == 0
+    lines = target.read_text().splitlines()
+    assert lines and all(line.startswith('{"resourceSpans"') for line in lines)
+    return [parse_otlp_json(line) for line in lines]
+
+
+def spans_of(batches: list[TracesData]) -> list[Span]:
+    return [
+        span
+        for data in batches
+        for resource in data.resource_spans
+        for scope in resource.scope_spans
+        for span in scope.spans
+    ]
+
+
+def attributes(span: Span) -> dict[str, object]:
+    values: dict[str, object] = {}
+    for kv in span.attributes:
+        kind = kv.value.WhichOneof("value")
+        values[kv.key] = getattr(kv.value, kind)
+    return values
+
+
+def test_root_span_and_children(success_dir: Path, tmp_path: Path) -> None:
+    run = read_run(success_dir)
+    spans = spans_of(export(success_dir, tmp_path))
+    root, *children = spans
+    assert root.name == "step_03_load" and root.parent_span_id == b""
+    assert root.trace_id.hex() == run.run_id
+    assert len(root.span_id) == 8 and len(root.trace_id) == 16
+    assert sorted(c.name for c in children) == sorted(n.node_id for n in run.nodes)
+    assert {c.trace_id for c in children} == {root.trace_id}
+    assert {c.parent_span_id for c in children} == {root.span_id}
+    assert len({c.span_id for c in spans}) == len(spans)
+    for child in children:
+        assert root.start_time_unix_nano <= child.start_time_unix_nano
+        assert child.start_time_unix_nano <= child.end_time_unix_nano <= root.end_time_unix_nano
+        assert child.kind == Span.SPAN_KIND_INTERNAL
+        assert child.status.code == Status.STATUS_CODE_UNSET
+    enrich = attributes(next(c for c in children if c.name == "enrich"))
+    assert enrich["tracebus.node_id"] == "enrich"
+    assert enrich["tracebus.node_index"] == 1
+    assert enrich["tracebus.status"] == "success"
+    assert enrich["tracebus.cost_usd"] == pytest.approx(0.02)
+    assert enrich["tracebus.output_summary"] == '{"rows": 10}'
+    assert re.fullmatch(r"[0-9a-f]{16}", str(enrich["tracebus.output_hash"]))
+    assert [e.name for e in root.events] == ["halfway"]
+    assert attributes(root.events[0])["tracebus.fields.rows"] == 30  # type: ignore[arg-type]
+
+
+def test_times_are_nanosecond_strings_and_ids_hex(success_dir: Path, tmp_path: Path) -> None:
+    export(success_dir, tmp_path)
+    text = (tmp_path / "run.otlp.jsonl").read_text()
+    assert re.search(r'"startTimeUnixNano":"\d{19}"', text)
+    assert re.search(r'"traceId":"[0-9a-f]{32}"', text)
+    assert re.search(r'"spanId":"[0-9a-f]{16}"', text)
+
+
+def test_failed_nodes_have_error_status(failure_dir: Path, tmp_path: Path) -> None:
+    spans = spans_of(export(failure_dir, tmp_path))
+    errors = {s.name: s.status for s in spans if s.status.code == Status.STATUS_CODE_ERROR}
+    assert sorted(errors) == ["b", "d"]
+    assert errors["b"].message == "ValueError: bad input in b"
+    assert attributes(next(s for s in spans if s.name == "b"))["tracebus.error"] == (
+        "ValueError: bad input in b"
+    )
+
+
+def test_workflow_error_marks_the_root(error_dir: Path, tmp_path: Path) -> None:
+    root = spans_of(export(error_dir, tmp_path))[0]
+    assert root.status.code == Status.STATUS_CODE_ERROR
+    assert root.status.message == "ConnectionError: database unreachable"
+
+
+def test_attempts_are_spans_and_retries_span_events(retry_dir: Path, tmp_path: Path) -> None:
+    spans = spans_of(export(retry_dir, tmp_path))
+    fetch = [s for s in spans if s.name == "fetch"]
+    assert [attributes(s)["tracebus.attempt"] for s in fetch] == [1, 2]
+    assert [s.status.code for s in fetch] == [Status.STATUS_CODE_ERROR, Status.STATUS_CODE_UNSET]
+    (parse,) = [s for s in spans if s.name == "parse"]
+    assert [e.name for e in parse.events] == ["retry"]
+    assert attributes(parse.events[0])["tracebus.error"] == "lock busy"  # type: ignore[arg-type]
+    (cache,) = [s for s in spans if s.name == "cache"]
+    assert attributes(cache)["tracebus.reason"] == "up to date"
+
+
+def test_large_runs_are_split_over_lines(tmp_path: Path) -> None:
+    out = runs.synthetic_run(tmp_path / "many", nodes=2500, workers=16)
+    batches = export(out, tmp_path)
+    assert len(batches) == 3
+    spans = spans_of(batches)
+    assert len(spans) == 2501
+    root = spans[0]
+    assert all(s.parent_span_id == root.span_id for s in spans[1:])
+
+
+def test_seed_run_gets_a_derived_trace_id(seed_dir: Path, tmp_path: Path) -> None:
+    spans = spans_of(export(seed_dir, tmp_path))
+    assert len(spans) == 5
+    assert spans[0].trace_id != bytes(16)
+    first = (tmp_path / "run.otlp.jsonl").read_text()
+    export(seed_dir, tmp_path)
+    assert (tmp_path / "run.otlp.jsonl").read_text() == first  # repeatable
+
+
+def test_unknown_fields_become_attributes(tmp_path: Path) -> None:
+    out = tmp_path / "future"
+    seed = runs.SeedWriter(out, "wf", total_nodes=1)
+    seed.entry(
+        "node_success",
+        node_id="n",
+        details={"epoch_seconds": seed.tick(0.1), "duration_seconds": 0.1, "gpu_seconds": 3.5},
+    )
+    seed.complete()
+    (_, node) = spans_of(export(out, tmp_path))
+    assert attributes(node)["tracebus.gpu_seconds"] == 3.5
+
+
+@pytest.mark.parametrize("kind", ["torn", "empty"])
+def test_torn_and_empty_runs(kind: str, tmp_path: Path) -> None:
+    out = {"torn": runs.torn_run, "empty": runs.empty_run}[kind](tmp_path / kind)
+    spans = spans_of(export(out, tmp_path))
+    assert len(spans) == {"torn": 5, "empty": 1}[kind]

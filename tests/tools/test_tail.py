@@ -1,0 +1,165 @@
+from __future__ import annotations
+
+import json
+import queue
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tracebus import SyncObserver, read_run
+from tracebus._tools._tail import format_event
+
+from . import runs
+
+WAIT = 60.0
+
+
+class Tail:
+    """``python -m tracebus tail ...`` in a subprocess, its output lines read by a thread."""
+
+    def __init__(self, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tracebus", "tail", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def next_line(self) -> str:
+        line = self.lines.get(timeout=WAIT)
+        assert line is not None, "tail ended early"
+        return line
+
+    def finish(self) -> tuple[int, list[str], str]:
+        """Wait for the process to end: its exit code, remaining lines and stderr."""
+        code = self.process.wait(timeout=WAIT)
+        self._reader.join(timeout=WAIT)
+        rest: list[str] = []
+        while (line := self.lines.get_nowait()) is not None:
+            rest.append(line)
+        assert self.process.stderr is not None
+        err = self.process.stderr.read()
+        self.process.stdout.close()  # type: ignore[union-attr]
+        self.process.stderr.close()
+        return code, rest, err
+
+
+@contextmanager
+def tail(*args: str) -> Iterator[Tail]:
+    follower = Tail(*args)
+    try:
+        yield follower
+    finally:
+        if follower.process.poll() is None:
+            follower.process.kill()
+            follower.finish()
+
+
+def test_follows_a_live_run_until_it_completes(tmp_path: Path) -> None:
+    out = tmp_path / "live"
+    obs = SyncObserver("step_09_live", out, total_nodes=2, progress=False, console=None)
+    with tail(str(out), "--check") as follower:
+        try:
+            obs.flush()
+            assert "workflow_start     step_09_live: 2 nodes (run " in follower.next_line()
+            obs.node_start("a", 0)
+            obs.node_success("a", 0.25, "abcd", None, 0.5)
+            obs.flush()
+            assert follower.next_line().endswith("node_start         a [0]")
+            assert follower.next_line().endswith("node_success       a 250.0ms $0.500000 hash abcd")
+            obs.node_start("b", 1)
+            obs.node_failure("b", "ValueError: no\nmore", 0.002)
+        finally:
+            obs.close()
+        code, rest, err = follower.finish()
+    assert rest[0].endswith("node_start         b [1]")
+    assert rest[1].endswith("NODE_FAILURE       b 2.0ms: ValueError: no more")
+    assert "workflow_complete  1 succeeded, 1 failed, 0 skipped in" in rest[2]
+    assert len(rest) == 3
+    assert code == 1 and err == ""  # --check: a node failed
+
+
+def test_partial_line_is_held_until_complete(tmp_path: Path) -> None:
+    seed = runs.SeedWriter(tmp_path / "seed", "wf", total_nodes=1)
+    common = {"pid": 1, "workflow_id": "wf", "node_id": "n"}
+    start = {"event_type": "node_start", "epoch_seconds": seed.tick(1), "node_index": 4, **common}
+    success = {"event_type": "node_success", "epoch_seconds": seed.tick(1), **common}
+    success["duration_seconds"] = 1.0
+    second = json.dumps(success) + "\n"
+    with tail(str(seed.trace)) as follower:
+        assert "workflow_start" in follower.next_line()
+        seed.write(json.dumps(start) + "\n" + second[:20])
+        assert follower.next_line().endswith("node_start         n [4]")
+        seed.write(second[20:])
+        seed.complete()
+        code, rest, _ = follower.finish()
+    assert [line.split()[1] for line in rest] == ["node_success", "workflow_complete"]
+    assert rest[0].endswith("node_success       n 1.00s")
+    assert code == 0
+
+
+def test_finished_run_prints_everything_and_exits(retry_dir: Path) -> None:
+    with tail(str(retry_dir)) as follower:
+        code, lines, err = follower.finish()
+    assert code == 0 and err == ""
+    assert len(lines) == len(read_run(retry_dir).events)
+    assert lines[0].split()[1] == "workflow_start" and lines[-1].split()[1] == "workflow_complete"
+    text = "\n".join(lines)
+    assert "node_retry         fetch attempt 2 in 0.5s: TimeoutError: upstream slow" in text
+    assert "node_skipped       cache: up to date" in text
+
+
+def test_workflow_error_ends_the_tail(error_dir: Path) -> None:
+    with tail(str(error_dir), "--check") as follower:
+        code, lines, _ = follower.finish()
+    assert lines[-1].endswith("WORKFLOW_ERROR     ConnectionError: database unreachable")
+    assert code == 1
+
+
+def test_killed_run_times_out(tmp_path: Path) -> None:
+    out = runs.success_run(tmp_path / "killed")
+    trace = runs.only_trace(out)
+    lines = trace.read_bytes().splitlines(keepends=True)
+    trace.write_bytes(b"".join(lines[:3]))
+    with tail(str(trace), "--timeout", "0.3") as follower:
+        code, printed, err = follower.finish()
+    assert len(printed) == 3
+    assert code == 1
+    assert err.strip() == "tracebus tail: no new event for 0.3s; the run has not ended"
+
+
+def test_waits_for_a_run_to_start_in_an_empty_output_dir(tmp_path: Path) -> None:
+    out = tmp_path / "later"
+    (out / "traces").mkdir(parents=True)
+    with tail(str(out)) as follower:
+        with SyncObserver("step_10_later", out, total_nodes=1, progress=False, console=None) as obs:
+            obs.node_start("x", 0)
+            obs.node_success("x", 0.01)
+        code, lines, _ = follower.finish()
+    assert code == 0
+    assert [line.split()[1] for line in lines] == [
+        "workflow_start",
+        "node_start",
+        "node_success",
+        "workflow_complete",
+    ]
+
+
+def test_lines_for_notes_and_unknown_events() -> None:
+    base = {"epoch_seconds": 0.0, "pid": 1, "workflow_id": "wf", "run_id": "r", "seq": 3}
+    note = {**base, "event_type": "note", "message": "rows", "node_id": "n", "fields": {"k": 1}}
+    assert format_event(note).endswith('note               [n] rows {"k": 1}')
+    future = {**base, "event_type": "node_checkpoint", "node_id": "n", "step": 2}
+    assert format_event(future).endswith('node_checkpoint    {"node_id": "n", "step": 2}')
