@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -78,9 +78,6 @@ class Observer:
         self._files: RunFiles | None = None
         self._bus: EventBus | None = None
         self._finished = False
-        # What the node methods await: bound to the bus's own emit once open, so a call is
-        # one coroutine deep on the producers' hot path.
-        self._emit: Callable[[Event], Awaitable[None]] = self._emit_unopened
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -104,7 +101,6 @@ class Observer:
         self.started = run.started
         bus = run.bus
         await bus.__aenter__()
-        self._emit = self._emit_dropping if self._drop else bus.emit
         await bus.emit(self._events.workflow_start(self.total_nodes, str(self.output_dir)))
         return self
 
@@ -244,8 +240,8 @@ class Observer:
         return self.layout.metadata_file
 
     def _queued(self, event: Event) -> bool:
-        """Enqueue without suspending when there is room (or dropping is allowed); False
-        when the caller must await ``_emit``. The node methods' hot path."""
+        """Enqueue without a coroutine of its own when there is room (or dropping is allowed);
+        False when the caller must await ``_emit``. The node methods' hot path."""
         bus = self._bus
         if bus is None:
             return False
@@ -255,11 +251,12 @@ class Observer:
             return False
         return True
 
-    async def _emit_unopened(self, event: Event) -> None:
-        self._require_bus()
-
-    async def _emit_dropping(self, event: Event) -> None:
-        self._require_bus().emit_nowait(event)
+    async def _emit(self, event: Event) -> None:
+        bus = self._require_bus()
+        if self._drop:
+            bus.emit_nowait(event)
+        else:
+            await bus.emit(event)
 
     def _require_bus(self) -> EventBus:
         if self._bus is None:
