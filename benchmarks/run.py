@@ -33,6 +33,7 @@ from peers import PEERS, Peer  # noqa: E402
 from workload import (  # noqa: E402
     LagProbe,
     events_of,
+    lag_summary,
     peak_rss_mib,
     run_async_workflow,
     run_thread_workflow,
@@ -74,7 +75,7 @@ def measure_peer(
         "seconds": finished - started,
         "close_seconds": finished - nodes_done,
         # while the nodes run (the load the targets speak of), and over the whole run
-        "lag": lag.summary(until=nodes_done),
+        "lag_samples": [round(late, 7) for late in lag.samples(until=nodes_done)],
         "lag_whole_run": lag.summary(),
         "peak_rss_mib": peak_rss_mib(),
         "trace_lines": lines,
@@ -160,9 +161,7 @@ def summarise(runs: dict[str, list[dict[str, Any]]], nodes: int) -> list[dict[st
                 "seconds_all": [r["seconds"] for r in results],
                 "overhead_us_per_event": overhead,
                 "events_per_s": events / seconds[name],
-                "lag_p50_ms": statistics.median(r["lag"]["p50_ms"] for r in results),
-                "lag_p99_ms": statistics.median(r["lag"]["p99_ms"] for r in results),
-                "lag_max_ms": max(r["lag"]["max_ms"] for r in results),
+                **_pooled_lag(results),
                 "lag_max_whole_run_ms": max(r["lag_whole_run"]["max_ms"] for r in results),
                 "close_seconds": statistics.median(r["close_seconds"] for r in results),
                 "peak_rss_mib": statistics.median(r["peak_rss_mib"] for r in results),
@@ -171,6 +170,17 @@ def summarise(runs: dict[str, list[dict[str, Any]]], nodes: int) -> list[dict[st
             }
         )
     return rows
+
+
+def _pooled_lag(results: list[dict[str, Any]]) -> dict[str, float]:
+    # every round's ticks together: one round has too few ticks for a meaningful p99
+    pooled = lag_summary([late for r in results for late in r["lag_samples"]])
+    return {
+        "lag_p50_ms": pooled["p50_ms"],
+        "lag_p99_ms": pooled["p99_ms"],
+        "lag_max_ms": pooled["max_ms"],
+        "lag_ticks": pooled["ticks"],
+    }
 
 
 def targets(rows: list[dict[str, Any]], sustained: dict[str, Any] | None) -> list[dict[str, Any]]:

@@ -149,9 +149,12 @@ class LagProbe:
             woke = clock()
             ticks.append((woke, woke - before - TICK))
 
+    def samples(self, until: float | None = None) -> list[float]:
+        """How late each tick woke (seconds), for the ticks up to ``until`` (all if None)."""
+        return [late for woke, late in self.ticks if until is None or woke <= until]
+
     def summary(self, until: float | None = None) -> dict[str, float]:
-        """Lag of the ticks that woke up to ``until`` (all of them if None)."""
-        return lag_summary([late for woke, late in self.ticks if until is None or woke <= until])
+        return lag_summary(self.samples(until))
 
 
 def lag_summary(late: list[float]) -> dict[str, float]:
