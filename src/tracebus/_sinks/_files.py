@@ -73,14 +73,17 @@ class BatchAppender:
     async def append(self, jobs: Sequence[tuple[AppendFile, Sequence[bytes], int]]) -> None:
         """Append to each file its chunks (whole lines holding the given number of events)."""
         ready: list[tuple[AppendFile, Sequence[bytes], int, int]] = []
+        work: list[tuple[int, Sequence[bytes]]] = []
+        total = 0
         for file, chunks, events in jobs:
-            size = sum(len(chunk) for chunk in chunks)
-            if size and await file._ready(events):
+            size = sum(map(len, chunks))
+            if size and (file.writable() or await file._reopened(events)):
                 ready.append((file, chunks, events, size))
+                work.append((file.fd, chunks))
+                total += size
         if not ready:
             return
-        work = [(file.fileno(), chunks) for file, chunks, _, _ in ready]
-        if self.inline and sum(size for *_, size in ready) <= INLINE_BATCH_BYTES:
+        if self.inline and total <= INLINE_BATCH_BYTES:
             started = time.perf_counter()
             errors = _append_each(work)
             if time.perf_counter() - started <= SLOW_BATCH_SECONDS:
@@ -94,7 +97,10 @@ class BatchAppender:
         else:
             errors = await anyio.to_thread.run_sync(_append_each, work)
         for (file, _, events, size), error in zip(ready, errors, strict=True):
-            await file._settle(size, events, error)
+            if error is None:
+                file._appended(size, events)
+            else:
+                await file._failed(error, events)
 
 
 def _append_each(work: list[tuple[int, Sequence[bytes]]]) -> list[OSError | None]:
@@ -138,13 +144,15 @@ class AppendFile:
         self.written = 0
         self.error: BaseException | None = None
         self._file: _AsyncRawFile | None = None
+        self.fd = -1  # the open file's descriptor, for the batch writes
         self._size = 0
         self._since_open = 0
 
     async def open(self) -> None:
         try:
             self._file = await _open_append(self.path)
-            self._size = os.fstat(self._file.fileno()).st_size
+            self.fd = self._file.fileno()
+            self._size = os.fstat(self.fd).st_size
             self._since_open = 0
         except OSError as exc:
             self._file = None
@@ -154,23 +162,28 @@ class AppendFile:
         """Append ``data`` (whole lines holding ``events`` events); never raises OSError."""
         await BatchAppender().append([(self, [data], events)])
 
-    async def _ready(self, events: int) -> bool:
-        """Reopen the file if it was removed; False (and the loss recorded) if it cannot be."""
-        if self._file is None or self._removed():
-            await self._reopen()
-            if self._file is None:
-                self._record(FileNotFoundError(f"cannot reopen {self.path}"), events)
-                return False
+    def writable(self) -> bool:
+        """Open, and still linked at its path."""
+        # fstat on an open descriptor is answered from the in-memory inode: cheap, per batch.
+        return self._file is not None and os.fstat(self.fd).st_nlink > 0
+
+    async def _reopened(self, events: int) -> bool:
+        """Reopen the file (it was removed, or never opened); False and the loss recorded if
+        it cannot be."""
+        await self._reopen()
+        if self._file is None:
+            self._record(FileNotFoundError(f"cannot reopen {self.path}"), events)
+            return False
         return True
 
-    async def _settle(self, size: int, events: int, error: OSError | None) -> None:
-        if error is not None:
-            await self._rollback()
-            self._record(error, events)
-            return
+    def _appended(self, size: int, events: int) -> None:
         self._size += size
         self.written += events
         self._since_open += events
+
+    async def _failed(self, error: OSError, events: int) -> None:
+        await self._rollback()
+        self._record(error, events)
 
     async def aclose(self) -> None:
         """fsync and close; a failure here is recorded like a failed write, never raised."""
@@ -187,19 +200,10 @@ class AppendFile:
             except OSError as exc:
                 self._record(exc, 0)
 
-    def fileno(self) -> int:
-        assert self._file is not None
-        return self._file.fileno()
-
     def _record(self, exc: BaseException, events: int) -> None:
         self.lost += events
         if self.error is None:
             self.error = exc
-
-    def _removed(self) -> bool:
-        assert self._file is not None
-        # fstat on an open descriptor is answered from the in-memory inode: cheap, per batch.
-        return os.fstat(self._file.fileno()).st_nlink == 0
 
     async def _reopen(self) -> None:
         if self._file is not None:
