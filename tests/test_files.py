@@ -1,5 +1,5 @@
 """How a batch reaches the files: one vectored write per file, from the event loop's thread
-while writes are quick, from a worker thread once a few in a row were slow."""
+while writes are quick, from a worker thread once one was slow."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ async def test_short_writes_are_continued_until_every_line_is_whole(
     assert metadata_of(obs.metadata_file)["events_written"] == 62
 
 
-async def test_after_slow_writes_the_loop_thread_writes_no_more(
+async def test_after_a_slow_write_the_loop_thread_writes_no_more(
     out: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     writers: list[int] = []
@@ -53,9 +53,8 @@ async def test_after_slow_writes_the_loop_thread_writes_no_more(
     monkeypatch.setattr(files, "SLOW_BATCH_SECONDS", 0.0)  # every write counts as slow
     loop_thread = threading.get_ident()
     obs = await _run(out, 50)
-    in_a_row = files.SLOW_BATCHES_IN_A_ROW
-    assert writers[:in_a_row] == [loop_thread] * in_a_row
-    assert len(writers) > in_a_row + 1 and loop_thread not in writers[in_a_row:]
+    assert writers[0] == loop_thread
+    assert len(writers) > 2 and loop_thread not in writers[1:]
     assert len(trace_of(obs.trace_file)) == 102
     assert metadata_of(obs.metadata_file)["events_written"] == 102
 

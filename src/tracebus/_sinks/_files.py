@@ -55,11 +55,10 @@ async def _open_append(path: Path) -> _AsyncRawFile:
 #: (and the GIL hand-offs it costs while producers keep the loop busy), so they are made from
 #: the event loop's thread while they stay quick: up to this many bytes per batch ...
 INLINE_BATCH_BYTES = 1 << 20
-#: ... and until a few batches in a row took longer than this (throttled writeback, a slow or
-#: network filesystem; one slow batch may just be the process losing its core for a moment):
-#: from then on every batch of the run goes through a worker thread.
+#: ... and until a batch took longer than this (throttled writeback, a slow or network
+#: filesystem): from then on every batch of the run goes through a worker thread, as a stalled
+#: write must not stall every task on the loop twice.
 SLOW_BATCH_SECONDS = 0.005
-SLOW_BATCHES_IN_A_ROW = 3
 
 
 class BatchAppender:
@@ -68,7 +67,6 @@ class BatchAppender:
 
     def __init__(self) -> None:
         self.inline = True
-        self._slow = 0
 
     async def append(self, jobs: Sequence[tuple[AppendFile, Sequence[bytes], int]]) -> None:
         """Append to each file its chunks (whole lines holding the given number of events)."""
@@ -86,11 +84,8 @@ class BatchAppender:
         if self.inline and total <= INLINE_BATCH_BYTES:
             started = time.perf_counter()
             errors = _append_each(work)
-            if time.perf_counter() - started <= SLOW_BATCH_SECONDS:
-                self._slow = 0
-            else:
-                self._slow += 1
-                self.inline = self._slow < SLOW_BATCHES_IN_A_ROW
+            if time.perf_counter() - started > SLOW_BATCH_SECONDS:
+                self.inline = False
         elif on_asyncio():
             loop = asyncio.get_running_loop()
             errors = await loop.run_in_executor(None, _append_each, work)
