@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -372,7 +373,10 @@ def main(argv: list[str] | None = None) -> int:
         },
     }
     args.results.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix="bench-", dir=args.results))
+    # the peers' files go to results/tmp/ (ignored by git), on the same disk as the results
+    scratch_root = args.results / "tmp"
+    scratch_root.mkdir(exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="bench-", dir=scratch_root))
     started = time.perf_counter()
     try:
         print(f"workflow: {sizes['nodes']:,} nodes, {sizes['repeat']} rounds", file=sys.stderr)
@@ -388,6 +392,8 @@ def main(argv: list[str] | None = None) -> int:
         report["sustained"] = sustained
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            scratch_root.rmdir()
     report["machine"]["load_avg_end"] = os.getloadavg()
     report["wall_seconds"] = time.perf_counter() - started
     report["targets"] = targets(report["rows"], sustained)

@@ -54,7 +54,7 @@ def test_harness_runs_every_peer_and_writes_its_report(tmp_path: Path) -> None:
     assert "| OpenTelemetry BatchSpanProcessor |" in table
     assert "Sustained: 4,002 events from 100 producers" in table
     assert report["machine"]["cores"] and report["machine"]["python"]
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith("bench-")]  # scratch removed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.json", "latest.md"]
 
 
 def test_unknown_peer_is_refused(tmp_path: Path) -> None:
