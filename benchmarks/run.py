@@ -5,7 +5,8 @@
 
 Each measurement runs in a fresh subprocess (this script with ``--child``), so peak RSS is
 that peer's own and no peer inherits another's threads, imports or page cache state. Peers
-run in turn, round after round, and each figure is the median over the rounds. Results go to
+run in turn, round after round, and each figure is the median over the rounds; a peer's
+overhead is the median of its rounds' differences from the same rounds' baseline. Results go to
 ``benchmarks/results/latest.json`` and ``latest.md`` (``--results`` to write elsewhere).
 """
 
@@ -148,10 +149,15 @@ def summarise(runs: dict[str, list[dict[str, Any]]], nodes: int) -> list[dict[st
     rows = []
     for name, results in runs.items():
         peer = PEERS[name]
-        base = seconds.get(peer.baseline)
-        overhead = (
-            None if base is None or name == peer.baseline else (seconds[name] - base) / events * 1e6
-        )
+        overhead = None
+        if name != peer.baseline and peer.baseline in runs:
+            # each round against the same round's baseline, run moments apart: a machine whose
+            # load drifts (other jobs) shifts both, not the difference
+            base = runs[peer.baseline]
+            overhead = statistics.median(
+                (r["seconds"] - b["seconds"]) / events * 1e6
+                for r, b in zip(results, base, strict=True)
+            )
         rows.append(
             {
                 "peer": name,
