@@ -18,15 +18,24 @@ from ._events import WorkflowError as WorkflowError
 from ._events import WorkflowStart as WorkflowStart
 from ._exceptions import BusClosedError as BusClosedError
 from ._exceptions import CloseTimeoutError as CloseTimeoutError
+from ._exceptions import DeliveryError as DeliveryError
 from ._exceptions import InvalidIdError as InvalidIdError
+from ._exceptions import ProtocolError as ProtocolError
 from ._exceptions import QueueFullError as QueueFullError
 from ._exceptions import RunNotFoundError as RunNotFoundError
+from ._exceptions import ServiceError as ServiceError
+from ._exceptions import ServiceUnavailableError as ServiceUnavailableError
 from ._exceptions import SinkError as SinkError
 from ._exceptions import TracebusError as TracebusError
 from ._exceptions import TraceFormatError as TraceFormatError
 from ._hashing import hash_output as hash_output
 from ._observer import NodeScope as NodeScope
 from ._observer import Observer as Observer
+from ._service._client import RemoteObserver as RemoteObserver
+from ._service._client import connect as connect
+from ._service._delivery import RemoteStatistics as RemoteStatistics
+from ._service._sync_client import SyncRemoteObserver as SyncRemoteObserver
+from ._service._sync_client import connect_sync as connect_sync
 from ._sync import SyncObserver as SyncObserver
 from ._tools._reader import read_trace as read_trace
 from ._tools._run import NodeAttempt as NodeAttempt
@@ -43,6 +52,7 @@ __all__ = [
     "BusClosedError",
     "BusStatistics",
     "CloseTimeoutError",
+    "DeliveryError",
     "Event",
     "EventBus",
     "InvalidIdError",
@@ -56,17 +66,25 @@ __all__ = [
     "NodeSuccess",
     "Note",
     "Observer",
+    "ProtocolError",
     "QueueFullError",
+    "RemoteObserver",
+    "RemoteStatistics",
     "RunNotFoundError",
     "RunRecord",
+    "ServiceError",
+    "ServiceUnavailableError",
     "Sink",
     "SinkError",
     "SyncObserver",
+    "SyncRemoteObserver",
     "TraceFormatError",
     "TracebusError",
     "WorkflowComplete",
     "WorkflowError",
     "WorkflowStart",
+    "connect",
+    "connect_sync",
     "hash_output",
     "read_run",
     "read_trace",

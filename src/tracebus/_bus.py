@@ -39,6 +39,8 @@ class BusStatistics(NamedTuple):
     batches: int
     subscribers: int
     subscriber_dropped: int
+    #: Events the writer left out as already written (resent by a remote producer).
+    duplicates: int = 0
 
 
 class EventQueue:
@@ -212,7 +214,7 @@ class EventBus:
         overflow: Overflow = "raise",
         max_batch: int = DEFAULT_MAX_BATCH,
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
-        stamp: Callable[[list[Event]], None] | None = None,
+        stamp: Callable[[list[Event]], list[Event]] | None = None,
     ) -> None:
         self._queue = EventQueue(capacity, overflow)
         self._writer = Writer(self._queue, sinks, max_batch=max_batch, stamp=stamp)
@@ -293,6 +295,7 @@ class EventBus:
             batches=writer.batches,
             subscribers=len(writer.subscriptions),
             subscriber_dropped=writer.subscriber_dropped,
+            duplicates=writer.duplicates,
         )
 
     @property

@@ -27,6 +27,9 @@ class Event(msgspec.Struct, tag_field="event_type", kw_only=True, gc=False):
     seq: int = 0
     schema_version: int = SCHEMA_VERSION
     producer: str | None = None
+    #: Fields this schema does not know, sent by a newer remote producer and kept by the
+    #: collector; absent from the trace line unless there are some.
+    extra: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
 
 
 class WorkflowStart(Event, tag="workflow_start", kw_only=True):

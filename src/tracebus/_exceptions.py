@@ -76,3 +76,49 @@ class TraceFormatError(TracebusError, ValueError):
 
     A torn last line (what a hard kill leaves) is tolerated and reported, not raised.
     """
+
+
+class ServiceError(TracebusError):
+    """Raised by a remote observer when the collector service refused it: a bad token, a
+    limit reached (connections, open runs, frame size), a run that is not open or already
+    ended. ``code`` is the code of the service's error frame (the README's "Collector
+    service" section lists them), ``message`` its text.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        self.message = message
+        super().__init__(f"{code}: {message}")
+
+
+class ProtocolError(ServiceError):
+    """Raised when bytes on a collector connection break the wire protocol: a frame that is
+    too large or cut short, a body that is not a message, an event of the wrong shape.
+
+    The service answers it with an error frame of the same ``code``; a client raises it when
+    the service's own frames make no sense.
+    """
+
+
+class ServiceUnavailableError(TracebusError, ConnectionError):
+    """Raised when the collector service cannot be reached: on entering a remote observer,
+    by ``tracebus status``, and by ``flush()`` once the observer gave up reconnecting.
+    """
+
+
+class DeliveryError(TracebusError):
+    """Raised by a remote observer's ``aclose()``/``close()`` when some events never reached
+    the run's files: ``undelivered`` were still unacknowledged when the observer gave up (the
+    service stayed unreachable past ``reconnect_timeout``, or closing took longer than
+    ``close_timeout``), or were dropped because the buffer was full under
+    ``overflow="drop"``; ``rejected`` were refused by the service, ``reason`` says why.
+    """
+
+    def __init__(self, undelivered: int, rejected: int, reason: str) -> None:
+        self.undelivered = undelivered
+        self.rejected = rejected
+        self.reason = reason
+        super().__init__(
+            f"{undelivered + rejected} event(s) not delivered to the collector "
+            f"({undelivered} undelivered, {rejected} rejected): {reason}"
+        )

@@ -21,6 +21,18 @@ from ._writer import Sink
 
 
 @dataclass(frozen=True, slots=True)
+class Resume:
+    """A run whose files exist already (the collector restarted): its writer appends to them.
+
+    ``events_written`` is how many events the trace holds, for the metadata's count.
+    """
+
+    layout: RunLayout
+    started: datetime
+    events_written: int
+
+
+@dataclass(frozen=True, slots=True)
 class Run:
     """One run's writer parts; enter ``bus`` to start writing."""
 
@@ -44,13 +56,19 @@ def open_run(
     capacity: int,
     overflow: Overflow,
     close_timeout: float,
+    resume: Resume | None = None,
 ) -> Run:
-    """Claim the run's files (see ``create_layout``) and build its writer, not yet started.
+    """Claim the run's files (see ``create_layout``), or take over ``resume``'s, and build its
+    writer, not yet started.
 
     Raises InvalidIdError for unsafe ids and OSError when the directories cannot be made.
     """
-    started = datetime.now()
-    layout = create_layout(output_dir, workflow_id, run_id, started)
+    if resume is None:
+        started = datetime.now()
+        layout = create_layout(output_dir, workflow_id, run_id, started)
+        events_before = 0
+    else:
+        started, layout, events_before = resume.started, resume.layout, resume.events_written
     state = RunState(workflow_id, run_id, total_nodes, time.time())
     bus: EventBus
     files = RunFiles(
@@ -61,6 +79,7 @@ def open_run(
         progress=progress,
         console=console,
         dropped=lambda: bus.statistics().dropped,
+        events_before=events_before,
     )
     bus = EventBus(
         (files, *sinks),

@@ -81,6 +81,9 @@ class RunState:
         self.reported_cost: float | None = None
         self.trace_file = ""
         self.log_file = ""
+        #: The highest ``seq`` written per remote producer; anything at or below it is a resend.
+        self.last_seq: dict[str, int] = {}
+        self.duplicates = 0
         self._max_node_details = max_node_details
         self._iso = IsoClock()
 
@@ -92,19 +95,32 @@ class RunState:
         end = self.finished if self.finished is not None else (now or time.time())
         return max(0.0, end - self.started)
 
-    def apply(self, batch: Iterable[Event]) -> None:
-        """Stamp ``seq`` (unless a remote producer set it) and ``timestamp``; update counts."""
+    def apply(self, batch: Iterable[Event]) -> list[Event]:
+        """Stamp ``seq`` (unless a remote producer set it) and ``timestamp``; update counts.
+
+        Returns the events to write: a remote producer numbers its events 1, 2, 3... and
+        resends what the collector did not acknowledge, so an event whose ``(producer, seq)``
+        is at or below that producer's highest ``seq`` so far is a duplicate and left out.
+        """
         # The writer's per-event hot path: node starts and successes are handled inline (as
         # _start and _end would), with the tables in locals; other kinds go through the methods.
         iso = self._iso
+        last_seq = self.last_seq
         in_flight, node_times = self.in_flight, self.node_times
-        seq, count = self.seq, 0
+        kept: list[Event] = []
+        seq = self.seq
         try:
             for event in batch:
-                count += 1
-                if not event.seq:
+                producer = event.producer
+                if producer is not None and event.seq:
+                    if event.seq <= last_seq.get(producer, 0):
+                        self.duplicates += 1
+                        continue
+                    last_seq[producer] = event.seq
+                elif not event.seq:
                     seq += 1
                     event.seq = seq
+                kept.append(event)
                 if not event.timestamp:
                     event.timestamp = iso(event.epoch_seconds)
                 kind = type(event)
@@ -138,7 +154,8 @@ class RunState:
                     self.started = min(self.started, event.epoch_seconds)
         finally:
             self.seq = seq
-            self.events += count
+            self.events += len(kept)
+        return kept
 
     def _end(self, event: NodeSuccess | NodeFailure) -> None:
         node_id = event.node_id

@@ -1,5 +1,6 @@
-"""The single writer task: drains the queue in batches, stamps them, hands each batch to every
-sink and subscriber, and closes the sinks once the queue is closed and empty.
+"""The single writer task: drains the queue in batches, stamps them (leaving out duplicates),
+hands each batch to every sink and subscriber, and closes the sinks once the queue is closed
+and empty.
 
 Each batch goes to the OS as soon as it is drained (one write per file per batch), so the
 flush policy is "every batch": a quiet run writes each event at once, a busy one writes
@@ -73,12 +74,13 @@ class Writer:
         sinks: Sequence[Sink],
         *,
         max_batch: int,
-        stamp: Callable[[list[Event]], None] | None,
+        stamp: Callable[[list[Event]], list[Event]] | None,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         self.finished = anyio.Event()
         self.written = 0
+        self.duplicates = 0
         self.batches = 0
         self.in_progress = 0
         self.subscriptions: list[Subscription] = []
@@ -100,8 +102,9 @@ class Writer:
         return subscription
 
     async def wait_written(self, count: int) -> None:
-        """Wait until ``count`` events in all have been through the sinks, or the writer ends."""
-        while self.written < count and not self.finished.is_set():
+        """Wait until ``count`` events in all have been through the sinks (or left out as
+        duplicates), or the writer ends."""
+        while self.written + self.duplicates < count and not self.finished.is_set():
             progressed = self._progressed
             self._progress_waiters += 1
             try:
@@ -147,17 +150,19 @@ class Writer:
                     return
                 await queue.wait_for_events()
                 continue
-            self.in_progress = len(batch)
+            taken = self.in_progress = len(batch)
             if self._stamp is not None:
-                await self._stamp_in_steps(self._stamp, batch)
-            for sink in self._sinks:
-                try:
-                    await sink.write_batch(batch)
-                except Exception as exc:
-                    self._record(sink, len(batch), exc)
-            if self.subscriptions:
-                self._publish(batch)
+                batch = await self._stamp_in_steps(self._stamp, batch)
+            if batch:
+                for sink in self._sinks:
+                    try:
+                        await sink.write_batch(batch)
+                    except Exception as exc:
+                        self._record(sink, len(batch), exc)
+                if self.subscriptions:
+                    self._publish(batch)
             self.written += len(batch)
+            self.duplicates += taken - len(batch)
             self.batches += 1
             self.in_progress = 0
             if self._progress_waiters:
@@ -165,17 +170,20 @@ class Writer:
                 self._progressed = anyio.Event()
 
     @staticmethod
-    async def _stamp_in_steps(stamp: Callable[[list[Event]], None], batch: list[Event]) -> None:
+    async def _stamp_in_steps(
+        stamp: Callable[[list[Event]], list[Event]], batch: list[Event]
+    ) -> list[Event]:
         if len(batch) <= STEP_EVENTS:
-            stamp(batch)
-            return
+            return stamp(batch)
+        kept: list[Event] = []
         for start in range(0, len(batch), STEP_EVENTS):
             if start:
                 await anyio.lowlevel.checkpoint()
-            stamp(batch[start : start + STEP_EVENTS])
+            kept += stamp(batch[start : start + STEP_EVENTS])
+        return kept
 
     def _publish(self, batch: list[Event]) -> None:
-        first = self.written
+        first = self.written + self.duplicates
         for subscription in list(self.subscriptions):
             skip = max(0, subscription.start - first)
             for event in batch[skip:] if skip else batch:

@@ -12,6 +12,7 @@ import anyio
 
 from . import __version__
 from ._exceptions import TracebusError
+from ._service import cli as service_cli
 from ._tools.cli import register as register_run_tools
 
 Handler = Callable[[argparse.Namespace], int]
@@ -67,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
     demo.set_defaults(handler=_demo)
     register_run_tools(commands)
+    service_cli.register(commands)
     return parser
 
 

@@ -14,7 +14,11 @@ from .._events import BASE_FIELDS, Event, event_type_of, event_type_of_kind
 
 def _as_repr(obj: Any) -> dict[str, str]:
     # JSON cannot hold it: keep its repr, flagged so a reader can tell it apart from a string.
-    return {"$repr": repr(obj)}
+    try:
+        text = repr(obj)
+    except Exception:  # nested deeper than repr goes (e.g. from a remote producer), a bad __repr__
+        text = f"<{type(obj).__name__} that cannot be shown>"
+    return {"$repr": text}
 
 
 def _enc_hook(obj: Any) -> dict[str, str]:
@@ -44,9 +48,10 @@ def _encode_one(event: Event) -> bytes:
     except (TypeError, ValueError, OverflowError, RecursionError, msgspec.EncodeError):
         # enc_hook covers unknown types; this covers what it cannot (e.g. non-str dict keys
         # of unknown types, cycles): replace each free-form field by its repr.
-        for name in ("output_summary", "fields"):
-            if hasattr(event, name):
-                setattr(event, name, _as_repr(getattr(event, name)))
+        for name in ("output_summary", "fields", "extra"):
+            value = getattr(event, name, msgspec.UNSET)
+            if value is not msgspec.UNSET:
+                setattr(event, name, _as_repr(value))
         return _encoder.encode(event) + b"\n"
 
 

@@ -74,3 +74,8 @@ def write_text_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as indented JSON to ``path``, atomically (see ``write_text_atomic``)."""
+    write_text_atomic(path, encode_metadata(data))

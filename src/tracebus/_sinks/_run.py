@@ -40,6 +40,7 @@ class RunFiles:
         progress: bool = True,
         console: TextIO | None = None,
         dropped: Callable[[], int] = lambda: 0,
+        events_before: int = 0,
     ) -> None:
         self.layout = layout
         self.metadata: dict[str, Any] | None = None
@@ -50,6 +51,7 @@ class RunFiles:
         self._progress: Progress | None = None
         self._console = console
         self._dropped = dropped
+        self._events_before = events_before  # already in the trace of a resumed run
         self._iso = IsoClock()
         self._traces = (AppendFile(layout.trace_file), AppendFile(layout.audit_trace_file))
         self._logs = (AppendFile(layout.log_file), AppendFile(layout.audit_log_file))
@@ -158,7 +160,7 @@ class RunFiles:
             self._state,
             pid=self._pid,
             started=self._started,
-            events_written=main_trace.written,
+            events_written=self._events_before + main_trace.written,
             events_dropped=self._dropped(),
             events_lost=main_trace.lost,
             write_errors={

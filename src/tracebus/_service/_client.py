@@ -1,0 +1,407 @@
+"""RemoteObserver: the Observer API for producers in other processes, fed to the collector.
+
+A run is opened by one observer (``workflow_start`` carries ``total_nodes``) and joined by
+others (``join=True`` with the opener's ``run_id``). Each observer is one producer: its
+events carry its ``producer`` id and its own ``seq`` 1, 2, 3...
+
+Sockets appear only in ``SocketLink`` and ``RemoteObserver._open_link``: another transport
+supplies its own ``Link`` (see ``_delivery``) by overriding ``_open_link``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import uuid
+from types import TracebackType
+from typing import Any, Literal
+
+import anyio
+from anyio.abc import TaskGroup
+
+from .._bus import DEFAULT_CAPACITY, DEFAULT_CLOSE_TIMEOUT
+from .._events import Event
+from .._exceptions import ProtocolError, ServiceError, ServiceUnavailableError
+from .._factory import EventFactory
+from .._layout import new_run_id, validate_id
+from .._observer import NodeScope, _describe
+from ._delivery import Delivery, RemoteStatistics
+from ._limits import (
+    CLIENT_MAX_BATCH,
+    CLIENT_RESEND_BUFFER,
+    CONNECT_TIMEOUT,
+    MAX_FRAME_BYTES,
+    PROTOCOL_VERSION,
+    RECONNECT_TIMEOUT,
+)
+from ._protocol import (
+    ErrorReply,
+    Hello,
+    ServerMessage,
+    StatusReply,
+    StatusRequest,
+    Welcome,
+    decode_server_message,
+    encode,
+    software,
+)
+from ._transport import Address, FrameStream, TcpAddress, UnixAddress, open_stream, parse_address
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def default_producer() -> str:
+    """``{host}-{pid}-{8 hex}``: unique per observer, readable in the trace."""
+    host = _UNSAFE.sub("-", socket.gethostname())[:64].strip(".-_") or "host"
+    return f"{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+class SocketLink:
+    """A connection to the collector on a Unix or TCP socket, past its hello."""
+
+    def __init__(self, frames: FrameStream, welcome: Welcome) -> None:
+        self._frames = frames
+        self.welcome = welcome
+
+    @classmethod
+    async def open(cls, address: Address, hello: Hello) -> SocketLink:
+        """Connect and say hello.
+
+        Raises ServiceUnavailableError when nothing answers, ServiceError when the service
+        refuses (bad token, too many connections...).
+        """
+        stream = await open_stream(address)
+        frames = FrameStream(stream, MAX_FRAME_BYTES)
+        try:
+            reply = await _hello(frames, hello, address)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await stream.aclose()
+            raise
+        return cls(frames, reply)
+
+    async def send(self, body: bytes) -> None:
+        await self._frames.send(body)
+
+    async def receive(self) -> ServerMessage:
+        return decode_server_message(await self._frames.receive())
+
+    async def aclose(self) -> None:
+        await self._frames.aclose()
+
+
+async def _hello(frames: FrameStream, hello: Hello, address: Address) -> Welcome:
+    try:
+        try:
+            await frames.send(encode(hello))
+        except (anyio.BrokenResourceError, OSError):
+            pass  # refused at once (too many connections): its error frame is waiting
+        reply = decode_server_message(await frames.receive())
+    except (OSError, anyio.EndOfStream, anyio.BrokenResourceError) as exc:
+        raise ServiceUnavailableError(
+            f"the collector at {address} did not answer the hello: {exc or type(exc).__name__}"
+        ) from exc
+    if isinstance(reply, ErrorReply):
+        raise ServiceError(reply.code, reply.message)
+    if not isinstance(reply, Welcome):
+        raise ProtocolError("bad_frame", f"expected a welcome, got {type(reply).__name__}")
+    return reply
+
+
+class RemoteObserver:
+    """Records events of a run held by the collector at ``address``: the methods of
+    Observer, same names and parameters, used as ``async with connect(...) as obs``.
+
+    Without ``join`` this observer opens the run (a fresh ``run_id`` unless given): entering
+    sends ``workflow_start`` and waits until the service has opened the run; leaving records
+    ``workflow_complete`` (``workflow_error`` if the block raised) unless one was recorded.
+    With ``join=True`` and the opener's ``run_id`` it adds its events to that run: entering
+    checks the run is open; leaving records nothing of its own.
+
+    Leaving waits (up to ``close_timeout``) until every event is acknowledged, that is
+    written to the run's files. ``overflow="block"`` (default) makes every method wait while
+    the queue is full; ``"drop"`` drops non-lifecycle events instead.
+
+    Raises InvalidIdError (a ValueError) at construction for unsafe ids; on entering,
+    ServiceUnavailableError when the service cannot be reached and ServiceError when it
+    refuses; on leaving, DeliveryError when events were not delivered.
+    """
+
+    def __init__(
+        self,
+        address: str | os.PathLike[str] | Address,
+        workflow_id: str,
+        total_nodes: int = 0,
+        *,
+        run_id: str | None = None,
+        join: bool = False,
+        producer: str | None = None,
+        token: str | None = None,
+        capacity: int = DEFAULT_CAPACITY,
+        overflow: Literal["block", "drop"] = "block",
+        max_batch: int = CLIENT_MAX_BATCH,
+        resend_buffer: int = CLIENT_RESEND_BUFFER,
+        reconnect_timeout: float = RECONNECT_TIMEOUT,
+        close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
+        connect_timeout: float = CONNECT_TIMEOUT,
+    ) -> None:
+        self.workflow_id = validate_id(workflow_id, "workflow_id")
+        if join and run_id is None:
+            raise ValueError("join=True needs the run_id of the run to join")
+        self.run_id = validate_id(run_id, "run_id") if run_id is not None else new_run_id()
+        self.producer = validate_id(producer or default_producer(), "producer")
+        if not isinstance(total_nodes, int) or total_nodes < 0:
+            raise ValueError(f"total_nodes must be a non-negative int, got {total_nodes!r}")
+        if overflow not in ("block", "drop"):
+            raise ValueError(f"overflow must be 'block' or 'drop', got {overflow!r}")
+        self.address: Address = (
+            address if isinstance(address, UnixAddress | TcpAddress) else parse_address(address)
+        )
+        self.total_nodes = total_nodes
+        self.join = join
+        self.metadata: dict[str, Any] | None = None  # the files are the service's
+        self._drop = overflow == "drop"
+        self._connect_timeout = connect_timeout
+        self._events = EventFactory(self.workflow_id, self.run_id, self.producer)
+        hello = Hello(
+            protocol=PROTOCOL_VERSION,
+            producer=self.producer,
+            token=token,
+            client=software(),
+        )
+        self._delivery = Delivery(
+            self._open_link,
+            hello,
+            self.workflow_id,
+            self.run_id,
+            capacity=capacity,
+            overflow="drop" if self._drop else "raise",
+            max_batch=max_batch,
+            resend_buffer=resend_buffer,
+            reconnect_timeout=reconnect_timeout,
+            close_timeout=close_timeout,
+            probe=join,
+        )
+        self._queue = self._delivery.queue
+        self._task_group: TaskGroup | None = None
+        self._finished = False
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> RemoteObserver:
+        if self._task_group is not None:
+            raise RuntimeError("a RemoteObserver can be entered only once")
+        self._task_group = anyio.create_task_group()
+        await self._task_group.__aenter__()
+        try:
+            await self._task_group.start(self._delivery.run)
+            if not self.join:
+                await self._queue.put(self._events.workflow_start(self.total_nodes, ""))
+            await self._delivery.wait_batch(1)
+            if self._delivery.first_batch_refusal is not None:
+                raise self._delivery.first_batch_refusal
+        except BaseException:
+            self._task_group.cancel_scope.cancel()
+            await self._task_group.__aexit__(None, None, None)  # ours to raise, not a group's
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._task_group is not None
+        try:
+            with anyio.CancelScope(shield=True):
+                if not self.join and not self._finished and not self._queue.closed:
+                    self._finished = True
+                    terminal = (
+                        self._events.workflow_complete(None)
+                        if exc is None
+                        else self._events.workflow_error(_describe(exc))
+                    )
+                    await self._queue.put(terminal)
+                await self._delivery.aclose()
+        finally:
+            await self._task_group.__aexit__(None, None, None)
+
+    async def flush(self) -> None:
+        """Wait until everything emitted so far is written by the service.
+
+        Raises ServiceUnavailableError or ServiceError if the observer gave up.
+        """
+        delivery = self._delivery
+        await delivery.wait_settled(self._queue.accepted)
+        if delivery.failure is not None:
+            raise delivery.failure
+
+    # -- the seed's vocabulary, awaitable ------------------------------------------------
+
+    def node(self, node_id: str, node_index: int | None = None) -> NodeScope:
+        """``async with obs.node(id, index) as node``: node_start, then node_success, or
+        node_failure (re-raising what the block raised)."""
+        return NodeScope(self, node_id, node_index)
+
+    async def node_start(self, node_id: str, node_index: int | None = None) -> None:
+        await self._emit(self._events.node_start(node_id, node_index))
+
+    async def node_success(
+        self,
+        node_id: str,
+        duration_seconds: float,
+        output_hash: str | None = None,
+        output_summary: Any = None,
+        cost_usd: float = 0.0,
+    ) -> None:
+        await self._emit(
+            self._events.node_success(
+                node_id, duration_seconds, output_hash, output_summary, cost_usd
+            )
+        )
+
+    async def node_failure(
+        self, node_id: str, error: str, duration_seconds: float, cost_usd: float = 0.0
+    ) -> None:
+        await self._queue.put(self._events.node_failure(node_id, error, duration_seconds, cost_usd))
+
+    async def node_skipped(self, node_id: str, reason: str = "") -> None:
+        await self._emit(self._events.node_skipped(node_id, reason))
+
+    async def node_retry(
+        self, node_id: str, attempt: int, error: str = "", delay_seconds: float = 0.0
+    ) -> None:
+        await self._emit(self._events.node_retry(node_id, attempt, error, delay_seconds))
+
+    async def note(self, message: str, *, node_id: str | None = None, **fields: Any) -> None:
+        """A free-form message or metric from user code; ``fields`` go into the trace."""
+        await self._emit(self._events.note(message, node_id, fields))
+
+    async def workflow_complete(self, cumulative_cost_usd: float | None = None) -> None:
+        """Record completion (this ends the run for every producer); ``None`` reports the
+        sum of the node costs."""
+        self.mark_finished()
+        await self._queue.put(self._events.workflow_complete(cumulative_cost_usd))
+
+    async def workflow_error(self, error: str) -> None:
+        self.mark_finished()
+        await self._queue.put(self._events.workflow_error(error))
+
+    def mark_finished(self) -> None:
+        """A terminal event was recorded: leaving the block adds none of its own."""
+        self._finished = True
+
+    async def emit(self, event: Event) -> None:
+        """Emit an event built elsewhere (it must carry this run's ids).
+
+        Raises ValueError for an event of another run.
+        """
+        self._check_ids(event)
+        await self._emit(event)
+
+    # -- introspection --------------------------------------------------------------------
+
+    @property
+    def events(self) -> EventFactory:
+        return self._events
+
+    def statistics(self) -> RemoteStatistics:
+        return self._delivery.statistics()
+
+    async def _open_link(self, hello: Hello) -> SocketLink:
+        timeout = self._connect_timeout
+        try:
+            with anyio.fail_after(timeout):
+                return await SocketLink.open(self.address, hello)
+        except TimeoutError:
+            raise ServiceUnavailableError(
+                f"the collector at {self.address} did not answer within {timeout:g}s"
+            ) from None
+
+    async def _emit(self, event: Event) -> None:
+        queue = self._queue
+        if self._drop or len(queue.items) < queue.capacity:
+            queue.put_nowait(event)  # room, or dropping: nothing to wait for
+        else:
+            await queue.put(event)
+
+    def _put_from_thread(self, event: Event) -> None:
+        if self._drop:
+            self._queue.put_nowait(event)
+        else:
+            self._queue.put_blocking(event, None)
+
+    def _check_ids(self, event: Event) -> None:
+        if event.workflow_id != self.workflow_id or event.run_id != self.run_id:
+            raise ValueError(
+                f"the event belongs to run {event.run_id} of {event.workflow_id}, "
+                f"not to run {self.run_id} of {self.workflow_id}"
+            )
+
+
+def connect(
+    address: str | os.PathLike[str],
+    workflow_id: str,
+    total_nodes: int = 0,
+    *,
+    run_id: str | None = None,
+    join: bool = False,
+    producer: str | None = None,
+    token: str | None = None,
+    capacity: int = DEFAULT_CAPACITY,
+    overflow: Literal["block", "drop"] = "block",
+    max_batch: int = CLIENT_MAX_BATCH,
+    resend_buffer: int = CLIENT_RESEND_BUFFER,
+    reconnect_timeout: float = RECONNECT_TIMEOUT,
+    close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
+    connect_timeout: float = CONNECT_TIMEOUT,
+) -> RemoteObserver:
+    """A remote observer of a run held by the collector at ``address`` (a Unix socket's path,
+    or ``tcp://HOST:PORT``); enter it with ``async with``. See RemoteObserver."""
+    return RemoteObserver(
+        address,
+        workflow_id,
+        total_nodes,
+        run_id=run_id,
+        join=join,
+        producer=producer,
+        token=token,
+        capacity=capacity,
+        overflow=overflow,
+        max_batch=max_batch,
+        resend_buffer=resend_buffer,
+        reconnect_timeout=reconnect_timeout,
+        close_timeout=close_timeout,
+        connect_timeout=connect_timeout,
+    )
+
+
+async def fetch_status(
+    address: str | os.PathLike[str], *, token: str | None = None
+) -> dict[str, Any]:
+    """The counters of the collector at ``address``.
+
+    Raises ServiceUnavailableError when it does not answer, ServiceError when it refuses.
+    """
+    target = parse_address(address)
+    hello = Hello(
+        protocol=PROTOCOL_VERSION,
+        producer="status",
+        token=token,
+        client=software(),
+    )
+    link = await SocketLink.open(target, hello)
+    try:
+        await link.send(encode(StatusRequest()))
+        reply = await link.receive()
+    except (OSError, anyio.EndOfStream) as exc:
+        raise ServiceUnavailableError(f"the collector at {target} did not answer: {exc}") from exc
+    finally:
+        await link.aclose()
+    if isinstance(reply, ErrorReply):
+        raise ServiceError(reply.code, reply.message)
+    if not isinstance(reply, StatusReply):
+        raise ProtocolError("bad_frame", f"expected a status reply, got {type(reply).__name__}")
+    return reply.counters

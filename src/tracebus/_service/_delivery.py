@@ -1,0 +1,374 @@
+"""Getting one producer's events to the collector: batches, acknowledgements, reconnects.
+
+Events wait on a bounded queue, as in process. One sender task takes them in batches,
+numbers them 1, 2, 3... for this producer, sends each batch as one message and keeps it
+until the service acknowledges it, that is until its events are written. When the
+connection drops, the sender reconnects and sends every unacknowledged batch again; the
+run's writer leaves out what it had written already. The unacknowledged events are bounded
+(``resend_buffer``): past that the sender waits for acknowledgements, the queue fills, and
+producers wait (or drop, under ``overflow="drop"``). If the service stays away longer than
+``reconnect_timeout``, or refuses the producer outright, the delivery gives up: what it
+holds is counted as undelivered and reported at close.
+
+The link (``Link``) is all that knows the transport; sockets are in ``_client``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from typing import NamedTuple, Protocol, cast
+
+import anyio
+from anyio.abc import TaskStatus
+
+from .._bus import EventQueue, Overflow
+from .._events import AnyEvent, Event
+from .._exceptions import (
+    DeliveryError,
+    ProtocolError,
+    ServiceError,
+    ServiceUnavailableError,
+)
+from ._protocol import Ack, Batch, ErrorReply, Hello, ServerMessage, Welcome, encode
+from ._transport import HEADER
+
+#: Refusals that pass: the service is full or restarting; trying again later may work.
+_TRANSIENT = frozenset({"too_many_connections", "shutting_down"})
+_FIRST_BACKOFF = 0.05
+_MAX_BACKOFF = 1.0
+
+
+class Link(Protocol):
+    """One connection to the collector, past its hello."""
+
+    welcome: Welcome
+
+    async def send(self, body: bytes) -> None: ...
+
+    async def receive(self) -> ServerMessage:
+        """The service's next message; raises anyio.EndOfStream once the link is closed."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+Connector = Callable[[Hello], Awaitable[Link]]
+
+
+class RemoteStatistics(NamedTuple):
+    """Counters of a remote observer, read at one moment."""
+
+    emitted: int
+    delivered: int
+    rejected: int
+    undelivered: int
+    dropped: int
+    queued: int
+    unacknowledged: int
+    batches: int
+    reconnects: int
+
+
+class _Sent:
+    __slots__ = ("id", "body", "count")
+
+    def __init__(self, batch_id: int, body: bytes, count: int) -> None:
+        self.id = batch_id
+        self.body = body
+        self.count = count
+
+
+class Delivery:
+    """Sends one run's events from one producer; see the module's docstring."""
+
+    def __init__(
+        self,
+        connector: Connector,
+        hello: Hello,
+        workflow_id: str,
+        run_id: str,
+        *,
+        capacity: int,
+        overflow: Overflow,
+        max_batch: int,
+        resend_buffer: int,
+        reconnect_timeout: float,
+        close_timeout: float,
+        probe: bool,
+    ) -> None:
+        if max_batch < 1 or resend_buffer < 1:
+            raise ValueError("max_batch and resend_buffer must be at least 1")
+        self.queue = EventQueue(capacity, overflow)
+        self._connector = connector
+        self._hello = hello
+        self._workflow_id = workflow_id
+        self._run_id = run_id
+        self._max_batch = max_batch
+        self._batch_limit = max_batch
+        self._max_body = 0
+        self._resend_buffer = resend_buffer
+        self._reconnect_timeout = reconnect_timeout
+        self._close_timeout = close_timeout
+        self._unacked: deque[_Sent] = deque()
+        self._unacked_events = 0
+        self._next_id = 1
+        self._next_seq = 1
+        self._settled_id = 0
+        self._changed = anyio.Event()
+        self._scope: anyio.CancelScope | None = None
+        self.delivered = 0
+        self.rejected = 0
+        self.undelivered = 0
+        self.batches = 0
+        self.reconnects = 0
+        self.failure: ServiceError | ServiceUnavailableError | None = None
+        self.first_refusal: ServiceError | None = None
+        self.first_batch_refusal: ServiceError | None = None
+        if probe:  # an empty batch, sent first: the service answers whether the run is open
+            self._hold(self._seal([])[0])
+
+    # -- life -------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Connect, then send until cancelled by ``aclose``.
+
+        Raises ServiceUnavailableError or ServiceError, before ``started``, when the first
+        connection fails.
+        """
+        self.queue.bind()
+        link: Link | None = await self._connect()
+        with anyio.CancelScope() as self._scope:
+            task_status.started()
+            while link is not None:
+                await self._pump(link)
+                link = None if self.failure is not None else await self._reconnect()
+            await self._discard()
+
+    async def aclose(self) -> None:
+        """Refuse new events, wait up to ``close_timeout`` seconds for everything to be
+        settled, then stop.
+
+        Raises DeliveryError when events were rejected, dropped or not delivered.
+        """
+        queue = self.queue
+        queue.close()
+        timeout = self._close_timeout
+        with anyio.move_on_after(timeout):
+            await self.wait_settled(queue.accepted)
+        if self._scope is not None:
+            self._scope.cancel()
+        undelivered = self.undelivered + self._unacked_events + len(queue.items) + queue.dropped
+        if undelivered or self.rejected:
+            raise DeliveryError(undelivered, self.rejected, self._reason(timeout))
+
+    def _reason(self, timeout: float) -> str:
+        reasons: list[str] = []
+        if self.failure is not None:
+            reasons.append(str(self.failure))
+        if self.first_refusal is not None:
+            reasons.append(f"first refusal: {self.first_refusal}")
+        if self.queue.dropped:
+            reasons.append(f"{self.queue.dropped} dropped while the queue was full")
+        if self._unacked_events or self.queue.items:
+            reasons.append(f"not all acknowledged within close_timeout ({timeout:g}s)")
+        return "; ".join(reasons) or "unknown"
+
+    async def wait_settled(self, count: int) -> None:
+        """Wait until the first ``count`` events accepted are delivered, rejected or given up."""
+        while self.delivered + self.rejected + self.undelivered < count:
+            await self._wait_change()
+
+    async def wait_batch(self, batch_id: int) -> None:
+        """Wait until batch ``batch_id`` is settled. Raises the reason the delivery gave up."""
+        while self._settled_id < batch_id:
+            if self.failure is not None:
+                raise self.failure
+            await self._wait_change()
+
+    def statistics(self) -> RemoteStatistics:
+        queue = self.queue
+        return RemoteStatistics(
+            emitted=queue.accepted,
+            delivered=self.delivered,
+            rejected=self.rejected,
+            undelivered=self.undelivered,
+            dropped=queue.dropped,
+            queued=len(queue.items),
+            unacknowledged=self._unacked_events,
+            batches=self.batches,
+            reconnects=self.reconnects,
+        )
+
+    # -- connecting -------------------------------------------------------------------------
+
+    async def _connect(self) -> Link:
+        link = await self._connector(self._hello)
+        welcome = link.welcome
+        self._batch_limit = max(1, min(self._max_batch, welcome.max_events_per_frame))
+        self._max_body = welcome.max_frame_bytes - HEADER.size
+        return link
+
+    async def _reconnect(self) -> Link | None:
+        deadline = anyio.current_time() + self._reconnect_timeout
+        delay = _FIRST_BACKOFF
+        while True:
+            try:
+                link = await self._connect()
+            except ServiceUnavailableError as exc:
+                last: ServiceError | ServiceUnavailableError = exc
+            except ServiceError as exc:
+                if exc.code not in _TRANSIENT:
+                    self._give_up(exc)
+                    return None
+                last = exc
+            else:
+                self.reconnects += 1
+                return link
+            if anyio.current_time() + delay > deadline:
+                self._give_up(
+                    ServiceUnavailableError(
+                        f"gave up reconnecting after {self._reconnect_timeout:g}s: {last}"
+                    )
+                )
+                return None
+            await anyio.sleep(delay)
+            delay = min(delay * 2, _MAX_BACKOFF)
+
+    def _give_up(self, reason: ServiceError | ServiceUnavailableError) -> None:
+        self.failure = reason
+        self._notify()
+
+    # -- one connection -----------------------------------------------------------------------
+
+    async def _pump(self, link: Link) -> None:
+        """Resend what is unacknowledged, then send new batches, until the link breaks."""
+        try:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(self._receive, link, tasks.cancel_scope)
+                try:
+                    for sent in list(self._unacked):
+                        await link.send(sent.body)
+                    await self._send(link)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                    tasks.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await link.aclose()
+
+    async def _send(self, link: Link) -> None:
+        queue = self.queue
+        while True:
+            room = self._resend_buffer - self._unacked_events
+            if room <= 0:
+                await self._wait_change()
+                continue
+            events = queue.take(min(room, self._batch_limit))
+            if not events:
+                if queue.closed:
+                    await anyio.sleep_forever()
+                await queue.wait_for_events()
+                continue
+            seq, producer = self._next_seq, self._hello.producer
+            for event in events:
+                event.seq = seq
+                event.producer = producer
+                seq += 1
+            self._next_seq = seq
+            sealed = self._seal(events)
+            for sent in sealed:  # all held before any is sent: a broken send loses none
+                self._hold(sent)
+            for sent in sealed:
+                await link.send(sent.body)
+
+    def _seal(self, events: Sequence[Event]) -> list[_Sent]:
+        batch = Batch(
+            id=self._next_id,
+            workflow_id=self._workflow_id,
+            run_id=self._run_id,
+            events=cast(list[AnyEvent], list(events)),
+        )
+        body = encode(batch)
+        if len(body) <= self._max_body or not self._max_body:
+            self._next_id += 1
+            return [_Sent(batch.id, body, len(events))]
+        if len(events) == 1:
+            self._refused(
+                None, 1, ServiceError("frame_too_large", "an event is larger than a frame may be")
+            )
+            return []
+        half = len(events) // 2
+        return self._seal(events[:half]) + self._seal(events[half:])
+
+    def _hold(self, sent: _Sent) -> None:
+        self._unacked.append(sent)
+        self._unacked_events += sent.count
+        self.batches += 1
+
+    async def _receive(self, link: Link, scope: anyio.CancelScope) -> None:
+        try:
+            while True:
+                message = await link.receive()
+                if isinstance(message, Ack):
+                    self._settle(message.id, None)
+                elif isinstance(message, ErrorReply):
+                    if message.id is not None:
+                        self._settle(message.id, message)
+                    if message.fatal:
+                        if message.code not in _TRANSIENT:
+                            self._give_up(ServiceError(message.code, message.message))
+                        break
+        except (
+            anyio.EndOfStream,
+            anyio.BrokenResourceError,
+            anyio.ClosedResourceError,
+            OSError,
+            ProtocolError,
+        ):
+            pass
+        scope.cancel()
+
+    def _settle(self, upto: int, error: ErrorReply | None) -> None:
+        unacked = self._unacked
+        while unacked and unacked[0].id <= upto:
+            sent = unacked.popleft()
+            self._unacked_events -= sent.count
+            if error is not None and sent.id == error.id:
+                self._refused(sent.id, sent.count, ServiceError(error.code, error.message))
+            else:
+                self.delivered += sent.count
+        self._settled_id = max(self._settled_id, upto)
+        self._notify()
+
+    def _refused(self, batch_id: int | None, count: int, reason: ServiceError) -> None:
+        self.rejected += count
+        if self.first_refusal is None:
+            self.first_refusal = reason
+        if batch_id == 1:
+            self.first_batch_refusal = reason
+        self._notify()
+
+    async def _discard(self) -> None:
+        """Gave up: count what is held and whatever comes, so producers never wait on it."""
+        self.undelivered += self._unacked_events
+        self._unacked.clear()
+        self._unacked_events = 0
+        self._settled_id = self._next_id
+        self._notify()
+        queue = self.queue
+        while True:
+            events = queue.take(queue.capacity)
+            if events:
+                self.undelivered += len(events)
+                self._notify()
+                continue
+            if queue.closed:
+                await anyio.sleep_forever()
+            await queue.wait_for_events()
+
+    async def _wait_change(self) -> None:
+        await self._changed.wait()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()

@@ -1,0 +1,166 @@
+"""What the collector remembers of its runs across restarts, and how it takes a run back.
+
+One small JSON file per run, ``{out}/.tracebus/runs/{workflow_id}/{run_id}.json``: written
+when the run opens (where its files are), rewritten when it ends (each producer's last
+``seq``). A batch for a run the service does not hold is looked up here: an open run is
+resumed, its files appended to; an ended one lets late resends be recognised as duplicates.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import msgspec
+
+from .._events import AnyEvent, Event
+from .._layout import RunLayout
+from .._run import Resume
+from .._sinks._metadata import write_json_atomic
+
+
+class RunEntry(msgspec.Struct, kw_only=True):
+    workflow_id: str
+    run_id: str
+    opener: str
+    pid: int
+    total_nodes: int
+    started: str
+    step_num: str
+    stamp: str
+    log_file: str
+    trace_file: str
+    audit_dir: str
+    audit_log_file: str
+    audit_trace_file: str
+    metadata_file: str
+    ended: bool = False
+    last_seq: dict[str, int] = {}
+
+    @classmethod
+    def of(
+        cls, layout: RunLayout, *, started: datetime, opener: str, pid: int, total_nodes: int
+    ) -> RunEntry:
+        return cls(
+            workflow_id=layout.workflow_id,
+            run_id=layout.run_id,
+            opener=opener,
+            pid=pid,
+            total_nodes=total_nodes,
+            started=started.isoformat(),
+            step_num=layout.step_num,
+            stamp=layout.stamp,
+            log_file=str(layout.log_file),
+            trace_file=str(layout.trace_file),
+            audit_dir=str(layout.audit_dir),
+            audit_log_file=str(layout.audit_log_file),
+            audit_trace_file=str(layout.audit_trace_file),
+            metadata_file=str(layout.metadata_file),
+        )
+
+    def layout(self, output_dir: Path) -> RunLayout:
+        return RunLayout(
+            output_dir=output_dir,
+            workflow_id=self.workflow_id,
+            run_id=self.run_id,
+            step_num=self.step_num,
+            stamp=self.stamp,
+            log_file=Path(self.log_file),
+            trace_file=Path(self.trace_file),
+            audit_dir=Path(self.audit_dir),
+            audit_log_file=Path(self.audit_log_file),
+            audit_trace_file=Path(self.audit_trace_file),
+            metadata_file=Path(self.metadata_file),
+        )
+
+
+_entry_decoder = msgspec.json.Decoder(RunEntry)
+_trace_decoder = msgspec.json.Decoder(AnyEvent)
+
+
+class RunRegistry:
+    """The entries under ``{output_dir}/.tracebus/runs``. Every method blocks: call them
+    from a worker thread."""
+
+    def __init__(self, output_dir: Path) -> None:
+        self.root = output_dir / ".tracebus" / "runs"
+
+    def _path(self, workflow_id: str, run_id: str) -> Path:
+        # both ids were checked by validate_id: plain file-name parts
+        return self.root / workflow_id / f"{run_id}.json"
+
+    def load(self, workflow_id: str, run_id: str) -> RunEntry | None:
+        """The run's entry, or None. Raises OSError, msgspec.DecodeError for a damaged one."""
+        try:
+            data = self._path(workflow_id, run_id).read_bytes()
+        except FileNotFoundError:
+            return None
+        return _entry_decoder.decode(data)
+
+    def save(self, entry: RunEntry) -> None:
+        """Write the entry atomically. Raises OSError."""
+        path = self._path(entry.workflow_id, entry.run_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, msgspec.to_builtins(entry))
+
+    def prune(self, older_than: float) -> int:
+        """Remove entries of ended runs not touched for ``older_than`` seconds; return how
+        many. Open runs' entries stay: they are resumed whenever their producers come back."""
+        if not self.root.is_dir():
+            return 0
+        removed = 0
+        cutoff = time.time() - older_than
+        for path in self.root.glob("*/*.json"):
+            try:
+                if path.stat().st_mtime < cutoff and _entry_decoder.decode(path.read_bytes()).ended:
+                    path.unlink()
+                    removed += 1
+            except (OSError, msgspec.DecodeError):
+                continue
+        return removed
+
+
+def prepare_resume(entry: RunEntry, output_dir: Path) -> tuple[Resume, list[Event]]:
+    """Make a run's files fit to append to again, and read back the events its trace holds.
+
+    The main trace is the reference: a torn last line (the service was killed mid-write) is
+    cut off, and the audit trace is made a copy of it. The logs only lose a torn last line;
+    they may lack the lines of the batch being written when the service died.
+
+    Raises OSError when the files cannot be read or changed, msgspec.DecodeError when the
+    trace holds a line that is not an event.
+    """
+    layout = entry.layout(output_dir)
+    data = _cut_torn_tail(layout.trace_file)
+    events: list[Event] = _trace_decoder.decode_lines(data) if data else []
+    _replace_with_copy(layout.trace_file, layout.audit_trace_file)
+    for log in (layout.log_file, layout.audit_log_file):
+        if log.exists():
+            _cut_torn_tail(log)
+    started = datetime.fromisoformat(entry.started)
+    return Resume(layout=layout, started=started, events_written=len(events)), events
+
+
+def _cut_torn_tail(path: Path) -> bytes:
+    data = path.read_bytes()
+    whole = data.rfind(b"\n") + 1
+    if whole != len(data):
+        with open(path, "r+b") as handle:
+            handle.truncate(whole)
+    return data[:whole]
+
+
+def _replace_with_copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
