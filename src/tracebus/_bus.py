@@ -98,6 +98,15 @@ class EventQueue:
                 return
         self._append(event)
 
+    def offer(self, event: Event) -> bool:
+        """Enqueue if there is room and say so; raise BusClosedError when closed."""
+        if self.closed:
+            raise self._refusal()
+        if len(self.items) >= self.capacity:
+            return False
+        self._append(event)
+        return True
+
     async def put(self, event: Event) -> None:
         """Enqueue, waiting while the queue is full. Suspends only when it must wait."""
         while len(self.items) >= self.capacity and not self.closed:
@@ -143,6 +152,7 @@ class EventQueue:
         # at the queue), so either we wake it or it sees the event.
         if self._idle:
             if threading.get_ident() == self._loop_thread:
+                self._idle = False  # one wake-up is enough: spare the producers that follow
                 self._wakeup.set()
             elif not self._wake_pending and self._call_soon is not None:
                 self._wake_pending = True
@@ -245,7 +255,8 @@ class EventBus:
 
         Raises BusClosedError after close. Suspends only when the queue is full.
         """
-        await self._queue.put(event)
+        if not self._queue.offer(event):
+            await self._queue.put(event)
 
     def emit_nowait(self, event: Event) -> None:
         """Enqueue ``event`` without ever blocking; safe from any thread.

@@ -16,7 +16,7 @@ import msgspec
 SCHEMA_VERSION = 1
 
 
-class Event(msgspec.Struct, tag_field="event_type", kw_only=True):
+class Event(msgspec.Struct, tag_field="event_type", kw_only=True, gc=False):
     """Fields every event carries."""
 
     timestamp: str = ""
@@ -126,6 +126,11 @@ BASE_FIELDS = frozenset(Event.__struct_fields__)
 
 def event_type_of(event: Event) -> str:
     """The ``event_type`` tag of an event."""
-    tag = type(event).__struct_config__.tag
+    return event_type_of_kind(type(event))
+
+
+def event_type_of_kind(kind: type[Event]) -> str:
+    """The ``event_type`` tag of an event class."""
+    tag = kind.__struct_config__.tag
     assert isinstance(tag, str)
     return tag

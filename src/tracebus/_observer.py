@@ -15,6 +15,7 @@ import anyio
 
 from ._bus import DEFAULT_CAPACITY, DEFAULT_CLOSE_TIMEOUT, BusStatistics, EventBus
 from ._events import Event
+from ._exceptions import QueueFullError
 from ._factory import EventFactory
 from ._hashing import hash_output
 from ._layout import RunLayout, new_run_id, validate_id
@@ -142,7 +143,9 @@ class Observer:
         return NodeScope(self, node_id, node_index)
 
     async def node_start(self, node_id: str, node_index: int | None = None) -> None:
-        await self._emit(self._events.node_start(node_id, node_index))
+        event = self._events.node_start(node_id, node_index)
+        if not self._queued(event):
+            await self._emit(event)
 
     async def node_success(
         self,
@@ -152,11 +155,11 @@ class Observer:
         output_summary: Any = None,
         cost_usd: float = 0.0,
     ) -> None:
-        await self._emit(
-            self._events.node_success(
-                node_id, duration_seconds, output_hash, output_summary, cost_usd
-            )
+        event = self._events.node_success(
+            node_id, duration_seconds, output_hash, output_summary, cost_usd
         )
+        if not self._queued(event):
+            await self._emit(event)
 
     async def node_failure(
         self, node_id: str, error: str, duration_seconds: float, cost_usd: float = 0.0
@@ -235,6 +238,18 @@ class Observer:
     @property
     def metadata_file(self) -> Path:
         return self.layout.metadata_file
+
+    def _queued(self, event: Event) -> bool:
+        """Enqueue without a coroutine of its own when there is room (or dropping is allowed);
+        False when the caller must await ``_emit``. The node methods' hot path."""
+        bus = self._bus
+        if bus is None:
+            return False
+        try:
+            bus.emit_nowait(event)
+        except QueueFullError:
+            return False
+        return True
 
     async def _emit(self, event: Event) -> None:
         bus = self._require_bus()

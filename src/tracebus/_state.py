@@ -21,6 +21,8 @@ from ._events import (
     WorkflowStart,
 )
 
+_DIGITS = tuple(f"{n:03d}" for n in range(1000))
+
 
 class IsoClock:
     """Formats epoch seconds as ISO 8601 in UTC, formatting each second's prefix once."""
@@ -33,8 +35,9 @@ class IsoClock:
         second, micros = divmod(round(epoch * 1_000_000), 1_000_000)
         if second != self._second:
             self._second = second
-            self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        return f"{self._prefix}.{micros:06d}+00:00"
+            self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+        # two table look-ups instead of an int format: this runs once per event
+        return f"{self._prefix}{_DIGITS[micros // 1000]}{_DIGITS[micros % 1000]}+00:00"
 
 
 #: Per-node durations and costs kept for the metadata and the completion event. Past this
@@ -99,39 +102,60 @@ class RunState:
         resends what the collector did not acknowledge, so an event whose ``(producer, seq)``
         is at or below that producer's highest ``seq`` so far is a duplicate and left out.
         """
+        # The writer's per-event hot path: node starts and successes are handled inline (as
+        # _start and _end would), with the tables in locals; other kinds go through the methods.
         iso = self._iso
         last_seq = self.last_seq
+        in_flight, node_times = self.in_flight, self.node_times
         kept: list[Event] = []
-        for event in batch:
-            producer = event.producer
-            if producer is not None and event.seq:
-                if event.seq <= last_seq.get(producer, 0):
-                    self.duplicates += 1
-                    continue
-                last_seq[producer] = event.seq
-            elif not event.seq:
-                self.seq += 1
-                event.seq = self.seq
-            kept.append(event)
-            self.events += 1
-            if not event.timestamp:
-                event.timestamp = iso(event.epoch_seconds)
-            kind = type(event)
-            if kind is NodeStart:
-                self._start(event)  # type: ignore[arg-type]
-            elif kind is NodeSuccess or kind is NodeFailure:
-                self._end(event)  # type: ignore[arg-type]
-            elif kind is NodeSkipped or kind is NodeRetry:
-                self._other_node_event(event)  # type: ignore[arg-type]
-            elif kind is WorkflowComplete or kind is WorkflowError:
-                self._finish(event)  # type: ignore[arg-type]
-            elif kind is WorkflowStart:
-                self.started = min(self.started, event.epoch_seconds)
+        seq = self.seq
+        try:
+            for event in batch:
+                producer = event.producer
+                if producer is not None and event.seq:
+                    if event.seq <= last_seq.get(producer, 0):
+                        self.duplicates += 1
+                        continue
+                    last_seq[producer] = event.seq
+                elif not event.seq:
+                    seq += 1
+                    event.seq = seq
+                kept.append(event)
+                if not event.timestamp:
+                    event.timestamp = iso(event.epoch_seconds)
+                kind = type(event)
+                if kind is NodeStart:
+                    start: NodeStart = event  # type: ignore[assignment]
+                    in_flight[start.node_id] = start.node_index
+                    if len(in_flight) > self.peak_in_flight:
+                        self.peak_in_flight = len(in_flight)
+                elif kind is NodeSuccess:
+                    success: NodeSuccess = event  # type: ignore[assignment]
+                    node_id = success.node_id
+                    index = in_flight.pop(node_id, None)
+                    if success.node_index is None:
+                        success.node_index = index
+                    cost = success.cost_usd
+                    self.cost_usd += cost
+                    if node_id in node_times or len(node_times) < self._max_node_details:
+                        node_times[node_id] = success.duration_seconds
+                        if cost:
+                            self.node_costs[node_id] = self.node_costs.get(node_id, 0.0) + cost
+                    else:
+                        self.node_details_dropped += 1
+                    self.nodes_completed += 1
+                elif kind is NodeFailure:
+                    self._end(event)  # type: ignore[arg-type]
+                elif kind is NodeSkipped or kind is NodeRetry:
+                    self._other_node_event(event)  # type: ignore[arg-type]
+                elif kind is WorkflowComplete or kind is WorkflowError:
+                    self._finish(event)  # type: ignore[arg-type]
+                elif kind is WorkflowStart:
+                    self.started = min(self.started, event.epoch_seconds)
+        finally:
+            self.seq = seq
+            self.events += len(kept)
         return kept
-
-    def _start(self, event: NodeStart) -> None:
-        self.in_flight[event.node_id] = event.node_index
-        self.peak_in_flight = max(self.peak_in_flight, len(self.in_flight))
 
     def _end(self, event: NodeSuccess | NodeFailure) -> None:
         node_id = event.node_id

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskStatus
 
 from ._events import Event
@@ -23,6 +24,10 @@ if TYPE_CHECKING:
 
 #: How long closing the sinks may take once the queue is drained.
 SINK_CLOSE_TIMEOUT = 30.0
+
+#: Events stamped (or encoded, by RunFiles) between two checkpoints: a big batch is handled a
+#: step at a time, so the writer never holds the event loop for long (under 1 ms a step).
+STEP_EVENTS = 256
 
 
 @runtime_checkable
@@ -147,7 +152,7 @@ class Writer:
                 continue
             taken = self.in_progress = len(batch)
             if self._stamp is not None:
-                batch = self._stamp(batch)
+                batch = await self._stamp_in_steps(self._stamp, batch)
             if batch:
                 for sink in self._sinks:
                     try:
@@ -163,6 +168,19 @@ class Writer:
             if self._progress_waiters:
                 self._progressed.set()
                 self._progressed = anyio.Event()
+
+    @staticmethod
+    async def _stamp_in_steps(
+        stamp: Callable[[list[Event]], list[Event]], batch: list[Event]
+    ) -> list[Event]:
+        if len(batch) <= STEP_EVENTS:
+            return stamp(batch)
+        kept: list[Event] = []
+        for start in range(0, len(batch), STEP_EVENTS):
+            if start:
+                await anyio.lowlevel.checkpoint()
+            kept += stamp(batch[start : start + STEP_EVENTS])
+        return kept
 
     def _publish(self, batch: list[Event]) -> None:
         first = self.written + self.duplicates

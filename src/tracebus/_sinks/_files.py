@@ -1,4 +1,4 @@
-"""Append-only output files written by the single writer: one write call per batch.
+"""Append-only output files written by the single writer: one write call per file per batch.
 
 Files are opened unbuffered, so every batch reaches the operating system when its write
 returns: a process killed hard loses nothing that was written, and at most the last line is
@@ -8,7 +8,10 @@ holds a partial line in its middle.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, cast
 
@@ -19,7 +22,6 @@ from .._loop import on_asyncio
 
 
 class _AsyncRawFile(Protocol):
-    async def write(self, data: bytes | memoryview, /) -> Any: ...
     async def truncate(self, size: int, /) -> Any: ...
     async def close(self) -> Any: ...
     def fileno(self) -> int: ...
@@ -30,9 +32,6 @@ class _AnyioFile:
 
     def __init__(self, handle: anyio.AsyncFile[bytes]) -> None:
         self._handle = handle
-
-    async def write(self, data: bytes | memoryview, /) -> int:
-        return await self._handle.write(data)
 
     async def truncate(self, size: int, /) -> int:
         return await self._handle.truncate(size)
@@ -52,6 +51,85 @@ async def _open_append(path: Path) -> _AsyncRawFile:
     return _AnyioFile(await anyio.open_file(path, "ab", buffering=0))
 
 
+#: A batch's writes are a copy into the page cache, cheaper than a trip to a worker thread
+#: (and the GIL hand-offs it costs while producers keep the loop busy), so they are made from
+#: the event loop's thread while they stay quick: up to this many bytes per batch ...
+INLINE_BATCH_BYTES = 1 << 20
+#: ... and until a batch took longer than this (throttled writeback, a slow or network
+#: filesystem): from then on every batch of the run goes through a worker thread, as a stalled
+#: write must not stall every task on the loop twice.
+SLOW_BATCH_SECONDS = 0.005
+
+
+class BatchAppender:
+    """Appends a batch to several files, one vectored write per file. Never raises OSError:
+    each file records its own failure."""
+
+    def __init__(self) -> None:
+        self.inline = True
+
+    async def append(self, jobs: Sequence[tuple[AppendFile, Sequence[bytes], int]]) -> None:
+        """Append to each file its chunks (whole lines holding the given number of events)."""
+        ready: list[tuple[AppendFile, Sequence[bytes], int, int]] = []
+        work: list[tuple[int, Sequence[bytes]]] = []
+        total = 0
+        for file, chunks, events in jobs:
+            size = sum(map(len, chunks))
+            if size and (file.writable() or await file._reopened(events)):
+                ready.append((file, chunks, events, size))
+                work.append((file.fd, chunks))
+                total += size
+        if not ready:
+            return
+        if self.inline and total <= INLINE_BATCH_BYTES:
+            started = time.perf_counter()
+            errors = _append_each(work)
+            if time.perf_counter() - started > SLOW_BATCH_SECONDS:
+                self.inline = False
+        elif on_asyncio():
+            loop = asyncio.get_running_loop()
+            errors = await loop.run_in_executor(None, _append_each, work)
+        else:
+            errors = await anyio.to_thread.run_sync(_append_each, work)
+        for (file, _, events, size), error in zip(ready, errors, strict=True):
+            if error is None:
+                file._appended(size, events)
+            else:
+                await file._failed(error, events)
+
+
+def _append_each(work: list[tuple[int, Sequence[bytes]]]) -> list[OSError | None]:
+    """The syscalls of one batch, for every file (on the loop's thread or a worker's)."""
+    errors: list[OSError | None] = []
+    for fd, chunks in work:
+        try:
+            _append_all(fd, chunks)
+        except OSError as exc:
+            errors.append(exc)
+        else:
+            errors.append(None)
+    return errors
+
+
+def _append_all(fd: int, chunks: Sequence[bytes]) -> None:
+    # One vectored write per file per batch: the chunks are never joined into one buffer.
+    pending = [memoryview(chunk) for chunk in chunks if chunk]
+    while pending:
+        if _writev is None:
+            written = os.write(fd, pending[0])
+        else:
+            written = _writev(fd, pending[:_IOV_MAX])
+        while pending and written >= len(pending[0]):
+            written -= len(pending[0])
+            pending.pop(0)
+        if written:
+            pending[0] = pending[0][written:]
+
+
+_writev = getattr(os, "writev", None)
+_IOV_MAX = 1024
+
+
 class AppendFile:
     """One output file; remembers the first error and how many events it failed to take."""
 
@@ -61,13 +139,15 @@ class AppendFile:
         self.written = 0
         self.error: BaseException | None = None
         self._file: _AsyncRawFile | None = None
+        self.fd = -1  # the open file's descriptor, for the batch writes
         self._size = 0
         self._since_open = 0
 
     async def open(self) -> None:
         try:
             self._file = await _open_append(self.path)
-            self._size = os.fstat(self._file.fileno()).st_size
+            self.fd = self._file.fileno()
+            self._size = os.fstat(self.fd).st_size
             self._since_open = 0
         except OSError as exc:
             self._file = None
@@ -75,48 +155,50 @@ class AppendFile:
 
     async def write(self, data: bytes, events: int) -> None:
         """Append ``data`` (whole lines holding ``events`` events); never raises OSError."""
-        if not data:
-            return
-        if self._file is None or self._removed():
-            await self._reopen()
-            if self._file is None:
-                self._record(FileNotFoundError(f"cannot reopen {self.path}"), events)
-                return
-        try:
-            view = memoryview(data)
-            while view:
-                count = await self._file.write(view)
-                view = view[count:]
-        except OSError as exc:
-            await self._rollback()
-            self._record(exc, events)
-            return
-        self._size += len(data)
+        await BatchAppender().append([(self, [data], events)])
+
+    def writable(self) -> bool:
+        """Open, and still linked at its path."""
+        # fstat on an open descriptor is answered from the in-memory inode: cheap, per batch.
+        return self._file is not None and os.fstat(self.fd).st_nlink > 0
+
+    async def _reopened(self, events: int) -> bool:
+        """Reopen the file (it was removed, or never opened); False and the loss recorded if
+        it cannot be."""
+        await self._reopen()
+        if self._file is None:
+            self._record(FileNotFoundError(f"cannot reopen {self.path}"), events)
+            return False
+        return True
+
+    def _appended(self, size: int, events: int) -> None:
+        self._size += size
         self.written += events
         self._since_open += events
 
+    async def _failed(self, error: OSError, events: int) -> None:
+        await self._rollback()
+        self._record(error, events)
+
     async def aclose(self) -> None:
-        """fsync and close; a failure here is recorded like a failed write."""
+        """fsync and close; a failure here is recorded like a failed write, never raised."""
         if self._file is None:
             return
         handle, self._file = self._file, None
         try:
             await anyio.to_thread.run_sync(os.fsync, handle.fileno())
         except OSError as exc:
-            if self.error is None:
-                self.error = exc
+            self._record(exc, 0)
         finally:
-            await handle.close()
+            try:
+                await handle.close()
+            except OSError as exc:
+                self._record(exc, 0)
 
     def _record(self, exc: BaseException, events: int) -> None:
         self.lost += events
         if self.error is None:
             self.error = exc
-
-    def _removed(self) -> bool:
-        assert self._file is not None
-        # fstat on an open descriptor is answered from the in-memory inode: cheap, per batch.
-        return os.fstat(self._file.fileno()).st_nlink == 0
 
     async def _reopen(self) -> None:
         if self._file is not None:

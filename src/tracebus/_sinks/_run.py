@@ -9,17 +9,20 @@ from datetime import datetime
 from typing import Any, TextIO
 
 import anyio
+import anyio.lowlevel
 
 from .._events import Event, WorkflowComplete, WorkflowError, WorkflowStart
 from .._exceptions import SinkError
 from .._layout import RunLayout
 from .._state import IsoClock, RunState
-from ._encoding import encode_trace, log_line
-from ._files import AppendFile
-from ._metadata import build_metadata, write_json_atomic
+from .._writer import STEP_EVENTS
+from ._encoding import encode_log, encode_trace
+from ._files import AppendFile, BatchAppender
+from ._metadata import build_metadata, encode_metadata, write_text_atomic
 from ._progress import Progress
 
 _RULE = "=" * 80
+_LIFECYCLE = frozenset((WorkflowStart, WorkflowComplete, WorkflowError))
 
 
 class RunFiles:
@@ -52,6 +55,7 @@ class RunFiles:
         self._iso = IsoClock()
         self._traces = (AppendFile(layout.trace_file), AppendFile(layout.audit_trace_file))
         self._logs = (AppendFile(layout.log_file), AppendFile(layout.audit_log_file))
+        self._appender = BatchAppender()
         state.trace_file = str(layout.trace_file)
         state.log_file = str(layout.log_file)
 
@@ -60,32 +64,53 @@ class RunFiles:
             await handle.open()
 
     async def write_batch(self, events: Sequence[Event]) -> None:
-        trace = encode_trace(events)
-        lines: list[str] = []
+        # A big batch is encoded a step at a time, letting the loop run between steps; the
+        # steps' chunks go to each file in one vectored write.
+        traces: list[bytes] = []
+        logs: list[bytes] = []
         shown: list[str] = []
-        for event in events:
-            lines.append(log_line(event))
-            kind = type(event)
-            if kind is WorkflowStart:
-                shown.append(self._header())
-                lines.append(shown[-1])
-                if self._want_progress:
-                    self._progress = Progress(self._state)
-            elif kind is WorkflowComplete or kind is WorkflowError:
-                self._close_progress(lines)
-                shown.append(self._summary(event))
-                lines.append(shown[-1])
-        if self._progress is not None and (line := self._progress.update()):
-            lines.append(self._progress_line(line))
         count = len(events)
-        for handle in self._traces:
-            await handle.write(trace, count)
-        log = "".join(lines).encode()
-        for handle in self._logs:
-            await handle.write(log, count)
+        for start in range(0, count, STEP_EVENTS):
+            if start:
+                await anyio.lowlevel.checkpoint()
+            step = events[start : start + STEP_EVENTS] if count > STEP_EVENTS else events
+            traces.append(encode_trace(step))
+            if _LIFECYCLE.isdisjoint(map(type, step)):
+                logs.append(encode_log(step).encode())
+            else:
+                logs.append(self._log_with_blocks(step, shown).encode())
+        if self._progress is not None and (line := self._progress.update()):
+            logs.append(self._progress_line(line).encode())
+        await self._appender.append(
+            [(handle, traces, count) for handle in self._traces]
+            + [(handle, logs, count) for handle in self._logs]
+        )
         if shown and self._console is not None:
             self._console.write("".join(shown))
             self._console.flush()
+
+    def _log_with_blocks(self, events: Sequence[Event], shown: list[str]) -> str:
+        """The log lines with the header after ``workflow_start`` and the summary after the
+        run's end; opens and closes the progress bar; adds the blocks to ``shown``."""
+        parts: list[str] = []
+        start = 0
+        for index, event in enumerate(events):
+            kind = type(event)
+            if kind not in _LIFECYCLE:
+                continue
+            parts.append(encode_log(events[start : index + 1]))
+            start = index + 1
+            if kind is WorkflowStart:
+                shown.append(self._header())
+                parts.append(shown[-1])
+                if self._want_progress:
+                    self._progress = Progress(self._state)
+            else:
+                self._close_progress(parts)
+                shown.append(self._summary(event))
+                parts.append(shown[-1])
+        parts.append(encode_log(events[start:]))
+        return "".join(parts)
 
     async def aclose(self) -> None:
         """Final progress line, fsync and close the files, then write the metadata.
@@ -98,11 +123,20 @@ class RunFiles:
             for handle in self._logs:
                 await handle.write("".join(tail).encode(), 0)
         files = (*self._traces, *self._logs)
-        for handle in files:
-            await handle.aclose()
+        errors = [f.error for f in files]
+        encoded: list[str] = []
+        # The four fsyncs wait on the disk, not on each other (AppendFile.aclose never raises);
+        # meanwhile a worker thread encodes the metadata (for a big run, that takes as long).
+        # It is written once they are done, and encoded again if one of them failed.
+        async with anyio.create_task_group() as group:
+            for handle in files:
+                group.start_soon(handle.aclose)
+            group.start_soon(self._encode_metadata, encoded)
+        if not encoded or [f.error for f in files] != errors:
+            encoded[:] = [await self._encode_metadata_now()]
         failures = {str(f.path): (f.lost, f.error) for f in files if f.error is not None}
         try:
-            await self.write_metadata()
+            await anyio.to_thread.run_sync(write_text_atomic, self.layout.metadata_file, encoded[0])
         except OSError as exc:
             failures[str(self.layout.metadata_file)] = (0, exc)
         if failures:
@@ -110,6 +144,16 @@ class RunFiles:
 
     async def write_metadata(self) -> None:
         """Write the metadata as it stands now, atomically. Raises OSError."""
+        text = await self._encode_metadata_now()
+        await anyio.to_thread.run_sync(write_text_atomic, self.layout.metadata_file, text)
+
+    async def _encode_metadata(self, encoded: list[str]) -> None:
+        try:
+            encoded.append(await self._encode_metadata_now())
+        except Exception:  # noqa: S110 - aclose encodes it again and lets that raise
+            pass
+
+    async def _encode_metadata_now(self) -> str:
         main_trace = self._traces[0]
         self.metadata = build_metadata(
             self.layout,
@@ -128,7 +172,7 @@ class RunFiles:
                 if f.error is not None
             },
         )
-        await anyio.to_thread.run_sync(write_json_atomic, self.layout.metadata_file, self.metadata)
+        return await anyio.to_thread.run_sync(encode_metadata, self.metadata)
 
     def _close_progress(self, lines: list[str]) -> None:
         if self._progress is not None:

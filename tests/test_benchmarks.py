@@ -1,0 +1,69 @@
+"""The benchmark harness keeps working: every peer runs at a tiny size and writes whole files.
+
+Timings are never asserted; this only checks that ``benchmarks/run.py`` runs end to end and
+reports what it promises.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+RUN = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
+
+PEERS = {
+    "baseline",
+    "tracebus",
+    "tracebus-progress",
+    "seed",
+    "logging",
+    "otel",
+    "threads-baseline",
+    "threads-tracebus",
+    "threads-seed",
+}
+
+
+def test_harness_runs_every_peer_and_writes_its_report(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(RUN), "--nodes", "30", "--repeat", "1", "--sustained", "4002"]
+        + ["--results", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "latest.json").read_text())
+    rows = {row["peer"]: row for row in report["rows"]}
+    assert set(rows) == PEERS
+    for name, row in rows.items():
+        assert row["complete"], f"{name} wrote {row['trace_lines']} trace lines"
+        assert row["events"] == 62  # start and success per node, the run's start and end
+        if name not in ("baseline", "threads-baseline"):
+            assert row["overhead_us_per_event"] is not None
+    assert rows["otel"]["trace_lines"] == [31, 31]  # a span per node and the workflow's
+    assert rows["tracebus"]["trace_lines"] == [62, 62]
+    sustained = report["sustained"]
+    assert sustained["events_written"] == sustained["events"] == 4002
+    assert len(sustained["rss_at"]) == 2
+    table = (tmp_path / "latest.md").read_text()
+    assert "| tracebus, progress off |" in table
+    assert "| OpenTelemetry BatchSpanProcessor |" in table
+    assert "Sustained: 4,002 events from 100 producers" in table
+    assert report["machine"]["cores"] and report["machine"]["python"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.json", "latest.md"]
+
+
+def test_unknown_peer_is_refused(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(RUN), "--peers", "nonesuch", "--results", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "unknown peers: nonesuch" in result.stderr
