@@ -1,5 +1,4 @@
-"""How a batch reaches the files: one vectored write per file, from the event loop's thread
-while writes are quick, from a worker thread once one was slow."""
+"""How a batch reaches the files: one vectored write per file, all from a worker thread."""
 
 from __future__ import annotations
 
@@ -39,9 +38,7 @@ async def test_short_writes_are_continued_until_every_line_is_whole(
     assert metadata_of(obs.metadata_file)["events_written"] == 62
 
 
-async def test_after_a_slow_write_the_loop_thread_writes_no_more(
-    out: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _record_writer_threads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     writers: list[int] = []
     original = files._append_each
 
@@ -50,17 +47,20 @@ async def test_after_a_slow_write_the_loop_thread_writes_no_more(
         return original(work)
 
     monkeypatch.setattr(files, "_append_each", recording)
-    monkeypatch.setattr(files, "SLOW_BATCH_SECONDS", 0.0)  # every write counts as slow
-    loop_thread = threading.get_ident()
+    return writers
+
+
+async def test_the_loop_thread_never_writes(out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    writers = _record_writer_threads(monkeypatch)
     obs = await _run(out, 50)
-    assert writers[0] == loop_thread
-    assert len(writers) > 2 and loop_thread not in writers[1:]
+    assert len(writers) > 2 and threading.get_ident() not in writers
     assert len(trace_of(obs.trace_file)) == 102
     assert metadata_of(obs.metadata_file)["events_written"] == 102
 
 
 def test_worker_thread_writes_on_trio_too(out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(files, "SLOW_BATCH_SECONDS", 0.0)
+    writers = _record_writer_threads(monkeypatch)
     obs = anyio.run(_run, out, 40, backend="trio")
+    assert writers and threading.get_ident() not in writers
     assert len(trace_of(obs.trace_file)) == 82
     assert metadata_of(obs.metadata_file)["events_written"] == 82

@@ -8,14 +8,13 @@ holds a partial line in its middle.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, cast
 
 import aiofiles
+import aiofiles.os
 import anyio
 
 from .._loop import on_asyncio
@@ -51,44 +50,24 @@ async def _open_append(path: Path) -> _AsyncRawFile:
     return _AnyioFile(await anyio.open_file(path, "ab", buffering=0))
 
 
-#: A batch's writes are a copy into the page cache, cheaper than a trip to a worker thread
-#: (and the GIL hand-offs it costs while producers keep the loop busy), so they are made from
-#: the event loop's thread while they stay quick: up to this many bytes per batch ...
-INLINE_BATCH_BYTES = 1 << 20
-#: ... and until a batch took longer than this (throttled writeback, a slow or network
-#: filesystem): from then on every batch of the run goes through a worker thread, as a stalled
-#: write must not stall every task on the loop twice.
-SLOW_BATCH_SECONDS = 0.005
-
-
 class BatchAppender:
-    """Appends a batch to several files, one vectored write per file. Never raises OSError:
-    each file records its own failure."""
-
-    def __init__(self) -> None:
-        self.inline = True
+    """Appends a batch to several files, one vectored write per file, all in one trip to a
+    worker thread: the event loop never waits on a write. Never raises OSError: each file
+    records its own failure."""
 
     async def append(self, jobs: Sequence[tuple[AppendFile, Sequence[bytes], int]]) -> None:
         """Append to each file its chunks (whole lines holding the given number of events)."""
         ready: list[tuple[AppendFile, Sequence[bytes], int, int]] = []
         work: list[tuple[int, Sequence[bytes]]] = []
-        total = 0
         for file, chunks, events in jobs:
             size = sum(map(len, chunks))
             if size and (file.writable() or await file._reopened(events)):
                 ready.append((file, chunks, events, size))
                 work.append((file.fd, chunks))
-                total += size
         if not ready:
             return
-        if self.inline and total <= INLINE_BATCH_BYTES:
-            started = time.perf_counter()
-            errors = _append_each(work)
-            if time.perf_counter() - started > SLOW_BATCH_SECONDS:
-                self.inline = False
-        elif on_asyncio():
-            loop = asyncio.get_running_loop()
-            errors = await loop.run_in_executor(None, _append_each, work)
+        if on_asyncio():
+            errors = await _append_each_in_executor(work)
         else:
             errors = await anyio.to_thread.run_sync(_append_each, work)
         for (file, _, events, size), error in zip(ready, errors, strict=True):
@@ -99,7 +78,7 @@ class BatchAppender:
 
 
 def _append_each(work: list[tuple[int, Sequence[bytes]]]) -> list[OSError | None]:
-    """The syscalls of one batch, for every file (on the loop's thread or a worker's)."""
+    """The syscalls of one batch, for every file, on a worker thread."""
     errors: list[OSError | None] = []
     for fd, chunks in work:
         try:
@@ -128,6 +107,15 @@ def _append_all(fd: int, chunks: Sequence[bytes]) -> None:
 
 _writev = getattr(os, "writev", None)
 _IOV_MAX = 1024
+
+
+async def _append_each_in_executor(
+    work: list[tuple[int, Sequence[bytes]]],
+) -> list[OSError | None]:
+    # aiofiles' executor path, looked up at call time so tests can watch _append_each.
+    run: Any = aiofiles.os.wrap(_append_each)
+    errors: list[OSError | None] = await run(work)
+    return errors
 
 
 class AppendFile:
