@@ -53,7 +53,7 @@ def _record_writer_threads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 async def test_the_loop_thread_never_writes(out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     writers = _record_writer_threads(monkeypatch)
     obs = await _run(out, 50)
-    assert len(writers) > 2 and threading.get_ident() not in writers
+    assert writers and threading.get_ident() not in writers
     assert len(trace_of(obs.trace_file)) == 102
     assert metadata_of(obs.metadata_file)["events_written"] == 102
 
