@@ -26,17 +26,22 @@ import anyio.lowlevel
 from ._bus import DEFAULT_CAPACITY, DEFAULT_CLOSE_TIMEOUT, BusStatistics, EventBus
 from ._events import Event
 from ._exceptions import BusClosedError
+from ._factory import EventFactory
 from ._observer import _UNSET, Observer
 from ._writer import Sink
 
 
-class ThreadProducer:
-    """The observer methods as plain calls for worker threads of a running Observer
-    (``observer.threads``). A call blocks its thread only while the queue is full."""
+class SyncCalls:
+    """The observer vocabulary as plain calls; a subclass says where an event goes
+    (``_put``) and what recording a terminal event means (``_mark_finished``)."""
 
-    def __init__(self, observer: Observer) -> None:
-        self._observer = observer
-        self._events = observer.events
+    _events: EventFactory
+
+    def _put(self, event: Event) -> None:
+        raise NotImplementedError
+
+    def _mark_finished(self) -> None:
+        raise NotImplementedError
 
     # -- the seed's vocabulary ---------------------------------------------------------
 
@@ -74,18 +79,30 @@ class ThreadProducer:
         self._put(self._events.note(message, node_id, fields))
 
     def workflow_complete(self, cumulative_cost_usd: float | None = None) -> None:
-        self._observer.mark_finished()
+        self._mark_finished()
         self._put(self._events.workflow_complete(cumulative_cost_usd))
 
     def workflow_error(self, error: str) -> None:
-        self._observer.mark_finished()
+        self._mark_finished()
         self._put(self._events.workflow_error(error))
 
     def emit(self, event: Event) -> None:
         self._put(event)
 
+
+class ThreadProducer(SyncCalls):
+    """The observer methods as plain calls for worker threads of a running Observer
+    (``observer.threads``). A call blocks its thread only while the queue is full."""
+
+    def __init__(self, observer: Observer) -> None:
+        self._observer = observer
+        self._events = observer.events
+
     def _put(self, event: Event) -> None:
         self._observer.bus.emit_from_thread(event)
+
+    def _mark_finished(self) -> None:
+        self._observer.mark_finished()
 
 
 class SyncObserver(ThreadProducer):

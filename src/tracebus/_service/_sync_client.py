@@ -14,7 +14,7 @@ import os
 import threading
 import weakref
 from types import TracebackType
-from typing import Any, Literal
+from typing import Literal
 
 import anyio
 import anyio.from_thread
@@ -25,12 +25,13 @@ from .._events import Event
 from .._exceptions import BusClosedError
 from .._factory import EventFactory
 from .._nats._settings import NatsSettings
+from .._sync import SyncCalls
 from ._client import RemoteObserver
 from ._delivery import RemoteStatistics
 from ._limits import CLIENT_MAX_BATCH, CLIENT_RESEND_BUFFER, CONNECT_TIMEOUT, RECONNECT_TIMEOUT
 
 
-class SyncRemoteObserver:
+class SyncRemoteObserver(SyncCalls):
     """The methods of RemoteObserver as plain calls; safe from any number of threads.
 
     The constructor connects (and opens or joins the run); ``close()``, or the end of a
@@ -163,48 +164,8 @@ class SyncRemoteObserver:
                 pass
         self.close()
 
-    # -- the seed's vocabulary ---------------------------------------------------------
-
-    def node_start(self, node_id: str, node_index: int | None = None) -> None:
-        self._put(self._events.node_start(node_id, node_index))
-
-    def node_success(
-        self,
-        node_id: str,
-        duration_seconds: float,
-        output_hash: str | None = None,
-        output_summary: Any = None,
-        cost_usd: float = 0.0,
-    ) -> None:
-        self._put(
-            self._events.node_success(
-                node_id, duration_seconds, output_hash, output_summary, cost_usd
-            )
-        )
-
-    def node_failure(
-        self, node_id: str, error: str, duration_seconds: float, cost_usd: float = 0.0
-    ) -> None:
-        self._put(self._events.node_failure(node_id, error, duration_seconds, cost_usd))
-
-    def node_skipped(self, node_id: str, reason: str = "") -> None:
-        self._put(self._events.node_skipped(node_id, reason))
-
-    def node_retry(
-        self, node_id: str, attempt: int, error: str = "", delay_seconds: float = 0.0
-    ) -> None:
-        self._put(self._events.node_retry(node_id, attempt, error, delay_seconds))
-
-    def note(self, message: str, *, node_id: str | None = None, **fields: Any) -> None:
-        self._put(self._events.note(message, node_id, fields))
-
-    def workflow_complete(self, cumulative_cost_usd: float | None = None) -> None:
+    def _mark_finished(self) -> None:
         self._remote.mark_finished()
-        self._put(self._events.workflow_complete(cumulative_cost_usd))
-
-    def workflow_error(self, error: str) -> None:
-        self._remote.mark_finished()
-        self._put(self._events.workflow_error(error))
 
     def emit(self, event: Event) -> None:
         """Emit an event built elsewhere. Raises ValueError for an event of another run."""
