@@ -50,10 +50,10 @@ async def open_connection(
     ``settings.connect_timeout`` seconds (the last error, e.g. a refused login, is named).
     """
     require_asyncio()
-    last_error: list[BaseException] = []
+    errors: list[BaseException] = []
 
     async def record_error(exc: Exception) -> None:
-        last_error[:] = [exc]
+        errors.append(exc)
 
     async def disconnected() -> None:
         if on_disconnect is not None:
@@ -88,16 +88,23 @@ async def open_connection(
         # nats-py's close() can hang after a refused first connection (seen with TLS)
         with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_TIMEOUT):
             await client.close()
-        cause = last_error[0] if last_error else exc
+        # A refused login can reach us as a reset connection when the server closes before
+        # its -ERR is read; any attempt that did read it says more than the last one.
+        refusals = [error for error in errors if _is_refusal(error)]
+        cause = refusals[0] if refusals else (errors[-1] if errors else exc)
         raise ServiceUnavailableError(
             f"cannot reach NATS at {', '.join(settings.servers)}: {_describe(cause)}"
         ) from cause
     return client
 
 
+def _is_refusal(exc: BaseException) -> bool:
+    return isinstance(exc, nats.errors.AuthorizationError) or "authorization" in str(exc).lower()
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
-    if isinstance(exc, nats.errors.AuthorizationError) or "authorization" in text.lower():
+    if _is_refusal(exc):
         return "the server refused the credentials (authorization violation)"
     if isinstance(exc, TimeoutError):
         return "no answer in time"
