@@ -21,6 +21,7 @@ from ._hashing import hash_output
 from ._layout import RunLayout, new_run_id, validate_id
 from ._run import open_run
 from ._sinks._run import RunFiles
+from ._vocabulary import AsyncCalls
 from ._writer import Sink
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 _UNSET: Any = object()
 
 
-class Observer:
+class Observer(AsyncCalls):
     """Records one workflow run: ``async with Observer(...) as obs``.
 
     Entering creates the run's files and starts the writer; leaving records
@@ -142,60 +143,9 @@ class Observer:
         node_failure (re-raising what the block raised)."""
         return NodeScope(self, node_id, node_index)
 
-    async def node_start(self, node_id: str, node_index: int | None = None) -> None:
-        event = self._events.node_start(node_id, node_index)
-        if not self._queued(event):
-            await self._emit(event)
-
-    async def node_success(
-        self,
-        node_id: str,
-        duration_seconds: float,
-        output_hash: str | None = None,
-        output_summary: Any = None,
-        cost_usd: float = 0.0,
-    ) -> None:
-        event = self._events.node_success(
-            node_id, duration_seconds, output_hash, output_summary, cost_usd
-        )
-        if not self._queued(event):
-            await self._emit(event)
-
-    async def node_failure(
-        self, node_id: str, error: str, duration_seconds: float, cost_usd: float = 0.0
-    ) -> None:
-        await self._require_bus().emit(
-            self._events.node_failure(node_id, error, duration_seconds, cost_usd)
-        )
-
-    async def node_skipped(self, node_id: str, reason: str = "") -> None:
-        await self._emit(self._events.node_skipped(node_id, reason))
-
-    async def node_retry(
-        self, node_id: str, attempt: int, error: str = "", delay_seconds: float = 0.0
-    ) -> None:
-        await self._emit(self._events.node_retry(node_id, attempt, error, delay_seconds))
-
-    async def note(self, message: str, *, node_id: str | None = None, **fields: Any) -> None:
-        """A free-form message or metric from user code; ``fields`` go into the trace."""
-        await self._emit(self._events.note(message, node_id, fields))
-
-    async def workflow_complete(self, cumulative_cost_usd: float | None = None) -> None:
-        """Record completion; ``None`` reports the sum of the node costs."""
-        self.mark_finished()
-        await self._require_bus().emit(self._events.workflow_complete(cumulative_cost_usd))
-
-    async def workflow_error(self, error: str) -> None:
-        self.mark_finished()
-        await self._require_bus().emit(self._events.workflow_error(error))
-
     def mark_finished(self) -> None:
         """A terminal event was recorded: leaving the block adds none of its own."""
         self._finished = True
-
-    async def emit(self, event: Event) -> None:
-        """Emit an event built elsewhere (it must carry this run's ids)."""
-        await self._emit(event)
 
     # -- introspection --------------------------------------------------------------------
 
@@ -209,10 +159,6 @@ class Observer:
         from ._sync import ThreadProducer
 
         return ThreadProducer(self)
-
-    @property
-    def events(self) -> EventFactory:
-        return self._events
 
     def statistics(self) -> BusStatistics:
         return self._require_bus().statistics()
@@ -239,24 +185,21 @@ class Observer:
     def metadata_file(self) -> Path:
         return self.layout.metadata_file
 
-    def _queued(self, event: Event) -> bool:
-        """Enqueue without a coroutine of its own when there is room (or dropping is allowed);
-        False when the caller must await ``_emit``. The node methods' hot path."""
+    def _offer(self, event: Event) -> bool:
         bus = self._bus
         if bus is None:
-            return False
+            return False  # _emit says the observer is not open
         try:
-            bus.emit_nowait(event)
+            bus.emit_nowait(event)  # drops and counts under overflow="drop"
         except QueueFullError:
             return False
         return True
 
     async def _emit(self, event: Event) -> None:
-        bus = self._require_bus()
-        if self._drop:
-            bus.emit_nowait(event)
-        else:
-            await bus.emit(event)
+        await self._require_bus().emit(event)
+
+    async def _emit_lifecycle(self, event: Event) -> None:
+        await self._require_bus().emit(event)
 
     def _require_bus(self) -> EventBus:
         if self._bus is None:

@@ -26,68 +26,9 @@ import anyio.lowlevel
 from ._bus import DEFAULT_CAPACITY, DEFAULT_CLOSE_TIMEOUT, BusStatistics, EventBus
 from ._events import Event
 from ._exceptions import BusClosedError
-from ._factory import EventFactory
 from ._observer import _UNSET, Observer
+from ._vocabulary import SyncCalls
 from ._writer import Sink
-
-
-class SyncCalls:
-    """The observer vocabulary as plain calls; a subclass says where an event goes
-    (``_put``) and what recording a terminal event means (``_mark_finished``)."""
-
-    _events: EventFactory
-
-    def _put(self, event: Event) -> None:
-        raise NotImplementedError
-
-    def _mark_finished(self) -> None:
-        raise NotImplementedError
-
-    # -- the seed's vocabulary ---------------------------------------------------------
-
-    def node_start(self, node_id: str, node_index: int | None = None) -> None:
-        self._put(self._events.node_start(node_id, node_index))
-
-    def node_success(
-        self,
-        node_id: str,
-        duration_seconds: float,
-        output_hash: str | None = None,
-        output_summary: Any = None,
-        cost_usd: float = 0.0,
-    ) -> None:
-        self._put(
-            self._events.node_success(
-                node_id, duration_seconds, output_hash, output_summary, cost_usd
-            )
-        )
-
-    def node_failure(
-        self, node_id: str, error: str, duration_seconds: float, cost_usd: float = 0.0
-    ) -> None:
-        self._put(self._events.node_failure(node_id, error, duration_seconds, cost_usd))
-
-    def node_skipped(self, node_id: str, reason: str = "") -> None:
-        self._put(self._events.node_skipped(node_id, reason))
-
-    def node_retry(
-        self, node_id: str, attempt: int, error: str = "", delay_seconds: float = 0.0
-    ) -> None:
-        self._put(self._events.node_retry(node_id, attempt, error, delay_seconds))
-
-    def note(self, message: str, *, node_id: str | None = None, **fields: Any) -> None:
-        self._put(self._events.note(message, node_id, fields))
-
-    def workflow_complete(self, cumulative_cost_usd: float | None = None) -> None:
-        self._mark_finished()
-        self._put(self._events.workflow_complete(cumulative_cost_usd))
-
-    def workflow_error(self, error: str) -> None:
-        self._mark_finished()
-        self._put(self._events.workflow_error(error))
-
-    def emit(self, event: Event) -> None:
-        self._put(event)
 
 
 class ThreadProducer(SyncCalls):
@@ -97,11 +38,13 @@ class ThreadProducer(SyncCalls):
     def __init__(self, observer: Observer) -> None:
         self._observer = observer
         self._events = observer.events
+        self.workflow_id = observer.workflow_id
+        self.run_id = observer.run_id
 
     def _put(self, event: Event) -> None:
         self._observer.bus.emit_from_thread(event)
 
-    def _mark_finished(self) -> None:
+    def mark_finished(self) -> None:
         self._observer.mark_finished()
 
 

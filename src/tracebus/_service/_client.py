@@ -27,6 +27,7 @@ from .._factory import EventFactory
 from .._layout import new_run_id, validate_id
 from .._nats._settings import NatsSettings, nats_settings_of
 from .._observer import NodeScope, _describe
+from .._vocabulary import AsyncCalls
 from ._delivery import Delivery, Link, RemoteStatistics
 from ._limits import (
     CLIENT_MAX_BATCH,
@@ -110,7 +111,7 @@ async def _hello(frames: FrameStream, hello: Hello, address: Address) -> Welcome
     return reply
 
 
-class RemoteObserver:
+class RemoteObserver(AsyncCalls):
     """Records events of a run held by the collector at ``address``: the methods of
     Observer, same names and parameters, used as ``async with connect(...) as obs``.
 
@@ -248,67 +249,11 @@ class RemoteObserver:
         node_failure (re-raising what the block raised)."""
         return NodeScope(self, node_id, node_index)
 
-    async def node_start(self, node_id: str, node_index: int | None = None) -> None:
-        await self._emit(self._events.node_start(node_id, node_index))
-
-    async def node_success(
-        self,
-        node_id: str,
-        duration_seconds: float,
-        output_hash: str | None = None,
-        output_summary: Any = None,
-        cost_usd: float = 0.0,
-    ) -> None:
-        await self._emit(
-            self._events.node_success(
-                node_id, duration_seconds, output_hash, output_summary, cost_usd
-            )
-        )
-
-    async def node_failure(
-        self, node_id: str, error: str, duration_seconds: float, cost_usd: float = 0.0
-    ) -> None:
-        await self._queue.put(self._events.node_failure(node_id, error, duration_seconds, cost_usd))
-
-    async def node_skipped(self, node_id: str, reason: str = "") -> None:
-        await self._emit(self._events.node_skipped(node_id, reason))
-
-    async def node_retry(
-        self, node_id: str, attempt: int, error: str = "", delay_seconds: float = 0.0
-    ) -> None:
-        await self._emit(self._events.node_retry(node_id, attempt, error, delay_seconds))
-
-    async def note(self, message: str, *, node_id: str | None = None, **fields: Any) -> None:
-        """A free-form message or metric from user code; ``fields`` go into the trace."""
-        await self._emit(self._events.note(message, node_id, fields))
-
-    async def workflow_complete(self, cumulative_cost_usd: float | None = None) -> None:
-        """Record completion (this ends the run for every producer); ``None`` reports the
-        sum of the node costs."""
-        self.mark_finished()
-        await self._queue.put(self._events.workflow_complete(cumulative_cost_usd))
-
-    async def workflow_error(self, error: str) -> None:
-        self.mark_finished()
-        await self._queue.put(self._events.workflow_error(error))
-
     def mark_finished(self) -> None:
         """A terminal event was recorded: leaving the block adds none of its own."""
         self._finished = True
 
-    async def emit(self, event: Event) -> None:
-        """Emit an event built elsewhere (it must carry this run's ids).
-
-        Raises ValueError for an event of another run.
-        """
-        self._check_ids(event)
-        await self._emit(event)
-
     # -- introspection --------------------------------------------------------------------
-
-    @property
-    def events(self) -> EventFactory:
-        return self._events
 
     def statistics(self) -> RemoteStatistics:
         return self._delivery.statistics()
@@ -327,25 +272,24 @@ class RemoteObserver:
                 f"the collector at {self.address} did not answer within {timeout:g}s"
             ) from None
 
-    async def _emit(self, event: Event) -> None:
+    def _offer(self, event: Event) -> bool:
         queue = self._queue
         if self._drop or len(queue.items) < queue.capacity:
             queue.put_nowait(event)  # room, or dropping: nothing to wait for
-        else:
-            await queue.put(event)
+            return True
+        return False
+
+    async def _emit_lifecycle(self, event: Event) -> None:
+        await self._queue.put(event)
+
+    async def _emit(self, event: Event) -> None:
+        await self._queue.put(event)
 
     def _put_from_thread(self, event: Event) -> None:
         if self._drop:
             self._queue.put_nowait(event)
         else:
             self._queue.put_blocking(event, None)
-
-    def _check_ids(self, event: Event) -> None:
-        if event.workflow_id != self.workflow_id or event.run_id != self.run_id:
-            raise ValueError(
-                f"the event belongs to run {event.run_id} of {event.workflow_id}, "
-                f"not to run {self.run_id} of {self.workflow_id}"
-            )
 
 
 def connect(

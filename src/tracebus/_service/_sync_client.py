@@ -23,9 +23,8 @@ import anyio.lowlevel
 from .._bus import DEFAULT_CAPACITY, DEFAULT_CLOSE_TIMEOUT
 from .._events import Event
 from .._exceptions import BusClosedError
-from .._factory import EventFactory
 from .._nats._settings import NatsSettings
-from .._sync import SyncCalls
+from .._vocabulary import SyncCalls
 from ._client import RemoteObserver
 from ._delivery import RemoteStatistics
 from ._limits import CLIENT_MAX_BATCH, CLIENT_RESEND_BUFFER, CONNECT_TIMEOUT, RECONNECT_TIMEOUT
@@ -164,19 +163,10 @@ class SyncRemoteObserver(SyncCalls):
                 pass
         self.close()
 
-    def _mark_finished(self) -> None:
+    def mark_finished(self) -> None:
         self._remote.mark_finished()
 
-    def emit(self, event: Event) -> None:
-        """Emit an event built elsewhere. Raises ValueError for an event of another run."""
-        self._remote._check_ids(event)
-        self._put(event)
-
     # -- introspection ------------------------------------------------------------------
-
-    @property
-    def events(self) -> EventFactory:
-        return self._events
 
     @property
     def closed(self) -> bool:

@@ -1,0 +1,163 @@
+"""The observer vocabulary, written once for every flavour of observer.
+
+``AsyncCalls`` serves Observer and RemoteObserver; ``SyncCalls`` serves the thread-side twins
+(ThreadProducer, SyncObserver, SyncRemoteObserver). A subclass only says where an event goes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._events import Event
+from ._factory import EventFactory
+
+
+class _Vocabulary:
+    workflow_id: str
+    run_id: str
+    _events: EventFactory
+
+    @property
+    def events(self) -> EventFactory:
+        """Builds this run's events, for ``emit``."""
+        return self._events
+
+    def mark_finished(self) -> None:
+        """A terminal event was recorded: closing adds none of its own."""
+        raise NotImplementedError
+
+    def _check_ids(self, event: Event) -> None:
+        if event.workflow_id != self.workflow_id or event.run_id != self.run_id:
+            raise ValueError(
+                f"the event belongs to run {event.run_id} of {event.workflow_id}, "
+                f"not to run {self.run_id} of {self.workflow_id}"
+            )
+
+
+class AsyncCalls(_Vocabulary):
+    """The awaitable vocabulary. A subclass provides ``_offer`` (enqueue at once if there is
+    room, or drop under its drop policy; False when the caller must wait), ``_emit`` (enqueue,
+    waiting for room) and ``_emit_lifecycle`` (never dropped)."""
+
+    def _offer(self, event: Event) -> bool:
+        raise NotImplementedError
+
+    async def _emit(self, event: Event) -> None:
+        raise NotImplementedError
+
+    async def _emit_lifecycle(self, event: Event) -> None:
+        raise NotImplementedError
+
+    # The hot path: no coroutine beyond the method's own while the queue has room.
+    async def node_start(self, node_id: str, node_index: int | None = None) -> None:
+        event = self._events.node_start(node_id, node_index)
+        if not self._offer(event):
+            await self._emit(event)
+
+    async def node_success(
+        self,
+        node_id: str,
+        duration_seconds: float,
+        output_hash: str | None = None,
+        output_summary: Any = None,
+        cost_usd: float = 0.0,
+    ) -> None:
+        event = self._events.node_success(
+            node_id, duration_seconds, output_hash, output_summary, cost_usd
+        )
+        if not self._offer(event):
+            await self._emit(event)
+
+    async def node_failure(
+        self, node_id: str, error: str, duration_seconds: float, cost_usd: float = 0.0
+    ) -> None:
+        """Never dropped."""
+        await self._emit_lifecycle(
+            self._events.node_failure(node_id, error, duration_seconds, cost_usd)
+        )
+
+    async def node_skipped(self, node_id: str, reason: str = "") -> None:
+        event = self._events.node_skipped(node_id, reason)
+        if not self._offer(event):
+            await self._emit(event)
+
+    async def node_retry(
+        self, node_id: str, attempt: int, error: str = "", delay_seconds: float = 0.0
+    ) -> None:
+        event = self._events.node_retry(node_id, attempt, error, delay_seconds)
+        if not self._offer(event):
+            await self._emit(event)
+
+    async def note(self, message: str, *, node_id: str | None = None, **fields: Any) -> None:
+        """A free-form message or metric from user code; ``fields`` go into the trace."""
+        event = self._events.note(message, node_id, fields)
+        if not self._offer(event):
+            await self._emit(event)
+
+    async def workflow_complete(self, cumulative_cost_usd: float | None = None) -> None:
+        """Record completion; ``None`` reports the sum of the node costs."""
+        self.mark_finished()
+        await self._emit_lifecycle(self._events.workflow_complete(cumulative_cost_usd))
+
+    async def workflow_error(self, error: str) -> None:
+        self.mark_finished()
+        await self._emit_lifecycle(self._events.workflow_error(error))
+
+    async def emit(self, event: Event) -> None:
+        """Emit an event built with ``events``. Raises ValueError for an event of another run."""
+        self._check_ids(event)
+        if not self._offer(event):
+            await self._emit(event)
+
+
+class SyncCalls(_Vocabulary):
+    """The same vocabulary as plain calls; a subclass provides ``_put``."""
+
+    def _put(self, event: Event) -> None:
+        raise NotImplementedError
+
+    def node_start(self, node_id: str, node_index: int | None = None) -> None:
+        self._put(self._events.node_start(node_id, node_index))
+
+    def node_success(
+        self,
+        node_id: str,
+        duration_seconds: float,
+        output_hash: str | None = None,
+        output_summary: Any = None,
+        cost_usd: float = 0.0,
+    ) -> None:
+        self._put(
+            self._events.node_success(
+                node_id, duration_seconds, output_hash, output_summary, cost_usd
+            )
+        )
+
+    def node_failure(
+        self, node_id: str, error: str, duration_seconds: float, cost_usd: float = 0.0
+    ) -> None:
+        self._put(self._events.node_failure(node_id, error, duration_seconds, cost_usd))
+
+    def node_skipped(self, node_id: str, reason: str = "") -> None:
+        self._put(self._events.node_skipped(node_id, reason))
+
+    def node_retry(
+        self, node_id: str, attempt: int, error: str = "", delay_seconds: float = 0.0
+    ) -> None:
+        self._put(self._events.node_retry(node_id, attempt, error, delay_seconds))
+
+    def note(self, message: str, *, node_id: str | None = None, **fields: Any) -> None:
+        self._put(self._events.note(message, node_id, fields))
+
+    def workflow_complete(self, cumulative_cost_usd: float | None = None) -> None:
+        self.mark_finished()
+        self._put(self._events.workflow_complete(cumulative_cost_usd))
+
+    def workflow_error(self, error: str) -> None:
+        self.mark_finished()
+        self._put(self._events.workflow_error(error))
+
+    def emit(self, event: Event) -> None:
+        """Emit an event built with ``events``. Raises ValueError for an event of another run."""
+        self._check_ids(event)
+        self._put(event)
