@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 import anyio
 
@@ -207,29 +207,10 @@ class Observer(AsyncCalls):
         return self._bus
 
 
-class NodeRecorder(Protocol):
-    """What a node scope records through: Observer, or the collector's RemoteObserver."""
-
-    async def node_start(self, node_id: str, node_index: int | None = None) -> None: ...
-
-    async def node_success(
-        self,
-        node_id: str,
-        duration_seconds: float,
-        output_hash: str | None = None,
-        output_summary: Any = None,
-        cost_usd: float = 0.0,
-    ) -> None: ...
-
-    async def node_failure(
-        self, node_id: str, error: str, duration_seconds: float, cost_usd: float = 0.0
-    ) -> None: ...
-
-
 class NodeScope:
     """One node's execution, timed from entry to exit."""
 
-    def __init__(self, observer: NodeRecorder, node_id: str, node_index: int | None) -> None:
+    def __init__(self, observer: AsyncCalls, node_id: str, node_index: int | None) -> None:
         self.node_id = node_id
         self.node_index = node_index
         self.output_hash: str | None = None
