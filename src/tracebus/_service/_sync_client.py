@@ -1,28 +1,22 @@
 """SyncRemoteObserver: the remote observer's methods as plain calls, for sync code, worker
 threads and subprocess workers.
 
-The remote observer runs on an event loop in a daemon thread of its own; a call builds the
-event on the caller's thread and appends it to the observer's queue, blocking only while the
-queue is full. An ``atexit`` hook closes an observer that was never closed, within
-``exit_timeout``.
+The remote observer runs on an event loop in a daemon thread of its own (LoopThread); a call
+builds the event on the caller's thread and appends it to the observer's queue, blocking only
+while the queue is full. An observer that is never closed is closed at interpreter exit,
+within ``exit_timeout``.
 """
 
 from __future__ import annotations
 
-import atexit
 import os
-import threading
-import weakref
 from types import TracebackType
 from typing import Literal
-
-import anyio
-import anyio.from_thread
-import anyio.lowlevel
 
 from .._bus import DEFAULT_CAPACITY, DEFAULT_CLOSE_TIMEOUT
 from .._events import Event
 from .._exceptions import BusClosedError
+from .._loop_thread import LoopThread
 from .._nats._settings import NatsSettings
 from .._vocabulary import SyncCalls
 from ._client import RemoteObserver
@@ -81,71 +75,23 @@ class SyncRemoteObserver(SyncCalls):
         self.producer = self._remote.producer
         self.total_nodes = total_nodes
         self._events = self._remote.events
-        self._exit_timeout = exit_timeout
-        self._ready = threading.Event()
-        self._done = threading.Event()
-        self._close_lock = threading.Lock()
-        self._closed = False
-        self._entered = False
-        self._error: BaseException | None = None
-        self._token: anyio.lowlevel.EventLoopToken | None = None
-        self._stop: anyio.Event | None = None
-        self._thread = threading.Thread(
-            target=self._thread_main,
-            args=(backend,),
+        self._loop = LoopThread(
+            self._remote,
             name=f"tracebus-remote-{self.run_id}",
-            daemon=True,
+            backend=backend,
+            exit_timeout=exit_timeout,
         )
-        self._thread.start()
-        self._ready.wait()
-        if not self._entered:
-            self._thread.join()
-            assert self._error is not None
-            error, self._error = self._error, None
-            raise error
-        _open_observers.add(self)
-
-    def _thread_main(self, backend: str) -> None:
-        try:
-            anyio.run(self._serve, backend=backend)
-        except BaseException as exc:  # handed to the thread that calls close()
-            self._error = exc
-        finally:
-            self._done.set()
-            self._ready.set()
-
-    async def _serve(self) -> None:
-        self._token = anyio.lowlevel.current_token()
-        self._stop = anyio.Event()
-        async with self._remote:
-            self._entered = True
-            self._ready.set()
-            await self._stop.wait()
 
     def close(self, timeout: float | None = None) -> None:
         """Record completion if this opener recorded none, wait until everything is written.
 
         Idempotent. Raises what closing raised (DeliveryError), once.
         """
-        with self._close_lock:
-            if self._closed:
-                return
-            self._closed = True
-        if not self._done.is_set() and self._stop is not None:
-            try:
-                anyio.from_thread.run_sync(self._stop.set, token=self._token)
-            except anyio.RunFinishedError:
-                pass
-        self._done.wait(timeout)
-        error, self._error = self._error, None
-        if error is not None:
-            raise error
+        self._loop.close(timeout)
 
     def flush(self) -> None:
         """Block until everything emitted so far is written by the service."""
-        if self._done.is_set() or self._token is None:
-            raise BusClosedError("the remote observer is closed")
-        anyio.from_thread.run(self._remote.flush, token=self._token)
+        self._loop.call(self._remote.flush)
 
     def __enter__(self) -> SyncRemoteObserver:
         return self
@@ -156,7 +102,7 @@ class SyncRemoteObserver(SyncCalls):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc is not None and not self._closed and not self._remote.join:
+        if exc is not None and not self.closed and not self._remote.join:
             try:
                 self.workflow_error(f"{type(exc).__name__}: {exc}")
             except BusClosedError:
@@ -170,21 +116,15 @@ class SyncRemoteObserver(SyncCalls):
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self._loop.closed
 
     def statistics(self) -> RemoteStatistics:
         return self._remote.statistics()
 
     def _put(self, event: Event) -> None:
-        if self._closed:
+        if self._loop.closed:
             raise BusClosedError("the remote observer is closed; the event was not accepted")
         self._remote._put_from_thread(event)
-
-    def _close_at_exit(self) -> None:
-        try:
-            self.close(timeout=self._exit_timeout)
-        except Exception:  # noqa: S110 - at exit there is no one left to tell
-            pass
 
 
 def connect_sync(
@@ -223,14 +163,3 @@ def connect_sync(
         connect_timeout=connect_timeout,
         backend=backend,
     )
-
-
-_open_observers: weakref.WeakSet[SyncRemoteObserver] = weakref.WeakSet()
-
-
-def _close_all_at_exit() -> None:
-    for observer in list(_open_observers):
-        observer._close_at_exit()
-
-
-atexit.register(_close_all_at_exit)

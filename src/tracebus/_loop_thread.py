@@ -1,0 +1,120 @@
+"""An async context manager hosted on an event loop in a daemon thread of its own, for the
+sync observers.
+
+A daemon thread (not a pool thread) keeps a host that is never closed from holding up
+interpreter exit; an exit hook closes it within ``exit_timeout``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import concurrent.futures.thread  # noqa: F401 - see _register below
+import threading
+import weakref
+from collections.abc import Callable, Coroutine
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Literal
+
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+
+from ._exceptions import BusClosedError
+
+
+class LoopThread:
+    """Enters ``resource`` on its own loop in the constructor and leaves it in ``close()``.
+
+    Raises, from the constructor, what entering ``resource`` raised.
+    """
+
+    def __init__(
+        self,
+        resource: AbstractAsyncContextManager[Any],
+        *,
+        name: str,
+        backend: Literal["asyncio", "trio"],
+        exit_timeout: float,
+    ) -> None:
+        self._resource = resource
+        self._exit_timeout = exit_timeout
+        self._ready = threading.Event()
+        self._done = threading.Event()
+        self._close_lock = threading.Lock()
+        self._entered = False
+        self.closed = False
+        self._error: BaseException | None = None
+        self._token: anyio.lowlevel.EventLoopToken | None = None
+        self._stop: anyio.Event | None = None
+        self._thread = threading.Thread(
+            target=self._thread_main, args=(backend,), name=name, daemon=True
+        )
+        self._thread.start()
+        self._ready.wait()
+        if not self._entered:
+            self._thread.join()
+            error, self._error = self._error, None
+            assert error is not None
+            raise error
+        _open_hosts.add(self)
+
+    def _thread_main(self, backend: str) -> None:
+        try:
+            anyio.run(self._serve, backend=backend)
+        except BaseException as exc:  # handed to the thread that calls close()
+            self._error = exc
+        finally:
+            self._done.set()
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        self._token = anyio.lowlevel.current_token()
+        self._stop = anyio.Event()
+        async with self._resource:
+            self._entered = True
+            self._ready.set()
+            await self._stop.wait()
+
+    def call(self, func: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run ``func`` on the loop and wait for it. Raises BusClosedError once the loop ended."""
+        if self._done.is_set() or self._token is None:
+            raise BusClosedError("the observer is closed")
+        anyio.from_thread.run(func, token=self._token)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Leave the resource and end the loop. Idempotent; raises what leaving raised, once."""
+        with self._close_lock:
+            if self.closed:
+                return
+            self.closed = True
+        if not self._done.is_set() and self._stop is not None:
+            try:
+                anyio.from_thread.run_sync(self._stop.set, token=self._token)
+            except anyio.RunFinishedError:
+                pass
+        self._done.wait(timeout)
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def _close_at_exit(self) -> None:
+        try:
+            self.close(timeout=self._exit_timeout)
+        except Exception:  # noqa: S110 - at exit there is no one left to tell
+            pass
+
+
+_open_hosts: weakref.WeakSet[LoopThread] = weakref.WeakSet()
+
+
+def _close_all_at_exit() -> None:
+    for host in list(_open_hosts):
+        host._close_at_exit()
+
+
+# The writer's file I/O and asyncio's name lookups run on executor threads, and interpreter
+# exit shuts executors down (in threading's own exit hooks, which run before atexit's).
+# Register with those hooks after concurrent.futures has, so ours runs first (they run
+# last-in, first-out).
+_register = getattr(threading, "_register_atexit", atexit.register)
+_register(_close_all_at_exit)
