@@ -37,7 +37,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from .._exceptions import ProtocolError, ServiceError, ServiceUnavailableError
 from .._service._protocol import Batch, decode_client_message
 from .._service._router import Receipt, RunRouter
-from ._connection import ensure_stream, open_connection
+from ._connection import close_connection, ensure_stream, open_connection
 from ._settings import ALL_RUNS, DEFAULT_DURABLE, NatsSettings, Partition
 
 log = logging.getLogger("tracebus.nats")
@@ -135,8 +135,7 @@ class NatsCollector:
                             continue
                         await send.send(await self._handle_batch(router, messages))
         finally:
-            with anyio.CancelScope(shield=True):
-                await client.close()
+            await close_connection(client)
 
     async def _reset_consumer(self, js: JetStreamContext) -> None:
         """Start the consumer again right after its acknowledgement floor, in stream order.

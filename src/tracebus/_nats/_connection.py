@@ -85,9 +85,7 @@ async def open_connection(
                 closed_cb=disconnected,
             )
     except (TimeoutError, OSError, nats.errors.Error) as exc:
-        # nats-py's close() can hang after a refused first connection (seen with TLS)
-        with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_TIMEOUT):
-            await client.close()
+        await close_connection(client)
         # A refused login can reach us as a reset connection when the server closes before
         # its -ERR is read; any attempt that did read it says more than the last one.
         refusals = [error for error in errors if _is_refusal(error)]
@@ -96,6 +94,17 @@ async def open_connection(
             f"cannot reach NATS at {', '.join(settings.servers)}: {_describe(cause)}"
         ) from cause
     return client
+
+
+async def close_connection(client: Client) -> None:
+    """Close ``client``, shielded from cancellation and given up after ``CLOSE_TIMEOUT``.
+
+    nats-py's close() can hang for good on a TLS connection (after a refused first
+    connection, or when its reading task is already gone); nothing is left to flush by then
+    that waiting would save.
+    """
+    with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_TIMEOUT):
+        await client.close()
 
 
 def _is_refusal(exc: BaseException) -> bool:

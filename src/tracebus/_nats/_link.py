@@ -25,7 +25,7 @@ from nats.aio.msg import Msg
 from .._service._limits import MAX_EVENTS_PER_FRAME, PROTOCOL_VERSION
 from .._service._protocol import Ack, ErrorReply, Hello, ServerMessage, Welcome
 from .._service._transport import HEADER
-from ._connection import ensure_stream, open_connection
+from ._connection import close_connection, ensure_stream, open_connection
 from ._settings import NatsSettings
 
 log = logging.getLogger("tracebus.nats")
@@ -99,8 +99,7 @@ class NatsLink:
             link = cls(client, welcome, subject, run_id, hello.producer)
             await client.subscribe(f"{link._inbox}.*", cb=link._on_reply)
         except BaseException:
-            with anyio.CancelScope(shield=True):
-                await client.close()
+            await close_connection(client)
             raise
         return link
 
@@ -162,8 +161,7 @@ class NatsLink:
 
     async def aclose(self) -> None:
         self._break("closed")
-        with anyio.CancelScope(shield=True):
-            await self._client.close()
+        await close_connection(self._client)
 
     def _break(self, reason: str) -> None:
         if self._broken is None:
