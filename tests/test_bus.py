@@ -232,6 +232,41 @@ def test_thread_emit_wakes_an_idle_writer() -> None:
     assert arrived.is_set() and len(sink.events) == 1
 
 
+class CancellingSink(CapturingSink):
+    """Cancels ``scope`` while the bus is being entered, as a signal handler might."""
+
+    def __init__(self, scope: anyio.CancelScope) -> None:
+        super().__init__()
+        self.scope = scope
+        self.closed = False
+
+    async def aopen(self) -> None:
+        self.scope.cancel()
+        await anyio.lowlevel.checkpoint()
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+def test_a_bus_cancelled_while_entering_closes_instead_of_hanging() -> None:
+    outcome: list[object] = []
+
+    async def main() -> None:
+        with anyio.CancelScope() as scope:
+            sink = CancellingSink(scope)
+            async with EventBus([sink]) as bus:
+                bus.emit_nowait(note(1))
+                await anyio.sleep(1)
+        outcome.extend([scope.cancelled_caught, sink.closed, [e.message for e in sink.events]])
+
+    # in a thread: a hang must fail the test, and a shielded wait cannot be timed out
+    thread = threading.Thread(target=anyio.run, args=(main,), daemon=True)
+    thread.start()
+    thread.join(timeout=30)
+    assert not thread.is_alive(), "entering a cancelled bus hung"
+    assert outcome == [True, True, ["1"]]
+
+
 def test_bad_settings_are_rejected() -> None:
     with pytest.raises(ValueError, match="capacity must be at least 1"):
         EventBus(capacity=0)

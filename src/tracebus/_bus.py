@@ -220,19 +220,20 @@ class EventBus:
         self._writer = Writer(self._queue, sinks, max_batch=max_batch, stamp=stamp)
         self._close_timeout = close_timeout
         self._task_group: TaskGroup | None = None
+        self._entered = False
         self._closing = False
 
     async def __aenter__(self) -> EventBus:
-        if self._task_group is not None or self._closing:
+        if self._entered or self._closing:
             raise RuntimeError("an EventBus can be entered only once")
+        self._entered = True
         self._queue.bind()
+        await self._writer.open()
+        # Not task_group.start(): a start cancelled after the writer began its shielded drain
+        # would wait for that drain to end, and nothing would ever close the queue.
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
-        try:
-            await self._task_group.start(self._writer.run)
-        except BaseException as exc:
-            await self._task_group.__aexit__(type(exc), exc, exc.__traceback__)
-            raise
+        self._task_group.start_soon(self._writer.run)
         return self
 
     async def __aexit__(

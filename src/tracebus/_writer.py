@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import anyio
 import anyio.lowlevel
-from anyio.abc import TaskStatus
 
 from ._events import Event
 from ._exceptions import SinkError
@@ -122,24 +121,39 @@ class Writer:
         if self._failures:
             raise SinkError(dict(self._failures))
 
-    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def open(self) -> None:
+        """Open the sinks (shielded, as a half-opened file is worse than a late cancel); if
+        one fails, close them all and re-raise."""
         try:
-            # Shielded: a cancelled producer scope must not stop the drain; only close()'s
-            # deadline (cancel()) does.
-            with anyio.CancelScope(shield=True) as self._scope:
+            with anyio.CancelScope(shield=True):
                 for sink in self._sinks:
                     aopen = getattr(sink, "aopen", None)
                     if aopen is not None:
                         await aopen()
-                task_status.started()
+        except BaseException:
+            await self._finish()
+            raise
+
+    async def run(self) -> None:
+        """Drain the queue until it is closed and empty, then close the sinks.
+
+        Shielded: a cancelled producer scope must not stop the drain; only close()'s deadline
+        (``cancel()``) does. So it is started only once the sinks are open, and nothing may
+        wait for it but the code that closes the queue.
+        """
+        try:
+            with anyio.CancelScope(shield=True) as self._scope:
                 await self._drain()
         finally:
-            with anyio.CancelScope(shield=True):
-                await self._close_sinks()
-            for subscription in self.subscriptions:
-                subscription.send.close()
-            self.finished.set()
-            self._progressed.set()
+            await self._finish()
+
+    async def _finish(self) -> None:
+        with anyio.CancelScope(shield=True):
+            await self._close_sinks()
+        for subscription in self.subscriptions:
+            subscription.send.close()
+        self.finished.set()
+        self._progressed.set()
 
     async def _drain(self) -> None:
         queue, limit = self._queue, self._max_batch

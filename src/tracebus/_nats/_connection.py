@@ -6,6 +6,7 @@ instead of failing somewhere inside the client.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 
 import anyio
@@ -21,6 +22,7 @@ from .._loop import on_asyncio
 from ._settings import NatsSettings, NatsStream
 
 Callback = Callable[[], Awaitable[None]]
+log = logging.getLogger("tracebus.nats")
 
 #: Seconds between two attempts to reach a server again after the connection was lost.
 RECONNECT_WAIT = 0.25
@@ -103,8 +105,10 @@ async def close_connection(client: Client) -> None:
     connection, or when its reading task is already gone); nothing is left to flush by then
     that waiting would save.
     """
-    with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_TIMEOUT):
+    with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_TIMEOUT) as waited:
         await client.close()
+    if waited.cancelled_caught:
+        log.warning("the NATS connection did not close within %g s; left behind", CLOSE_TIMEOUT)
 
 
 def _is_refusal(exc: BaseException) -> bool:
