@@ -1,4 +1,5 @@
-"""How a batch reaches the files: one vectored write per file, all from a worker thread."""
+"""How a batch reaches the files: one vectored write per file, all from a worker thread, and
+a writeback hint as each file grows."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def _record_writer_threads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     writers: list[int] = []
     original = files._append_each
 
-    def recording(work: list[tuple[int, list[bytes]]]) -> list[OSError | None]:
+    def recording(work: list[tuple[int, list[bytes], bool]]) -> list[OSError | None]:
         writers.append(threading.get_ident())
         return original(work)
 
@@ -64,3 +65,60 @@ def test_worker_thread_writes_on_trio_too(out: Path, monkeypatch: pytest.MonkeyP
     assert writers and threading.get_ident() not in writers
     assert len(trace_of(obs.trace_file)) == 82
     assert metadata_of(obs.metadata_file)["events_written"] == 82
+
+
+def _record_writeback_hints(
+    monkeypatch: pytest.MonkeyPatch, every: int, error: OSError | None = None
+) -> list[tuple[str, int]]:
+    """Hint every ``every`` bytes; record (file name, advice) per hint, raising ``error``."""
+    hints: list[tuple[str, int]] = []
+
+    def fadvise(fd: int, offset: int, length: int, advice: int) -> None:
+        assert (offset, length) == (0, 0)  # the whole file
+        hints.append((Path(os.readlink(f"/proc/self/fd/{fd}")).name, advice))
+        if error is not None:
+            raise error
+
+    monkeypatch.setattr(files, "WRITEBACK_BYTES", every)
+    monkeypatch.setattr(files, "_fadvise", fadvise)
+    return hints
+
+
+async def test_each_file_is_handed_to_writeback_as_it_grows(
+    out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hints = _record_writeback_hints(monkeypatch, every=4_096)
+    obs = await _run(out, 200)
+    names = {name for name, _ in hints}
+    layout = obs.layout
+    files_of_run = (
+        layout.trace_file,
+        layout.log_file,
+        layout.audit_trace_file,
+        layout.audit_log_file,
+    )
+    assert names == {path.name for path in files_of_run}
+    assert {advice for _, advice in hints} == {os.POSIX_FADV_DONTNEED}
+    # at most one hint per batch, and none before a file has grown by 4 KiB
+    trace_hints = sum(1 for name, _ in hints if name == obs.trace_file.name)
+    assert 1 <= trace_hints <= obs.trace_file.stat().st_size // 4_096
+    assert len(trace_of(obs.trace_file)) == 402
+
+
+async def test_a_run_smaller_than_the_writeback_step_gets_no_hint(
+    out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hints = _record_writeback_hints(monkeypatch, every=1_000_000)
+    obs = await _run(out, 200)
+    assert hints == [] and len(trace_of(obs.trace_file)) == 402
+
+
+async def test_a_refused_writeback_hint_loses_nothing(
+    out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hints = _record_writeback_hints(monkeypatch, every=1, error=OSError(22, "Invalid argument"))
+    obs = await _run(out, 20)
+    assert hints
+    assert len(trace_of(obs.trace_file)) == 42
+    metadata = metadata_of(obs.metadata_file)
+    assert metadata["events_written"] == 42 and metadata["write_errors"] == {}
