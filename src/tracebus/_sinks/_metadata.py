@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from .._events import SCHEMA_VERSION
 from .._layout import RunLayout
@@ -57,9 +58,13 @@ def build_metadata(
     }
 
 
+_encoder = msgspec.json.Encoder(enc_hook=repr)
+
+
 def encode_metadata(data: dict[str, Any]) -> str:
-    """The metadata file's text: indented JSON and a final newline."""
-    return json.dumps(data, indent=2, default=repr) + "\n"
+    """The metadata file's text: indented JSON (UTF-8, not escaped) and a final newline."""
+    # msgspec, then its formatter: a tenth of json.dumps's time for a big node_times table
+    return msgspec.json.format(_encoder.encode(data), indent=2).decode() + "\n"
 
 
 def write_text_atomic(path: Path, text: str) -> None:

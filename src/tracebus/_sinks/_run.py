@@ -18,7 +18,7 @@ from .._state import IsoClock, RunState
 from .._writer import STEP_EVENTS
 from ._encoding import encode_log, encode_trace
 from ._files import AppendFile, BatchAppender
-from ._metadata import build_metadata, encode_metadata, write_text_atomic
+from ._metadata import build_metadata, write_json_atomic
 from ._progress import Progress
 
 _RULE = "=" * 80
@@ -123,20 +123,13 @@ class RunFiles:
             for handle in self._logs:
                 await handle.write("".join(tail).encode(), 0)
         files = (*self._traces, *self._logs)
-        errors = [f.error for f in files]
-        encoded: list[str] = []
-        # The four fsyncs wait on the disk, not on each other (AppendFile.aclose never raises);
-        # meanwhile a worker thread encodes the metadata (for a big run, that takes as long).
-        # It is written once they are done, and encoded again if one of them failed.
+        # The four fsyncs wait on the disk, not on each other (AppendFile.aclose never raises).
         async with anyio.create_task_group() as group:
             for handle in files:
                 group.start_soon(handle.aclose)
-            group.start_soon(self._encode_metadata, encoded)
-        if not encoded or [f.error for f in files] != errors:
-            encoded[:] = [await self._encode_metadata_now()]
         failures = {str(f.path): (f.lost, f.error) for f in files if f.error is not None}
         try:
-            await anyio.to_thread.run_sync(write_text_atomic, self.layout.metadata_file, encoded[0])
+            await self.write_metadata()
         except OSError as exc:
             failures[str(self.layout.metadata_file)] = (0, exc)
         if failures:
@@ -144,16 +137,6 @@ class RunFiles:
 
     async def write_metadata(self) -> None:
         """Write the metadata as it stands now, atomically. Raises OSError."""
-        text = await self._encode_metadata_now()
-        await anyio.to_thread.run_sync(write_text_atomic, self.layout.metadata_file, text)
-
-    async def _encode_metadata(self, encoded: list[str]) -> None:
-        try:
-            encoded.append(await self._encode_metadata_now())
-        except Exception:  # noqa: S110 - aclose encodes it again and lets that raise
-            pass
-
-    async def _encode_metadata_now(self) -> str:
         main_trace = self._traces[0]
         self.metadata = build_metadata(
             self.layout,
@@ -172,7 +155,7 @@ class RunFiles:
                 if f.error is not None
             },
         )
-        return await anyio.to_thread.run_sync(encode_metadata, self.metadata)
+        await anyio.to_thread.run_sync(write_json_atomic, self.layout.metadata_file, self.metadata)
 
     def _close_progress(self, lines: list[str]) -> None:
         if self._progress is not None:
