@@ -1,8 +1,10 @@
-"""The writer's file sinks under faults: a full disk, a removed file, a size limit."""
+"""The writer's file sinks under faults: a full disk, a removed file, a size limit, a failed
+fsync."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -126,3 +128,31 @@ def test_removed_output_dir_at_close_is_reported(out: Path) -> None:
     assert "metadata_00.json: 0 event(s) not written (FileNotFoundError" in message
     assert "was removed while the run wrote it" in message
     assert not any(out.rglob("*.json"))
+
+
+async def test_a_failed_fsync_at_close_is_reported_in_the_metadata(
+    out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(".log"):
+            raise OSError(5, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    obs = tracebus.Observer("wf", out, total_nodes=3, progress=False, console=None)
+    with pytest.raises(tracebus.SinkError, match="Input/output error") as caught:
+        async with obs:
+            for i in range(3):
+                async with obs.node(f"n{i}", i):
+                    pass
+    layout = obs.layout
+    assert set(caught.value.failures) == {str(layout.log_file), str(layout.audit_log_file)}
+    metadata = metadata_of(obs.metadata_file)  # written all the same, and saying so
+    assert metadata["status"] == "complete" and metadata["events_written"] == 8
+    assert metadata["write_errors"] == {
+        str(path): {"events_lost": 0, "error": "OSError: [Errno 5] Input/output error"}
+        for path in (layout.log_file, layout.audit_log_file)
+    }
+    assert len(trace_of(obs.trace_file)) == 8

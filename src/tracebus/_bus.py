@@ -214,10 +214,10 @@ class EventBus:
         overflow: Overflow = "raise",
         max_batch: int = DEFAULT_MAX_BATCH,
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
-        stamp: Callable[[list[Event]], list[Event]] | None = None,
+        prepare: Callable[[list[Event]], list[Event]] | None = None,
     ) -> None:
         self._queue = EventQueue(capacity, overflow)
-        self._writer = Writer(self._queue, sinks, max_batch=max_batch, stamp=stamp)
+        self._writer = Writer(self._queue, sinks, max_batch=max_batch, prepare=prepare)
         self._close_timeout = close_timeout
         self._task_group: TaskGroup | None = None
         self._entered = False

@@ -86,6 +86,6 @@ def open_run(
         capacity=capacity,
         overflow=overflow,
         close_timeout=close_timeout,
-        stamp=state.apply,
+        prepare=files.prepare,
     )
     return Run(layout, state, files, bus, started)

@@ -32,7 +32,7 @@ async def test_bus_counts_left_out_events_and_still_drains() -> None:
     events = EventFactory("wf", "r", "p")
     state = RunState("wf", "r", 0, 0.0)
     sink = CapturingSink()
-    async with EventBus([sink], stamp=state.apply) as bus:
+    async with EventBus([sink], prepare=state.apply) as bus:
         for _ in range(2):  # the same three events, sent twice
             for event in numbered([events.note(str(i), None, {}) for i in range(3)], "p"):
                 await bus.emit(event)

@@ -9,13 +9,11 @@ from datetime import datetime
 from typing import Any, TextIO
 
 import anyio
-import anyio.lowlevel
 
 from .._events import Event, WorkflowComplete, WorkflowError, WorkflowStart
 from .._exceptions import SinkError
 from .._layout import RunLayout
 from .._state import IsoClock, RunState
-from .._writer import STEP_EVENTS
 from ._encoding import encode_log, encode_trace
 from ._files import AppendFile, BatchAppender
 from ._metadata import build_metadata, write_json_atomic
@@ -56,6 +54,11 @@ class RunFiles:
         self._traces = (AppendFile(layout.trace_file), AppendFile(layout.audit_trace_file))
         self._logs = (AppendFile(layout.log_file), AppendFile(layout.audit_log_file))
         self._appender = BatchAppender()
+        # what prepare() made and write_batch() writes next
+        self._trace_chunks: list[bytes] = []
+        self._log_chunks: list[bytes] = []
+        self._shown: list[str] = []
+        self._prepared = 0
         state.trace_file = str(layout.trace_file)
         state.log_file = str(layout.log_file)
 
@@ -63,22 +66,30 @@ class RunFiles:
         for handle in (*self._traces, *self._logs):
             await handle.open()
 
-    async def write_batch(self, events: Sequence[Event]) -> None:
-        # A big batch is encoded a step at a time, letting the loop run between steps; the
-        # steps' chunks go to each file in one vectored write.
-        traces: list[bytes] = []
-        logs: list[bytes] = []
-        shown: list[str] = []
-        count = len(events)
-        for start in range(0, count, STEP_EVENTS):
-            if start:
-                await anyio.lowlevel.checkpoint()
-            step = events[start : start + STEP_EVENTS] if count > STEP_EVENTS else events
-            traces.append(encode_trace(step))
-            if _LIFECYCLE.isdisjoint(map(type, step)):
-                logs.append(encode_log(step).encode())
+    def prepare(self, events: list[Event]) -> list[Event]:
+        """Stamp one step of a batch (see ``RunState.apply``) and make its trace and log lines
+        at once, while the events are still in the CPU cache; ``write_batch`` writes them.
+
+        The writer calls it on each step of a batch before handing the batch (the events kept
+        here) to the sinks. Returns the events kept.
+        """
+        kept = self._state.apply(events)
+        if kept:
+            self._trace_chunks.append(encode_trace(kept))
+            if _LIFECYCLE.isdisjoint(map(type, kept)):
+                self._log_chunks.append(encode_log(kept).encode())
             else:
-                logs.append(self._log_with_blocks(step, shown).encode())
+                self._log_chunks.append(self._log_with_blocks(kept, self._shown).encode())
+            self._prepared += len(kept)
+        return kept
+
+    async def write_batch(self, events: Sequence[Event]) -> None:
+        """Write the lines ``prepare`` made for ``events``: one vectored write per file."""
+        traces, logs, shown = self._trace_chunks, self._log_chunks, self._shown
+        count, self._prepared = self._prepared, 0
+        self._trace_chunks, self._log_chunks, self._shown = [], [], []
+        if count != len(events):
+            raise RuntimeError(f"{len(events)} events to write, {count} prepared")
         if self._progress is not None and (line := self._progress.update()):
             logs.append(self._progress_line(line).encode())
         await self._appender.append(
@@ -113,7 +124,7 @@ class RunFiles:
         return "".join(parts)
 
     async def aclose(self) -> None:
-        """Final progress line, fsync and close the files, then write the metadata.
+        """Final progress line, fsync and close the files, write the metadata.
 
         Raises SinkError naming each file that failed and how many events it lost.
         """
@@ -123,17 +134,29 @@ class RunFiles:
             for handle in self._logs:
                 await handle.write("".join(tail).encode(), 0)
         files = (*self._traces, *self._logs)
-        # The four fsyncs wait on the disk, not on each other (AppendFile.aclose never raises).
+        errors = [f.error for f in files]
+        metadata_error: list[OSError] = []
+        # The four fsyncs and the metadata's write wait on the disk, not on each other
+        # (AppendFile.aclose never raises); should an fsync fail, the metadata is written again
+        # to say so.
         async with anyio.create_task_group() as group:
             for handle in files:
                 group.start_soon(handle.aclose)
+            group.start_soon(self._write_metadata_into, metadata_error)
+        if [f.error for f in files] != errors:
+            metadata_error.clear()
+            await self._write_metadata_into(metadata_error)
         failures = {str(f.path): (f.lost, f.error) for f in files if f.error is not None}
+        if metadata_error:
+            failures[str(self.layout.metadata_file)] = (0, metadata_error[0])
+        if failures:
+            raise SinkError(failures)
+
+    async def _write_metadata_into(self, errors: list[OSError]) -> None:
         try:
             await self.write_metadata()
         except OSError as exc:
-            failures[str(self.layout.metadata_file)] = (0, exc)
-        if failures:
-            raise SinkError(failures)
+            errors.append(exc)
 
     async def write_metadata(self) -> None:
         """Write the metadata as it stands now, atomically. Raises OSError."""
