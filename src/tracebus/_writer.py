@@ -27,7 +27,7 @@ SINK_CLOSE_TIMEOUT = 30.0
 
 #: Events prepared between two checkpoints: a big batch is handled a step at a time, so the
 #: writer never holds the event loop for long (well under 1 ms a step).
-STEP_EVENTS = 256
+STEP_EVENTS = 128
 
 
 @runtime_checkable

@@ -103,7 +103,7 @@ def _append_each(work: list[tuple[int, Sequence[bytes], bool]]) -> list[OSError 
 
 
 #: Bytes appended to a file between two writeback hints (see the module's docstring).
-WRITEBACK_BYTES = 16 * 1024 * 1024
+WRITEBACK_BYTES = 4 * 1024 * 1024
 _fadvise = getattr(os, "posix_fadvise", None)  # not on macOS
 
 
