@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from tracebus._factory import EventFactory
 from tracebus._state import IsoClock, RunState
 
@@ -35,3 +37,23 @@ def test_iso_clock_formats_utc_with_microseconds() -> None:
     assert iso(0.25) == "1970-01-01T00:00:00.250000+00:00"
     assert iso(86_400.5) == "1970-01-02T00:00:00.500000+00:00"
     assert iso(86_400.000001) == "1970-01-02T00:00:00.000001+00:00"
+
+
+def test_apply_stamps_timestamps_as_the_iso_clock_formats_them_across_seconds() -> None:
+    events = EventFactory("wf", "r")
+    state = RunState("wf", "r", 0, 0.0)
+    epochs = [1_795_823_321.999_999_6, 1_795_823_322.0, 1_795_823_322.123_456, 86_400.5, 0.25]
+    batch = [events.node_start(f"n{i}", i) for i in range(len(epochs))]
+    for event, epoch in zip(batch, epochs, strict=True):
+        event.epoch_seconds = epoch
+    given = events.node_start("given", None)
+    given.timestamp = "kept as sent"
+    state.apply([*batch, given])
+    expected = [
+        datetime.fromtimestamp(round(e * 1e6) / 1e6, UTC).isoformat(timespec="microseconds")
+        for e in epochs
+    ]
+    assert [e.timestamp for e in batch] == expected
+    assert expected[0] == "2026-11-27T23:48:42.000000+00:00"  # rounded up into the next second
+    assert given.timestamp == "kept as sent"
+    assert state.peak_in_flight == len(epochs) + 1

@@ -33,11 +33,15 @@ class IsoClock:
 
     def __call__(self, epoch: float) -> str:
         second, micros = divmod(round(epoch * 1_000_000), 1_000_000)
-        if second != self._second:
-            self._second = second
-            self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+        prefix = self._prefix if second == self._second else self.prefix(second)
         # two table look-ups instead of an int format: this runs once per event
-        return f"{self._prefix}{_DIGITS[micros // 1000]}{_DIGITS[micros % 1000]}+00:00"
+        return f"{prefix}{_DIGITS[micros // 1000]}{_DIGITS[micros % 1000]}+00:00"
+
+    def prefix(self, second: int) -> str:
+        """``YYYY-MM-DDTHH:MM:SS.`` of ``second``, remembered for the next call."""
+        self._second = second
+        self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+        return self._prefix
 
 
 #: Per-node durations and costs kept for the metadata and the completion event. Past this
@@ -103,10 +107,13 @@ class RunState:
         is at or below that producer's highest ``seq`` so far is a duplicate and left out.
         """
         # The writer's per-event hot path: node starts and successes are handled inline (as
-        # _start and _end would), with the tables in locals; other kinds go through the methods.
+        # _start and _end would) with the tables and the clock's state in locals, and the ISO
+        # timestamp made here (as IsoClock does); other kinds go through the methods.
         iso = self._iso
+        second_now, prefix = iso._second, iso._prefix
         last_seq = self.last_seq
         in_flight, node_times = self.in_flight, self.node_times
+        max_details, peak = self._max_node_details, self.peak_in_flight
         kept: list[Event] = []
         seq = self.seq
         try:
@@ -122,13 +129,18 @@ class RunState:
                     event.seq = seq
                 kept.append(event)
                 if not event.timestamp:
-                    event.timestamp = iso(event.epoch_seconds)
+                    second, micros = divmod(round(event.epoch_seconds * 1_000_000), 1_000_000)
+                    if second != second_now:
+                        second_now, prefix = second, iso.prefix(second)
+                    event.timestamp = (
+                        f"{prefix}{_DIGITS[micros // 1000]}{_DIGITS[micros % 1000]}+00:00"
+                    )
                 kind = type(event)
                 if kind is NodeStart:
                     start: NodeStart = event  # type: ignore[assignment]
                     in_flight[start.node_id] = start.node_index
-                    if len(in_flight) > self.peak_in_flight:
-                        self.peak_in_flight = len(in_flight)
+                    if len(in_flight) > peak:
+                        peak = len(in_flight)
                 elif kind is NodeSuccess:
                     success: NodeSuccess = event  # type: ignore[assignment]
                     node_id = success.node_id
@@ -136,24 +148,28 @@ class RunState:
                     if success.node_index is None:
                         success.node_index = index
                     cost = success.cost_usd
-                    self.cost_usd += cost
-                    if node_id in node_times or len(node_times) < self._max_node_details:
+                    if len(node_times) < max_details or node_id in node_times:
                         node_times[node_id] = success.duration_seconds
                         if cost:
                             self.node_costs[node_id] = self.node_costs.get(node_id, 0.0) + cost
                     else:
                         self.node_details_dropped += 1
+                    if cost:
+                        self.cost_usd += cost
                     self.nodes_completed += 1
-                elif kind is NodeFailure:
-                    self._end(event)  # type: ignore[arg-type]
-                elif kind is NodeSkipped or kind is NodeRetry:
-                    self._other_node_event(event)  # type: ignore[arg-type]
-                elif kind is WorkflowComplete or kind is WorkflowError:
-                    self._finish(event)  # type: ignore[arg-type]
-                elif kind is WorkflowStart:
-                    self.started = min(self.started, event.epoch_seconds)
+                else:
+                    self.peak_in_flight = peak  # the methods below may read it
+                    if kind is NodeFailure:
+                        self._end(event)  # type: ignore[arg-type]
+                    elif kind is NodeSkipped or kind is NodeRetry:
+                        self._other_node_event(event)  # type: ignore[arg-type]
+                    elif kind is WorkflowComplete or kind is WorkflowError:
+                        self._finish(event)  # type: ignore[arg-type]
+                    elif kind is WorkflowStart:
+                        self.started = min(self.started, event.epoch_seconds)
         finally:
             self.seq = seq
+            self.peak_in_flight = peak
             self.events += len(kept)
         return kept
 
