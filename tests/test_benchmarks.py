@@ -67,3 +67,18 @@ def test_unknown_peer_is_refused(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "unknown peers: nonesuch" in result.stderr
+
+
+def test_parts_reports_each_part_of_the_cost() -> None:
+    result = subprocess.run(
+        [sys.executable, str(RUN.with_name("parts.py")), "--nodes", "30", "--runs", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "30 nodes (62 events), median of 1 runs each"
+    assert [line.split()[0] for line in lines[1:]] == ["baseline", "queue", "no", "full"]
+    assert all("µs/event" in line for line in lines[2:])
