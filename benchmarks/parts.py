@@ -12,8 +12,8 @@ variants is what the part switched off costs:
 - ``no writes``: everything but the file writes (events stamped, lines encoded);
 - ``full``: tracebus as it ships.
 
-Parts are switched off by replacing ``RunFiles.prepare`` and ``RunFiles.write_batch`` in this
-process only; this is a diagnostic, not a peer.
+Parts are switched off by replacing ``RunFiles.prepare``, ``RunFiles.write_batch`` and
+``BatchAppender.append`` in this process only; this is a diagnostic, not a peer.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -36,14 +35,15 @@ from peers.tracebus_peer import TracebusAsync  # noqa: E402
 from workload import events_of, run_async_workflow  # noqa: E402
 
 from tracebus._events import Event  # noqa: E402
+from tracebus._sinks._files import BatchAppender  # noqa: E402
 from tracebus._sinks._run import RunFiles  # noqa: E402
 
 VARIANTS = ("baseline", "queue only", "no writes", "full")
 WORKERS = 50  # as in run.py
 
 
-async def _skip_writes(self: RunFiles, events: Sequence[Event]) -> None:
-    self._trace_chunks, self._log_chunks, self._shown, self._prepared = [], [], [], 0
+async def _write_nothing(self: object, *args: object) -> None:
+    pass
 
 
 def _keep_as_they_are(self: RunFiles, events: list[Event]) -> list[Event]:
@@ -67,13 +67,13 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=21)
     args = parser.parse_args()
-    prepare, write_batch = RunFiles.prepare, RunFiles.write_batch
+    prepare, write_batch, append = RunFiles.prepare, RunFiles.write_batch, BatchAppender.append
     medians: dict[str, float] = {}
     for variant in VARIANTS:
-        RunFiles.prepare = _keep_as_they_are if variant == "queue only" else prepare  # type: ignore[method-assign]
-        RunFiles.write_batch = (  # type: ignore[method-assign]
-            write_batch if variant == "full" else _skip_writes
-        )
+        queue_only = variant == "queue only"
+        RunFiles.prepare = _keep_as_they_are if queue_only else prepare  # type: ignore[method-assign]
+        RunFiles.write_batch = _write_nothing if queue_only else write_batch  # type: ignore[method-assign]
+        BatchAppender.append = append if variant == "full" else _write_nothing  # type: ignore[method-assign]
         medians[variant] = asyncio.run(_median_seconds(variant, args.nodes, args.runs))
     events = events_of(args.nodes)
     print(f"{args.nodes:,} nodes ({events:,} events), median of {args.runs} runs each")
