@@ -19,7 +19,6 @@ from .conftest import (
     NatsServer,
     delete_stream,
     free_port,
-    stream_args,
     trace_lines,
     tracebus_cli,
     unique_stream,
@@ -155,7 +154,7 @@ def test_sync_twin_publishes_through_nats(shared: NatsSettings, tmp_path: Path) 
 
 @pytest.mark.parametrize("how", ["password", "token"])
 async def test_credentials_from_files_and_environment(
-    tmp_path: Path, how: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, how: str, monkeypatch: pytest.MonkeyPatch, collectors: list[Collector]
 ) -> None:
     auth = ("--user", "svc", "--pass", "s3cret") if how == "password" else ("--auth", "t0ken")
     server = NatsServer(tmp_path / "js", auth)
@@ -185,12 +184,10 @@ async def test_credentials_from_files_and_environment(
         flag = ["--nats-password-file", str(secret), "--nats-user", "svc"]
         if how == "token":
             flag = ["--nats-token-file", str(secret)]
-        process = tracebus_cli("serve", *stream_args(good), *flag, "--out", str(tmp_path / "out"))
-        assert process.stdout is not None
-        assert "consuming" in process.stdout.readline()
-        process.terminate()
-        _, err = process.communicate(timeout=60)
-        assert process.returncode == 0, err
+        collector = Collector(good, tmp_path / "out", *flag)
+        collectors.append(collector)
+        collector.start()  # connected with the credentials: it says it is consuming
+        collector.stop()  # SIGTERM, exit code 0
     finally:
         server.stop()
 
