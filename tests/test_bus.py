@@ -248,7 +248,8 @@ class CancellingSink(CapturingSink):
         self.closed = True
 
 
-def test_a_bus_cancelled_while_entering_closes_instead_of_hanging() -> None:
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_bus_cancelled_while_entering_closes_instead_of_hanging(backend: str) -> None:
     outcome: list[object] = []
 
     async def main() -> None:
@@ -260,7 +261,9 @@ def test_a_bus_cancelled_while_entering_closes_instead_of_hanging() -> None:
         outcome.extend([scope.cancelled_caught, sink.closed, [e.message for e in sink.events]])
 
     # in a thread: a hang must fail the test, and a shielded wait cannot be timed out
-    thread = threading.Thread(target=anyio.run, args=(main,), daemon=True)
+    thread = threading.Thread(
+        target=anyio.run, args=(main,), kwargs={"backend": backend}, daemon=True
+    )
     thread.start()
     thread.join(timeout=30)
     assert not thread.is_alive(), "entering a cancelled bus hung"
