@@ -157,16 +157,14 @@ class RunState:
                     if cost:
                         self.cost_usd += cost
                     self.nodes_completed += 1
-                else:
-                    self.peak_in_flight = peak  # the methods below may read it
-                    if kind is NodeFailure:
-                        self._end(event)  # type: ignore[arg-type]
-                    elif kind is NodeSkipped or kind is NodeRetry:
-                        self._other_node_event(event)  # type: ignore[arg-type]
-                    elif kind is WorkflowComplete or kind is WorkflowError:
-                        self._finish(event)  # type: ignore[arg-type]
-                    elif kind is WorkflowStart:
-                        self.started = min(self.started, event.epoch_seconds)
+                elif kind is NodeFailure:
+                    self._end(event)  # type: ignore[arg-type]
+                elif kind is NodeSkipped or kind is NodeRetry:
+                    self._other_node_event(event)  # type: ignore[arg-type]
+                elif kind is WorkflowComplete or kind is WorkflowError:
+                    self._finish(event)  # type: ignore[arg-type]
+                elif kind is WorkflowStart:
+                    self.started = min(self.started, event.epoch_seconds)
         finally:
             self.seq = seq
             self.peak_in_flight = peak
