@@ -15,7 +15,6 @@ import anyio
 
 from ._bus import DEFAULT_CAPACITY, DEFAULT_CLOSE_TIMEOUT, BusStatistics, EventBus
 from ._events import Event
-from ._exceptions import QueueFullError
 from ._factory import EventFactory
 from ._hashing import hash_output
 from ._layout import RunLayout, new_run_id, validate_id
@@ -189,11 +188,10 @@ class Observer(AsyncCalls):
         bus = self._bus
         if bus is None:
             return False  # _emit says the observer is not open
-        try:
-            bus.emit_nowait(event)  # drops and counts under overflow="drop"
-        except QueueFullError:
-            return False
-        return True
+        if self._drop:
+            bus.emit_nowait(event)  # drops and counts the event when the queue is full
+            return True
+        return bus.offer(event)
 
     async def _emit(self, event: Event) -> None:
         await self._require_bus().emit(event)
