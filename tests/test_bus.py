@@ -10,6 +10,7 @@ import pytest
 
 import tracebus
 from tracebus import Event, EventBus, Note
+from tracebus._writer import STEP_EVENTS
 from tracebus.testing import CapturingSink
 
 
@@ -45,6 +46,57 @@ async def test_events_reach_the_sink_in_emit_order() -> None:
             await bus.emit(note(i))
     assert [int(e.message) for e in sink.events] == list(range(1_000))  # type: ignore[attr-defined]
     assert bus.statistics().written == 1_000
+
+
+class BatchSizes(CapturingSink):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+
+    async def write_batch(self, events: Sequence[Event]) -> None:
+        self.sizes.append(len(events))
+        await super().write_batch(events)
+
+
+async def test_a_backlog_is_written_in_large_batches_prepared_a_step_at_a_time() -> None:
+    steps: list[int] = []
+    ticks_at_step: list[int] = []
+    ticks = 0
+
+    def prepare(events: list[Event]) -> list[Event]:
+        steps.append(len(events))
+        ticks_at_step.append(ticks)
+        return events
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await anyio.lowlevel.checkpoint()
+
+    sink = BatchSizes()
+    async with anyio.create_task_group() as group:
+        group.start_soon(ticker)
+        async with EventBus([sink], capacity=3_000, max_batch=1_000, prepare=prepare) as bus:
+            for i in range(2_500):  # no checkpoint: a backlog the writer finds all at once
+                bus.emit_nowait(note(i))
+            await bus.wait_drained()
+        group.cancel_scope.cancel()
+    assert sink.sizes == [1_000, 1_000, 500]
+    full, last = divmod(1_000, STEP_EVENTS)
+    assert steps == 2 * ([STEP_EVENTS] * full + [last]) + [STEP_EVENTS] * 3 + [500 - 384]
+    # other tasks ran between every two steps: the writer never held the loop for a batch
+    assert all(b > a for a, b in zip(ticks_at_step, ticks_at_step[1:], strict=False))
+    assert [int(e.message) for e in sink.events] == list(range(2_500))  # type: ignore[attr-defined]
+
+
+async def test_a_trickle_of_events_is_written_as_it_comes() -> None:
+    sink = BatchSizes()
+    async with EventBus([sink], prepare=lambda events: events) as bus:
+        for i in range(50):
+            await bus.emit(note(i))
+            await anyio.sleep(0.001)
+    assert len(sink.events) == 50 and max(sink.sizes) <= 2
 
 
 async def test_emit_nowait_raises_when_full() -> None:

@@ -27,6 +27,7 @@ Overflow = Literal["raise", "drop"]
 DEFAULT_CAPACITY = 10_000
 DEFAULT_MAX_BATCH = 4_096
 DEFAULT_CLOSE_TIMEOUT = 30.0
+RESUME_ROOM = 1_024
 
 
 class BusStatistics(NamedTuple):
@@ -53,6 +54,8 @@ class EventQueue:
             raise ValueError(f"overflow must be 'raise' or 'drop', got {overflow!r}")
         self.capacity = capacity
         self.overflow = overflow
+        # producers waiting for room are let in once this few events are queued (see take)
+        self._resume_at = capacity - min(RESUME_ROOM, max(1, capacity // 4))
         self.items: deque[Event] = deque()
         self.closed = True  # until the writer is running
         self._opened = False
@@ -172,12 +175,16 @@ class EventQueue:
                 pass
 
     def take(self, limit: int) -> list[Event]:
-        """Pop up to ``limit`` events (writer only) and let waiting producers in."""
+        """Pop up to ``limit`` events (writer only). Producers waiting for room are let in
+        once RESUME_ROOM places (a quarter of a small queue) are free: the writer takes a
+        step at a time, and waking every waiting producer for each step's few free places
+        would cost more than the steps."""
         items = self.items
         batch = [items.popleft() for _ in range(min(limit, len(items)))]
         if batch:
             self.taken += len(batch)
-            self._release_waiters()
+            if len(items) <= self._resume_at:
+                self._release_waiters()
         return batch
 
     async def wait_for_events(self) -> None:

@@ -3,9 +3,10 @@
 are still in the CPU cache), hands each batch to every sink and subscriber, and closes the
 sinks once the queue is closed and empty.
 
-Each batch goes to the OS as soon as it is drained (one write per file per batch), so the
-flush policy is "every batch": a quiet run writes each event at once, a busy one writes
-batches of up to ``max_batch`` events. Files are fsynced at close.
+A batch is taken from the queue a step at a time, the producers running between the steps,
+and grows while a backlog lasts, up to ``max_batch``; it goes to the OS once complete (one
+write per file per batch). So a quiet run writes each event at once and a busy one writes
+large batches. Files are fsynced at close.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ if TYPE_CHECKING:
 #: How long closing the sinks may take once the queue is drained.
 SINK_CLOSE_TIMEOUT = 30.0
 
-#: Events prepared between two checkpoints: a big batch is handled a step at a time, so the
-#: writer never holds the event loop for long (well under 1 ms a step).
+#: Events taken and prepared between two checkpoints: the writer never holds the event loop
+#: for long (well under 1 ms a step).
 STEP_EVENTS = 128
 
 
@@ -157,17 +158,14 @@ class Writer:
         self._progressed.set()
 
     async def _drain(self) -> None:
-        queue, limit = self._queue, self._max_batch
+        queue = self._queue
         while True:
-            batch = queue.take(limit)
-            if not batch:
+            taken, batch = await self._gather()
+            if not taken:
                 if queue.closed:
                     return
                 await queue.wait_for_events()
                 continue
-            taken = self.in_progress = len(batch)
-            if self._prepare is not None:
-                batch = await self._prepare_in_steps(self._prepare, batch)
             if batch:
                 for sink in self._sinks:
                     try:
@@ -183,19 +181,24 @@ class Writer:
             if self._progress_waiters:
                 self._progressed.set()
                 self._progressed = anyio.Event()
+            await anyio.lowlevel.checkpoint()  # between two batches too, the producers' turn
 
-    @staticmethod
-    async def _prepare_in_steps(
-        prepare: Callable[[list[Event]], list[Event]], batch: list[Event]
-    ) -> list[Event]:
-        if len(batch) <= STEP_EVENTS:
-            return prepare(batch)
+    async def _gather(self) -> tuple[int, list[Event]]:
+        """Take events a step at a time, preparing each step, for as long as the queue holds
+        a step's worth or more (a backlog), up to max_batch; a short step means the writer has
+        caught up, and the batch goes out. Returns how many were taken and those kept."""
+        queue, limit, prepare = self._queue, self._max_batch, self._prepare
+        step = limit if prepare is None else STEP_EVENTS
+        taken = 0
         kept: list[Event] = []
-        for start in range(0, len(batch), STEP_EVENTS):
-            if start:
-                await anyio.lowlevel.checkpoint()
-            kept += prepare(batch[start : start + STEP_EVENTS])
-        return kept
+        while events := queue.take(min(step, limit - taken)):
+            taken += len(events)
+            self.in_progress = taken
+            kept += events if prepare is None else prepare(events)
+            if taken >= limit or len(events) < step:
+                break
+            await anyio.lowlevel.checkpoint()  # the producers' turn
+        return taken, kept
 
     def _publish(self, batch: list[Event]) -> None:
         first = self.written + self.duplicates
