@@ -42,6 +42,7 @@ def test_harness_runs_every_peer_and_writes_its_report(tmp_path: Path) -> None:
     for name, row in rows.items():
         assert row["complete"], f"{name} wrote {row['trace_lines']} trace lines"
         assert row["events"] == 62  # start and success per node, the run's start and end
+        assert row["warm_up_seconds"] > 0  # each child warmed up on a run of its own first
         if name not in ("baseline", "threads-baseline"):
             assert row["overhead_us_per_event"] is not None
     assert rows["otel"]["trace_lines"] == [31, 31]  # a span per node and the workflow's
@@ -51,6 +52,7 @@ def test_harness_runs_every_peer_and_writes_its_report(tmp_path: Path) -> None:
     assert len(sustained["rss_at"]) == 2
     table = (tmp_path / "latest.md").read_text()
     assert "| tracebus, progress off |" in table
+    assert "warm-up, 200 nodes (ms) |" in table
     assert "| OpenTelemetry BatchSpanProcessor |" in table
     assert "Sustained: 4,002 events from 100 producers" in table
     assert report["machine"]["cores"] and report["machine"]["python"]
