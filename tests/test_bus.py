@@ -107,6 +107,19 @@ async def test_emit_nowait_raises_when_full() -> None:
             bus.emit_nowait(note(4))
 
 
+async def test_offer_enqueues_while_there_is_room_and_never_drops() -> None:
+    sink = CapturingSink()
+    bus = EventBus([sink], capacity=3, overflow="drop")
+    with pytest.raises(tracebus.BusClosedError, match="not open yet"):
+        bus.offer(note(0))
+    async with bus:
+        assert [bus.offer(note(i)) for i in range(5)] == [True, True, True, False, False]
+        assert bus.statistics().dropped == 0  # refused, not dropped: the caller keeps them
+    assert [int(e.message) for e in sink.events] == [0, 1, 2]  # type: ignore[attr-defined]
+    with pytest.raises(tracebus.BusClosedError, match="closed"):
+        bus.offer(note(5))
+
+
 async def test_drop_policy_drops_and_counts_but_keeps_lifecycle_events() -> None:
     sink = CapturingSink()
     async with EventBus([sink], capacity=2, overflow="drop") as bus:
