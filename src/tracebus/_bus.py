@@ -54,7 +54,7 @@ class EventQueue:
             raise ValueError(f"overflow must be 'raise' or 'drop', got {overflow!r}")
         self.capacity = capacity
         self.overflow = overflow
-        # producers waiting for room are let in once this few events are queued (see take)
+        # producers waiting for room are let in once the queue is down to this (see take)
         self._resume_at = capacity - min(RESUME_ROOM, max(1, capacity // 4))
         self.items: deque[Event] = deque()
         self.closed = True  # until the writer is running
