@@ -28,7 +28,7 @@ SINK_CLOSE_TIMEOUT = 30.0
 
 #: Events taken and prepared between two checkpoints: the writer never holds the event loop
 #: for long (well under 1 ms a step).
-STEP_EVENTS = 128
+STEP_EVENTS = 96
 
 
 @runtime_checkable
