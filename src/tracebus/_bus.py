@@ -89,8 +89,7 @@ class EventQueue:
         """Enqueue without blocking; raise (or drop and count) when full."""
         if self.closed:
             raise self._refusal()
-        items = self.items
-        if len(items) >= self.capacity:
+        if len(self.items) >= self.capacity:
             if self.overflow == "raise":
                 raise QueueFullError(
                     f"event queue full ({self.capacity} events); "
@@ -100,20 +99,15 @@ class EventQueue:
                 with self._drop_lock:  # `+=` is not atomic across threads; drops are rare
                     self.dropped += 1
                 return
-        items.append(event)
-        if self._idle:  # after the append: see _wake
-            self._wake()
+        self._append(event)
 
     def offer(self, event: Event) -> bool:
         """Enqueue if there is room and say so; raise BusClosedError when closed."""
         if self.closed:
             raise self._refusal()
-        items = self.items
-        if len(items) >= self.capacity:
+        if len(self.items) >= self.capacity:
             return False
-        items.append(event)
-        if self._idle:  # after the append: see _wake
-            self._wake()
+        self._append(event)
         return True
 
     async def put(self, event: Event) -> None:
@@ -157,22 +151,18 @@ class EventQueue:
 
     def _append(self, event: Event) -> None:
         self.items.append(event)
+        # Order matters: append first, then look at _idle (the writer sets _idle, then looks
+        # at the queue), so either we wake it or it sees the event.
         if self._idle:
-            self._wake()
-
-    def _wake(self) -> None:
-        """Wake the idle writer. Producers call it after their append, when they see _idle
-        set: the writer sets _idle before it looks at the queue, so either a producer wakes
-        it or it sees the event."""
-        if threading.get_ident() == self._loop_thread:
-            self._idle = False  # one wake-up is enough: spare the producers that follow
-            self._wakeup.set()
-        elif not self._wake_pending and self._call_soon is not None:
-            self._wake_pending = True
-            try:
-                self._call_soon(self._wakeup.set)
-            except RuntimeError:  # the loop is gone; close() reports what is queued
-                pass
+            if threading.get_ident() == self._loop_thread:
+                self._idle = False  # one wake-up is enough: spare the producers that follow
+                self._wakeup.set()
+            elif not self._wake_pending and self._call_soon is not None:
+                self._wake_pending = True
+                try:
+                    self._call_soon(self._wakeup.set)
+                except RuntimeError:  # the loop is gone; close() reports what is queued
+                    pass
 
     def take(self, limit: int) -> list[Event]:
         """Pop up to ``limit`` events (writer only). Producers waiting for room are let in
