@@ -67,22 +67,21 @@ class SyncObserver(ThreadProducer):
         exit_timeout: float = 5.0,
         end_on_close: bool = True,
     ) -> None:
-        self._observer = Observer(
-            workflow_id,
-            output_dir,
-            total_nodes,
-            progress=progress,
-            console=console,
-            sinks=sinks,
-            capacity=capacity,
-            close_timeout=close_timeout,
-            run_id=run_id,
+        super().__init__(
+            Observer(
+                workflow_id,
+                output_dir,
+                total_nodes,
+                progress=progress,
+                console=console,
+                sinks=sinks,
+                capacity=capacity,
+                close_timeout=close_timeout,
+                run_id=run_id,
+            )
         )
-        super().__init__(self._observer)
         if not end_on_close:
             self._observer.mark_finished()
-        self.workflow_id = self._observer.workflow_id
-        self.run_id = self._observer.run_id
         self.total_nodes = total_nodes
         self._loop = LoopThread(
             self._observer,
