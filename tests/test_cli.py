@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import assert_consistent_run, trace_of
+from tracebus import cli
 
 
 def tracebus_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -63,3 +67,14 @@ def test_unwritable_output_is_a_one_line_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.startswith("tracebus demo: error: ")
     assert "Traceback" not in result.stderr
+
+
+def test_an_error_without_a_message_is_named_by_its_type(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def times_out(args: argparse.Namespace) -> int:
+        raise TimeoutError
+
+    monkeypatch.setattr(cli, "_demo", times_out)
+    assert cli.main(["demo"]) == 2
+    assert capsys.readouterr().err == "tracebus demo: error: TimeoutError\n"

@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except (TracebusError, OSError, ValueError) as exc:
-        print(f"tracebus {args.command}: error: {exc}", file=sys.stderr)
+        print(f"tracebus {args.command}: error: {str(exc) or type(exc).__name__}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -7,11 +7,16 @@ import json
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
+import anyio
 import nats
+import pytest
+from nats.js.client import JetStreamContext
 
 import tracebus
 from tracebus._factory import EventFactory
+from tracebus._nats._collector import NatsCollector
 from tracebus._nats._connection import ensure_stream
 from tracebus._nats._settings import NatsSettings
 from tracebus._service._protocol import Batch, encode
@@ -52,6 +57,37 @@ async def test_four_publisher_processes_into_one_run_write_every_event_once(
     assert metadata["events_written"] == len(trace) == 80_002
     assert metadata["nodes_completed"] == 40_000
     collector.stop()
+
+
+async def test_a_fetch_that_times_out_with_asyncios_error_is_retried(
+    shared: NatsSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """nats-py's fetch raises asyncio's TimeoutError, not its own, when its wait ran out
+    before the pull request went out (seen on a busy machine): the collector fetches again
+    instead of stopping."""
+    async with tracebus.connect(shared, "wf-slow", 3, run_id="run-1", producer="p1") as obs:
+        for index in range(3):
+            await obs.node_start(f"n{index}", index)
+            await obs.node_success(f"n{index}", 0.001)
+    fetch = JetStreamContext.PullSubscription.fetch
+    timeouts = 0
+
+    async def fetch_timing_out_twice(self: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal timeouts
+        if timeouts < 2:
+            timeouts += 1
+            raise TimeoutError
+        return await fetch(self, *args, **kwargs)
+
+    monkeypatch.setattr(JetStreamContext.PullSubscription, "fetch", fetch_timing_out_twice)
+    out = tmp_path / "out"
+    async with anyio.create_task_group() as tasks:
+        await tasks.start(NatsCollector(shared, out).run)
+        metadata = await anyio.to_thread.run_sync(wait_for_metadata, out)
+        tasks.cancel_scope.cancel()
+    assert timeouts == 2
+    assert_each_event_once(trace_lines(out), {"p1": 8})
+    assert metadata["events_written"] == 8
 
 
 async def test_collector_killed_mid_stream_and_restarted_loses_and_doubles_nothing(

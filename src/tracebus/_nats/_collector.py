@@ -127,7 +127,10 @@ class NatsCollector:
                     while True:
                         try:
                             messages = await subscription.fetch(self._fetch_batch, timeout=1.0)
-                        except (nats.errors.TimeoutError, nats.errors.ConnectionClosedError):
+                        # nats-py raises its own TimeoutError, or asyncio's when the wait ran
+                        # out before the pull request was sent (a busy machine): both subclass
+                        # the builtin
+                        except (TimeoutError, nats.errors.ConnectionClosedError):
                             continue
                         except nats.errors.Error as exc:
                             log.debug("fetch failed: %s", exc)
@@ -166,7 +169,7 @@ class NatsCollector:
             raise ServiceUnavailableError(
                 f"cannot set up consumer {self.durable} on stream {stream.name}: {exc.description}"
             ) from exc
-        except nats.errors.TimeoutError as exc:
+        except TimeoutError as exc:  # nats-py's and asyncio's alike
             raise ServiceUnavailableError("JetStream did not answer in time") from exc
 
     async def _handle_batch(self, router: RunRouter, messages: list[Msg]) -> _Fetched:

@@ -149,7 +149,7 @@ async def ensure_stream(js: JetStreamContext, stream: NatsStream) -> None:
         raise ServiceUnavailableError(
             f"JetStream refused stream {stream.name}: {exc.description}"
         ) from exc
-    except nats.errors.TimeoutError as exc:
+    except TimeoutError as exc:  # nats-py's and asyncio's alike
         raise ServiceUnavailableError("JetStream did not answer in time") from exc
     subjects = info.config.subjects or []
     if stream.subjects not in subjects:
