@@ -51,6 +51,8 @@ THREADS = 8
 PRODUCERS = 100
 CHILD_TIMEOUT = 300.0
 WARM_UP_NODES = 200
+#: Additions in the interpreter-speed check timed at the start and end of a run.
+SPEED_CHECK_ADDITIONS = 2_000_000
 
 
 # -- one measurement, in its own process -------------------------------------------------
@@ -269,6 +271,16 @@ def targets(rows: list[dict[str, Any]], sustained: dict[str, Any] | None) -> lis
     return checks
 
 
+def speed_check() -> float:
+    """Milliseconds for a fixed pure-Python loop: the same on one machine from run to run
+    unless the machine itself is slower (a busy host), which every figure then shows too."""
+    started = time.perf_counter()
+    total = 0
+    for number in range(SPEED_CHECK_ADDITIONS):
+        total += number
+    return (time.perf_counter() - started) * 1e3
+
+
 def machine() -> dict[str, Any]:
     model = ""
     try:
@@ -285,6 +297,7 @@ def machine() -> dict[str, Any]:
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
         "load_avg_start": os.getloadavg(),
+        "speed_check_ms_start": speed_check(),
     }
 
 
@@ -293,7 +306,10 @@ def markdown(report: dict[str, Any]) -> str:
     out = [
         f"Measured {report['date']} on {info['cores']} cores ({info['cpu'] or 'unknown CPU'}), "
         f"{info['implementation']} {info['python']}, {info['platform']}; load average "
-        f"{info['load_avg_start'][0]:.2f} at start, {info['load_avg_end'][0]:.2f} at end.",
+        f"{info['load_avg_start'][0]:.2f} at start, {info['load_avg_end'][0]:.2f} at end; "
+        f"speed check ({SPEED_CHECK_ADDITIONS:,} additions in a Python loop) "
+        f"{info['speed_check_ms_start']:.0f} ms at start, {info['speed_check_ms_end']:.0f} ms "
+        "at end.",
         f"Workload: {config['nodes']:,} nodes ({report['rows'][0]['events']:,} events), "
         f"{config['concurrency']} async workers or {config['threads']} threads; "
         f"median of {config['repeat']} rounds, each peer in a fresh process. "
@@ -416,6 +432,7 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(OSError):
             scratch_root.rmdir()
     report["machine"]["load_avg_end"] = os.getloadavg()
+    report["machine"]["speed_check_ms_end"] = speed_check()
     report["wall_seconds"] = time.perf_counter() - started
     report["targets"] = targets(report["rows"], sustained)
     table = markdown(report)
