@@ -83,7 +83,7 @@ async def test_a_fetch_that_times_out_with_asyncios_error_is_retried(
     out = tmp_path / "out"
     async with anyio.create_task_group() as tasks:
         await tasks.start(NatsCollector(shared, out).run)
-        metadata = await anyio.to_thread.run_sync(wait_for_metadata, out)
+        metadata = await anyio.to_thread.run_sync(wait_for_metadata, out, abandon_on_cancel=True)
         tasks.cancel_scope.cancel()
     assert timeouts == 2
     assert_each_event_once(trace_lines(out), {"p1": 8})
