@@ -21,11 +21,13 @@ import contextlib
 import json
 import os
 import platform
+import queue
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -51,8 +53,11 @@ THREADS = 8
 PRODUCERS = 100
 CHILD_TIMEOUT = 300.0
 WARM_UP_NODES = 200
-#: Additions in the interpreter-speed check timed at the start and end of a run.
+#: The speed checks timed at the start and end of a run: additions in a Python loop, file
+#: appends (open, append a line, close, as the seed-style observer does), thread round trips.
 SPEED_CHECK_ADDITIONS = 2_000_000
+SPEED_CHECK_APPENDS = 5_000
+SPEED_CHECK_ROUND_TRIPS = 5_000
 
 
 # -- one measurement, in its own process -------------------------------------------------
@@ -271,14 +276,47 @@ def targets(rows: list[dict[str, Any]], sustained: dict[str, Any] | None) -> lis
     return checks
 
 
-def speed_check() -> float:
-    """Milliseconds for a fixed pure-Python loop: the same on one machine from run to run
-    unless the machine itself is slower (a busy host), which every figure then shows too."""
+def speed_checks() -> dict[str, float]:
+    """Milliseconds for three fixed tasks, one per kind of work the peers do: interpreting
+    Python, file syscalls, waking another thread. On one machine each is the same from run to
+    run unless the machine itself is slowed (a busy host), which every figure then shows too;
+    between machines they tell which kind of work is dearer where."""
     started = time.perf_counter()
     total = 0
     for number in range(SPEED_CHECK_ADDITIONS):
         total += number
-    return (time.perf_counter() - started) * 1e3
+    python_loop = time.perf_counter() - started
+
+    with tempfile.TemporaryDirectory(prefix="tracebus-speed-") as scratch:
+        path = Path(scratch) / "appends.log"
+        line = "x" * 99 + "\n"
+        started = time.perf_counter()
+        for _ in range(SPEED_CHECK_APPENDS):
+            with open(path, "a") as file:
+                file.write(line)
+        file_appends = time.perf_counter() - started
+
+    requests: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+    replies: queue.SimpleQueue[int] = queue.SimpleQueue()
+
+    def echo() -> None:
+        while (message := requests.get()) is not None:
+            replies.put(message)
+
+    echoing = threading.Thread(target=echo)
+    echoing.start()
+    started = time.perf_counter()
+    for number in range(SPEED_CHECK_ROUND_TRIPS):
+        requests.put(number)
+        replies.get()
+    round_trips = time.perf_counter() - started
+    requests.put(None)
+    echoing.join()
+    return {
+        "python_loop_ms": python_loop * 1e3,
+        "file_appends_ms": file_appends * 1e3,
+        "thread_round_trips_ms": round_trips * 1e3,
+    }
 
 
 def machine() -> dict[str, Any]:
@@ -297,8 +335,20 @@ def machine() -> dict[str, Any]:
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
         "load_avg_start": os.getloadavg(),
-        "speed_check_ms_start": speed_check(),
+        "speed_checks_start": speed_checks(),
     }
+
+
+def _speed_checks_text(info: dict[str, Any]) -> str:
+    start, end = info["speed_checks_start"], info["speed_checks_end"]
+    return ", ".join(
+        f"{label} {start[key]:.0f} / {end[key]:.0f} ms"
+        for label, key in (
+            (f"{SPEED_CHECK_ADDITIONS:,} additions in a Python loop", "python_loop_ms"),
+            (f"{SPEED_CHECK_APPENDS:,} file appends (open, append, close)", "file_appends_ms"),
+            (f"{SPEED_CHECK_ROUND_TRIPS:,} thread round trips", "thread_round_trips_ms"),
+        )
+    )
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -307,9 +357,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"Measured {report['date']} on {info['cores']} cores ({info['cpu'] or 'unknown CPU'}), "
         f"{info['implementation']} {info['python']}, {info['platform']}; load average "
         f"{info['load_avg_start'][0]:.2f} at start, {info['load_avg_end'][0]:.2f} at end; "
-        f"speed check ({SPEED_CHECK_ADDITIONS:,} additions in a Python loop) "
-        f"{info['speed_check_ms_start']:.0f} ms at start, {info['speed_check_ms_end']:.0f} ms "
-        "at end.",
+        f"speed checks at start / end: {_speed_checks_text(info)}.",
         f"Workload: {config['nodes']:,} nodes ({report['rows'][0]['events']:,} events), "
         f"{config['concurrency']} async workers or {config['threads']} threads; "
         f"median of {config['repeat']} rounds, each peer in a fresh process. "
@@ -432,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(OSError):
             scratch_root.rmdir()
     report["machine"]["load_avg_end"] = os.getloadavg()
-    report["machine"]["speed_check_ms_end"] = speed_check()
+    report["machine"]["speed_checks_end"] = speed_checks()
     report["wall_seconds"] = time.perf_counter() - started
     report["targets"] = targets(report["rows"], sustained)
     table = markdown(report)

@@ -56,8 +56,11 @@ def test_harness_runs_every_peer_and_writes_its_report(tmp_path: Path) -> None:
     assert "| OpenTelemetry BatchSpanProcessor |" in table
     assert "Sustained: 4,002 events from 100 producers" in table
     assert report["machine"]["cores"] and report["machine"]["python"]
-    assert report["machine"]["speed_check_ms_start"] > 0
-    assert "ms at start" in table.splitlines()[0]
+    for moment in ("start", "end"):
+        checks = report["machine"][f"speed_checks_{moment}"]
+        assert sorted(checks) == ["file_appends_ms", "python_loop_ms", "thread_round_trips_ms"]
+        assert all(ms > 0 for ms in checks.values())
+    assert "5,000 thread round trips" in table.splitlines()[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.json", "latest.md"]
 
 
