@@ -281,12 +281,22 @@ def speed_checks() -> dict[str, float]:
     Python, file syscalls, waking another thread. On one machine each is the same from run to
     run unless the machine itself is slowed (a busy host), which every figure then shows too;
     between machines they tell which kind of work is dearer where."""
+    return {
+        "python_loop_ms": _python_loop_ms(),
+        "file_appends_ms": _file_appends_ms(),
+        "thread_round_trips_ms": _thread_round_trips_ms(),
+    }
+
+
+def _python_loop_ms() -> float:
     started = time.perf_counter()
     total = 0
     for number in range(SPEED_CHECK_ADDITIONS):
         total += number
-    python_loop = time.perf_counter() - started
+    return (time.perf_counter() - started) * 1e3
 
+
+def _file_appends_ms() -> float:
     with tempfile.TemporaryDirectory(prefix="tracebus-speed-") as scratch:
         path = Path(scratch) / "appends.log"
         line = "x" * 99 + "\n"
@@ -294,8 +304,10 @@ def speed_checks() -> dict[str, float]:
         for _ in range(SPEED_CHECK_APPENDS):
             with open(path, "a") as file:
                 file.write(line)
-        file_appends = time.perf_counter() - started
+        return (time.perf_counter() - started) * 1e3
 
+
+def _thread_round_trips_ms() -> float:
     requests: queue.SimpleQueue[int | None] = queue.SimpleQueue()
     replies: queue.SimpleQueue[int] = queue.SimpleQueue()
 
@@ -305,18 +317,15 @@ def speed_checks() -> dict[str, float]:
 
     echoing = threading.Thread(target=echo)
     echoing.start()
-    started = time.perf_counter()
-    for number in range(SPEED_CHECK_ROUND_TRIPS):
-        requests.put(number)
-        replies.get()
-    round_trips = time.perf_counter() - started
-    requests.put(None)
-    echoing.join()
-    return {
-        "python_loop_ms": python_loop * 1e3,
-        "file_appends_ms": file_appends * 1e3,
-        "thread_round_trips_ms": round_trips * 1e3,
-    }
+    try:
+        started = time.perf_counter()
+        for number in range(SPEED_CHECK_ROUND_TRIPS):
+            requests.put(number)
+            replies.get()
+        return (time.perf_counter() - started) * 1e3
+    finally:
+        requests.put(None)
+        echoing.join()
 
 
 def machine() -> dict[str, Any]:
