@@ -89,3 +89,23 @@ def test_parts_reports_each_part_of_the_cost() -> None:
     assert lines[0] == "30 nodes (62 events), median of 1 runs each"
     assert [line.split()[0] for line in lines[1:]] == ["baseline", "queue", "no", "full"]
     assert all("µs/event" in line for line in lines[2:])
+
+
+def test_a_ratio_just_short_of_its_target_is_reported_as_missed() -> None:
+    sys.path.insert(0, str(RUN.parent))
+    try:
+        import run as harness
+    finally:
+        sys.path.remove(str(RUN.parent))
+
+    def row(peer: str, overhead: float) -> dict[str, object]:
+        return {"peer": peer, "overhead_us_per_event": overhead, "lag_p99_ms": 1.0}
+
+    checks = harness.targets([row("tracebus", 6.57), row("logging", 65.63)], None)
+    assert checks[0] == {
+        "target": "overhead 10x lower than logging",
+        "measured": "9.9x",  # 9.99x: not "10.0x" beside "no"
+        "met": False,
+    }
+    exact = harness.targets([row("tracebus", 2.0), row("seed", 30.0)], None)
+    assert exact[0]["measured"] == "15.0x" and exact[0]["met"] is True
