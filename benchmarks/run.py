@@ -30,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -54,8 +55,7 @@ THREADS = 8
 PRODUCERS = 100
 CHILD_TIMEOUT = 300.0
 WARM_UP_NODES = 200
-#: The speed checks timed at the start and end of a run: additions in a Python loop, file
-#: appends (open, append a line, close, as the seed-style observer does), thread round trips.
+#: Sizes of the speed checks timed at the start and end of a run (see SPEED_CHECKS).
 SPEED_CHECK_ADDITIONS = 2_000_000
 SPEED_CHECK_APPENDS = 5_000
 SPEED_CHECK_ROUND_TRIPS = 5_000
@@ -284,18 +284,6 @@ def targets(rows: list[dict[str, Any]], sustained: dict[str, Any] | None) -> lis
     return checks
 
 
-def speed_checks() -> dict[str, float]:
-    """Milliseconds for three fixed tasks, one per kind of work the peers do: interpreting
-    Python, file syscalls, waking another thread. On one machine each is the same from run to
-    run unless the machine itself is slowed (a busy host), which every figure then shows too;
-    between machines they tell which kind of work is dearer where."""
-    return {
-        "python_loop_ms": _python_loop_ms(),
-        "file_appends_ms": _file_appends_ms(),
-        "thread_round_trips_ms": _thread_round_trips_ms(),
-    }
-
-
 def _python_loop_ms() -> float:
     started = time.perf_counter()
     total = 0
@@ -336,6 +324,30 @@ def _thread_round_trips_ms() -> float:
         echoing.join()
 
 
+#: The speed checks, one per kind of work the peers do: (key in the report, label, check).
+SPEED_CHECKS: tuple[tuple[str, str, Callable[[], float]], ...] = (
+    ("python_loop_ms", f"{SPEED_CHECK_ADDITIONS:,} additions in a Python loop", _python_loop_ms),
+    (
+        "file_appends_ms",
+        f"{SPEED_CHECK_APPENDS:,} file appends (open, append, close)",
+        _file_appends_ms,
+    ),
+    (
+        "thread_round_trips_ms",
+        f"{SPEED_CHECK_ROUND_TRIPS:,} thread round trips",
+        _thread_round_trips_ms,
+    ),
+)
+
+
+def speed_checks() -> dict[str, float]:
+    """Milliseconds for three fixed tasks: interpreting Python, file syscalls, waking another
+    thread. On one machine each is the same from run to run unless the machine itself is slowed
+    (a busy host), which every figure then shows too; between machines they tell which kind of
+    work is dearer where."""
+    return {key: check() for key, _, check in SPEED_CHECKS}
+
+
 def machine() -> dict[str, Any]:
     model = ""
     try:
@@ -359,12 +371,7 @@ def machine() -> dict[str, Any]:
 def _speed_checks_text(info: dict[str, Any]) -> str:
     start, end = info["speed_checks_start"], info["speed_checks_end"]
     return ", ".join(
-        f"{label} {start[key]:.0f} / {end[key]:.0f} ms"
-        for label, key in (
-            (f"{SPEED_CHECK_ADDITIONS:,} additions in a Python loop", "python_loop_ms"),
-            (f"{SPEED_CHECK_APPENDS:,} file appends (open, append, close)", "file_appends_ms"),
-            (f"{SPEED_CHECK_ROUND_TRIPS:,} thread round trips", "thread_round_trips_ms"),
-        )
+        f"{label} {start[key]:.0f} / {end[key]:.0f} ms" for key, label, _ in SPEED_CHECKS
     )
 
 
