@@ -136,7 +136,7 @@ def prepare_resume(entry: RunEntry, output_dir: Path) -> tuple[Resume, list[Even
     """
     layout = entry.layout(output_dir)
     data = _cut_torn_tail(layout.trace_file)
-    events: list[Event] = _trace_decoder.decode_lines(data) if data else []
+    events: list[Event] = list(_trace_decoder.decode_lines(data)) if data else []
     _replace_with_copy(layout.trace_file, layout.audit_trace_file)
     for log in (layout.log_file, layout.audit_log_file):
         if log.exists():
