@@ -17,15 +17,75 @@ def test_step_number_comes_from_the_workflow_id(workflow_id: str, step: str) -> 
     assert step_number(workflow_id) == step
 
 
-@pytest.mark.parametrize("good", ["a", "step_01_x", "A.b-c_9", "9" * 128])
-def test_safe_ids_pass(good: str) -> None:
+@pytest.mark.parametrize(
+    "good",
+    [
+        "a",
+        "step_01_x",
+        "A.b-c_9",
+        "simple analysis workflow",  # an orchestrator's workflow name, as its schema allows
+        "step_02 données de l'élève",
+        "шаг_03 анализ",
+        "ステップ04",
+        "می‌خواهم",  # Persian, with its zero-width non-joiner
+        "e\u0301t\u00e9",  # a combining accent
+        "run: 2026-01-02 (retry #3), 100% ~=*>",
+        " leading and trailing spaces ",
+        "x" * 200,
+        "é" * 100,  # 200 bytes in UTF-8
+    ],
+)
+def test_ids_with_spaces_and_any_script_pass(good: str) -> None:
     assert validate_id(good) == good
 
 
-@pytest.mark.parametrize("bad", ["..", "/abs", "a\\b", "-flag", "x" * 129, "a b", ""])
-def test_unsafe_ids_name_the_field(bad: str) -> None:
-    with pytest.raises(InvalidIdError, match=r"invalid run_id .*file names"):
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        ("", "it is empty"),
+        ("..", "it starts with '.'"),
+        ("../etc", "it starts with '.'"),
+        (".hidden", "it starts with '.'"),
+        ("-flag", "it starts with '-'"),
+        ("a..b", "it holds '..'"),
+        ("a/b", "it holds the path separator '/'"),
+        ("/abs", "it holds the path separator '/'"),
+        ("a\\b", "it holds the path separator '\\\\'"),
+        ("a\x00b", "it holds the control character U+0000"),
+        ("a\tb", "it holds the control character U+0009"),
+        ("line\n", "it holds the control character U+000A"),
+        ("a\rb", "it holds the control character U+000D"),
+        ("a\x1b[31mb", "it holds the control character U+001B"),
+        ("a\x7fb", "it holds the control character U+007F"),
+        ("a\x85b", "it holds the control character U+0085"),
+        ("a\u2028b", "it holds the line separator U+2028"),
+        ("a\u2029b", "it holds the paragraph separator U+2029"),
+        ("a\ud800b", "it holds the lone surrogate U+D800"),
+        ("x" * 201, "it is 201 bytes long in UTF-8, more than 200"),
+        ("é" * 101, "it is 202 bytes long in UTF-8, more than 200"),
+    ],
+)
+def test_unsafe_ids_are_refused_with_the_field_value_and_reason(bad: str, reason: str) -> None:
+    with pytest.raises(InvalidIdError) as refused:
         validate_id(bad, "run_id")
+    shown = repr(bad) if len(bad) <= 80 else f"{bad[:60]!r}... ({len(bad)} characters)"
+    assert str(refused.value) == f"invalid run_id {shown}: {reason} (it becomes part of file names)"
+
+
+def test_an_id_that_is_not_a_str_is_refused() -> None:
+    with pytest.raises(InvalidIdError, match="^workflow_id must be a str, not int$"):
+        validate_id(12)
+
+
+def test_the_longest_ids_make_every_file_of_two_runs_in_the_same_second(tmp_path: Path) -> None:
+    workflow_id, run_id = "step_05 " + "é" * 96, "r" * 200  # 200 bytes each
+    started = datetime(2026, 1, 2, 3, 4, 5)
+    first = create_layout(tmp_path, workflow_id, run_id, started)
+    second = create_layout(tmp_path, workflow_id, run_id, started)
+    assert second.log_file.name == f"execution_{workflow_id}_20260102_030405_2.log"
+    for layout in (first, second):
+        assert layout.log_file.is_file() and layout.trace_file.is_file()
+        assert layout.audit_dir == tmp_path / "audit" / "step_05"
 
 
 def test_layout_claims_fresh_names_for_runs_in_the_same_second(tmp_path: Path) -> None:

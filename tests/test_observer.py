@@ -239,7 +239,7 @@ async def test_progress_off_prints_no_bar(out: Path, capsys: pytest.CaptureFixtu
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "../escape", "a/b", ".hidden", "x" * 129, "tab\there", "nul\x00", "ümlaut"]
+    "bad", ["", "../escape", "a/b", ".hidden", "-rf", "a..b", "x" * 201, "tab\there", "nul\x00"]
 )
 async def test_unsafe_workflow_id_is_rejected_before_anything_is_written(
     out: Path, bad: str
@@ -247,6 +247,18 @@ async def test_unsafe_workflow_id_is_rejected_before_anything_is_written(
     with pytest.raises(ValueError, match="invalid workflow_id"):
         tracebus.Observer(bad, out)
     assert not out.exists()
+
+
+async def test_workflow_id_with_spaces_and_non_ascii_letters_names_the_files(out: Path) -> None:
+    async with tracebus.Observer("step_07 análisis del día", out, 1, progress=False) as obs:
+        await obs.node_start("first node", 1)
+        await obs.node_success("first node", 0.5)
+    assert obs.log_file.parent == out / "logs"
+    assert obs.log_file.name.startswith("execution_step_07 análisis del día_")
+    assert obs.metadata is not None and obs.metadata["status"] == "complete"
+    trace = list(tracebus.read_trace(obs.trace_file))
+    assert {e["workflow_id"] for e in trace} == {"step_07 análisis del día"}
+    assert trace[-1]["nodes_completed"] == 1
 
 
 def test_non_str_workflow_id_is_rejected(out: Path) -> None:

@@ -29,8 +29,9 @@ class QueueFullError(TracebusError):
 
 
 class InvalidIdError(TracebusError, ValueError):
-    """Raised before anything is written when a workflow, run or producer id is not a safe
-    file-name part (empty, too long, a path separator, a leading dot, a control character).
+    """Raised before anything is written when a workflow, run or producer id is unsafe in a
+    file name: empty, over 200 bytes in UTF-8, a leading ``-`` or ``.``, ``..``, a path
+    separator, a control character. Spaces and letters of any script are accepted.
     """
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,24 +26,60 @@ from pathlib import Path
 
 from ._exceptions import InvalidIdError
 
-_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _STEP_RE = re.compile(r"step_(\d+)")
+
+#: The longest id, in UTF-8 bytes. The longest file name made from an id is the log's,
+#: ``execution_{id}_{YYYYmmdd_HHMMSS}_{attempt}.log``: 31 bytes and the attempt's digits
+#: around the id; 200 leaves room for those within the 255 bytes most file systems allow.
+MAX_ID_BYTES = 200
+_SEPARATORS = ("/", "\\")
+#: Characters no id may hold, by Unicode category: control characters (NUL, tab, newline,
+#: DEL, C1), line and paragraph separators (``str.splitlines`` ends a line there), lone
+#: surrogates (not encodable in UTF-8).
+_REFUSED = {
+    "Cc": "the control character",
+    "Zl": "the line separator",
+    "Zp": "the paragraph separator",
+    "Cs": "the lone surrogate",
+}
 
 
 def validate_id(value: object, what: str = "workflow_id") -> str:
-    """Return ``value`` if it is a safe file-name part.
+    """Return ``value`` if it is safe as part of a file name.
 
-    Raises InvalidIdError (a ValueError) for anything else: not a str, empty, longer than 128
-    characters, a leading dot, or a character other than letters, digits, ``.``, ``_``, ``-``.
+    Spaces, punctuation and letters of any script are accepted. Raises InvalidIdError (a
+    ValueError) naming ``what`` and the value for anything else: not a str, empty, more than
+    ``MAX_ID_BYTES`` bytes in UTF-8, a leading ``-`` or ``.``, ``..`` anywhere, a path
+    separator (``/`` or ``\\``), a control character, a line separator or a lone surrogate.
     """
     if not isinstance(value, str):
         raise InvalidIdError(f"{what} must be a str, not {type(value).__name__}")
-    if not _ID_RE.fullmatch(value):
-        raise InvalidIdError(
-            f"invalid {what} {value!r}: use 1-128 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit (it becomes part of file names)"
-        )
+    problem = _id_problem(value)
+    if problem is not None:
+        shown = repr(value) if len(value) <= 80 else f"{value[:60]!r}... ({len(value)} characters)"
+        raise InvalidIdError(f"invalid {what} {shown}: {problem} (it becomes part of file names)")
     return value
+
+
+def _id_problem(value: str) -> str | None:
+    if not value:
+        return "it is empty"
+    if value[0] in "-.":
+        return f"it starts with {value[0]!r}"
+    if ".." in value:
+        return "it holds '..'"
+    for separator in _SEPARATORS:
+        if separator in value:
+            return f"it holds the path separator {separator!r}"
+    if not value.isprintable():  # printable text holds none of the refused categories
+        for char in value:
+            name = _REFUSED.get(unicodedata.category(char))
+            if name is not None:
+                return f"it holds {name} U+{ord(char):04X}"
+    size = len(value.encode())
+    if size > MAX_ID_BYTES:
+        return f"it is {size} bytes long in UTF-8, more than {MAX_ID_BYTES}"
+    return None
 
 
 def step_number(workflow_id: str) -> str:

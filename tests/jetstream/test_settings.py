@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from tracebus import InvalidIdError
+from tracebus._layout import validate_id
 from tracebus._nats._settings import NatsSettings, NatsStream, Partition, url_has_secret
+
+
+def _is_valid_id(value: str) -> bool:
+    try:
+        validate_id(value)
+    except InvalidIdError:
+        return False
+    return True
 
 
 def test_each_id_stays_one_subject_token() -> None:
@@ -17,6 +30,37 @@ def test_each_id_stays_one_subject_token() -> None:
     assert stream.subject("wf.a.run", "1") != subject
     assert stream.run_of("acme.tracebus.only-one") is None
     assert stream.run_of("other.wf.run") is None
+
+
+@pytest.mark.parametrize(
+    ("value", "token"),
+    [
+        ("step_01_plain-id", "step_01_plain-id"),
+        ("wf.a", "wf~a"),
+        ("simple analysis workflow", "simple=20analysis=20workflow"),
+        ("été", "=C3=A9t=C3=A9"),
+        ("a*b>c", "a=2Ab=3Ec"),
+        ("run: 1~2=3", "run=3A=201=7E2=3D3"),
+    ],
+)
+def test_any_id_is_one_subject_token_of_safe_characters(value: str, token: str) -> None:
+    stream = NatsStream(subject_prefix="acme.tracebus")
+    subject = stream.subject(value, value)
+    assert subject == f"acme.tracebus.{token}.{token}"
+    assert stream.run_of(subject) == (value, value)
+
+
+@given(st.text(min_size=1, max_size=60).filter(_is_valid_id))
+def test_every_valid_id_goes_to_a_token_and_back(value: str) -> None:
+    stream = NatsStream()
+    subject = stream.subject(value, "run")
+    assert re.fullmatch(r"tracebus\.[A-Za-z0-9_~=-]+\.run", subject)
+    assert stream.run_of(subject) == (value, "run")
+
+
+@pytest.mark.parametrize("token", ["a b", "a=4", "a=41", "a=ZZ", "=FF", "é", "a*"])
+def test_subjects_no_id_makes_name_no_run(token: str) -> None:
+    assert NatsStream().run_of(f"tracebus.{token}.run") is None
 
 
 def test_bad_stream_names_and_prefixes_are_refused() -> None:

@@ -44,7 +44,7 @@ EXPECTED_CODES = {
     "oversize": "frame_too_large",
     "not_hello": "bad_hello",
 }
-ESCAPING_IDS = ["../../x", "a/b", ".hidden", "", "..", "/etc/passwd", "a\\b", "x" * 200, "a\x00b"]
+ESCAPING_IDS = ["../../x", "a/b", ".hidden", "", "..", "/etc/passwd", "a\\b", "x" * 201, "a\x00b"]
 FREE_FORM = {"event_type", "output_summary"}  # any value goes there
 
 

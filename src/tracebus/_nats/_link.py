@@ -2,7 +2,8 @@
 
 The remote observer's delivery (``tracebus._service._delivery``) numbers, batches, bounds and
 resends; this link only carries. A batch becomes a message on ``<prefix>.<workflow>.<run>``
-with ``Nats-Msg-Id: <run_id>:<producer>:<first seq>``, so a batch the delivery sends again
+with ``Nats-Msg-Id: <run_id>:<producer>:<first seq>`` (the ids written as subject tokens, so
+that no ``:`` inside an id makes two batches' ids alike), so a batch the delivery sends again
 after a reconnect is dropped by JetStream if it had stored it. JetStream's acknowledgements
 become the service's cumulative ``Ack``; a message JetStream refuses for good (too large,
 say) becomes an ``ErrorReply`` for its batch. A lost connection, an acknowledgement overdue
@@ -26,7 +27,7 @@ from .._service._limits import MAX_EVENTS_PER_FRAME, PROTOCOL_VERSION
 from .._service._protocol import Ack, ErrorReply, Hello, ServerMessage, Welcome
 from .._service._transport import HEADER
 from ._connection import close_connection, ensure_stream, open_connection
-from ._settings import NatsSettings
+from ._settings import NatsSettings, subject_token
 
 log = logging.getLogger("tracebus.nats")
 
@@ -57,7 +58,7 @@ class NatsLink:
         self._client = client
         self._subject = subject
         self._run_id = run_id
-        self._producer = producer
+        self._msg_id_head = f"{subject_token(run_id)}:{subject_token(producer)}"
         self._inbox = client.new_inbox()
         self._sent: dict[int, float] = {}  # batch id -> when sent, oldest first
         self._outcomes: dict[int, ErrorReply | None] = {}  # None: stored
@@ -114,7 +115,7 @@ class NatsLink:
                 self._subject,
                 body,
                 reply=f"{self._inbox}.{head.id}",
-                headers={"Nats-Msg-Id": f"{self._run_id}:{self._producer}:{first}"},
+                headers={"Nats-Msg-Id": f"{self._msg_id_head}:{first}"},
             )
         except (nats.errors.Error, OSError) as exc:
             self._break(f"publishing failed: {exc}")

@@ -70,9 +70,8 @@ class NatsStream:
         return f"{self.subject_prefix}.>"
 
     def subject(self, workflow_id: str, run_id: str) -> str:
-        """``<prefix>.<workflow_id>.<run_id>``; a ``.`` inside an id is written ``~`` so that
-        each id stays one subject token (ids are checked by ``validate_id``: no ``~``)."""
-        return f"{self.subject_prefix}.{_token(workflow_id)}.{_token(run_id)}"
+        """``<prefix>.<workflow_id>.<run_id>``, each id one token (see ``subject_token``)."""
+        return f"{self.subject_prefix}.{subject_token(workflow_id)}.{subject_token(run_id)}"
 
     def run_of(self, subject: str) -> tuple[str, str] | None:
         """The ``(workflow_id, run_id)`` a subject names, or None if it names no run."""
@@ -82,11 +81,52 @@ class NatsStream:
         parts = subject[len(head) :].split(".")
         if len(parts) != 2 or not all(parts):
             return None
-        return parts[0].replace("~", "."), parts[1].replace("~", ".")
+        try:
+            return id_of_token(parts[0]), id_of_token(parts[1])
+        except ValueError:
+            return None
 
 
-def _token(value: str) -> str:
-    return value.replace(".", "~")
+_TOKEN_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+_ESCAPE = re.compile(r"=([0-9A-F]{2})|~|(.)", re.S)
+
+
+def subject_token(value: str) -> str:
+    """``value`` as one NATS subject token of letters, digits, ``_``, ``-``, ``~``, ``=``.
+
+    A subject cannot hold spaces, and ``.`` separates tokens: ``.`` is written ``~`` and any
+    other byte of the UTF-8 of a character outside ``[A-Za-z0-9_-]`` as ``=XX`` (hex), so an
+    id made only of letters, digits, ``.``, ``_`` and ``-`` keeps the token it always had.
+    """
+    if _TOKEN_SAFE.issuperset(value):
+        return value
+    return "".join(
+        char
+        if char in _TOKEN_SAFE
+        else "~"
+        if char == "."
+        else "".join(f"={byte:02X}" for byte in char.encode())
+        for char in value
+    )
+
+
+def id_of_token(token: str) -> str:
+    """The id ``subject_token`` made ``token`` from. Raises ValueError if it made none."""
+    data = bytearray()
+    for match in _ESCAPE.finditer(token):
+        escaped, other = match.groups()
+        if escaped is not None:
+            data.append(int(escaped, 16))
+        elif other is None:
+            data += b"."
+        elif other in _TOKEN_SAFE:
+            data += other.encode()
+        else:
+            raise ValueError(f"{token!r} is not a subject token made from an id")
+    value = data.decode()  # UnicodeDecodeError is a ValueError
+    if subject_token(value) != token:
+        raise ValueError(f"{token!r} is not a subject token made from an id")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
