@@ -284,16 +284,16 @@ def test_with_tqdm_progress_bar_is_a_view_of_the_writers_bar(
     obs.node_success("a", 0.1)
     obs.node_start("b", 2)
     obs.node_failure("b", "boom", 0.1)
-    assert bar.n == 2
-    assert repr(bar) == "ProgressView(desc='Executing step_09_bar', n=2, total=4)"
+    assert bar.n == 1  # as the seed's bar: a failure does not move it
+    assert repr(bar) == "ProgressView(desc='Executing step_09_bar', n=1, total=4)"
     bar.write("a message from the runner")
     obs.workflow_complete()
 
     out, err = capsys.readouterr()
     assert "a message from the runner" in out
     assert "  [1/4] a" not in out  # the bar, not per-node lines
-    assert "Executing step_09_bar" in err and "2/4" in err
-    assert re.search(r"PROGRESS Executing step_09_bar \|.*\| \[2/4\]", obs.log_file.read_text())
+    assert "Executing step_09_bar" in err and "1/4" in err and "2/4" not in err
+    assert re.search(r"PROGRESS Executing step_09_bar \|.*\| \[1/4\]", obs.log_file.read_text())
 
 
 def test_thread_pool_of_8_workers_loses_nothing(tmp_path: Path) -> None:
@@ -314,7 +314,7 @@ def test_thread_pool_of_8_workers_loses_nothing(tmp_path: Path) -> None:
     failed = nodes // 7
     assert (obs.nodes_completed, obs.nodes_failed) == (nodes - failed, failed)
     assert len(obs.node_times) == nodes and len(obs.node_outputs) == nodes - failed
-    assert obs.progress_bar is not None and obs.progress_bar.n == nodes
+    assert obs.progress_bar is not None and obs.progress_bar.n == nodes - failed
     obs.workflow_complete()
 
     trace, _, metadata = _files(obs)
@@ -479,3 +479,107 @@ def test_process_whose_output_dir_was_removed_exits_quietly(tmp_path: Path) -> N
     result = _run_unfinished(tmp_path / "run", 50, remove=True)
     assert (result.returncode, result.stderr) == (0, "")
     assert not (tmp_path / "run").exists()
+
+
+# -- what the seed's users read: log details, summary paths, cost of a failed run -----------
+
+_SEED_DETAILS = {
+    "WORKFLOW_START": ["workflow_id", "pid", "timestamp", "total_nodes"],
+    "NODE_START": ["epoch_seconds"],
+    "NODE_SUCCESS": ["duration_seconds", "output_hash", "epoch_seconds", "output_summary"],
+    "NODE_FAILURE": ["duration_seconds", "error", "epoch_seconds"],
+    "WORKFLOW_ERROR": [
+        "workflow_id", "error", "total_time_seconds", "nodes_completed", "nodes_failed",
+        "epoch_seconds",
+    ],
+    "WORKFLOW_COMPLETE": [
+        "workflow_id", "nodes_completed", "nodes_failed", "total_time_seconds",
+        "cumulative_cost_usd", "trace_file", "log_file", "node_times", "epoch_seconds",
+    ],
+}  # fmt: skip
+
+
+def _logged_details(log: str) -> dict[str, dict[str, Any]]:
+    found = {}
+    for line in log.splitlines():
+        if (m := re.match(r"^\[[^\]]+\] ([A-Z_]+)[^|]* \| (\{.*\})$", line)) and m[1] != "PROGRESS":
+            found[m[1]] = json.loads(m[2])
+    return found
+
+
+def test_log_details_start_with_the_seeds_fields_in_its_order(tmp_path: Path) -> None:
+    obs = ExecutionObserver("step_12_details", tmp_path / "runs", 2, use_tqdm=False)
+    obs.node_start("a", 1)
+    obs.node_success("a", 0.5, "h", {"rows": 1})
+    obs.node_start("b", 2)
+    obs.node_failure("b", "boom", 0.25)
+    obs.workflow_error("b failed")
+    obs.workflow_complete(cumulative_cost_usd=0.5)
+
+    details = _logged_details(obs.log_file.read_text())
+    assert set(details) == set(_SEED_DETAILS)
+    for event_type, fields in _SEED_DETAILS.items():
+        assert list(details[event_type])[: len(fields)] == fields, event_type
+    trace = list(read_trace(obs.trace_file))
+    start = details["WORKFLOW_START"]
+    assert (start["workflow_id"], start["pid"], start["total_nodes"]) == (
+        "step_12_details",
+        os.getpid(),
+        2,
+    )
+    assert start["timestamp"] == trace[0]["timestamp"]
+    assert details["WORKFLOW_ERROR"]["workflow_id"] == "step_12_details"
+    complete = details["WORKFLOW_COMPLETE"]
+    assert complete["workflow_id"] == "step_12_details"
+    assert complete["trace_file"] == str(obs.trace_file)
+    assert (complete["nodes_completed"], complete["nodes_failed"]) == (1, 1)
+    assert obs.audit_log_file.read_text() == obs.log_file.read_text()
+
+
+@pytest.mark.parametrize("absolute", [True, False])
+def test_summaries_name_the_files_from_the_output_directorys_parent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    absolute: bool,
+) -> None:  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "nested" / "runs" if absolute else Path("nested/runs")
+    obs = ExecutionObserver("step_13_paths", str(out), 1, use_tqdm=False)
+    obs.workflow_error("stopped")
+    obs.workflow_complete()
+
+    shown = capsys.readouterr().out.splitlines()
+    trace = f"runs/traces/{obs.trace_file.name}"
+    assert f" Trace: {trace}" in shown
+    assert f" Trace file: {trace}" in shown
+    assert f" Log file: runs/logs/{obs.log_file.name}" in shown
+    assert f"[DIR] Output: {tmp_path / 'nested' / 'runs'}" in shown
+
+
+def test_failed_run_reporting_no_cost_says_its_cost_is_unknown(tmp_path: Path) -> None:
+    script = (
+        "import sys\n"
+        "from tracebus.compat import ExecutionObserver\n"
+        "obs = ExecutionObserver('step_14_costly', sys.argv[1], 2, use_tqdm=False)\n"
+        "obs.node_start('ask', 1)\n"
+        "obs.node_failure('ask', 'rate limited', 0.5)\n"
+        "obs.workflow_error('ask failed')\n"
+        "sys.exit(1)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1, done.stderr
+    metadata = json.loads((tmp_path / "audit/step_14/metadata_14.json").read_text())
+    assert (metadata["status"], metadata["error"]) == ("error", "ask failed")
+    assert metadata["cumulative_cost_usd"] is None
+
+
+def test_failed_run_then_completed_with_a_cost_keeps_that_cost(tmp_path: Path) -> None:
+    obs = ExecutionObserver("step_14_reported", tmp_path, 1, use_tqdm=False)
+    obs.node_failure("ask", "rate limited", 0.5)
+    obs.workflow_error("ask failed")
+    _, _, metadata = _files(obs)
+    assert metadata["cumulative_cost_usd"] is None
+    obs.workflow_complete(cumulative_cost_usd=0.0125)
+    _, _, metadata = _files(obs)
+    assert (metadata["status"], metadata["cumulative_cost_usd"]) == ("error", 0.0125)

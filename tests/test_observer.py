@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import re
+import stat
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -74,7 +77,7 @@ async def test_run_writes_trace_log_and_metadata_in_the_seed_layout(
     assert re.search(r"^\[[^\]]+\] NODE_FAILURE load \| \{.*\"error\":\"timeout\"", log, re.M)
     stdout = capsys.readouterr().out
     assert "[RUN] Executing: step_04_populate" in stdout
-    assert f" Trace file: {obs.trace_file}" in stdout
+    assert f" Trace file: {obs.trace_file.relative_to(out.parent)}" in stdout
 
 
 async def test_node_block_that_raises_records_failure_and_reraises(out: Path) -> None:
@@ -340,3 +343,28 @@ def test_threads_property_is_only_for_open_observers(out: Path) -> None:
     obs = tracebus.Observer("wf", out)
     with pytest.raises(RuntimeError, match="not open"):
         obs.threads.node_start("a", 0)
+
+
+_TWO_RUNS = """
+import sys, tracebus
+for _ in range(2):  # the second run moves the first one's audit files into previous/
+    with tracebus.SyncObserver("step_11_modes", sys.argv[1], 1, console=None) as obs:
+        obs.node_success("a", 0.1)
+"""
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_every_file_and_directory_of_a_run_follows_the_umask(out: Path, umask: int) -> None:
+    subprocess.run([sys.executable, "-c", _TWO_RUNS, str(out)], umask=umask, check=True, timeout=60)
+    modes = {
+        str(path.relative_to(out)): stat.S_IMODE(path.stat().st_mode) for path in out.rglob("*")
+    }
+    assert "audit/step_11/metadata_11.json" in modes
+    assert any("/previous/" in name for name in modes)
+    assert len([name for name in modes if name.startswith("traces/")]) == 2
+    wrong = {
+        name: oct(mode)
+        for name, mode in modes.items()
+        if mode != (0o777 if (out / name).is_dir() else 0o666) & ~umask
+    }
+    assert wrong == {}

@@ -123,6 +123,35 @@ LIFECYCLE_TYPES: tuple[type[Event], ...] = (
 #: Fields every event has; a log line's ``| {details}`` holds the others.
 BASE_FIELDS = frozenset(Event.__struct_fields__)
 
+#: What the seed observer's log lines held in their ``| {details}``, per event type, in its
+#: order. A log line's details start with these (common fields among them), then the event's
+#: other fields, so a reader of the seed's logs finds every field it knew, where it was.
+SEED_LOG_DETAILS: dict[type[Event], tuple[str, ...]] = {
+    WorkflowStart: ("workflow_id", "pid", "timestamp", "total_nodes"),
+    NodeStart: ("epoch_seconds",),
+    NodeSuccess: ("duration_seconds", "output_hash", "epoch_seconds", "output_summary"),
+    NodeFailure: ("duration_seconds", "error", "epoch_seconds"),
+    WorkflowComplete: (
+        "workflow_id",
+        "nodes_completed",
+        "nodes_failed",
+        "total_time_seconds",
+        "cumulative_cost_usd",
+        "trace_file",
+        "log_file",
+        "node_times",
+        "epoch_seconds",
+    ),
+    WorkflowError: (
+        "workflow_id",
+        "error",
+        "total_time_seconds",
+        "nodes_completed",
+        "nodes_failed",
+        "epoch_seconds",
+    ),
+}
+
 
 def event_type_of(event: Event) -> str:
     """The ``event_type`` tag of an event."""

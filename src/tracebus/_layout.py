@@ -168,7 +168,7 @@ def create_layout(
 
 def _claim(path: Path) -> bool:
     try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)  # less the umask
     except FileExistsError:
         return False
     os.close(fd)

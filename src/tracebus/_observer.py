@@ -19,6 +19,7 @@ from ._factory import EventFactory
 from ._hashing import hash_output
 from ._layout import RunLayout, new_run_id, validate_id
 from ._run import open_run
+from ._sinks._progress import PROGRESS_OPTIONS, ProgressOption
 from ._sinks._run import RunFiles
 from ._vocabulary import AsyncCalls
 from ._writer import Sink
@@ -38,7 +39,8 @@ class Observer(AsyncCalls):
 
     ``overflow="block"`` (default) makes every method wait while the queue is full;
     ``overflow="drop"`` drops and counts non-lifecycle events instead. ``console`` receives
-    the run's header and summary (default: stdout; None for silence).
+    the run's header and summary (default: stdout; None for silence). ``progress`` draws a
+    tqdm bar on stderr of the finished nodes (``"succeeded"``: of the succeeded ones only).
 
     Raises InvalidIdError (a ValueError) at construction for an unsafe workflow id.
     """
@@ -49,7 +51,7 @@ class Observer(AsyncCalls):
         output_dir: str | os.PathLike[str] = "runs",
         total_nodes: int = 0,
         *,
-        progress: bool = True,
+        progress: ProgressOption = True,
         console: TextIO | None = _UNSET,
         sinks: Sequence[Sink] = (),
         capacity: int = DEFAULT_CAPACITY,
@@ -61,6 +63,8 @@ class Observer(AsyncCalls):
         self.run_id = validate_id(run_id, "run_id") if run_id is not None else new_run_id()
         if not isinstance(total_nodes, int) or total_nodes < 0:
             raise ValueError(f"total_nodes must be a non-negative int, got {total_nodes!r}")
+        if progress not in PROGRESS_OPTIONS:
+            raise ValueError(f"progress must be True, False or 'succeeded', got {progress!r}")
         if overflow not in ("block", "drop"):
             raise ValueError(f"overflow must be 'block' or 'drop', got {overflow!r}")
         self.output_dir = Path(output_dir)

@@ -15,6 +15,7 @@ from typing import TextIO
 
 from ._bus import EventBus, Overflow
 from ._layout import RunLayout, create_layout
+from ._sinks._progress import ProgressOption
 from ._sinks._run import RunFiles
 from ._state import RunState
 from ._writer import Sink
@@ -50,7 +51,7 @@ def open_run(
     total_nodes: int,
     *,
     pid: int,
-    progress: bool,
+    progress: ProgressOption,
     console: TextIO | None,
     sinks: Sequence[Sink] = (),
     capacity: int,

@@ -219,6 +219,12 @@ class RunState:
         event.log_file = self.log_file
 
     @property
-    def cumulative_cost_usd(self) -> float:
-        """The cost the producer reported at completion, else the sum of node costs."""
-        return self.reported_cost if self.reported_cost is not None else self.cost_usd
+    def cumulative_cost_usd(self) -> float | None:
+        """The cost the producer reported at completion, else the sum of node costs; None
+        (unknown) for a run that did not complete and reported no cost at all, which is what
+        the seed's ``workflow_error`` leaves: a failed run's cost is not zero."""
+        if self.reported_cost is not None:
+            return self.reported_cost
+        if self.status != "complete" and not self.node_costs and not self.cost_usd:
+            return None
+        return self.cost_usd

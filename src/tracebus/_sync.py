@@ -20,6 +20,7 @@ from ._events import Event
 from ._exceptions import BusClosedError
 from ._loop_thread import LoopThread
 from ._observer import _UNSET, Observer
+from ._sinks._progress import ProgressOption
 from ._vocabulary import SyncCalls
 from ._writer import Sink
 
@@ -57,7 +58,7 @@ class SyncObserver(ThreadProducer):
         output_dir: str | os.PathLike[str] = "runs",
         total_nodes: int = 0,
         *,
-        progress: bool = True,
+        progress: ProgressOption = True,
         console: TextIO | None = _UNSET,
         sinks: Sequence[Sink] = (),
         capacity: int = DEFAULT_CAPACITY,

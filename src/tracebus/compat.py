@@ -27,8 +27,6 @@ import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from tqdm import tqdm
-
 from ._events import Event, NodeFailure, NodeSuccess
 from ._hashing import hash_output as _hash_output
 from ._sync import SyncObserver
@@ -56,7 +54,7 @@ class ExecutionObserver:
             workflow_id,
             output_dir,
             total_nodes,
-            progress=bool(use_tqdm),
+            progress="succeeded" if use_tqdm else False,
             console=console,
             sinks=sinks,
             end_on_close=False,
@@ -158,12 +156,14 @@ class ProgressView:
 
     @property
     def n(self) -> int:
-        """Nodes finished (succeeded or failed) so far."""
-        return self._observer.nodes_completed + self._observer.nodes_failed
+        """Nodes succeeded so far: as the seed's bar, which failures did not move."""
+        return self._observer.nodes_completed
 
     @staticmethod
     def write(text: str, file: TextIO | None = None, end: str = "\n") -> None:
         """Print ``text`` without breaking the bar (``tqdm.write``); safe from any thread."""
+        from tqdm import tqdm
+
         tqdm.write(text, file=file, end=end)
 
     def __repr__(self) -> str:

@@ -42,10 +42,11 @@ def sockdir() -> Iterator[Path]:
 class Service:
     """A ``tracebus serve`` process."""
 
-    def __init__(self, out: Path, socket: Path, *options: str) -> None:
+    def __init__(self, out: Path, socket: Path, *options: str, umask: int = -1) -> None:
         self.out = out
         self.socket = socket
         self.options = options
+        self.umask = umask  # -1: the test process's
         self.log = out.parent / f"{socket.name}.log"
         self.process: subprocess.Popen[str] | None = None
         self.address = ""
@@ -60,6 +61,7 @@ class Service:
                 stdout=subprocess.PIPE,
                 stderr=log,
                 text=True,
+                umask=self.umask,
             )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()

@@ -73,15 +73,16 @@ def _log_shape(path: Path) -> list[str]:
 
 async def test_remote_run_files_look_like_an_in_process_run(tmp_path: Path, sockdir: Path) -> None:
     async with tracebus.Observer(
-        "step_01_same", tmp_path / "local", total_nodes=4, progress=False, console=None
+        "step_01_same", tmp_path / "local" / "runs", total_nodes=4, progress=False, console=None
     ) as local:
         await _workflow(local)
-    async with serving(tmp_path / "remote", sockdir / "c.sock"):
+    # the summary names each file from the output directory's parent: the same name for both
+    async with serving(tmp_path / "remote" / "runs", sockdir / "c.sock"):
         async with tracebus.connect(sockdir / "c.sock", "step_01_same", total_nodes=4) as remote:
             await _workflow(remote)
 
-    local_trace, local_meta = run_files(tmp_path / "local", "01")
-    remote_trace, remote_meta = run_files(tmp_path / "remote", "01")
+    local_trace, local_meta = run_files(tmp_path / "local" / "runs", "01")
+    remote_trace, remote_meta = run_files(tmp_path / "remote" / "runs", "01")
     assert _shape(remote_trace) == _shape(local_trace)
     assert [e["seq"] for e in remote_trace] == [e["seq"] for e in local_trace]
     assert {e["producer"] for e in remote_trace} == {remote.producer}

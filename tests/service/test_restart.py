@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import signal
+import stat
 import uuid
+from pathlib import Path
+
+import anyio
 
 import tracebus
 from tracebus._factory import EventFactory
@@ -165,3 +169,45 @@ async def test_a_run_whose_end_was_written_just_before_a_kill_ends_on_resume(
     trace, metadata = run_files(service.out, "09")
     assert [e["event_type"] for e in trace] == ["workflow_start", "workflow_complete"]
     assert metadata["status"] == "complete"
+
+
+def test_files_of_a_resumed_run_follow_the_services_umask(tmp_path: Path, sockdir: Path) -> None:
+    service = Service(tmp_path / "out", sockdir / "c.sock", umask=0o027).start()
+    try:
+        anyio.run(_one_batch_then_kill_then_the_rest, service)
+    finally:
+        service.close()
+    modes = {
+        str(path.relative_to(service.out)): stat.S_IMODE(path.stat().st_mode)
+        for path in service.out.rglob("*")
+    }
+    assert ".tracebus/runs/step_10_modes/modes-run.json" in modes
+    assert "audit/step_10/trace_10.jsonl" in modes  # replaced by a copy at the resume
+    assert "audit/step_10/metadata_10.json" in modes
+    wrong = {
+        name: oct(mode)
+        for name, mode in modes.items()
+        if mode != (0o750 if (service.out / name).is_dir() else 0o640)
+    }
+    assert wrong == {}
+
+
+async def _one_batch_then_kill_then_the_rest(service: Service) -> None:
+    events = EventFactory("step_10_modes", "modes-run", "raw")
+    client = await RawClient.connect(service.socket)
+    await client.send(batch(1, numbered([events.workflow_start(1, "")]), *_MODES_RUN))
+    assert await client.receive() == Ack(id=1)
+    await client.aclose()
+    service.kill()
+    service.start()
+    client = await RawClient.connect(service.socket)
+    rest = numbered([events.node_success("a", 0.5, None, None, 0.0)], first=2)
+    rest += numbered([events.workflow_complete(None)], first=3)
+    await client.send(batch(2, rest, *_MODES_RUN))
+    assert await client.receive() == Ack(id=2)
+    await client.aclose()
+    code, _ = service.signal(signal.SIGTERM)
+    assert code == 0
+
+
+_MODES_RUN = ("step_10_modes", "modes-run")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -20,7 +19,7 @@ import msgspec
 from .._events import AnyEvent, Event
 from .._layout import RunLayout
 from .._run import Resume
-from .._sinks._metadata import write_json_atomic
+from .._sinks._metadata import create_temp_beside, write_json_atomic
 
 
 class RunEntry(msgspec.Struct, kw_only=True):
@@ -156,11 +155,11 @@ def _cut_torn_tail(path: Path) -> bytes:
 
 def _replace_with_copy(source: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = create_temp_beside(target)
     os.close(fd)
     try:
         shutil.copyfile(source, tmp)
         os.replace(tmp, target)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise

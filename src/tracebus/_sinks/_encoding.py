@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 
-from .._events import BASE_FIELDS, Event, event_type_of, event_type_of_kind
+from .._events import BASE_FIELDS, SEED_LOG_DETAILS, Event, event_type_of, event_type_of_kind
 
 
 def _as_repr(obj: Any) -> dict[str, str]:
@@ -57,8 +57,9 @@ def _encode_one(event: Event) -> bytes:
 
 @cache
 def _detail_fields(kind: type[Event]) -> tuple[str, ...]:
-    own = tuple(f for f in kind.__struct_fields__ if f not in _NOT_DETAILS)
-    return (*own, "epoch_seconds")
+    seed = SEED_LOG_DETAILS.get(kind, ())
+    own = [f for f in kind.__struct_fields__ if f not in _NOT_DETAILS]
+    return (*seed, *(f for f in (*own, "epoch_seconds") if f not in seed))
 
 
 def log_line(event: Event) -> str:

@@ -5,11 +5,15 @@ from __future__ import annotations
 import re
 import sys
 import time
-from typing import TextIO
-
-from tqdm import tqdm
+from typing import Literal, TextIO, TypeAlias
 
 from .._state import RunState
+
+#: The observers' ``progress``: True, a bar of the finished nodes (succeeded, failed or
+#: skipped); ``"succeeded"``, a bar of the succeeded nodes only, as the seed's bar was; False,
+#: no bar.
+ProgressOption: TypeAlias = bool | Literal["succeeded"]
+PROGRESS_OPTIONS: tuple[ProgressOption, ...] = (True, False, "succeeded")
 
 _ANSI = re.compile(r"\x1B(?:[@-Z\\-_]|\[[0-?]*[ -/]*[@-~])")
 _SHOWN_IN_FLIGHT = 3
@@ -24,11 +28,19 @@ class Progress:
     second (``log_every``) and a last one at close."""
 
     def __init__(
-        self, state: RunState, *, file: TextIO | None = None, log_every: float = 1.0
+        self,
+        state: RunState,
+        *,
+        file: TextIO | None = None,
+        log_every: float = 1.0,
+        succeeded_only: bool = False,
     ) -> None:
+        from tqdm import tqdm  # only when a bar is drawn: importing tqdm takes ~15 ms
+
         self._state = state
         self._log_every = log_every
         self._last_log = time.monotonic()
+        self._succeeded_only = succeeded_only
         self._bar = tqdm(
             total=state.total_nodes or None,
             desc=f"Executing {state.workflow_id}",
@@ -41,9 +53,9 @@ class Progress:
 
     def update(self) -> str | None:
         """Move the bar to the state's figures; return a log line when one is due."""
-        state, bar = self._state, self._bar
+        bar = self._bar
         bar.set_postfix_str(self._in_flight(), refresh=False)
-        done = state.nodes_done
+        done = self._done()
         if done != bar.n:
             bar.update(done - bar.n)
         now = time.monotonic()
@@ -59,10 +71,14 @@ class Progress:
     def close(self) -> str:
         """Draw the final state, close the bar, return the last log line."""
         self._bar.set_postfix_str(self._in_flight(), refresh=False)
-        self._bar.n = self._state.nodes_done
+        self._bar.n = self._done()
         line = self.text()
         self._bar.close()
         return line
+
+    def _done(self) -> int:
+        state = self._state
+        return state.nodes_completed if self._succeeded_only else state.nodes_done
 
     def _in_flight(self) -> str:
         running = self._state.in_flight

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TextIO
 
 import anyio
@@ -17,7 +18,7 @@ from .._state import IsoClock, RunState
 from ._encoding import encode_log, encode_trace
 from ._files import AppendFile, BatchAppender
 from ._metadata import build_metadata, write_json_atomic
-from ._progress import Progress
+from ._progress import Progress, ProgressOption
 
 _RULE = "=" * 80
 _LIFECYCLE = frozenset((WorkflowStart, WorkflowComplete, WorkflowError))
@@ -35,7 +36,7 @@ class RunFiles:
         *,
         pid: int,
         started: datetime,
-        progress: bool = True,
+        progress: ProgressOption = True,
         console: TextIO | None = None,
         dropped: Callable[[], int] = lambda: 0,
         events_before: int = 0,
@@ -115,7 +116,8 @@ class RunFiles:
                 shown.append(self._header())
                 parts.append(shown[-1])
                 if self._want_progress:
-                    self._progress = Progress(self._state)
+                    succeeded_only = self._want_progress == "succeeded"
+                    self._progress = Progress(self._state, succeeded_only=succeeded_only)
             else:
                 self._close_progress(parts)
                 shown.append(self._summary(event))
@@ -207,8 +209,8 @@ class RunFiles:
                 f" Error: {event.error}",
                 f" Nodes executed: {state.nodes_completed}/{state.total_nodes}",
                 f" Time: {elapsed:.2f}s",
-                f" Trace: {layout.trace_file}",
-                f" Log: {layout.log_file}",
+                f" Trace: {_shown(layout.trace_file, layout)}",
+                f" Log: {_shown(layout.log_file, layout)}",
             )
         lines = [
             f" Workflow completed: {layout.workflow_id}",
@@ -220,13 +222,22 @@ class RunFiles:
             lines.append(f" Nodes skipped: {state.nodes_skipped}")
         lines.append(f" Total time: {elapsed:.2f}s ({elapsed / 60:.2f}m)")
         cost = state.cumulative_cost_usd
-        if cost > 0:
+        if cost is not None and cost > 0:
             lines.append(f" Cost: ${cost:.4f}")
         dropped = self._dropped()
         if dropped:
             lines.append(f" Events dropped: {dropped}")
-        lines += [f" Trace file: {layout.trace_file}", f" Log file: {layout.log_file}"]
+        lines += [
+            f" Trace file: {_shown(layout.trace_file, layout)}",
+            f" Log file: {_shown(layout.log_file, layout)}",
+        ]
         return _block(*lines)
+
+
+def _shown(path: Path, layout: RunLayout) -> Path:
+    """``path`` as the summary shows it: relative to the output directory's parent, as the seed
+    printed it (the header gives the output directory in full)."""
+    return path.relative_to(layout.output_dir.parent)
 
 
 def _block(*lines: str) -> str:
