@@ -4,7 +4,8 @@ It does per event what the seed did: build the entry dict, ``json.dumps`` it, th
 append to and close each of the four files (trace twice, log twice), on the caller's thread.
 Header and summary go to the log, the metadata JSON to the audit directory at the end. The
 progress bar is left out (the seed's bar reopened both logs on every redraw), which makes
-this stand-in cheaper than the seed, not dearer.
+this stand-in cheaper than the seed, not dearer. The faithful stand-in, for comparing formats,
+is ``tests/compat/seed_observer.py``.
 """
 
 from __future__ import annotations
