@@ -1,21 +1,15 @@
-"""tracebus: an asynchronous event bus for workflow-execution observability."""
+"""tracebus: an asynchronous event bus for workflow-execution observability.
+
+The errors are imported with the package; every other public name is imported on first use
+(PEP 562), so that ``import tracebus.compat`` or ``tracebus --help`` does not pay for the
+NATS settings, the service client or the read-back tools it does not use.
+"""
 
 from __future__ import annotations
 
-from ._bus import BusStatistics as BusStatistics
-from ._bus import EventBus as EventBus
-from ._events import SCHEMA_VERSION as SCHEMA_VERSION
-from ._events import AnyEvent as AnyEvent
-from ._events import Event as Event
-from ._events import NodeFailure as NodeFailure
-from ._events import NodeRetry as NodeRetry
-from ._events import NodeSkipped as NodeSkipped
-from ._events import NodeStart as NodeStart
-from ._events import NodeSuccess as NodeSuccess
-from ._events import Note as Note
-from ._events import WorkflowComplete as WorkflowComplete
-from ._events import WorkflowError as WorkflowError
-from ._events import WorkflowStart as WorkflowStart
+import importlib
+import typing
+
 from ._exceptions import BackendError as BackendError
 from ._exceptions import BusClosedError as BusClosedError
 from ._exceptions import CloseTimeoutError as CloseTimeoutError
@@ -29,25 +23,76 @@ from ._exceptions import ServiceUnavailableError as ServiceUnavailableError
 from ._exceptions import SinkError as SinkError
 from ._exceptions import TracebusError as TracebusError
 from ._exceptions import TraceFormatError as TraceFormatError
-from ._hashing import hash_output as hash_output
-from ._nats._settings import NatsSettings as NatsSettings
-from ._nats._settings import NatsStream as NatsStream
-from ._observer import NodeScope as NodeScope
-from ._observer import Observer as Observer
-from ._service._client import RemoteObserver as RemoteObserver
-from ._service._client import connect as connect
-from ._service._delivery import RemoteStatistics as RemoteStatistics
-from ._service._sync_client import SyncRemoteObserver as SyncRemoteObserver
-from ._service._sync_client import connect_sync as connect_sync
-from ._sync import SyncObserver as SyncObserver
-from ._tools._reader import read_trace as read_trace
-from ._tools._run import NodeAttempt as NodeAttempt
-from ._tools._run import NodeRecord as NodeRecord
-from ._tools._run import RunRecord as RunRecord
-from ._tools._run import read_run as read_run
-from ._writer import Sink as Sink
+
+if typing.TYPE_CHECKING:
+    from ._bus import BusStatistics as BusStatistics
+    from ._bus import EventBus as EventBus
+    from ._events import SCHEMA_VERSION as SCHEMA_VERSION
+    from ._events import AnyEvent as AnyEvent
+    from ._events import Event as Event
+    from ._events import NodeFailure as NodeFailure
+    from ._events import NodeRetry as NodeRetry
+    from ._events import NodeSkipped as NodeSkipped
+    from ._events import NodeStart as NodeStart
+    from ._events import NodeSuccess as NodeSuccess
+    from ._events import Note as Note
+    from ._events import WorkflowComplete as WorkflowComplete
+    from ._events import WorkflowError as WorkflowError
+    from ._events import WorkflowStart as WorkflowStart
+    from ._hashing import hash_output as hash_output
+    from ._nats._settings import NatsSettings as NatsSettings
+    from ._nats._settings import NatsStream as NatsStream
+    from ._observer import NodeScope as NodeScope
+    from ._observer import Observer as Observer
+    from ._service._client import RemoteObserver as RemoteObserver
+    from ._service._client import connect as connect
+    from ._service._delivery import RemoteStatistics as RemoteStatistics
+    from ._service._sync_client import SyncRemoteObserver as SyncRemoteObserver
+    from ._service._sync_client import connect_sync as connect_sync
+    from ._sync import SyncObserver as SyncObserver
+    from ._tools._reader import read_trace as read_trace
+    from ._tools._run import NodeAttempt as NodeAttempt
+    from ._tools._run import NodeRecord as NodeRecord
+    from ._tools._run import RunRecord as RunRecord
+    from ._tools._run import read_run as read_run
+    from ._writer import Sink as Sink
 
 __version__ = "0.1.0"
+
+#: Each lazily imported public name, and the private module that defines it.
+_LAZY: dict[str, str] = {
+    "BusStatistics": "._bus",
+    "EventBus": "._bus",
+    "SCHEMA_VERSION": "._events",
+    "AnyEvent": "._events",
+    "Event": "._events",
+    "NodeFailure": "._events",
+    "NodeRetry": "._events",
+    "NodeSkipped": "._events",
+    "NodeStart": "._events",
+    "NodeSuccess": "._events",
+    "Note": "._events",
+    "WorkflowComplete": "._events",
+    "WorkflowError": "._events",
+    "WorkflowStart": "._events",
+    "hash_output": "._hashing",
+    "NatsSettings": "._nats._settings",
+    "NatsStream": "._nats._settings",
+    "NodeScope": "._observer",
+    "Observer": "._observer",
+    "RemoteObserver": "._service._client",
+    "connect": "._service._client",
+    "RemoteStatistics": "._service._delivery",
+    "SyncRemoteObserver": "._service._sync_client",
+    "connect_sync": "._service._sync_client",
+    "SyncObserver": "._sync",
+    "read_trace": "._tools._reader",
+    "NodeAttempt": "._tools._run",
+    "NodeRecord": "._tools._run",
+    "RunRecord": "._tools._run",
+    "read_run": "._tools._run",
+    "Sink": "._writer",
+}
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -95,3 +140,17 @@ __all__ = [
     "read_run",
     "read_trace",
 ]
+
+
+if not typing.TYPE_CHECKING:  # for type checkers, the names above are imported eagerly
+
+    def __getattr__(name: str) -> typing.Any:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module 'tracebus' has no attribute {name!r}")
+        value = getattr(importlib.import_module(module, __name__), name)
+        globals()[name] = value  # the next lookup finds it without coming here
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *_LAZY})

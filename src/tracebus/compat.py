@@ -4,16 +4,20 @@ Change ``from <old module> import ExecutionObserver`` to ``from tracebus.compat 
 ExecutionObserver`` and keep the rest. The calls, their keyword names and defaults, and the
 attributes are the seed's; underneath, a SyncObserver runs the bus and the single writer on a
 daemon thread, so a call builds an event and queues it, and the files are written elsewhere.
+Importing this module is cheap: the bus, the event loop and msgspec are imported when the
+first observer is made.
 
 What differs from the seed, on purpose:
 
 - ``workflow_complete`` closes the run (drain, fsync, metadata). A second ``workflow_complete``
   does nothing; any other call after it raises BusClosedError.
 - ``workflow_error`` drains and writes the metadata but leaves the run open, so the
-  ``workflow_complete`` that usually follows is recorded too; the metadata keeps the error.
+  ``workflow_complete`` that usually follows is recorded too; the metadata keeps the error,
+  and its cost is null until a ``workflow_complete`` reports one.
 - A run never completed is flushed at interpreter exit (bounded by SyncObserver's
   ``exit_timeout``) with no terminal event: its metadata says ``"incomplete"``.
-- ``progress_bar`` is a read-only ProgressView of the bar the writer draws, not a tqdm bar.
+- ``progress_bar`` is a read-only ProgressView of the bar the writer draws, not a tqdm bar;
+  like the seed's, it counts the nodes that succeeded.
 - Without tqdm, the per-node console lines are printed by the writer as nodes finish, one
   line per finished node.
 """
@@ -24,12 +28,13 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from ._events import Event, NodeFailure, NodeSuccess
 from ._hashing import hash_output as _hash_output
-from ._sync import SyncObserver
+
+if TYPE_CHECKING:
+    from ._sync import SyncObserver
+    from ._writer import Sink
 
 __all__ = ["ExecutionObserver", "ProgressView"]
 
@@ -48,9 +53,18 @@ class ExecutionObserver:
         total_nodes: int,
         use_tqdm: bool = True,
     ) -> None:
+        # Imported here, not with the module: a runner importing this module must not pay for
+        # the event loop, anyio and msgspec before it makes an observer.
+        from ._sync import SyncObserver
+
         console = sys.stdout
-        sinks = () if use_tqdm or console is None else (_NodeLines(console, total_nodes),)
-        self._run = SyncObserver(
+        self._node_lines = not use_tqdm and console is not None
+        sinks: tuple[Sink, ...] = ()
+        if self._node_lines:
+            from ._sinks._node_lines import NodeLines
+
+            sinks = (NodeLines(console, total_nodes),)
+        self._run: SyncObserver = SyncObserver(
             workflow_id,
             output_dir,
             total_nodes,
@@ -122,8 +136,7 @@ class ExecutionObserver:
             if self._completed:
                 return
             self._completed = True
-        # Drain first so that the per-node console lines come before the summary.
-        self._run.flush()
+        self._print_node_lines()
         self._run.workflow_complete(cumulative_cost_usd)
         self._run.close()
 
@@ -132,9 +145,15 @@ class ExecutionObserver:
 
         Raises BusClosedError after ``workflow_complete``.
         """
-        self._run.flush()
+        self._print_node_lines()
         self._run.workflow_error(error_msg)
         self._run.flush()
+
+    def _print_node_lines(self) -> None:
+        # The writer prints a batch's summary before its node lines: drain first, so that
+        # every node line comes before the summary.
+        if self._node_lines:
+            self._run.flush()
 
     @staticmethod
     def hash_output(data: Any) -> str:
@@ -168,31 +187,3 @@ class ProgressView:
 
     def __repr__(self) -> str:
         return f"ProgressView(desc={self.desc!r}, n={self.n}, total={self.total})"
-
-
-class _NodeLines:
-    """The seed's per-node console lines when tqdm is off, printed by the writer."""
-
-    name = "console node lines"
-
-    def __init__(self, console: TextIO, total_nodes: int) -> None:
-        self._console = console
-        self._total = total_nodes
-
-    async def write_batch(self, events: Sequence[Event]) -> None:
-        lines = []
-        for event in events:
-            if isinstance(event, NodeSuccess):
-                lines.append(f"  {self._label(event)} ({event.duration_seconds:.2f}s)\n")
-            elif isinstance(event, NodeFailure):
-                lines.append(
-                    f"  {self._label(event)} Error: {event.error} ({event.duration_seconds:.2f}s)\n"
-                )
-        if lines:
-            self._console.write("".join(lines))
-            self._console.flush()
-
-    def _label(self, event: NodeSuccess | NodeFailure) -> str:
-        if event.node_index is None:
-            return event.node_id
-        return f"[{event.node_index}/{self._total}] {event.node_id}"

@@ -1,0 +1,36 @@
+"""The seed's per-node console lines, for the compat observer without tqdm."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TextIO
+
+from .._events import Event, NodeFailure, NodeSuccess
+
+
+class NodeLines:
+    """The seed's per-node console lines when tqdm is off, printed by the writer."""
+
+    name = "console node lines"
+
+    def __init__(self, console: TextIO, total_nodes: int) -> None:
+        self._console = console
+        self._total = total_nodes
+
+    async def write_batch(self, events: Sequence[Event]) -> None:
+        lines = []
+        for event in events:
+            if isinstance(event, NodeSuccess):
+                lines.append(f"  {self._label(event)} ({event.duration_seconds:.2f}s)\n")
+            elif isinstance(event, NodeFailure):
+                lines.append(
+                    f"  {self._label(event)} Error: {event.error} ({event.duration_seconds:.2f}s)\n"
+                )
+        if lines:
+            self._console.write("".join(lines))
+            self._console.flush()
+
+    def _label(self, event: NodeSuccess | NodeFailure) -> str:
+        if event.node_index is None:
+            return event.node_id
+        return f"[{event.node_index}/{self._total}] {event.node_id}"
