@@ -6,6 +6,7 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -368,3 +369,24 @@ def test_every_file_and_directory_of_a_run_follows_the_umask(out: Path, umask: i
         if mode != (0o777 if (out / name).is_dir() else 0o666) & ~umask
     }
     assert wrong == {}
+
+
+@pytest.mark.parametrize(("progress", "shown"), [(True, "[3/4]"), ("succeeded", "[2/4]")])
+async def test_progress_bar_counts_finished_or_only_succeeded_nodes(
+    out: Path, capsys: pytest.CaptureFixture[str], progress: Any, shown: str
+) -> None:
+    async with tracebus.Observer("step_12_bar", out, 4, progress=progress, console=None) as obs:
+        await obs.node_success("a", 0.1)
+        await obs.node_failure("b", "boom", 0.1)
+        await obs.node_success("c", 0.1)
+    last = [line for line in obs.log_file.read_text().splitlines() if " PROGRESS " in line][-1]
+    assert f"| {shown}" in last
+    assert f"| {shown}" in capsys.readouterr().err
+
+
+def test_a_progress_that_is_no_option_is_refused(out: Path) -> None:
+    with pytest.raises(
+        ValueError, match=r"^progress must be True, False or 'succeeded', got 'yes'$"
+    ):
+        tracebus.Observer("step_12_bad", out, progress="yes")  # type: ignore[arg-type]
+    assert not out.exists()
