@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import assert_consistent_run
-from tracebus import BusClosedError, read_trace
+from tracebus import BusClosedError, read_run, read_trace
+from tracebus.cli import main
 from tracebus.compat import ExecutionObserver, ProgressView
 
 
@@ -555,7 +556,9 @@ def test_summaries_name_the_files_from_the_output_directorys_parent(
     assert f"[DIR] Output: {tmp_path / 'nested' / 'runs'}" in shown
 
 
-def test_failed_run_reporting_no_cost_says_its_cost_is_unknown(tmp_path: Path) -> None:
+def test_failed_run_reporting_no_cost_says_its_cost_is_unknown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     script = (
         "import sys\n"
         "from tracebus.compat import ExecutionObserver\n"
@@ -572,6 +575,12 @@ def test_failed_run_reporting_no_cost_says_its_cost_is_unknown(tmp_path: Path) -
     metadata = json.loads((tmp_path / "audit/step_14/metadata_14.json").read_text())
     assert (metadata["status"], metadata["error"]) == ("error", "ask failed")
     assert metadata["cumulative_cost_usd"] is None
+    # and so do the read-back tools
+    assert read_run(tmp_path).cost_usd is None
+    assert main(["summary", str(tmp_path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["cost_usd"] is None
+    assert main(["summary", str(tmp_path)]) == 0
+    assert "  cost           unknown" in capsys.readouterr().out.splitlines()
 
 
 def test_failed_run_then_completed_with_a_cost_keeps_that_cost(tmp_path: Path) -> None:

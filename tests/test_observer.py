@@ -390,3 +390,18 @@ def test_a_progress_that_is_no_option_is_refused(out: Path) -> None:
     ):
         tracebus.Observer("step_12_bad", out, progress="yes")  # type: ignore[arg-type]
     assert not out.exists()
+
+
+async def test_failed_run_costs_what_its_nodes_reported_or_is_unknown(out: Path) -> None:
+    async with tracebus.Observer("step_13_paid", out / "paid", 2, progress=False) as paid:
+        await paid.node_success("ask", 0.5, cost_usd=0.25)
+        await paid.workflow_error("later step failed")
+    assert paid.metadata is not None and paid.metadata["cumulative_cost_usd"] == 0.25
+
+    async with tracebus.Observer("step_13_unpaid", out / "unpaid", 2, progress=False) as unpaid:
+        await unpaid.node_failure("ask", "rate limited", 0.5)
+        await unpaid.workflow_error("ask failed")
+        await unpaid.workflow_complete()  # nothing reported: the sum of no costs is no figure
+    assert unpaid.metadata is not None and unpaid.metadata["cumulative_cost_usd"] is None
+    assert trace_of(unpaid.trace_file)[-1]["cumulative_cost_usd"] is None
+    assert tracebus.read_run(out / "unpaid").cost_usd is None

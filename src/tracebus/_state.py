@@ -210,7 +210,7 @@ class RunState:
         if self.status != "error":
             self.status = "complete"
         if event.cumulative_cost_usd is None:
-            event.cumulative_cost_usd = self.cost_usd
+            event.cumulative_cost_usd = self.cumulative_cost_usd  # None after an error, unknown
         else:
             self.reported_cost = event.cumulative_cost_usd
         event.nodes_skipped = self.nodes_skipped

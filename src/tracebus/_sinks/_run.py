@@ -209,8 +209,8 @@ class RunFiles:
                 f" Error: {event.error}",
                 f" Nodes executed: {state.nodes_completed}/{state.total_nodes}",
                 f" Time: {elapsed:.2f}s",
-                f" Trace: {_shown(layout.trace_file, layout)}",
-                f" Log: {_shown(layout.log_file, layout)}",
+                f" Trace: {_summary_path(layout.trace_file, layout)}",
+                f" Log: {_summary_path(layout.log_file, layout)}",
             )
         lines = [
             f" Workflow completed: {layout.workflow_id}",
@@ -228,13 +228,13 @@ class RunFiles:
         if dropped:
             lines.append(f" Events dropped: {dropped}")
         lines += [
-            f" Trace file: {_shown(layout.trace_file, layout)}",
-            f" Log file: {_shown(layout.log_file, layout)}",
+            f" Trace file: {_summary_path(layout.trace_file, layout)}",
+            f" Log file: {_summary_path(layout.log_file, layout)}",
         ]
         return _block(*lines)
 
 
-def _shown(path: Path, layout: RunLayout) -> Path:
+def _summary_path(path: Path, layout: RunLayout) -> Path:
     """``path`` as the summary shows it: relative to the output directory's parent, as the seed
     printed it (the header gives the output directory in full)."""
     return path.relative_to(layout.output_dir.parent)

@@ -144,11 +144,15 @@ class RunRecord:
         return tuple(n for n in self.nodes if n.status == "failed")
 
     @property
-    def cost_usd(self) -> float:
-        """The cost reported at completion, else the sum of the nodes' costs."""
+    def cost_usd(self) -> float | None:
+        """The cost reported at completion, else the sum of the nodes' costs; None (unknown)
+        for a run that did not complete and reported no cost at all, as its metadata says."""
         if self.reported_cost_usd is not None:
             return self.reported_cost_usd
-        return sum(n.cost_usd for n in self.nodes)
+        costs = [n.cost_usd for n in self.nodes if n.cost_usd]
+        if self.status != "complete" and not costs:
+            return None
+        return sum(costs, 0.0)
 
     @property
     def ok(self) -> bool:

@@ -131,8 +131,8 @@ def format_seconds(value: float) -> str:
     return f"{value * 1000:.1f}ms"
 
 
-def _usd(value: float) -> str:
-    return f"${value:.4f}"
+def _usd(value: float | None) -> str:
+    return "unknown" if value is None else f"${value:.4f}"
 
 
 def _one_line(text: str) -> str:

@@ -109,7 +109,7 @@ def _header(run: RunRecord, summary: dict[str, Any]) -> str:
         ("node time", format_seconds(s["node_seconds"])),
         ("parallelism", parallelism),
         ("peak in flight", str(s["peak_in_flight"])),
-        ("cost", f"${s['cost_usd']:.4f}"),
+        ("cost", "unknown" if s["cost_usd"] is None else f"${s['cost_usd']:.4f}"),
         ("started", _iso(run.started) or "-"),
         ("run", run.run_id or "-"),
     ]
