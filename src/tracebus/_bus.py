@@ -222,9 +222,20 @@ class EventBus:
         max_batch: int = DEFAULT_MAX_BATCH,
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
         prepare: Callable[[list[Event]], list[Event]] | None = None,
+        detached: Sequence[Sink] = (),
     ) -> None:
         self._queue = EventQueue(capacity, overflow)
-        self._writer = Writer(self._queue, sinks, max_batch=max_batch, prepare=prepare)
+        # detached sinks (a run's user sinks) may fall as far behind as the queue holds, and
+        # get half the close deadline to catch up; the rest is the run's own files'
+        self._writer = Writer(
+            self._queue,
+            sinks,
+            max_batch=max_batch,
+            prepare=prepare,
+            detached=detached,
+            detached_capacity=capacity,
+            detached_close_timeout=close_timeout / 2,
+        )
         self._close_timeout = close_timeout
         self._task_group: TaskGroup | None = None
         self._entered = False
@@ -314,6 +325,10 @@ class EventBus:
     @property
     def closed(self) -> bool:
         return self._queue.closed
+
+    def _sink_failures(self) -> dict[str, tuple[int, BaseException]]:
+        """The sinks that failed so far: name -> (events lost, first error)."""
+        return self._writer.failures
 
     async def aclose(self) -> None:
         """Stop accepting events, let the writer drain, close the sinks. Idempotent.

@@ -9,9 +9,15 @@ pid, ids, references); the writer stamps ``seq`` and ``timestamp`` and the summa
 
 from __future__ import annotations
 
-from typing import Any
+import hashlib
+import numbers
+from decimal import Decimal
+from functools import cache
+from typing import Any, Final, get_args
 
 import msgspec
+
+from ._text import utf8_text
 
 SCHEMA_VERSION = 1
 
@@ -98,6 +104,15 @@ class WorkflowError(Event, tag="workflow_error", kw_only=True):
     total_time_seconds: float = 0.0
 
 
+class EncodeError(Event, tag="encode_error", kw_only=True):
+    """Written in place of an event the writer could not encode (it keeps the event's
+    ``seq``, timestamp and ids); never emitted by a producer."""
+
+    failed_event_type: str
+    node_id: str | None = None
+    error: str
+
+
 AnyEvent = (
     WorkflowStart
     | NodeStart
@@ -163,3 +178,342 @@ def event_type_of_kind(kind: type[Event]) -> str:
     tag = kind.__struct_config__.tag
     assert isinstance(tag, str)
     return tag
+
+
+# -- the value rules ---------------------------------------------------------------------------
+# Every observer flavour applies them at the call, in EventFactory, before anything is queued;
+# ``check_event`` applies them to an event built by hand and ``trace_line_problem`` to a trace
+# line read back, so that what is written and what a reader accepts are the same thing.
+
+#: A free-form payload (``output_summary``, a note's ``fields``) or a text (an error, a
+#: message, a reason) larger than this, encoded, is stored as a marker: see ``payload_value``.
+DEFAULT_MAX_PAYLOAD_BYTES: Final = 64 * 1024
+#: How much of an oversized value its marker keeps, in bytes of its encoding.
+PREFIX_BYTES: Final = 1_024
+#: Durations, costs and delays are finite and at most this in magnitude, so that totals of
+#: any number of them stay finite.
+MAX_MAGNITUDE: Final = 1e15
+#: Whole numbers (indices, counts, attempts) fit in 64 bits, as msgpack and OTLP need.
+MIN_INT: Final = -(2**63)
+MAX_INT: Final = 2**63 - 1
+#: Node ids name rows of per-node tables: they are kept short.
+MAX_NODE_ID_CHARS: Final = 1_024
+#: A free-form payload nests at most this deep; deeper parts are stored as a ``$repr``.
+MAX_DEPTH: Final = 64
+#: Epoch seconds from 1970 to the end of year 9999: what a timestamp can show.
+MAX_EPOCH: Final = 253_402_300_800.0
+
+
+def _shown(value: object) -> str:
+    try:
+        text = repr(value)
+    except Exception:
+        return f"<{type(value).__name__} that cannot be shown>"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _not_a_str(method: str, field: str, value: object) -> str:
+    return f"{method}: {field} must be a str, not {type(value).__name__}: {_shown(value)}"
+
+
+def real_number(value: object, method: str, field: str) -> float:
+    """``value`` as a float: an int, a float or another real number (Decimal, Fraction),
+    never a bool or a str.
+
+    Raises TypeError for another type and ValueError for NaN, an infinity, or a magnitude
+    over ``MAX_MAGNITUDE``, naming ``method``, ``field`` and the value.
+    """
+    if type(value) is float:
+        number = value
+    elif isinstance(value, bool) or not isinstance(value, numbers.Real | Decimal):
+        raise TypeError(
+            f"{method}: {field} must be a real number (int, float, Decimal, Fraction), "
+            f"not {type(value).__name__}: {_shown(value)}"
+        )
+    else:
+        try:
+            number = float(value)
+        except (OverflowError, ValueError):
+            number = float("nan")
+    if not -MAX_MAGNITUDE <= number <= MAX_MAGNITUDE:  # also false for NaN
+        raise ValueError(
+            f"{method}: {field} must be finite and at most {MAX_MAGNITUDE:g} in magnitude, "
+            f"got {_shown(value)}"
+        )
+    return number
+
+
+def whole_number(value: object, method: str, field: str) -> int:
+    """``value`` as an int (an int or another integral number, never a bool).
+
+    Raises TypeError for another type and ValueError outside 64 bits.
+    """
+    if type(value) is not int:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(
+                f"{method}: {field} must be an int, not {type(value).__name__}: {_shown(value)}"
+            )
+        value = int(value)
+    if not MIN_INT <= value <= MAX_INT:
+        raise ValueError(f"{method}: {field} must fit in 64 bits, got {_shown(value)}")
+    return value
+
+
+def node_id_value(value: object, method: str, field: str = "node_id") -> str:
+    """A node id: a str of at most ``MAX_NODE_ID_CHARS`` characters (lone surrogates
+    escaped). Raises TypeError for another type, ValueError when longer."""
+    if not isinstance(value, str):
+        raise TypeError(_not_a_str(method, field, value))
+    text = utf8_text(str(value))
+    if len(text) > MAX_NODE_ID_CHARS:
+        raise ValueError(
+            f"{method}: {field} must be at most {MAX_NODE_ID_CHARS} characters, "
+            f"got {len(text)}: {_shown(text)}"
+        )
+    return text
+
+
+def text_value(value: object, method: str, field: str, limit: int) -> str:
+    """A text field (an error, a message, a reason, a hash): a str, lone surrogates escaped,
+    and past ``limit`` bytes of UTF-8 cut to a visible marker (see ``truncated_text``).
+    Raises TypeError for another type."""
+    if not isinstance(value, str):
+        raise TypeError(_not_a_str(method, field, value))
+    text = utf8_text(str(value))
+    if len(text) * 4 > limit:  # a character is at most 4 bytes of UTF-8
+        encoded = text.encode("utf-8")
+        if len(encoded) > limit:
+            return truncated_text(encoded)
+    return text
+
+
+def truncated_text(encoded: bytes) -> str:
+    """The marker an oversized text is stored as: its first ``PREFIX_BYTES``, its size and
+    its SHA-256 (of its UTF-8 encoding)."""
+    prefix = encoded[:PREFIX_BYTES].decode("utf-8", "ignore")
+    digest = hashlib.sha256(encoded).hexdigest()
+    return f"{prefix}... [truncated by tracebus: {len(encoded)} bytes, sha256 {digest}]"
+
+
+def repr_marker(obj: Any) -> dict[str, str]:
+    """``{"$repr": "<repr of obj>"}``: how a value JSON cannot hold is stored."""
+    try:
+        text = repr(obj)
+    except Exception:  # nested deeper than repr goes, or a bad __repr__
+        text = f"<{type(obj).__name__} that cannot be shown>"
+    return {"$repr": text}
+
+
+def _enc_hook(obj: Any) -> dict[str, str]:
+    if isinstance(obj, dict):
+        # msgspec asks again when our replacement stands where a dict key must: give up on
+        # the whole value (the caller stores its repr) instead of looping.
+        raise TypeError("value cannot be a JSON object key")
+    return repr_marker(obj)
+
+
+#: The JSON encoder of trace lines and payloads: a value JSON cannot hold becomes its repr.
+json_encoder: Final = msgspec.json.Encoder(enc_hook=_enc_hook)
+
+
+def payload_value(value: Any, limit: int) -> Any:
+    """A free-form payload as it will be stored.
+
+    Usually ``value`` itself. What JSON cannot hold is replaced, visibly: an object by
+    ``{"$repr": "<its repr>"}`` (the whole value when a dict key or a cycle is the trouble),
+    NaN and the infinities by ``{"$repr": "nan"}``, ``{"$repr": "inf"}``, ``{"$repr": "-inf"}``
+    (JSON would make them null), a lone surrogate by its escape, a part nested deeper than
+    ``MAX_DEPTH`` by its repr. A payload whose JSON is longer than ``limit`` bytes becomes
+    ``{"$truncated": {"bytes": N, "sha256": "<hex of the JSON>", "prefix": "<its start>"}}``.
+    Never raises.
+    """
+    if value is None:
+        return None
+    try:
+        encoded = json_encoder.encode(value)
+    except Exception:
+        value = _clean(value)
+        encoded = json_encoder.encode(value)
+    else:
+        if len(encoded) > limit:
+            return _truncated(encoded)
+        # Only a null can hide a NaN, only many brackets a deep nesting: look closer then.
+        if b"null" in encoded or encoded.count(b"[") + encoded.count(b"{") > MAX_DEPTH:
+            cleaned = _clean(value)
+            again = json_encoder.encode(cleaned)
+            if again != encoded:
+                value, encoded = cleaned, again
+    if len(encoded) > limit:
+        return _truncated(encoded)
+    return value
+
+
+def _truncated(encoded: bytes) -> dict[str, dict[str, Any]]:
+    return {
+        "$truncated": {
+            "bytes": len(encoded),
+            "sha256": hashlib.sha256(encoded).hexdigest(),
+            "prefix": encoded[:PREFIX_BYTES].decode("utf-8", "ignore"),
+        }
+    }
+
+
+class _Whole(Exception):
+    """The value cannot be cleaned part by part: store its repr."""
+
+
+def _clean(value: Any) -> Any:
+    try:
+        plain = msgspec.to_builtins(value, enc_hook=_enc_hook, str_keys=True)
+        return _cleaned(plain, 0)
+    except (_Whole, TypeError, ValueError, OverflowError, RecursionError, msgspec.EncodeError):
+        return _cleaned(repr_marker(value), 0)
+
+
+def _cleaned(value: Any, depth: int) -> Any:
+    # ``value`` is made of builtins only (msgspec.to_builtins): dicts with str keys, lists...
+    kind = type(value)
+    if kind is str:
+        return utf8_text(value)
+    if kind is float:
+        return value if value - value == 0.0 else {"$repr": repr(value)}
+    if kind is dict or kind is list:
+        if depth >= MAX_DEPTH:
+            return {"$repr": f"<{kind.__name__} nested deeper than {MAX_DEPTH} levels>"}
+        if kind is list:
+            return [_cleaned(item, depth + 1) for item in value]
+        return {utf8_text(key): _cleaned(item, depth + 1) for key, item in value.items()}
+    if isinstance(value, int) and not -(2**64) < value < 2**64:
+        return {"$repr": repr(value)}  # past what msgpack can carry
+    return value
+
+
+def line_depth(value: Any) -> int:
+    """How deep dicts and lists nest in ``value`` (0 for a scalar)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        depth += 1
+        deepest = max(deepest, depth)
+        stack.extend((child, depth) for child in children)
+    return deepest
+
+
+# -- the rules of each field, from the events' own annotations ---------------------------------
+
+_REAL, _INT, _TEXT, _NODE_ID, _PAYLOAD, _MAPPING, _TIMES = range(7)
+
+
+def _rule_of(name: str, annotation: Any) -> tuple[int, bool]:
+    """(rule, whether None is allowed) for a field annotated ``annotation``."""
+    args = set(get_args(annotation)) or {annotation}
+    optional = type(None) in args or msgspec.UnsetType in args
+    args -= {type(None), msgspec.UnsetType}
+    (base,) = args if len(args) == 1 else (annotation,)
+    if name == "node_id":
+        return _NODE_ID, optional
+    if base is float:
+        return _REAL, optional
+    if base is int:
+        return _INT, optional
+    if base is str:
+        return _TEXT, optional
+    if base == dict[str, float]:
+        return _TIMES, optional
+    if base == dict[str, Any]:
+        return _MAPPING, optional
+    return _PAYLOAD, True
+
+
+@cache
+def _rules(kind: type[Event]) -> tuple[tuple[str, int, bool], ...]:
+    return tuple(
+        (field.name, *_rule_of(field.name, field.type)) for field in msgspec.structs.fields(kind)
+    )
+
+
+def check_event(event: Event, limit: int, method: str = "emit") -> None:
+    """Apply the value rules to an event built by hand, in place (texts escaped, numbers made
+    floats, payloads bounded).
+
+    Raises TypeError or ValueError naming the method, the event's field and its value.
+    """
+    kind = type(event)
+    for name, rule, optional in _rules(kind):
+        value = getattr(event, name)
+        if (optional and value is None) or value is msgspec.UNSET:
+            continue
+        field = f"{event_type_of_kind(kind)}.{name}"
+        if rule == _REAL:
+            value = real_number(value, method, field)
+        elif rule == _INT:
+            value = whole_number(value, method, field)
+        elif rule == _TEXT:
+            value = text_value(value, method, field, limit)
+        elif rule == _NODE_ID:
+            value = node_id_value(value, method, field)
+        elif rule == _PAYLOAD:
+            value = payload_value(value, limit)
+        elif not isinstance(value, dict):
+            raise TypeError(
+                f"{method}: {field} must be a dict, not {type(value).__name__}: {_shown(value)}"
+            )
+        elif rule == _MAPPING:
+            value = payload_value(value, limit)
+        setattr(event, name, value)
+
+
+@cache
+def _line_rules() -> dict[str, tuple[int, bool]]:
+    known: dict[str, tuple[int, bool]] = {"event_type": (_TEXT, False)}
+    for kind in (*get_args(AnyEvent), EncodeError):
+        for name, rule, optional in _rules(kind):
+            known[name] = (rule, optional)
+    return known
+
+
+def trace_line_problem(line: dict[str, Any]) -> str | None:
+    """What makes a trace line, decoded, break the value rules (a known field of the wrong
+    type, a number out of range, nesting deeper than a payload may), or None.
+
+    Unknown fields (a newer schema's) are not checked; a field that is null counts as
+    absent.
+    """
+    rules = _line_rules()
+    for name, value in line.items():
+        known = rules.get(name)
+        if known is None or value is None:
+            continue
+        rule = known[0]
+        if rule == _REAL:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                return f"{name} is not a number"
+            epoch = name == "epoch_seconds"
+            low, high = (0.0, MAX_EPOCH) if epoch else (-MAX_MAGNITUDE, MAX_MAGNITUDE)
+            if not low <= value <= high:
+                return f"{name} is out of range ({_shown(value)})"
+        elif rule == _INT:
+            if type(value) is not int:
+                return f"{name} is not a whole number"
+            if not MIN_INT <= value <= MAX_INT:
+                return f"{name} is out of range ({_shown(value)})"
+        elif rule == _TEXT or rule == _NODE_ID:
+            if not isinstance(value, str):
+                return f"{name} is not a string"
+        elif rule == _MAPPING or rule == _TIMES:
+            if not isinstance(value, dict):
+                return f"{name} is not an object"
+            if rule == _TIMES:
+                for seconds in value.values():
+                    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+                        return f"{name} holds a time that is not a number"
+                    if not -MAX_MAGNITUDE <= seconds <= MAX_MAGNITUDE:
+                        return f"{name} holds a time out of range ({_shown(seconds)})"
+    return None

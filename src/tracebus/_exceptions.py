@@ -52,6 +52,14 @@ class SinkError(TracebusError):
         super().__init__("sink failure: " + "; ".join(parts))
 
 
+class SinkOverflowError(TracebusError):
+    """Never raised on its own: the error a SinkError reports for a sink added to a run
+    (``sinks=``) that fell so far behind that its buffer was full. The run's own files and
+    the other sinks got every event; the events that sink could not take were dropped for
+    it alone and counted.
+    """
+
+
 class CloseTimeoutError(TracebusError):
     """Raised by ``aclose()``/``close()`` when the writer could not drain the queue before the
     close deadline; ``unwritten`` says how many events were still queued and are lost.

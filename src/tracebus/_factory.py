@@ -2,6 +2,12 @@
 
 Each method spells out the common fields: msgspec builds a Struct from plain keywords about
 three times faster than from a ``**dict`` of them, and this is the producers' hot path.
+
+Each method also applies the value rules (``_events``) to its arguments, at the call and
+before anything is queued, so that no value can fail the writer later: a value of the wrong
+type or out of range raises TypeError or ValueError naming the method, the field and the
+value. The common case (str ids, float numbers, small payloads) is checked inline; only an
+unusual value takes the slower path through the rules.
 """
 
 from __future__ import annotations
@@ -11,6 +17,11 @@ import time
 from typing import Any
 
 from ._events import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    MAX_INT,
+    MAX_MAGNITUDE,
+    MAX_NODE_ID_CHARS,
+    MIN_INT,
     NodeFailure,
     NodeRetry,
     NodeSkipped,
@@ -20,21 +31,36 @@ from ._events import (
     WorkflowComplete,
     WorkflowError,
     WorkflowStart,
+    node_id_value,
+    payload_value,
+    real_number,
+    text_value,
+    whole_number,
 )
+from ._text import utf8_text
 
 
 class EventFactory:
     """The events of one run, shared by every observer flavour (async, sync, remote)."""
 
-    __slots__ = ("workflow_id", "run_id", "pid", "producer")
+    __slots__ = ("workflow_id", "run_id", "pid", "producer", "max_payload_bytes")
 
-    def __init__(self, workflow_id: str, run_id: str, producer: str | None = None) -> None:
+    def __init__(
+        self,
+        workflow_id: str,
+        run_id: str,
+        producer: str | None = None,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    ) -> None:
         self.workflow_id = workflow_id
         self.run_id = run_id
         self.pid = os.getpid()
         self.producer = producer
+        self.max_payload_bytes = check_max_payload_bytes(max_payload_bytes)
 
     def workflow_start(self, total_nodes: int, output_dir: str) -> WorkflowStart:
+        total_nodes = whole_number(total_nodes, "workflow_start", "total_nodes")
+        output_dir = utf8_text(output_dir)
         return WorkflowStart(
             epoch_seconds=time.time(),
             pid=self.pid,
@@ -47,6 +73,12 @@ class EventFactory:
         )
 
     def node_start(self, node_id: str, node_index: int | None) -> NodeStart:
+        if not (type(node_id) is str and node_id.isascii() and len(node_id) <= MAX_NODE_ID_CHARS):
+            node_id = node_id_value(node_id, "node_start")
+        if node_index is not None and not (
+            type(node_index) is int and MIN_INT <= node_index <= MAX_INT
+        ):
+            node_index = whole_number(node_index, "node_start", "node_index")
         return NodeStart(
             epoch_seconds=time.time(),
             pid=self.pid,
@@ -63,9 +95,28 @@ class EventFactory:
         duration_seconds: float,
         output_hash: str | None,
         output_summary: Any,
-        cost_usd: float,
+        cost_usd: float | None,
         node_index: int | None = None,
     ) -> NodeSuccess:
+        method = "node_success"
+        if not (type(node_id) is str and node_id.isascii() and len(node_id) <= MAX_NODE_ID_CHARS):
+            node_id = node_id_value(node_id, method)
+        if not (
+            type(duration_seconds) is float and -MAX_MAGNITUDE <= duration_seconds <= MAX_MAGNITUDE
+        ):
+            duration_seconds = real_number(duration_seconds, method, "duration_seconds")
+        if cost_usd is None:
+            cost_usd = 0.0
+        elif not (type(cost_usd) is float and -MAX_MAGNITUDE <= cost_usd <= MAX_MAGNITUDE):
+            cost_usd = real_number(cost_usd, method, "cost_usd")
+        if output_hash is not None and not (
+            type(output_hash) is str and output_hash.isascii() and len(output_hash) <= 1_024
+        ):
+            output_hash = text_value(output_hash, method, "output_hash", self.max_payload_bytes)
+        if output_summary is not None:
+            output_summary = payload_value(output_summary, self.max_payload_bytes)
+        if node_index is not None:
+            node_index = whole_number(node_index, method, "node_index")
         return NodeSuccess(
             epoch_seconds=time.time(),
             pid=self.pid,
@@ -85,9 +136,16 @@ class EventFactory:
         node_id: str,
         error: str,
         duration_seconds: float,
-        cost_usd: float = 0.0,
+        cost_usd: float | None = 0.0,
         node_index: int | None = None,
     ) -> NodeFailure:
+        method, limit = "node_failure", self.max_payload_bytes
+        node_id = node_id_value(node_id, method)
+        error = text_value(error, method, "error", limit)
+        duration_seconds = real_number(duration_seconds, method, "duration_seconds")
+        cost_usd = 0.0 if cost_usd is None else real_number(cost_usd, method, "cost_usd")
+        if node_index is not None:
+            node_index = whole_number(node_index, method, "node_index")
         return NodeFailure(
             epoch_seconds=time.time(),
             pid=self.pid,
@@ -102,8 +160,13 @@ class EventFactory:
         )
 
     def node_skipped(
-        self, node_id: str, reason: str = "", node_index: int | None = None
+        self, node_id: str, reason: str | None = "", node_index: int | None = None
     ) -> NodeSkipped:
+        method, limit = "node_skipped", self.max_payload_bytes
+        node_id = node_id_value(node_id, method)
+        reason = "" if reason is None else text_value(reason, method, "reason", limit)
+        if node_index is not None:
+            node_index = whole_number(node_index, method, "node_index")
         return NodeSkipped(
             epoch_seconds=time.time(),
             pid=self.pid,
@@ -119,10 +182,19 @@ class EventFactory:
         self,
         node_id: str,
         attempt: int,
-        error: str = "",
-        delay_seconds: float = 0.0,
+        error: str | None = "",
+        delay_seconds: float | None = 0.0,
         node_index: int | None = None,
     ) -> NodeRetry:
+        method, limit = "node_retry", self.max_payload_bytes
+        node_id = node_id_value(node_id, method)
+        attempt = whole_number(attempt, method, "attempt")
+        error = "" if error is None else text_value(error, method, "error", limit)
+        delay_seconds = (
+            0.0 if delay_seconds is None else real_number(delay_seconds, method, "delay_seconds")
+        )
+        if node_index is not None:
+            node_index = whole_number(node_index, method, "node_index")
         return NodeRetry(
             epoch_seconds=time.time(),
             pid=self.pid,
@@ -137,6 +209,12 @@ class EventFactory:
         )
 
     def note(self, message: str, node_id: str | None, fields: dict[str, Any]) -> Note:
+        limit = self.max_payload_bytes
+        message = text_value(message, "note", "message", limit)
+        if node_id is not None:
+            node_id = node_id_value(node_id, "note")
+        if fields:
+            fields = payload_value(fields, limit)
         return Note(
             epoch_seconds=time.time(),
             pid=self.pid,
@@ -149,6 +227,10 @@ class EventFactory:
         )
 
     def workflow_complete(self, cumulative_cost_usd: float | None) -> WorkflowComplete:
+        if cumulative_cost_usd is not None:
+            cumulative_cost_usd = real_number(
+                cumulative_cost_usd, "workflow_complete", "cumulative_cost_usd"
+            )
         return WorkflowComplete(
             epoch_seconds=time.time(),
             pid=self.pid,
@@ -159,6 +241,7 @@ class EventFactory:
         )
 
     def workflow_error(self, error: str) -> WorkflowError:
+        error = text_value(error, "workflow_error", "error", self.max_payload_bytes)
         return WorkflowError(
             epoch_seconds=time.time(),
             pid=self.pid,
@@ -167,3 +250,12 @@ class EventFactory:
             producer=self.producer,
             error=error,
         )
+
+
+def check_max_payload_bytes(value: object) -> int:
+    """The ``max_payload_bytes`` option, checked. Raises TypeError or ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"max_payload_bytes must be an int, not {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"max_payload_bytes must be at least 1, got {value}")
+    return value

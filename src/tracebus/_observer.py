@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO
 import anyio
 
 from ._bus import DEFAULT_CAPACITY, DEFAULT_CLOSE_TIMEOUT, BusStatistics, EventBus
-from ._events import Event
+from ._events import DEFAULT_MAX_PAYLOAD_BYTES, Event, real_number
 from ._factory import EventFactory
 from ._hashing import hash_output
 from ._layout import RunLayout, new_run_id, validate_id
@@ -41,6 +41,8 @@ class Observer(AsyncCalls):
     ``overflow="drop"`` drops and counts non-lifecycle events instead. ``console`` receives
     the run's header and summary (default: stdout; None for silence). ``progress`` draws a
     tqdm bar on stderr of the finished nodes (``"succeeded"``: of the succeeded ones only).
+    A free-form payload or text over ``max_payload_bytes`` encoded is stored as a marker (its
+    hash, size, a prefix).
 
     Raises InvalidIdError (a ValueError) at construction for an unsafe workflow id.
     """
@@ -58,6 +60,7 @@ class Observer(AsyncCalls):
         overflow: Literal["block", "drop"] = "block",
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
         run_id: str | None = None,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> None:
         self.workflow_id = validate_id(workflow_id, "workflow_id")
         self.run_id = validate_id(run_id, "run_id") if run_id is not None else new_run_id()
@@ -77,7 +80,9 @@ class Observer(AsyncCalls):
         self._capacity = capacity
         self._drop = overflow == "drop"
         self._close_timeout = close_timeout
-        self._events = EventFactory(self.workflow_id, self.run_id)
+        self._events = EventFactory(
+            self.workflow_id, self.run_id, max_payload_bytes=max_payload_bytes
+        )
         self._layout: RunLayout | None = None
         self._files: RunFiles | None = None
         self._bus: EventBus | None = None
@@ -227,8 +232,9 @@ class NodeScope:
         self.output_summary = result if summary is _UNSET else summary
 
     def cost(self, usd: float) -> None:
-        """Add ``usd`` to this node's cost."""
-        self.cost_usd += usd
+        """Add ``usd`` to this node's cost. Raises TypeError or ValueError for a value that is
+        not a finite real number (see the value rules)."""
+        self.cost_usd = real_number(self.cost_usd + real_number(usd, "cost", "usd"), "cost", "usd")
 
     async def __aenter__(self) -> NodeScope:
         await self._observer.node_start(self.node_id, self.node_index)

@@ -80,13 +80,18 @@ def open_run(
         progress=progress,
         console=console,
         dropped=lambda: bus.statistics().dropped,
+        sink_failures=lambda: bus._sink_failures(),
         events_before=events_before,
     )
+    # A user's sinks never hold up the run's own files: each gets a buffer and a task of its
+    # own, unless it asks to be written in line with them (``direct = True``).
+    direct = [sink for sink in sinks if getattr(sink, "direct", False)]
     bus = EventBus(
-        (files, *sinks),
+        (files, *direct),
         capacity=capacity,
         overflow=overflow,
         close_timeout=close_timeout,
         prepare=files.prepare,
+        detached=[sink for sink in sinks if not getattr(sink, "direct", False)],
     )
     return Run(layout, state, files, bus, started)

@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import Any, Literal, TextIO
 
 from ._bus import DEFAULT_CAPACITY, DEFAULT_CLOSE_TIMEOUT, BusStatistics
-from ._events import Event
+from ._events import DEFAULT_MAX_PAYLOAD_BYTES, Event
 from ._exceptions import BusClosedError
 from ._loop_thread import LoopThread
 from ._observer import _UNSET, Observer
@@ -67,6 +67,7 @@ class SyncObserver(ThreadProducer):
         backend: Literal["asyncio", "trio"] = "asyncio",
         exit_timeout: float = 5.0,
         end_on_close: bool = True,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> None:
         super().__init__(
             Observer(
@@ -79,6 +80,7 @@ class SyncObserver(ThreadProducer):
                 capacity=capacity,
                 close_timeout=close_timeout,
                 run_id=run_id,
+                max_payload_bytes=max_payload_bytes,
             )
         )
         if not end_on_close:

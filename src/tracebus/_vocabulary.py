@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._events import Event
+from ._events import Event, check_event
 from ._factory import EventFactory
 
 
@@ -27,11 +27,13 @@ class _Vocabulary:
         raise NotImplementedError
 
     def _check_ids(self, event: Event) -> None:
+        """Refuse another run's event; apply the value rules to the rest (see check_event)."""
         if event.workflow_id != self.workflow_id or event.run_id != self.run_id:
             raise ValueError(
                 f"the event belongs to run {event.run_id} of {event.workflow_id}, "
                 f"not to run {self.run_id} of {self.workflow_id}"
             )
+        check_event(event, self._events.max_payload_bytes)
 
 
 class AsyncCalls(_Vocabulary):
@@ -60,7 +62,7 @@ class AsyncCalls(_Vocabulary):
         duration_seconds: float,
         output_hash: str | None = None,
         output_summary: Any = None,
-        cost_usd: float = 0.0,
+        cost_usd: float | None = 0.0,
     ) -> None:
         event = self._events.node_success(
             node_id, duration_seconds, output_hash, output_summary, cost_usd
@@ -69,20 +71,20 @@ class AsyncCalls(_Vocabulary):
             await self._emit(event)
 
     async def node_failure(
-        self, node_id: str, error: str, duration_seconds: float, cost_usd: float = 0.0
+        self, node_id: str, error: str, duration_seconds: float, cost_usd: float | None = 0.0
     ) -> None:
         """Never dropped."""
         await self._emit_lifecycle(
             self._events.node_failure(node_id, error, duration_seconds, cost_usd)
         )
 
-    async def node_skipped(self, node_id: str, reason: str = "") -> None:
+    async def node_skipped(self, node_id: str, reason: str | None = "") -> None:
         event = self._events.node_skipped(node_id, reason)
         if not self._offer(event):
             await self._emit(event)
 
     async def node_retry(
-        self, node_id: str, attempt: int, error: str = "", delay_seconds: float = 0.0
+        self, node_id: str, attempt: int, error: str | None = "", delay_seconds: float | None = 0.0
     ) -> None:
         event = self._events.node_retry(node_id, attempt, error, delay_seconds)
         if not self._offer(event):
@@ -96,12 +98,14 @@ class AsyncCalls(_Vocabulary):
 
     async def workflow_complete(self, cumulative_cost_usd: float | None = None) -> None:
         """Record completion; ``None`` reports the sum of the node costs."""
+        event = self._events.workflow_complete(cumulative_cost_usd)  # a bad value ends nothing
         self.mark_finished()
-        await self._emit_lifecycle(self._events.workflow_complete(cumulative_cost_usd))
+        await self._emit_lifecycle(event)
 
     async def workflow_error(self, error: str) -> None:
+        event = self._events.workflow_error(error)
         self.mark_finished()
-        await self._emit_lifecycle(self._events.workflow_error(error))
+        await self._emit_lifecycle(event)
 
     async def emit(self, event: Event) -> None:
         """Emit an event built with ``events``. Raises ValueError for an event of another run."""
@@ -125,7 +129,7 @@ class SyncCalls(_Vocabulary):
         duration_seconds: float,
         output_hash: str | None = None,
         output_summary: Any = None,
-        cost_usd: float = 0.0,
+        cost_usd: float | None = 0.0,
     ) -> None:
         self._put(
             self._events.node_success(
@@ -134,15 +138,15 @@ class SyncCalls(_Vocabulary):
         )
 
     def node_failure(
-        self, node_id: str, error: str, duration_seconds: float, cost_usd: float = 0.0
+        self, node_id: str, error: str, duration_seconds: float, cost_usd: float | None = 0.0
     ) -> None:
         self._put(self._events.node_failure(node_id, error, duration_seconds, cost_usd))
 
-    def node_skipped(self, node_id: str, reason: str = "") -> None:
+    def node_skipped(self, node_id: str, reason: str | None = "") -> None:
         self._put(self._events.node_skipped(node_id, reason))
 
     def node_retry(
-        self, node_id: str, attempt: int, error: str = "", delay_seconds: float = 0.0
+        self, node_id: str, attempt: int, error: str | None = "", delay_seconds: float | None = 0.0
     ) -> None:
         self._put(self._events.node_retry(node_id, attempt, error, delay_seconds))
 
@@ -150,12 +154,14 @@ class SyncCalls(_Vocabulary):
         self._put(self._events.note(message, node_id, fields))
 
     def workflow_complete(self, cumulative_cost_usd: float | None = None) -> None:
+        event = self._events.workflow_complete(cumulative_cost_usd)  # a bad value ends nothing
         self.mark_finished()
-        self._put(self._events.workflow_complete(cumulative_cost_usd))
+        self._put(event)
 
     def workflow_error(self, error: str) -> None:
+        event = self._events.workflow_error(error)
         self.mark_finished()
-        self._put(self._events.workflow_error(error))
+        self._put(event)
 
     def emit(self, event: Event) -> None:
         """Emit an event built with ``events``. Raises ValueError for an event of another run."""

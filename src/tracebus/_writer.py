@@ -11,6 +11,7 @@ large batches. Files are fsynced at close.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -19,6 +20,7 @@ import anyio.lowlevel
 
 from ._events import Event
 from ._exceptions import SinkError
+from ._feed import SinkFeed, sink_name
 
 if TYPE_CHECKING:
     from ._bus import EventQueue
@@ -30,6 +32,10 @@ SINK_CLOSE_TIMEOUT = 30.0
 #: for long (well under 1 ms a step).
 STEP_EVENTS = 96
 
+#: A step that takes longer than this (events carrying large payloads) makes the next steps
+#: smaller, down to one event, until steps are quick again.
+STEP_SECONDS = 0.001
+
 
 @runtime_checkable
 class Sink(Protocol):
@@ -39,13 +45,22 @@ class Sink(Protocol):
     (called after the last; may raise SinkError), and a ``name`` for error messages. An
     exception from ``write_batch`` is recorded, the batch counted as lost for that sink, and
     the writer carries on.
+
+    A bus's own sinks are written by the writer in turn (a slow one holds the writer up: they
+    are the bus's destination). The sinks a user adds to a run are ``detached``: each is fed
+    by a task of its own from a bounded buffer of its own (see SinkFeed).
     """
 
     async def write_batch(self, events: Sequence[Event]) -> None: ...
 
 
 class Subscription:
-    """An async iterator over the events written after it was made."""
+    """An async iterator over the events written after it was made.
+
+    The writer holds only its sending end: a subscription dropped by its owner (a ``break``
+    out of ``async for``, the last reference gone) closes its receiving end, and the writer
+    forgets it at its next batch.
+    """
 
     def __init__(self, max_buffer: int, start: int) -> None:
         self.start = start
@@ -65,6 +80,19 @@ class Subscription:
         """Stop receiving; the writer forgets this subscriber."""
         self._receive.close()
 
+    def __del__(self) -> None:
+        self._receive.close()
+
+
+class _Subscriber:
+    """What the writer keeps of a subscription: its sending end, never the subscription."""
+
+    __slots__ = ("send", "start")
+
+    def __init__(self, subscription: Subscription) -> None:
+        self.send = subscription.send
+        self.start = subscription.start
+
 
 class Writer:
     """The only code that touches the sinks."""
@@ -76,20 +104,27 @@ class Writer:
         *,
         max_batch: int,
         prepare: Callable[[list[Event]], list[Event]] | None,
+        detached: Sequence[Sink] = (),
+        detached_capacity: int = 10_000,
+        detached_close_timeout: float = SINK_CLOSE_TIMEOUT,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         self.finished = anyio.Event()
         self.written = 0
         self.duplicates = 0
+        self.unprepared = 0
         self.batches = 0
         self.in_progress = 0
-        self.subscriptions: list[Subscription] = []
+        self.subscriptions: list[_Subscriber] = []
         self.subscriber_dropped = 0
         self._queue = queue
         self._sinks = list(sinks)
+        self._feeds = [SinkFeed(sink, detached_capacity) for sink in detached]
+        self._feed_close_timeout = detached_close_timeout
         self._max_batch = max_batch
         self._prepare = prepare
+        self._step = STEP_EVENTS
         self._failures: dict[str, tuple[int, BaseException]] = {}
         self._scope: anyio.CancelScope | None = None
         self._progress_waiters = 0
@@ -99,13 +134,15 @@ class Writer:
         if self.finished.is_set():
             subscription.send.close()
         else:
-            self.subscriptions.append(subscription)
+            self.subscriptions.append(_Subscriber(subscription))
         return subscription
 
     async def wait_written(self, count: int) -> None:
         """Wait until ``count`` events in all have been through the sinks (or left out as
-        duplicates), or the writer ends."""
-        while self.written + self.duplicates < count and not self.finished.is_set():
+        duplicates, or lost), or the writer ends."""
+        while self.written + self.duplicates + self.unprepared < count and not (
+            self.finished.is_set()
+        ):
             progressed = self._progressed
             self._progress_waiters += 1
             try:
@@ -118,17 +155,27 @@ class Writer:
         if self._scope is not None:
             self._scope.cancel()
 
+    @property
+    def failures(self) -> dict[str, tuple[int, BaseException]]:
+        """Each failed sink's name: (events it lost, its first error), so far."""
+        failures = dict(self._failures)
+        for feed in self._feeds:
+            if feed.error is not None:
+                failures[feed.name] = (feed.lost, feed.error)
+        return failures
+
     def raise_failures(self) -> None:
         """Raise SinkError if any sink failed during the run."""
-        if self._failures:
-            raise SinkError(dict(self._failures))
+        failures = self.failures
+        if failures:
+            raise SinkError(failures)
 
     async def open(self) -> None:
         """Open the sinks (shielded, as a half-opened file is worse than a late cancel); if
         one fails, close them all and re-raise."""
         try:
             with anyio.CancelScope(shield=True):
-                for sink in self._sinks:
+                for sink in (*self._sinks, *(feed.sink for feed in self._feeds)):
                     aopen = getattr(sink, "aopen", None)
                     if aopen is not None:
                         await aopen()
@@ -144,23 +191,45 @@ class Writer:
         wait for it but the code that closes the queue.
         """
         try:
-            with anyio.CancelScope(shield=True) as self._scope:
-                await self._drain()
+            async with anyio.create_task_group() as feeds:
+                for feed in self._feeds:
+                    feeds.start_soon(feed.run)
+                try:
+                    with anyio.CancelScope(shield=True) as self._scope:
+                        await self._drain()
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        cut_short = self._scope is None or self._scope.cancel_called
+                        await self._close_feeds(0.0 if cut_short else self._feed_close_timeout)
         finally:
+            self._queue.close()  # had the writer stopped early, producers must not wait on it
             await self._finish()
+
+    async def _close_feeds(self, seconds: float) -> None:
+        """Give the detached sinks ``seconds`` to take what they hold, then stop them: what
+        they did not take is counted as lost for them."""
+        for feed in self._feeds:
+            feed.close()
+        with anyio.move_on_after(seconds):
+            for feed in self._feeds:
+                await feed.done.wait()
+        for feed in self._feeds:
+            if not feed.done.is_set():
+                feed.cancel(seconds)
+                await feed.done.wait()
 
     async def _finish(self) -> None:
         with anyio.CancelScope(shield=True):
             await self._close_sinks()
-        for subscription in self.subscriptions:
-            subscription.send.close()
+        for subscriber in self.subscriptions:
+            subscriber.send.close()
         self.finished.set()
         self._progressed.set()
 
     async def _drain(self) -> None:
         queue = self._queue
         while True:
-            taken, batch = await self._gather()
+            taken, batch, lost = await self._gather()
             if not taken:
                 if queue.closed:
                     return
@@ -172,10 +241,13 @@ class Writer:
                         await sink.write_batch(batch)
                     except Exception as exc:
                         self._record(sink, len(batch), exc)
+                for feed in self._feeds:
+                    feed.offer(batch)
                 if self.subscriptions:
                     self._publish(batch)
             self.written += len(batch)
-            self.duplicates += taken - len(batch)
+            self.duplicates += taken - len(batch) - lost
+            self.unprepared += lost
             self.batches += 1
             self.in_progress = 0
             if self._progress_waiters:
@@ -183,35 +255,56 @@ class Writer:
                 self._progressed = anyio.Event()
             await anyio.lowlevel.checkpoint()  # between two batches too, the producers' turn
 
-    async def _gather(self) -> tuple[int, list[Event]]:
+    async def _gather(self) -> tuple[int, list[Event], int]:
         """Take events a step at a time, preparing each step, for as long as the queue holds
         a step's worth or more (a backlog), up to max_batch; a short step means the writer has
-        caught up, and the batch goes out. Returns how many were taken and those kept."""
+        caught up, and the batch goes out. Returns how many were taken, those kept, and how
+        many were lost (a step that could not be prepared).
+
+        A step that took over STEP_SECONDS to prepare makes the next ones smaller."""
         queue, limit, prepare = self._queue, self._max_batch, self._prepare
-        step = limit if prepare is None else STEP_EVENTS
-        taken = 0
+        taken = lost = 0
         kept: list[Event] = []
-        while events := queue.take(min(step, limit - taken)):
+        while True:
+            step = limit if prepare is None else self._step
+            events = queue.take(min(step, limit - taken))
+            if not events:
+                break
             taken += len(events)
             self.in_progress = taken
-            kept += events if prepare is None else prepare(events)
+            if prepare is None:
+                kept += events
+            else:
+                started = time.perf_counter()
+                try:
+                    kept += prepare(events)
+                except Exception as exc:  # the writer never dies of an event: count them lost
+                    self._record(getattr(prepare, "__self__", prepare), len(events), exc)
+                    lost += len(events)
+                self._adapt_step(len(events), time.perf_counter() - started)
             if taken >= limit or len(events) < step:
                 break
             await anyio.lowlevel.checkpoint()  # the producers' turn
-        return taken, kept
+        return taken, kept, lost
+
+    def _adapt_step(self, events: int, seconds: float) -> None:
+        if seconds > STEP_SECONDS:
+            self._step = max(1, min(events, int(events * STEP_SECONDS / seconds)))
+        elif self._step < STEP_EVENTS:
+            self._step = min(STEP_EVENTS, self._step * 2)
 
     def _publish(self, batch: list[Event]) -> None:
-        first = self.written + self.duplicates
-        for subscription in list(self.subscriptions):
-            skip = max(0, subscription.start - first)
+        first = self.written + self.duplicates + self.unprepared
+        for subscriber in list(self.subscriptions):
+            skip = max(0, subscriber.start - first)
             for event in batch[skip:] if skip else batch:
                 try:
-                    subscription.send.send_nowait(event)
+                    subscriber.send.send_nowait(event)
                 except anyio.WouldBlock:
                     self.subscriber_dropped += 1
                 except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                    self.subscriptions.remove(subscription)
-                    subscription.send.close()
+                    self.subscriptions.remove(subscriber)
+                    subscriber.send.close()
                     break
 
     async def _close_sinks(self) -> None:
@@ -230,6 +323,6 @@ class Writer:
                 self._record(sink, 0, TimeoutError(f"closing took over {SINK_CLOSE_TIMEOUT}s"))
 
     def _record(self, sink: object, lost: int, exc: BaseException) -> None:
-        name = str(getattr(sink, "name", None) or type(sink).__name__)
+        name = sink_name(sink)
         previous_lost, first = self._failures.get(name, (0, exc))
         self._failures[name] = (previous_lost + lost, first)

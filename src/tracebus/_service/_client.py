@@ -21,7 +21,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from .._bus import DEFAULT_CAPACITY, DEFAULT_CLOSE_TIMEOUT
-from .._events import Event
+from .._events import DEFAULT_MAX_PAYLOAD_BYTES, Event
 from .._exceptions import ProtocolError, ServiceError, ServiceUnavailableError
 from .._factory import EventFactory
 from .._layout import new_run_id, validate_id
@@ -147,6 +147,7 @@ class RemoteObserver(AsyncCalls):
         reconnect_timeout: float = RECONNECT_TIMEOUT,
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
         connect_timeout: float = CONNECT_TIMEOUT,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> None:
         self.workflow_id = validate_id(workflow_id, "workflow_id")
         if join and run_id is None:
@@ -167,7 +168,9 @@ class RemoteObserver(AsyncCalls):
         self.metadata: dict[str, Any] | None = None  # the files are the service's
         self._drop = overflow == "drop"
         self._connect_timeout = connect_timeout
-        self._events = EventFactory(self.workflow_id, self.run_id, self.producer)
+        self._events = EventFactory(
+            self.workflow_id, self.run_id, self.producer, max_payload_bytes=max_payload_bytes
+        )
         hello = Hello(
             protocol=PROTOCOL_VERSION,
             producer=self.producer,
@@ -308,6 +311,7 @@ def connect(
     reconnect_timeout: float = RECONNECT_TIMEOUT,
     close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
     connect_timeout: float = CONNECT_TIMEOUT,
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
 ) -> RemoteObserver:
     """A remote observer of a run held by the collector at ``address`` (a Unix socket's path,
     or ``tcp://HOST:PORT``), or published to NATS JetStream (``nats://HOST:PORT`` or
@@ -327,6 +331,7 @@ def connect(
         reconnect_timeout=reconnect_timeout,
         close_timeout=close_timeout,
         connect_timeout=connect_timeout,
+        max_payload_bytes=max_payload_bytes,
     )
 
 

@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import Literal
 
 from .._bus import DEFAULT_CAPACITY, DEFAULT_CLOSE_TIMEOUT
-from .._events import Event
+from .._events import DEFAULT_MAX_PAYLOAD_BYTES, Event
 from .._exceptions import BusClosedError
 from .._loop_thread import LoopThread
 from .._nats._settings import NatsSettings
@@ -53,6 +53,7 @@ class SyncRemoteObserver(SyncCalls):
         connect_timeout: float = CONNECT_TIMEOUT,
         backend: Literal["asyncio", "trio"] = "asyncio",
         exit_timeout: float = 5.0,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> None:
         self._remote = RemoteObserver(
             address,
@@ -69,6 +70,7 @@ class SyncRemoteObserver(SyncCalls):
             reconnect_timeout=reconnect_timeout,
             close_timeout=close_timeout,
             connect_timeout=connect_timeout,
+            max_payload_bytes=max_payload_bytes,
         )
         self.workflow_id = self._remote.workflow_id
         self.run_id = self._remote.run_id
@@ -144,6 +146,7 @@ def connect_sync(
     close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
     connect_timeout: float = CONNECT_TIMEOUT,
     backend: Literal["asyncio", "trio"] = "asyncio",
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
 ) -> SyncRemoteObserver:
     """The sync twin of ``connect``: connected on return; use ``with`` or call ``close()``."""
     return SyncRemoteObserver(
@@ -162,4 +165,5 @@ def connect_sync(
         close_timeout=close_timeout,
         connect_timeout=connect_timeout,
         backend=backend,
+        max_payload_bytes=max_payload_bytes,
     )

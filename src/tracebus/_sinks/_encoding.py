@@ -1,4 +1,14 @@
-"""Trace lines and human log lines, each made once per event, in the writer."""
+"""Trace lines and human log lines, each made once per event, in the writer.
+
+The producers' calls have applied the value rules, so a batch encodes in one call. Should an
+event still fail to encode (a payload changed after the call, an event built by hand), it is
+encoded alone, then with its free-form fields as their repr, and failing that replaced, in the
+batch, by an ``encode_error`` record that keeps its ``seq`` and says why: the writer never
+fails on an event.
+
+Log lines are for people: user text in them is passed through ``printable``, so a node id or
+a message cannot end a line or drive a terminal.
+"""
 
 from __future__ import annotations
 
@@ -9,50 +19,75 @@ from typing import Any, NamedTuple
 
 import msgspec
 
-from .._events import BASE_FIELDS, SEED_LOG_DETAILS, Event, event_type_of, event_type_of_kind
-
-
-def _as_repr(obj: Any) -> dict[str, str]:
-    # JSON cannot hold it: keep its repr, flagged so a reader can tell it apart from a string.
-    try:
-        text = repr(obj)
-    except Exception:  # nested deeper than repr goes (e.g. from a remote producer), a bad __repr__
-        text = f"<{type(obj).__name__} that cannot be shown>"
-    return {"$repr": text}
-
-
-def _enc_hook(obj: Any) -> dict[str, str]:
-    if isinstance(obj, dict):
-        # msgspec asks again when our replacement stands where a dict key must: give up on
-        # the whole value (the caller stores its repr) instead of looping.
-        raise TypeError("value cannot be a JSON object key")
-    return _as_repr(obj)
-
-
-_encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
+from .._events import (
+    BASE_FIELDS,
+    SEED_LOG_DETAILS,
+    EncodeError,
+    Event,
+    event_type_of,
+    event_type_of_kind,
+    repr_marker,
+)
+from .._events import json_encoder as _encoder
+from .._text import printable, utf8_text
 
 _NOT_DETAILS = BASE_FIELDS | {"node_id", "node_index", "message"}
 
 
-def encode_trace(events: Sequence[Event]) -> bytes:
-    """The JSONL trace lines of a batch, one encoder call for the whole batch."""
+def encode_trace(events: list[Event]) -> bytes:
+    """The JSONL trace lines of a batch, one encoder call for the whole batch. An event that
+    cannot be encoded is replaced in ``events`` by its ``encode_error`` record."""
     try:
         return _encoder.encode_lines(events)
-    except (TypeError, ValueError, OverflowError, RecursionError, msgspec.EncodeError):
-        return b"".join(_encode_one(event) for event in events)
+    except Exception:
+        lines = []
+        for index, event in enumerate(events):
+            line, record = _encode_one(event)
+            if record is not None:
+                events[index] = record
+            lines.append(line)
+        return b"".join(lines)
 
 
-def _encode_one(event: Event) -> bytes:
+def _encode_one(event: Event) -> tuple[bytes, EncodeError | None]:
     try:
-        return _encoder.encode(event) + b"\n"
-    except (TypeError, ValueError, OverflowError, RecursionError, msgspec.EncodeError):
-        # enc_hook covers unknown types; this covers what it cannot (e.g. non-str dict keys
-        # of unknown types, cycles): replace each free-form field by its repr.
-        for name in ("output_summary", "fields", "extra"):
-            value = getattr(event, name, msgspec.UNSET)
-            if value is not msgspec.UNSET:
-                setattr(event, name, _as_repr(value))
-        return _encoder.encode(event) + b"\n"
+        return _encoder.encode(event) + b"\n", None
+    except Exception:
+        pass
+    # enc_hook covers unknown types; this covers what it cannot (non-str dict keys of unknown
+    # types, cycles): each free-form field replaced by its repr.
+    for name in ("output_summary", "fields", "extra"):
+        value = getattr(event, name, msgspec.UNSET)
+        if value is not msgspec.UNSET:
+            setattr(event, name, repr_marker(value))
+    try:
+        return _encoder.encode(event) + b"\n", None
+    except Exception as exc:
+        record = encode_error(event, exc)
+        return _encoder.encode(record) + b"\n", record
+
+
+def encode_error(event: Event, exc: BaseException) -> EncodeError:
+    """The record written in place of ``event``, which could not be encoded."""
+    node_id = getattr(event, "node_id", None)
+    return EncodeError(
+        timestamp=utf8_text(str(event.timestamp)),
+        epoch_seconds=_finite(event.epoch_seconds),
+        pid=event.pid if type(event.pid) is int else 0,
+        workflow_id=utf8_text(str(event.workflow_id)),
+        run_id=utf8_text(str(event.run_id)),
+        seq=event.seq if type(event.seq) is int else 0,
+        producer=None if event.producer is None else utf8_text(str(event.producer)),
+        failed_event_type=event_type_of(event),
+        node_id=None if node_id is None else utf8_text(str(node_id))[:1_024],
+        error=utf8_text(f"{type(exc).__name__}: {exc}")[:1_024],
+    )
+
+
+def _finite(value: object) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool) and value - value == 0:
+        return float(value)
+    return 0.0
 
 
 @cache
@@ -74,12 +109,9 @@ def log_line(event: Event) -> str:
     details = {name: getattr(event, name) for name in _detail_fields(type(event))}
     try:
         encoded = _encoder.encode(details)
-    except (TypeError, ValueError, OverflowError, RecursionError, msgspec.EncodeError):
-        encoded = _encoder.encode({k: _as_repr(v) for k, v in details.items()})
-    parts.append(" | ")
-    parts.append(encoded.decode())
-    parts.append("\n")
-    return "".join(parts)
+    except Exception:
+        encoded = _encoder.encode({k: repr_marker(v) for k, v in details.items()})
+    return f"{printable(''.join(parts))} | {printable(encoded.decode())}\n"
 
 
 class _LogShape(NamedTuple):
@@ -152,7 +184,12 @@ def encode_log(events: Sequence[Event]) -> str:
         details.append(shape.details(event))
     try:
         # JSON strings escape newlines, so each encoded line is one event's details
-        bodies = _encoder.encode_lines(details).decode().split("\n")
-    except (TypeError, ValueError, OverflowError, RecursionError, msgspec.EncodeError):
+        text = _encoder.encode_lines(details).decode()
+    except Exception:
         return "".join([log_line(event) for event in events])
+    bodies = text.split("\n")
+    if not "".join(heads).isprintable():  # a node id or message holds a control character
+        heads = [printable(head) for head in heads]
+    if not text.isascii() or "\x7f" in text:  # JSON leaves DEL, C1 and separators as they are
+        bodies = [printable(body) for body in bodies]
     return "\n".join(map(operator.add, heads, bodies)) + "\n"

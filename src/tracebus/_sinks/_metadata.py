@@ -13,6 +13,7 @@ import msgspec
 from .._events import SCHEMA_VERSION
 from .._layout import RunLayout
 from .._state import RunState
+from .._text import utf8_text
 
 
 def build_metadata(
@@ -50,10 +51,10 @@ def build_metadata(
         "events_dropped": events_dropped,
         "events_lost": events_lost,
         "write_errors": write_errors,
-        "log_file": str(layout.audit_log_file),
-        "trace_file": str(layout.audit_trace_file),
-        "execution_log_file": str(layout.log_file),
-        "execution_trace_file": str(layout.trace_file),
+        "log_file": utf8_text(str(layout.audit_log_file)),
+        "trace_file": utf8_text(str(layout.audit_trace_file)),
+        "execution_log_file": utf8_text(str(layout.log_file)),
+        "execution_trace_file": utf8_text(str(layout.trace_file)),
         "schema_version": SCHEMA_VERSION,
     }
 

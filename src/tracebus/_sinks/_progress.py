@@ -8,6 +8,7 @@ import time
 from typing import Literal, TextIO, TypeAlias
 
 from .._state import RunState
+from .._text import printable
 
 #: The observers' ``progress``: True, a bar of the finished nodes (succeeded, failed or
 #: skipped); ``"succeeded"``, a bar of the succeeded nodes only, as the seed's bar was; False,
@@ -84,6 +85,6 @@ class Progress:
         running = self._state.in_flight
         if not running:
             return ""
-        names = list(running)[-_SHOWN_IN_FLIGHT:]
+        names = [printable(name) for name in list(running)[-_SHOWN_IN_FLIGHT:]]
         more = len(running) - len(names)
         return "running: " + ", ".join(names) + (f" +{more}" if more else "")

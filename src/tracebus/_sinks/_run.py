@@ -15,6 +15,7 @@ from .._events import Event, WorkflowComplete, WorkflowError, WorkflowStart
 from .._exceptions import SinkError
 from .._layout import RunLayout
 from .._state import IsoClock, RunState
+from .._text import printable, utf8_text
 from ._encoding import encode_log, encode_trace
 from ._files import AppendFile, BatchAppender
 from ._metadata import build_metadata, write_json_atomic
@@ -39,6 +40,7 @@ class RunFiles:
         progress: ProgressOption = True,
         console: TextIO | None = None,
         dropped: Callable[[], int] = lambda: 0,
+        sink_failures: Callable[[], dict[str, tuple[int, BaseException]]] = dict,
         events_before: int = 0,
     ) -> None:
         self.layout = layout
@@ -50,6 +52,7 @@ class RunFiles:
         self._progress: Progress | None = None
         self._console = console
         self._dropped = dropped
+        self._sink_failures = sink_failures
         self._events_before = events_before  # already in the trace of a resumed run
         self._iso = IsoClock()
         self._traces = (AppendFile(layout.trace_file), AppendFile(layout.audit_trace_file))
@@ -60,8 +63,9 @@ class RunFiles:
         self._log_chunks: list[bytes] = []
         self._shown: list[str] = []
         self._prepared = 0
-        state.trace_file = str(layout.trace_file)
-        state.log_file = str(layout.log_file)
+        self._console_error: BaseException | None = None
+        state.trace_file = utf8_text(str(layout.trace_file))
+        state.log_file = utf8_text(str(layout.log_file))
 
     async def aopen(self) -> None:
         for handle in (*self._traces, *self._logs):
@@ -76,11 +80,13 @@ class RunFiles:
         """
         kept = self._state.apply(events)
         if kept:
-            self._trace_chunks.append(encode_trace(kept))
+            trace = encode_trace(kept)  # may put encode_error records in place of events
             if _LIFECYCLE.isdisjoint(map(type, kept)):
-                self._log_chunks.append(encode_log(kept).encode())
+                log = encode_log(kept).encode()
             else:
-                self._log_chunks.append(self._log_with_blocks(kept, self._shown).encode())
+                log = self._log_with_blocks(kept, self._shown).encode()
+            self._trace_chunks.append(trace)
+            self._log_chunks.append(log)
             self._prepared += len(kept)
         return kept
 
@@ -97,9 +103,18 @@ class RunFiles:
             [(handle, traces, count) for handle in self._traces]
             + [(handle, logs, count) for handle in self._logs]
         )
-        if shown and self._console is not None:
-            self._console.write("".join(shown))
+        if shown:
+            self._show("".join(shown))
+
+    def _show(self, text: str) -> None:
+        """Print on the console; a console that fails is reported at close, not retried."""
+        if self._console is None:
+            return
+        try:
+            self._console.write(text)
             self._console.flush()
+        except Exception as exc:  # a closed stream, an encoding that cannot show the text
+            self._console, self._console_error = None, exc
 
     def _log_with_blocks(self, events: Sequence[Event], shown: list[str]) -> str:
         """The log lines with the header after ``workflow_start`` and the summary after the
@@ -148,7 +163,11 @@ class RunFiles:
         if [f.error for f in files] != errors:
             metadata_error.clear()
             await self._write_metadata_into(metadata_error)
-        failures = {str(f.path): (f.lost, f.error) for f in files if f.error is not None}
+        failures = {
+            name: failure
+            for name, failure in self._failures().items()
+            if name not in self._sink_failures()
+        }
         if metadata_error:
             failures[str(self.layout.metadata_file)] = (0, metadata_error[0])
         if failures:
@@ -172,15 +191,26 @@ class RunFiles:
             events_dropped=self._dropped(),
             events_lost=main_trace.lost,
             write_errors={
-                str(f.path): {
-                    "events_lost": f.lost,
-                    "error": f"{type(f.error).__name__}: {f.error}",
+                utf8_text(name): {
+                    "events_lost": lost,
+                    "error": utf8_text(f"{type(error).__name__}: {error}"),
                 }
-                for f in (*self._traces, *self._logs)
-                if f.error is not None
+                for name, (lost, error) in self._failures().items()
             },
         )
         await anyio.to_thread.run_sync(write_json_atomic, self.layout.metadata_file, self.metadata)
+
+    def _failures(self) -> dict[str, tuple[int, BaseException]]:
+        """Every failure so far: the run's files, the console, the user's sinks."""
+        failures = {
+            str(f.path): (f.lost, f.error)
+            for f in (*self._traces, *self._logs)
+            if f.error is not None
+        }
+        if self._console_error is not None:
+            failures["console"] = (0, self._console_error)
+        failures.update(self._sink_failures())
+        return failures
 
     def _close_progress(self, lines: list[str]) -> None:
         if self._progress is not None:
@@ -188,7 +218,7 @@ class RunFiles:
             self._progress = None
 
     def _progress_line(self, text: str) -> str:
-        return f"[{self._iso(time.time())}] PROGRESS {text}\n"
+        return f"[{self._iso(time.time())}] PROGRESS {printable(text)}\n"
 
     def _header(self) -> str:
         layout = self.layout
@@ -241,4 +271,4 @@ def _summary_path(path: Path, layout: RunLayout) -> Path:
 
 
 def _block(*lines: str) -> str:
-    return "\n".join(("", _RULE, *lines, _RULE, "")) + "\n"
+    return "\n".join(("", _RULE, *map(printable, lines), _RULE, "")) + "\n"
