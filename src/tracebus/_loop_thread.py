@@ -19,7 +19,7 @@ import anyio
 import anyio.from_thread
 import anyio.lowlevel
 
-from ._exceptions import BusClosedError
+from ._exceptions import BusClosedError, CloseTimeoutError
 
 
 class LoopThread:
@@ -35,8 +35,10 @@ class LoopThread:
         name: str,
         backend: Literal["asyncio", "trio"],
         exit_timeout: float,
+        unwritten: Callable[[], int] = lambda: 0,
     ) -> None:
         self._resource = resource
+        self._unwritten = unwritten
         self._exit_timeout = exit_timeout
         self._ready = threading.Event()
         self._done = threading.Event()
@@ -82,7 +84,11 @@ class LoopThread:
         anyio.from_thread.run(func, token=self._token)
 
     def close(self, timeout: float | None = None) -> None:
-        """Leave the resource and end the loop. Idempotent; raises what leaving raised, once."""
+        """Leave the resource and end the loop. Idempotent; raises what leaving raised, once.
+
+        Raises CloseTimeoutError when leaving takes longer than ``timeout`` (the loop goes on
+        closing in its thread).
+        """
         with self._close_lock:
             if self.closed:
                 return
@@ -92,7 +98,9 @@ class LoopThread:
                 anyio.from_thread.run_sync(self._stop.set, token=self._token)
             except anyio.RunFinishedError:
                 pass
-        self._done.wait(timeout)
+        if not self._done.wait(timeout):
+            assert timeout is not None
+            raise CloseTimeoutError(self._unwritten(), timeout)
         error, self._error = self._error, None
         if error is not None:
             raise error

@@ -91,6 +91,7 @@ class SyncObserver(ThreadProducer):
             name=f"tracebus-{self.run_id}",
             backend=backend,
             exit_timeout=exit_timeout,
+            unwritten=lambda: self._observer.statistics().queued,
         )
 
     def close(self, timeout: float | None = None) -> None:

@@ -82,6 +82,7 @@ class SyncRemoteObserver(SyncCalls):
             name=f"tracebus-remote-{self.run_id}",
             backend=backend,
             exit_timeout=exit_timeout,
+            unwritten=lambda: self._remote.statistics().queued,
         )
 
     def close(self, timeout: float | None = None) -> None:

@@ -43,6 +43,7 @@ KNOWN_TYPES = frozenset(
         "note",
         "workflow_complete",
         "workflow_error",
+        "encode_error",
     }
 )
 
@@ -202,6 +203,13 @@ def build_run(
     unknown = sorted({str(e.get("event_type")) for e in events} - KNOWN_TYPES)
     if unknown:
         warnings.append(f"events of unknown types kept as raw data: {', '.join(unknown)}")
+    unencoded = [e for e in events if e.get("event_type") == "encode_error"]
+    if unencoded:
+        kinds = sorted({str(e.get("failed_event_type")) for e in unencoded})
+        warnings.append(
+            f"{len(unencoded)} event(s) could not be encoded by the writer and are "
+            f"encode_error records in the trace ({', '.join(kinds)})"
+        )
     if builder.untimed:
         warnings.append(f"{builder.untimed} event(s) without a numeric epoch_seconds")
     if metadata is not None:

@@ -111,7 +111,7 @@ def _record(result: TailResult, event: Mapping[str, Any]) -> bool:
 def format_event(event: Mapping[str, Any]) -> str:
     """``HH:MM:SS.mmm  event_type  what happened``; failures and errors in capitals."""
     kind = str(event.get("event_type", "?"))
-    label = kind.upper() if kind in ("node_failure", "workflow_error") else kind
+    label = kind.upper() if kind in ("node_failure", "workflow_error", "encode_error") else kind
     return f"{_clock(event)}  {label:<{_WIDTH}}  {_what(kind, event)}".rstrip()
 
 
@@ -154,6 +154,9 @@ def _what(kind: str, e: Mapping[str, Any]) -> str:
         )
     if kind == "workflow_error":
         return _line(e.get("error"))
+    if kind == "encode_error":
+        owner = f"{node} " if e.get("node_id") else ""
+        return f"{owner}({e.get('failed_event_type', '?')} not written): {_line(e.get('error'))}"
     rest = {k: v for k, v in e.items() if k not in COMMON_FIELDS}
     return _json(rest)
 
