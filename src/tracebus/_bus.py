@@ -8,7 +8,9 @@ threads push onto the same queue as the event loop, and queue order is emit orde
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
@@ -71,6 +73,8 @@ class EventQueue:
         self._async_waiters = 0
         self._thread_waiters = 0
         self._thread_space = threading.Condition()
+        self._pid = os.getpid()
+        self._forked_from: int | None = None
 
     @property
     def accepted(self) -> int:
@@ -84,6 +88,14 @@ class EventQueue:
         self._opened = True
         self.closed = False
         self._call_soon = threadsafe_caller()
+        _open_queues.add(self)
+
+    def _forked(self) -> None:
+        """In a forked child: refuse every event, for the writer is the parent's."""
+        self._forked_from = self._pid
+        self.closed = True
+        self._call_soon = None
+        self._thread_space = threading.Condition()  # a parent's thread may have held it
 
     def put_nowait(self, event: Event) -> None:
         """Enqueue without blocking; raise (or drop and count) when full."""
@@ -142,6 +154,8 @@ class EventQueue:
         self._append(event)
 
     def _refusal(self) -> BusClosedError:
+        if self._forked_from is not None:
+            return forked_refusal(self._forked_from)
         if not self._opened:
             return BusClosedError(
                 "the bus is not open yet: enter it first (`async with ...`); "
@@ -201,6 +215,28 @@ class EventQueue:
         if self._thread_waiters:
             with self._thread_space:
                 self._thread_space.notify_all()
+
+
+def forked_refusal(parent: int) -> BusClosedError:
+    """What a forked child is told when it emits to an observer of its parent's."""
+    return BusClosedError(
+        f"this observer belongs to process {parent}, and this process is a forked child of "
+        "it: nothing it emits reaches that run (open an observer of its own in the child); "
+        "the event was not accepted"
+    )
+
+
+_open_queues: weakref.WeakSet[EventQueue] = weakref.WeakSet()
+
+
+def _close_in_child() -> None:
+    for queue in list(_open_queues):
+        queue._forked()
+    _open_queues.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_in_child)
 
 
 class EventBus:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import concurrent.futures.thread  # noqa: F401 - see _register below
+import os
 import threading
 import weakref
 from collections.abc import Callable, Coroutine
@@ -19,6 +20,7 @@ import anyio
 import anyio.from_thread
 import anyio.lowlevel
 
+from ._bus import forked_refusal
 from ._exceptions import BusClosedError, CloseTimeoutError
 
 
@@ -39,6 +41,8 @@ class LoopThread:
     ) -> None:
         self._resource = resource
         self._unwritten = unwritten
+        self._pid = os.getpid()
+        self.forked_from: int | None = None
         self._exit_timeout = exit_timeout
         self._ready = threading.Event()
         self._done = threading.Event()
@@ -105,6 +109,22 @@ class LoopThread:
         if error is not None:
             raise error
 
+    def _forked(self) -> None:
+        """In a forked child: closed, with nothing to wait for (the locks are new ones, as a
+        thread of the parent may have held the old ones at the fork)."""
+        self._close_lock = threading.Lock()
+        self._done = threading.Event()
+        self._done.set()
+        self._error = None
+        self.closed = True
+        self.forked_from = self._pid
+
+    def refusal(self, what: str) -> BusClosedError:
+        """The error for an event offered once closed (or in a forked child)."""
+        if self.forked_from is not None:
+            return forked_refusal(self.forked_from)
+        return BusClosedError(f"the {what} is closed; the event was not accepted")
+
     def _close_at_exit(self) -> None:
         try:
             self.close(timeout=self._exit_timeout)
@@ -113,6 +133,19 @@ class LoopThread:
 
 
 _open_hosts: weakref.WeakSet[LoopThread] = weakref.WeakSet()
+
+
+def _forget_in_child() -> None:
+    # A forked child has a copy of every host but none of their threads: closing one there
+    # would wait for ever on a loop that does not run. The child forgets them, so it exits
+    # normally, and its calls on them are refused.
+    for host in list(_open_hosts):
+        host._forked()
+    _open_hosts.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def _close_all_at_exit() -> None:

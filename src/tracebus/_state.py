@@ -46,7 +46,8 @@ class IsoClock:
 
 #: Per-node durations and costs kept for the metadata and the completion event. Past this
 #: many nodes only the totals grow, so a run of millions of nodes keeps flat memory; the
-#: number of nodes left out is ``node_details_dropped``.
+#: number of nodes left out is ``node_details_dropped``. The nodes in flight (started, not
+#: ended) are followed up to as many; a node started past that is counted but not followed.
 MAX_NODE_DETAILS = 100_000
 
 
@@ -79,7 +80,6 @@ class RunState:
         self.cost_usd = 0.0
         self.in_flight: dict[str, int | None] = {}  # node_id -> node_index
         self.peak_in_flight = 0
-        self.failures: dict[str, str] = {}
         self.status = "running"
         self.error: str | None = None
         self.reported_cost: float | None = None
@@ -138,9 +138,10 @@ class RunState:
                 kind = type(event)
                 if kind is NodeStart:
                     start: NodeStart = event  # type: ignore[assignment]
-                    in_flight[start.node_id] = start.node_index
-                    if len(in_flight) > peak:
-                        peak = len(in_flight)
+                    if len(in_flight) < max_details or start.node_id in in_flight:
+                        in_flight[start.node_id] = start.node_index
+                        if len(in_flight) > peak:
+                            peak = len(in_flight)
                 elif kind is NodeSuccess:
                     success: NodeSuccess = event  # type: ignore[assignment]
                     node_id = success.node_id
@@ -185,7 +186,6 @@ class RunState:
             self.node_details_dropped += 1
         if isinstance(event, NodeFailure):
             self.nodes_failed += 1
-            self.failures[node_id] = event.error
         else:
             self.nodes_completed += 1
 

@@ -166,5 +166,5 @@ class SyncObserver(ThreadProducer):
 
     def _put(self, event: Event) -> None:
         if self._loop.closed:
-            raise BusClosedError("the observer is closed; the event was not accepted")
+            raise self._loop.refusal("observer")
         self._observer.bus.emit_from_thread(event)

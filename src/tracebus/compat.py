@@ -55,6 +55,7 @@ class ExecutionObserver:
     ) -> None:
         # Imported here, not with the module: a runner importing this module must not pay for
         # the event loop, anyio and msgspec before it makes an observer.
+        from ._state import MAX_NODE_DETAILS
         from ._sync import SyncObserver
 
         console = sys.stdout
@@ -98,6 +99,7 @@ class ExecutionObserver:
         self.current_node_id: str | None = None
         self._counts = threading.Lock()
         self._completed = False
+        self._max_details = MAX_NODE_DETAILS  # per-node figures kept, as in the metadata
 
     def node_start(self, node_id: str, node_index: int) -> None:
         """Record that a node started. Raises BusClosedError after ``workflow_complete``."""
@@ -112,20 +114,26 @@ class ExecutionObserver:
         output_hash: str | None = None,
         output_summary: dict[str, Any] | None = None,
     ) -> None:
-        """Record that a node succeeded. Raises BusClosedError after ``workflow_complete``."""
-        self._run.node_success(node_id, duration_seconds, output_hash, output_summary)
+        """Record that a node succeeded. Raises BusClosedError after ``workflow_complete``,
+        TypeError or ValueError for a value the value rules refuse."""
+        event = self._run.events.node_success(
+            node_id, duration_seconds, output_hash, output_summary, 0.0
+        )
+        self._run._put(event)
         with self._counts:
             self.nodes_completed += 1
-        self.node_times[node_id] = duration_seconds
-        if output_summary:
-            self.node_outputs[node_id] = output_summary
+            self._keep(self.node_times, event.node_id, event.duration_seconds)
+            if output_summary:
+                self._keep(self.node_outputs, event.node_id, event.output_summary)
 
     def node_failure(self, node_id: str, error_msg: str, duration_seconds: float) -> None:
-        """Record that a node failed. Raises BusClosedError after ``workflow_complete``."""
-        self._run.node_failure(node_id, error_msg, duration_seconds)
+        """Record that a node failed. Raises BusClosedError after ``workflow_complete``,
+        TypeError or ValueError for a value the value rules refuse."""
+        event = self._run.events.node_failure(node_id, error_msg, duration_seconds)
+        self._run._put(event)
         with self._counts:
             self.nodes_failed += 1
-        self.node_times[node_id] = duration_seconds
+            self._keep(self.node_times, event.node_id, event.duration_seconds)
 
     def workflow_complete(self, cumulative_cost_usd: float = 0.0) -> None:
         """Record completion and close the run: drain, fsync, write the metadata.
@@ -154,6 +162,11 @@ class ExecutionObserver:
         # every node line comes before the summary.
         if self._node_lines:
             self._run.flush()
+
+    def _keep(self, table: dict[str, Any], node_id: str, value: Any) -> None:
+        # as the metadata does, per-node figures of the first MAX_NODE_DETAILS nodes only
+        if node_id in table or len(table) < self._max_details:
+            table[node_id] = value
 
     @staticmethod
     def hash_output(data: Any) -> str:

@@ -126,7 +126,7 @@ class SyncRemoteObserver(SyncCalls):
 
     def _put(self, event: Event) -> None:
         if self._loop.closed:
-            raise BusClosedError("the remote observer is closed; the event was not accepted")
+            raise self._loop.refusal("remote observer")
         self._remote._put_from_thread(event)
 
 
