@@ -21,6 +21,7 @@ from ._exceptions import RunNotFoundError as RunNotFoundError
 from ._exceptions import ServiceError as ServiceError
 from ._exceptions import ServiceUnavailableError as ServiceUnavailableError
 from ._exceptions import SinkError as SinkError
+from ._exceptions import SinkOverflowError as SinkOverflowError
 from ._exceptions import TracebusError as TracebusError
 from ._exceptions import TraceFormatError as TraceFormatError
 
@@ -127,6 +128,7 @@ __all__ = [
     "ServiceUnavailableError",
     "Sink",
     "SinkError",
+    "SinkOverflowError",
     "SyncObserver",
     "SyncRemoteObserver",
     "TraceFormatError",
