@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from contextlib import ExitStack
 from pathlib import Path
 
 import anyio
@@ -17,13 +18,18 @@ import pytest
 import tracebus
 import tracebus._run
 from tests.conftest import metadata_of, trace_of
+from tests.disks import full_file_at
 from tracebus._layout import RunLayout, create_layout
 
 
-def _audit_trace_on_dev_full(monkeypatch: pytest.MonkeyPatch) -> None:
+def _audit_trace_on_a_full_disk(
+    monkeypatch: pytest.MonkeyPatch, scratch: Path, mounts: ExitStack
+) -> None:
+    # A regular file on a disk with no space (a symbolic link to /dev/full would be refused:
+    # run files are never written through a link).
     def layout_with_full_disk(*args: object, **kwargs: object) -> RunLayout:
         layout = create_layout(*args, **kwargs)  # type: ignore[arg-type]
-        layout.audit_trace_file.symlink_to("/dev/full")
+        mounts.enter_context(full_file_at(layout.audit_trace_file, scratch))
         return layout
 
     monkeypatch.setattr(tracebus._run, "create_layout", layout_with_full_disk)
@@ -32,13 +38,14 @@ def _audit_trace_on_dev_full(monkeypatch: pytest.MonkeyPatch) -> None:
 async def test_disk_full_is_reported_and_producers_carry_on(
     out: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _audit_trace_on_dev_full(monkeypatch)
     obs = tracebus.Observer("wf", out, total_nodes=100, progress=False, console=None)
-    with pytest.raises(tracebus.SinkError) as caught:
-        async with obs:
-            for i in range(100):
-                async with obs.node(f"n{i}", i):
-                    await anyio.lowlevel.checkpoint()
+    with ExitStack() as mounts:
+        _audit_trace_on_a_full_disk(monkeypatch, out.parent / "full", mounts)
+        with pytest.raises(tracebus.SinkError) as caught:
+            async with obs:
+                for i in range(100):
+                    async with obs.node(f"n{i}", i):
+                        await anyio.lowlevel.checkpoint()
     message = str(caught.value)
     assert str(obs.audit_dir / "trace_00.jsonl") in message
     assert "No space left on device" in message

@@ -137,3 +137,9 @@ class BackendError(TracebusError, RuntimeError):
     """Raised on entering a transport that cannot run on the current async backend: the
     NATS transport (nats-py) runs on asyncio only, so entering it under trio raises this.
     """
+
+
+def keep_with_note(error: BaseException, failure: BaseException) -> None:
+    """Attach ``failure`` (closing the run failed too) to ``error`` (what the user's block
+    raised) as a note, so that the user's own error is the one they see."""
+    error.add_note(f"tracebus: closing the run also failed: {type(failure).__name__}: {failure}")

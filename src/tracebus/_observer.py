@@ -15,6 +15,7 @@ import anyio
 
 from ._bus import DEFAULT_CAPACITY, DEFAULT_CLOSE_TIMEOUT, BusStatistics, EventBus
 from ._events import DEFAULT_MAX_PAYLOAD_BYTES, Event, real_number
+from ._exceptions import TracebusError, keep_with_note
 from ._factory import EventFactory
 from ._hashing import hash_output
 from ._layout import RunLayout, new_run_id, validate_id
@@ -133,16 +134,24 @@ class Observer(AsyncCalls):
         finally:
             try:
                 await bus.__aexit__(exc_type, exc, tb)
+            except TracebusError as failure:
+                if exc is None:
+                    raise
+                keep_with_note(exc, failure)  # the block's own error is what the user sees
             finally:
                 assert self._files is not None
                 self.metadata = self._files.metadata
 
     async def flush(self) -> None:
         """Wait until everything emitted so far is written, then write the metadata as it
-        stands (the run stays open)."""
+        stands (the run stays open).
+
+        Raises SinkError, as closing does, when the metadata cannot be written or one of the
+        run's files failed (a full disk): the run goes on.
+        """
         await self._require_bus().wait_drained()
         assert self._files is not None
-        await self._files.write_metadata()
+        await self._files.flush()
 
     # -- the seed's vocabulary, awaitable ------------------------------------------------
 

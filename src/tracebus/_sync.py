@@ -17,7 +17,7 @@ from typing import Any, Literal, TextIO
 
 from ._bus import DEFAULT_CAPACITY, DEFAULT_CLOSE_TIMEOUT, BusStatistics
 from ._events import DEFAULT_MAX_PAYLOAD_BYTES, Event
-from ._exceptions import BusClosedError
+from ._exceptions import BusClosedError, TracebusError, keep_with_note
 from ._loop_thread import LoopThread
 from ._observer import _UNSET, Observer
 from ._sinks._progress import ProgressOption
@@ -119,7 +119,12 @@ class SyncObserver(ThreadProducer):
                 self.workflow_error(f"{type(exc).__name__}: {exc}")
             except BusClosedError:
                 pass
-        self.close()
+        try:
+            self.close()
+        except TracebusError as failure:
+            if exc is None:
+                raise
+            keep_with_note(exc, failure)  # the block's own error is what the user sees
 
     # -- introspection ------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, TextIO
 
+from ._exceptions import SinkError
 from ._hashing import hash_output as _hash_output
 
 if TYPE_CHECKING:
@@ -144,24 +145,35 @@ class ExecutionObserver:
             if self._completed:
                 return
             self._completed = True
-        self._print_node_lines()
+        self._print_node_lines()  # a file that failed is reported by the close
         self._run.workflow_complete(cumulative_cost_usd)
         self._run.close()
 
     def workflow_error(self, error_msg: str) -> None:
         """Record the error, drain and write the metadata; the run stays open.
 
-        Raises BusClosedError after ``workflow_complete``.
+        Raises BusClosedError after ``workflow_complete``; SinkError, once the error is
+        recorded, when a file could not be written (a full disk).
         """
-        self._print_node_lines()
+        failure = self._print_node_lines()
         self._run.workflow_error(error_msg)
-        self._run.flush()
-
-    def _print_node_lines(self) -> None:
-        # The writer prints a batch's summary before its node lines: drain first, so that
-        # every node line comes before the summary.
-        if self._node_lines:
+        try:
             self._run.flush()
+        except SinkError as exc:
+            failure = exc
+        if failure is not None:
+            raise failure
+
+    def _print_node_lines(self) -> SinkError | None:
+        # The writer prints a batch's summary before its node lines: drain first, so that
+        # every node line comes before the summary. A file that failed is returned, for the
+        # caller to report once its own event is recorded.
+        if self._node_lines:
+            try:
+                self._run.flush()
+            except SinkError as exc:
+                return exc
+        return None
 
     def _keep(self, table: dict[str, Any], node_id: str, value: Any) -> None:
         # as the metadata does, per-node figures of the first MAX_NODE_DETAILS nodes only

@@ -22,7 +22,13 @@ from anyio.abc import TaskGroup
 
 from .._bus import DEFAULT_CAPACITY, DEFAULT_CLOSE_TIMEOUT
 from .._events import DEFAULT_MAX_PAYLOAD_BYTES, Event
-from .._exceptions import ProtocolError, ServiceError, ServiceUnavailableError
+from .._exceptions import (
+    ProtocolError,
+    ServiceError,
+    ServiceUnavailableError,
+    TracebusError,
+    keep_with_note,
+)
 from .._factory import EventFactory
 from .._layout import new_run_id, validate_id
 from .._nats._settings import NatsSettings, nats_settings_of
@@ -231,7 +237,12 @@ class RemoteObserver(AsyncCalls):
                         else self._events.workflow_error(_describe(exc))
                     )
                     await self._queue.put(terminal)
-                await self._delivery.aclose()
+                try:
+                    await self._delivery.aclose()
+                except TracebusError as failure:
+                    if exc is None:
+                        raise
+                    keep_with_note(exc, failure)  # the block's own error is what the user sees
         finally:
             await self._task_group.__aexit__(None, None, None)
 

@@ -15,7 +15,7 @@ from typing import Literal
 
 from .._bus import DEFAULT_CAPACITY, DEFAULT_CLOSE_TIMEOUT
 from .._events import DEFAULT_MAX_PAYLOAD_BYTES, Event
-from .._exceptions import BusClosedError
+from .._exceptions import BusClosedError, TracebusError, keep_with_note
 from .._loop_thread import LoopThread
 from .._nats._settings import NatsSettings
 from .._vocabulary import SyncCalls
@@ -110,7 +110,12 @@ class SyncRemoteObserver(SyncCalls):
                 self.workflow_error(f"{type(exc).__name__}: {exc}")
             except BusClosedError:
                 pass
-        self.close()
+        try:
+            self.close()
+        except TracebusError as failure:
+            if exc is None:
+                raise
+            keep_with_note(exc, failure)  # the block's own error is what the user sees
 
     def mark_finished(self) -> None:
         self._remote.mark_finished()

@@ -15,7 +15,9 @@ little left to do.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -52,9 +54,44 @@ class _AnyioFile:
 async def _open_append(path: Path) -> _AsyncRawFile:
     # aiofiles is bound to asyncio's executor; on trio, anyio's own thread-backed file does
     # the same job.
-    if on_asyncio():
-        return cast(_AsyncRawFile, await aiofiles.open(path, "ab", buffering=0))
-    return _AnyioFile(await anyio.open_file(path, "ab", buffering=0))
+    fd = await anyio.to_thread.run_sync(open_for_append, path)
+    try:
+        if on_asyncio():
+            return cast(_AsyncRawFile, await aiofiles.open(fd, "ab", buffering=0))
+        return _AnyioFile(await anyio.open_file(fd, "ab", buffering=0))
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+_APPEND = os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def open_for_append(path: Path) -> int:
+    """A descriptor appending to ``path``: the regular file there, or a new one made with
+    ``O_EXCL``. Never through a symbolic link (``O_NOFOLLOW``), never a FIFO or a device
+    (``O_NONBLOCK`` keeps a FIFO from blocking the open).
+
+    Raises OSError naming ``path``: a refusal says why.
+    """
+    try:
+        try:
+            fd = os.open(path, _APPEND)
+        except FileNotFoundError:
+            try:
+                fd = os.open(path, _APPEND | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:  # made meanwhile, by whoever: look again, as above
+                fd = os.open(path, _APPEND)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise OSError(
+                errno.ELOOP, "is a symbolic link; refusing to write through it", str(path)
+            ) from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "is not a regular file; refusing to write to it", str(path))
+    return fd
 
 
 class BatchAppender:
@@ -150,23 +187,26 @@ class AppendFile:
         self._unhinted = 0
 
     async def open(self) -> None:
-        try:
-            self._file = await _open_append(self.path)
-            self.fd = self._file.fileno()
-            self._size = os.fstat(self.fd).st_size
-            self._since_open = 0
-        except OSError as exc:
-            self._file = None
-            self._record(exc, 0)
+        """Open the file for appending (see ``open_for_append``). Raises OSError."""
+        self._file = await _open_append(self.path)
+        self.fd = self._file.fileno()
+        self._size = os.fstat(self.fd).st_size
+        self._since_open = 0
 
     async def write(self, data: bytes, events: int) -> None:
         """Append ``data`` (whole lines holding ``events`` events); never raises OSError."""
         await BatchAppender().append([(self, [data], events)])
 
     def writable(self) -> bool:
-        """Open, and still linked at its path."""
+        """Open, and still linked at its path. Notes the file's real size: a file truncated
+        under the writer (logrotate's ``copytruncate``) is written on at its real end, and a
+        failed write is rolled back to it, never past it."""
+        if self._file is None:
+            return False
         # fstat on an open descriptor is answered from the in-memory inode: cheap, per batch.
-        return self._file is not None and os.fstat(self.fd).st_nlink > 0
+        status = os.fstat(self.fd)
+        self._size = status.st_size
+        return status.st_nlink > 0
 
     async def _reopened(self, events: int) -> bool:
         """Reopen the file (it was removed, or never opened); False and the loss recorded if
@@ -175,6 +215,7 @@ class AppendFile:
         if self._file is None:
             self._record(FileNotFoundError(f"cannot reopen {self.path}"), events)
             return False
+        self._size = os.fstat(self.fd).st_size
         return True
 
     def _writeback_due(self, size: int) -> bool:
@@ -215,18 +256,31 @@ class AppendFile:
             self.error = exc
 
     async def _reopen(self) -> None:
+        notice: OSError | None = None
         if self._file is not None:
             # what went into the unlinked file is out of reach: count it as lost
             gone = self._since_open
             self.written -= gone
-            self._record(FileNotFoundError(f"{self.path} was removed while the run wrote it"), gone)
+            notice = FileNotFoundError(f"{self.path} was removed while the run wrote it")
+            self._record(notice, gone)
             await self._file.close()
             self._file = None
-        await self.open()
+        try:
+            await self.open()
+        except OSError as exc:  # e.g. a symbolic link planted in its place: refused
+            if notice is not None and self.error is notice:  # say both, in one error
+                exc = OSError(
+                    exc.errno,
+                    f"removed while the run wrote it, then not made again: {exc.strerror}",
+                    str(self.path),
+                )
+                self.error = None
+            self._record(exc, 0)
 
     async def _rollback(self) -> None:
         assert self._file is not None
         try:
-            await self._file.truncate(self._size)
+            if os.fstat(self.fd).st_size > self._size:  # truncating never makes a file longer
+                await self._file.truncate(self._size)
         except OSError:
-            pass  # e.g. /dev/full: nothing was appended anyway
+            pass  # nothing more can be done: the loss is recorded

@@ -64,12 +64,25 @@ class RunFiles:
         self._shown: list[str] = []
         self._prepared = 0
         self._console_error: BaseException | None = None
+        self._closed = False
         state.trace_file = utf8_text(str(layout.trace_file))
         state.log_file = utf8_text(str(layout.log_file))
 
     async def aopen(self) -> None:
-        for handle in (*self._traces, *self._logs):
-            await handle.open()
+        """Open the four files. Raises OSError naming the first that cannot be opened (a
+        descriptor limit, a symbolic link in its place...): a run that cannot write its
+        files fails at entry, not at close."""
+        opened = []
+        try:
+            for handle in (*self._traces, *self._logs):
+                await handle.open()
+                opened.append(handle)
+        except OSError:
+            with anyio.CancelScope(shield=True):
+                for handle in opened:
+                    await handle.aclose()
+            self._closed = True
+            raise
 
     def prepare(self, events: list[Event]) -> list[Event]:
         """Stamp one step of a batch (see ``RunState.apply``) and make its trace and log lines
@@ -145,6 +158,8 @@ class RunFiles:
 
         Raises SinkError naming each file that failed and how many events it lost.
         """
+        if self._closed:  # never opened: nothing to close, no run to describe
+            return
         tail: list[str] = []
         self._close_progress(tail)
         if tail:
@@ -170,6 +185,23 @@ class RunFiles:
         }
         if metadata_error:
             failures[str(self.layout.metadata_file)] = (0, metadata_error[0])
+        if failures:
+            raise SinkError(failures)
+
+    async def flush(self) -> None:
+        """Write the metadata as it stands. Raises SinkError, as closing does, when it cannot
+        be written or a file failed so far."""
+        failures: dict[str, tuple[int, BaseException]] = {}
+        try:
+            await self.write_metadata()
+        except OSError as exc:
+            failures[str(self.layout.metadata_file)] = (0, exc)
+        own = {
+            str(f.path): (f.lost, f.error)
+            for f in (*self._traces, *self._logs)
+            if f.error is not None
+        }
+        failures.update(own)
         if failures:
             raise SinkError(failures)
 
