@@ -14,6 +14,7 @@ from . import __version__
 from ._exceptions import TracebusError
 from ._nats.cli import register as register_nats
 from ._service import cli as service_cli
+from ._text import printable
 from ._tools.cli import register as register_run_tools
 
 Handler = Callable[[argparse.Namespace], int]
@@ -81,7 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except (TracebusError, OSError, ValueError) as exc:
-        print(f"tracebus {args.command}: error: {str(exc) or type(exc).__name__}", file=sys.stderr)
+        message = f"tracebus {args.command}: error: {str(exc) or type(exc).__name__}"
+        print(printable(message), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

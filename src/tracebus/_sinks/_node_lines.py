@@ -6,12 +6,14 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from .._events import Event, NodeFailure, NodeSuccess
+from .._text import printable
 
 
 class NodeLines:
     """The seed's per-node console lines when tqdm is off, printed by the writer."""
 
     name = "console node lines"
+    direct = True  # printed in line with the run's own console output, in its order
 
     def __init__(self, console: TextIO, total_nodes: int) -> None:
         self._console = console
@@ -21,11 +23,13 @@ class NodeLines:
         lines = []
         for event in events:
             if isinstance(event, NodeSuccess):
-                lines.append(f"  {self._label(event)} ({event.duration_seconds:.2f}s)\n")
+                line = f"  {self._label(event)} ({event.duration_seconds:.2f}s)"
             elif isinstance(event, NodeFailure):
-                lines.append(
-                    f"  {self._label(event)} Error: {event.error} ({event.duration_seconds:.2f}s)\n"
-                )
+                error, seconds = event.error, event.duration_seconds
+                line = f"  {self._label(event)} Error: {error} ({seconds:.2f}s)"
+            else:
+                continue
+            lines.append(printable(line) + "\n")
         if lines:
             self._console.write("".join(lines))
             self._console.flush()

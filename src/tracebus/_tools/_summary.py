@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._text import printable
 from ._lanes import lay_out
 from ._run import RunRecord
 
@@ -107,7 +108,7 @@ def render_summary(summary: dict[str, Any]) -> str:
     if s["warnings"]:
         lines += ["", "Warnings"]
         lines += [f"  {_one_line(w)}" for w in s["warnings"]]
-    return "\n".join(lines) + "\n"
+    return "\n".join(map(printable, lines)) + "\n"
 
 
 def _table(rows: list[tuple[str, ...]], right: tuple[bool, ...]) -> list[str]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from .._text import printable
 from ._find import find_trace
 from ._reader import decode_line
 from ._run import COMMON_FIELDS
@@ -109,10 +110,11 @@ def _record(result: TailResult, event: Mapping[str, Any]) -> bool:
 
 
 def format_event(event: Mapping[str, Any]) -> str:
-    """``HH:MM:SS.mmm  event_type  what happened``; failures and errors in capitals."""
+    """``HH:MM:SS.mmm  event_type  what happened``; failures and errors in capitals. One
+    line, its control characters escaped (``printable``)."""
     kind = str(event.get("event_type", "?"))
     label = kind.upper() if kind in ("node_failure", "workflow_error", "encode_error") else kind
-    return f"{_clock(event)}  {label:<{_WIDTH}}  {_what(kind, event)}".rstrip()
+    return printable(f"{_clock(event)}  {label:<{_WIDTH}}  {_what(kind, event)}".rstrip())
 
 
 def _what(kind: str, e: Mapping[str, Any]) -> str:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .._text import printable
 from ._find import RUN_HELP
 
 EXIT_CODES = (
@@ -189,7 +190,7 @@ def _verdict(ok: bool, check: bool) -> int:
 
 def _warn(command: str, warnings: tuple[str, ...]) -> None:
     for warning in warnings:
-        print(f"tracebus {command}: warning: {warning}", file=sys.stderr)
+        print(printable(f"tracebus {command}: warning: {warning}"), file=sys.stderr)
 
 
 def _write(output: str, text: str, what: str) -> None:
