@@ -388,24 +388,6 @@ def _cleaned(value: Any, depth: int) -> Any:
     return value
 
 
-def line_depth(value: Any) -> int:
-    """How deep dicts and lists nest in ``value`` (0 for a scalar)."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        depth += 1
-        deepest = max(deepest, depth)
-        stack.extend((child, depth) for child in children)
-    return deepest
-
-
 # -- the rules of each field, from the events' own annotations ---------------------------------
 
 _REAL, _INT, _TEXT, _NODE_ID, _PAYLOAD, _MAPPING, _TIMES = range(7)

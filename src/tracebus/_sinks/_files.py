@@ -271,7 +271,7 @@ class AppendFile:
             if notice is not None and self.error is notice:  # say both, in one error
                 exc = OSError(
                     exc.errno,
-                    f"removed while the run wrote it, then not made again: {exc.strerror}",
+                    f"was removed while the run wrote it, and not made again: {exc.strerror}",
                     str(self.path),
                 )
                 self.error = None

@@ -161,7 +161,7 @@ def _load(path: Path, warnings: list[str]) -> dict[str, Any] | None:
     try:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         warnings.append(f"metadata {path} unreadable ({exc}); figures come from the trace")
         return None
     if not isinstance(data, dict):

@@ -290,8 +290,8 @@ class _Builder:
         duration = _number(event.get("duration_seconds"))
         if node.open:
             start = node.open.popleft()
-        else:
-            start = end - duration if duration is not None and duration > 0 else end
+        else:  # no earlier than the epoch: a duration as long as 10**15 s is a valid one
+            start = max(0.0, end - duration) if duration is not None and duration > 0 else end
         output_hash = event.get("output_hash")
         return NodeAttempt(
             node_id=node_id,

@@ -166,8 +166,12 @@ def _what(kind: str, e: Mapping[str, Any]) -> str:
 def _clock(event: Mapping[str, Any]) -> str:
     epoch = event.get("epoch_seconds")
     if isinstance(epoch, int | float) and not isinstance(epoch, bool):
-        moment = datetime.fromtimestamp(epoch)
-        return moment.strftime("%H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
+        try:
+            moment = datetime.fromtimestamp(epoch)
+        except (OverflowError, ValueError, OSError):  # in range, but not in local time
+            pass
+        else:
+            return moment.strftime("%H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
     return str(event.get("timestamp", "?"))
 
 
