@@ -4,8 +4,9 @@
                                   [--max-payload-bytes N] [--shapes text,rows]
 
 A workflow of ``--nodes`` nodes on ``--workers`` async workers: each node records its start,
-waits 5 ms (its own work, an I/O wait), and records its success with a large output summary,
-one of a few built beforehand (building it is the node's cost, not the observer's). Two
+waits 20 to 60 ms (its own work, an I/O wait; the same pseudo-random waits in every run), and
+records its success with a large output summary, one of a few built beforehand (building it
+is the node's cost, not the observer's). Two
 shapes of summary: ``text`` (one long string, as a model's answer) and ``rows`` (a list of
 small records, as a query's result). A task that sleeps 1 ms measures how late it wakes:
 p50 / p99 / max while the nodes run, and the max including closing. The summaries are over
@@ -19,6 +20,7 @@ import argparse
 import asyncio
 import inspect
 import json
+import random
 import shutil
 import sys
 import tempfile
@@ -33,7 +35,7 @@ from workload import LagProbe, peak_rss_mib  # noqa: E402
 
 import tracebus  # noqa: E402
 
-WORK_SECONDS = 0.005
+WORK_SECONDS = (0.020, 0.060)
 VARIANTS = 4
 
 
@@ -61,6 +63,8 @@ async def run(shape: str, nodes: int, workers: int, size: int, bound: int | None
         options["max_payload_bytes"] = bound
     obs = tracebus.Observer("step_01_payloads", out, total_nodes=nodes, **options)
     pending = iter(range(nodes))
+    waits = random.Random(14)
+    work = [waits.uniform(*WORK_SECONDS) for _ in range(nodes)]
     lag = LagProbe()
 
     async def worker() -> None:
@@ -68,7 +72,7 @@ async def run(shape: str, nodes: int, workers: int, size: int, bound: int | None
             node_id = f"node_{index:05d}"
             started = time.perf_counter()
             await obs.node_start(node_id, index)
-            await asyncio.sleep(WORK_SECONDS)
+            await asyncio.sleep(work[index])
             summary = payloads[index % VARIANTS]
             await obs.node_success(node_id, time.perf_counter() - started, None, summary)
 
@@ -103,7 +107,7 @@ async def run(shape: str, nodes: int, workers: int, size: int, bound: int | None
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nodes", type=int, default=300)
-    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--payload-bytes", type=int, default=1_000_000)
     parser.add_argument("--max-payload-bytes", type=int, default=None)
     parser.add_argument("--shapes", default="text,rows")

@@ -11,7 +11,16 @@ from typing import Any
 import anyio
 import pytest
 
-from tests import test_bus, test_observer, test_sinks
+from tests import (
+    test_bus,
+    test_file_faults,
+    test_injection,
+    test_memory,
+    test_observer,
+    test_sinks,
+    test_user_sinks,
+    test_values,
+)
 
 TestFn = Callable[..., Coroutine[Any, Any, None]]
 
@@ -35,6 +44,16 @@ CORE_TESTS: list[TestFn] = [
     test_observer.test_two_runs_in_the_same_second_get_separate_files,
     test_observer.test_drop_policy_counts_drops_and_keeps_lifecycle_events,
     test_sinks.test_trace_removed_mid_run_is_recreated_and_the_loss_reported,
+    test_values.test_lone_surrogates_are_written_escaped_and_the_run_goes_on,
+    test_values.test_payload_values_json_would_lose_are_kept_visibly,
+    test_values.test_an_event_the_writer_cannot_encode_leaves_an_encode_error_in_its_place,
+    test_values.test_a_payload_over_the_bound_is_stored_as_its_hash_size_and_prefix,
+    test_memory.test_subscribers_that_break_out_are_released,
+    test_user_sinks.test_a_hung_user_sink_does_not_hold_up_the_run,
+    test_user_sinks.test_a_lagging_user_sink_loses_and_counts_only_what_did_not_fit,
+    test_file_faults.test_a_run_file_replaced_by_a_symlink_is_not_followed,
+    test_file_faults.test_a_symlink_where_a_run_file_goes_is_refused_at_entry,
+    test_injection.test_a_node_id_cannot_forge_a_log_line,
 ]
 
 

@@ -4,6 +4,7 @@ close; the trace, log and metadata are complete."""
 
 from __future__ import annotations
 
+import io
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -141,3 +142,20 @@ def test_a_hung_user_sink_does_not_hold_up_a_sync_observer(out: Path) -> None:
         obs.close(timeout=60)
     assert len(trace_of(obs.trace_file)) == 2_002
     assert metadata_of(obs.metadata_file)["write_errors"]["hung"]["events_lost"] == 2_002
+
+
+class ClosedConsole(io.StringIO):
+    def write(self, text: str) -> int:
+        raise ValueError("I/O operation on closed file.")
+
+
+async def test_a_console_that_fails_costs_nothing_but_the_console(out: Path) -> None:
+    obs = tracebus.Observer("wf", out, progress=False, console=ClosedConsole())
+    with pytest.raises(tracebus.SinkError, match=r"console: 0 event\(s\) not written"):
+        async with obs:
+            await _nodes(obs, 10)
+    metadata = _assert_complete(obs, 22)
+    assert metadata["write_errors"] == {
+        "console": {"events_lost": 0, "error": "ValueError: I/O operation on closed file."}
+    }
+    assert "Workflow completed: wf" in obs.log_file.read_text()  # the log has the summary

@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import subprocess
+import sys
 import threading
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
@@ -23,6 +25,16 @@ from tests.conftest import assert_consistent_run, metadata_of, trace_of
 #: What ``os.fsdecode`` returns for a file name that is not UTF-8.
 BAD_NAME = os.fsdecode(b"report_\xff.csv")
 SHOWN = "report_\\udcff.csv"  # the six characters of the escape, as written
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tracebus", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def _types(trace: list[dict[str, Any]]) -> list[str]:
@@ -389,3 +401,25 @@ def test_a_bad_bound_is_refused_at_construction(out: Path, value: Any, error: ty
     with pytest.raises(error, match="max_payload_bytes must be"):
         tracebus.Observer("wf", out, max_payload_bytes=value)
     assert not out.exists()
+
+
+async def test_a_payload_nested_too_deep_keeps_its_first_levels_and_stays_readable(
+    out: Path,
+) -> None:
+    deep: list[Any] = []
+    innermost = deep
+    for _ in range(200):
+        innermost.append([])
+        innermost = innermost[0]
+    wide = {"rows": [{"id": i, "tags": [i, [i]]} for i in range(200)]}  # many brackets, shallow
+    async with tracebus.Observer("wf", out, progress=False, console=None) as obs:
+        await obs.node_success("deep", 0.1, output_summary=deep)
+        await obs.node_success("wide", 0.1, output_summary=wide)
+    trace = trace_of(obs.trace_file)  # readable: no line nests deeper than a reader takes
+    stored, levels = trace[1]["output_summary"], 0
+    while isinstance(stored, list):
+        stored, levels = stored[0], levels + 1
+    assert levels == 64 and stored == {"$repr": "<list nested deeper than 64 levels>"}
+    assert trace[2]["output_summary"] == wide
+    for command in ("summary", "timeline"):
+        assert _cli(command, str(obs.trace_file)).returncode == 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import numbers
+import re
 from decimal import Decimal
 from functools import cache
 from typing import Any, Final, get_args
@@ -314,9 +315,10 @@ def _enc_hook(obj: Any) -> dict[str, str]:
 
 #: The JSON encoder of trace lines and payloads: a value JSON cannot hold becomes its repr.
 json_encoder: Final = msgspec.json.Encoder(enc_hook=_enc_hook)
+_msgpack_encoder: Final = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
 
 
-def payload_value(value: Any, limit: int) -> Any:
+def payload_value(value: Any, limit: int, encoded: bytes | None = None) -> Any:
     """A free-form payload as it will be stored.
 
     Usually ``value`` itself. What JSON cannot hold is replaced, visibly: an object by
@@ -329,23 +331,57 @@ def payload_value(value: Any, limit: int) -> Any:
     """
     if value is None:
         return None
-    try:
-        encoded = json_encoder.encode(value)
-    except Exception:
-        value = _clean(value)
-        encoded = json_encoder.encode(value)
-    else:
-        if len(encoded) > limit:
-            return _truncated(encoded)
-        # Only a null can hide a NaN, only many brackets a deep nesting: look closer then.
-        if b"null" in encoded or encoded.count(b"[") + encoded.count(b"{") > MAX_DEPTH:
-            cleaned = _clean(value)
-            again = json_encoder.encode(cleaned)
-            if again != encoded:
-                value, encoded = cleaned, again
+    if encoded is None:  # else the caller encoded it already
+        try:
+            encoded = json_encoder.encode(value)
+        except Exception:
+            value = _clean(value)
+            encoded = json_encoder.encode(value)
+            return _truncated(encoded) if len(encoded) > limit else value
     if len(encoded) > limit:
         return _truncated(encoded)
-    return value
+    if _may_lose(value, encoded):
+        cleaned = _clean(value)
+        again = json_encoder.encode(cleaned)
+        if again != encoded:
+            value, encoded = cleaned, again
+    return _truncated(encoded) if len(encoded) > limit else value
+
+
+def _may_lose(value: Any, encoded: bytes) -> bool:
+    """Whether ``encoded`` (the JSON of ``value``) may have lost part of it: a non-finite
+    float (written as null), or a part nested deeper than MAX_DEPTH. Answered in C for what
+    needs no cleaning; a doubt sends the value to ``_clean``, which knows for sure."""
+    if encoded.find(b"null") >= 0 and _has_non_finite(value):
+        return True
+    return _nests_deeper(encoded, MAX_DEPTH)
+
+
+# msgpack keeps every float as 0xcb and 8 bytes, big-endian: a NaN or an infinity has all the
+# exponent bits set. In UTF-8 text 0xcb is followed by a continuation byte, never these.
+_NON_FINITE: Final = re.compile(rb"\xcb[\x7f\xff][\xf0-\xff]", re.S)
+_NOT_BRACKETS: Final = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def _has_non_finite(value: Any) -> bool:
+    try:
+        packed = _msgpack_encoder.encode(value)
+    except Exception:  # an int past 64 bits, say: let _clean look
+        return True
+    return _NON_FINITE.search(packed) is not None
+
+
+def _nests_deeper(encoded: bytes, limit: int) -> bool:
+    if len(encoded) <= 2 * limit:  # each level takes two brackets
+        return False
+    brackets = encoded.translate(None, _NOT_BRACKETS)
+    if len(brackets) <= 2 * limit:
+        return False
+    for _ in range(limit):  # take off the innermost level, limit times
+        brackets = brackets.replace(b"[]", b"").replace(b"{}", b"")
+        if not brackets:
+            return False
+    return True  # (or brackets inside strings: _clean tells)
 
 
 def _truncated(encoded: bytes) -> dict[str, dict[str, Any]]:
@@ -435,6 +471,10 @@ def check_event(event: Event, limit: int, method: str = "emit") -> None:
         field = f"{event_type_of_kind(kind)}.{name}"
         if rule == _REAL:
             value = real_number(value, method, field)
+            if name == "epoch_seconds" and not 0.0 <= value < MAX_EPOCH:
+                raise ValueError(
+                    f"{method}: {field} must be a time a timestamp can show, got {value!r}"
+                )
         elif rule == _INT:
             value = whole_number(value, method, field)
         elif rule == _TEXT:

@@ -18,10 +18,9 @@ from typing import Any
 
 from ._events import (
     DEFAULT_MAX_PAYLOAD_BYTES,
-    MAX_INT,
+    MAX_DEPTH,
     MAX_MAGNITUDE,
     MAX_NODE_ID_CHARS,
-    MIN_INT,
     NodeFailure,
     NodeRetry,
     NodeSkipped,
@@ -31,6 +30,7 @@ from ._events import (
     WorkflowComplete,
     WorkflowError,
     WorkflowStart,
+    json_encoder,
     node_id_value,
     payload_value,
     real_number,
@@ -43,7 +43,7 @@ from ._text import utf8_text
 class EventFactory:
     """The events of one run, shared by every observer flavour (async, sync, remote)."""
 
-    __slots__ = ("workflow_id", "run_id", "pid", "producer", "max_payload_bytes")
+    __slots__ = ("workflow_id", "run_id", "pid", "producer", "max_payload_bytes", "_quick")
 
     def __init__(
         self,
@@ -57,6 +57,8 @@ class EventFactory:
         self.pid = os.getpid()
         self.producer = producer
         self.max_payload_bytes = check_max_payload_bytes(max_payload_bytes)
+        # a payload's JSON this short is under the bound and nests at most MAX_DEPTH deep
+        self._quick = min(2 * MAX_DEPTH, self.max_payload_bytes)
 
     def workflow_start(self, total_nodes: int, output_dir: str) -> WorkflowStart:
         total_nodes = whole_number(total_nodes, "workflow_start", "total_nodes")
@@ -73,10 +75,10 @@ class EventFactory:
         )
 
     def node_start(self, node_id: str, node_index: int | None) -> NodeStart:
-        if not (type(node_id) is str and node_id.isascii() and len(node_id) <= MAX_NODE_ID_CHARS):
+        if not (type(node_id) is str and len(node_id) <= 1_024 and node_id.isascii()):
             node_id = node_id_value(node_id, "node_start")
         if node_index is not None and not (
-            type(node_index) is int and MIN_INT <= node_index <= MAX_INT
+            type(node_index) is int and -(2**63) <= node_index < 2**63
         ):
             node_index = whole_number(node_index, "node_start", "node_index")
         return NodeStart(
@@ -98,25 +100,32 @@ class EventFactory:
         cost_usd: float | None,
         node_index: int | None = None,
     ) -> NodeSuccess:
-        method = "node_success"
-        if not (type(node_id) is str and node_id.isascii() and len(node_id) <= MAX_NODE_ID_CHARS):
-            node_id = node_id_value(node_id, method)
-        if not (
-            type(duration_seconds) is float and -MAX_MAGNITUDE <= duration_seconds <= MAX_MAGNITUDE
-        ):
-            duration_seconds = real_number(duration_seconds, method, "duration_seconds")
+        # The hot path: the rules' common cases inline (literals are MAX_NODE_ID_CHARS and
+        # MAX_MAGNITUDE), the rest through the rules' functions.
+        if not (type(node_id) is str and len(node_id) <= 1_024 and node_id.isascii()):
+            node_id = node_id_value(node_id, "node_success")
+        if not (type(duration_seconds) is float and -1e15 <= duration_seconds <= 1e15):
+            duration_seconds = real_number(duration_seconds, "node_success", "duration_seconds")
         if cost_usd is None:
             cost_usd = 0.0
-        elif not (type(cost_usd) is float and -MAX_MAGNITUDE <= cost_usd <= MAX_MAGNITUDE):
-            cost_usd = real_number(cost_usd, method, "cost_usd")
+        elif not (type(cost_usd) is float and -1e15 <= cost_usd <= 1e15):
+            cost_usd = real_number(cost_usd, "node_success", "cost_usd")
         if output_hash is not None and not (
-            type(output_hash) is str and output_hash.isascii() and len(output_hash) <= 1_024
+            type(output_hash) is str and len(output_hash) <= 1_024 and output_hash.isascii()
         ):
-            output_hash = text_value(output_hash, method, "output_hash", self.max_payload_bytes)
+            output_hash = text_value(
+                output_hash, "node_success", "output_hash", self.max_payload_bytes
+            )
         if output_summary is not None:
-            output_summary = payload_value(output_summary, self.max_payload_bytes)
+            try:
+                encoded = json_encoder.encode(output_summary)
+            except Exception:
+                output_summary = payload_value(output_summary, self.max_payload_bytes)
+            else:  # short, and no null (a NaN's stand-in): as it is; else see payload_value
+                if len(encoded) > self._quick or encoded.find(b"null") >= 0:
+                    output_summary = payload_value(output_summary, self.max_payload_bytes, encoded)
         if node_index is not None:
-            node_index = whole_number(node_index, method, "node_index")
+            node_index = whole_number(node_index, "node_success", "node_index")
         return NodeSuccess(
             epoch_seconds=time.time(),
             pid=self.pid,
@@ -259,3 +268,7 @@ def check_max_payload_bytes(value: object) -> int:
     if value < 1:
         raise ValueError(f"max_payload_bytes must be at least 1, got {value}")
     return value
+
+
+# The hot path's literals are the rules' constants.
+assert MAX_NODE_ID_CHARS == 1_024 and MAX_MAGNITUDE == 1e15

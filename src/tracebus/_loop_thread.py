@@ -84,7 +84,7 @@ class LoopThread:
     def call(self, func: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run ``func`` on the loop and wait for it. Raises BusClosedError once the loop ended."""
         if self._done.is_set() or self._token is None:
-            raise BusClosedError("the observer is closed")
+            raise self.refusal("observer")
         anyio.from_thread.run(func, token=self._token)
 
     def close(self, timeout: float | None = None) -> None:

@@ -81,7 +81,9 @@ class Subscription:
         self._receive.close()
 
     def __del__(self) -> None:
-        self._receive.close()
+        receive = getattr(self, "_receive", None)
+        if receive is not None:
+            receive.close()
 
 
 class _Subscriber:

@@ -110,7 +110,7 @@ class RunFiles:
         self._trace_chunks, self._log_chunks, self._shown = [], [], []
         if count != len(events):
             raise RuntimeError(f"{len(events)} events to write, {count} prepared")
-        if self._progress is not None and (line := self._progress.update()):
+        if self._progress is not None and (line := self._console_safe(self._progress.update)):
             logs.append(self._progress_line(line).encode())
         await self._appender.append(
             [(handle, traces, count) for handle in self._traces]
@@ -118,6 +118,14 @@ class RunFiles:
         )
         if shown:
             self._show("".join(shown))
+
+    def _console_safe(self, draw: Callable[[], str | None]) -> str | None:
+        """Move the progress bar; a terminal that fails stops the bar, not the run."""
+        try:
+            return draw()
+        except Exception as exc:  # stderr closed, an encoding that cannot show the bar
+            self._progress, self._console_error = None, self._console_error or exc
+            return None
 
     def _show(self, text: str) -> None:
         """Print on the console; a console that fails is reported at close, not retried."""
@@ -127,7 +135,7 @@ class RunFiles:
             self._console.write(text)
             self._console.flush()
         except Exception as exc:  # a closed stream, an encoding that cannot show the text
-            self._console, self._console_error = None, exc
+            self._console, self._console_error = None, self._console_error or exc
 
     def _log_with_blocks(self, events: Sequence[Event], shown: list[str]) -> str:
         """The log lines with the header after ``workflow_start`` and the summary after the
@@ -144,8 +152,7 @@ class RunFiles:
                 shown.append(self._header())
                 parts.append(shown[-1])
                 if self._want_progress:
-                    succeeded_only = self._want_progress == "succeeded"
-                    self._progress = Progress(self._state, succeeded_only=succeeded_only)
+                    self._console_safe(self._start_progress)
             else:
                 self._close_progress(parts)
                 shown.append(self._summary(event))
@@ -244,9 +251,15 @@ class RunFiles:
         failures.update(self._sink_failures())
         return failures
 
+    def _start_progress(self) -> None:
+        succeeded_only = self._want_progress == "succeeded"
+        self._progress = Progress(self._state, succeeded_only=succeeded_only)
+
     def _close_progress(self, lines: list[str]) -> None:
         if self._progress is not None:
-            lines.append(self._progress_line(self._progress.close()))
+            last = self._console_safe(self._progress.close)
+            if last is not None:
+                lines.append(self._progress_line(last))
             self._progress = None
 
     def _progress_line(self, text: str) -> str:
