@@ -1,10 +1,12 @@
 """Event-loop lag while nodes record large output summaries (1 MB each by default).
 
-    python benchmarks/payloads.py [--nodes 300] [--workers 8] [--payload-bytes 1000000]
-                                  [--max-payload-bytes N] [--shapes text,rows]
+    python benchmarks/payloads.py [--nodes 300] [--workers 4] [--wait-ms 20,60]
+                                  [--payload-bytes 1000000] [--max-payload-bytes N]
+                                  [--shapes text,rows]
 
 A workflow of ``--nodes`` nodes on ``--workers`` async workers: each node records its start,
-waits 20 to 60 ms (its own work, an I/O wait; the same pseudo-random waits in every run), and
+waits 20 to 60 ms (``--wait-ms``: its own work, an I/O wait; the same pseudo-random waits in
+every run; ``0,0`` records the nodes back to back), and
 records its success with a large output summary, one of a few built beforehand (building it
 is the node's cost, not the observer's). Two
 shapes of summary: ``text`` (one long string, as a model's answer) and ``rows`` (a list of
@@ -35,7 +37,6 @@ from workload import LagProbe, peak_rss_mib  # noqa: E402
 
 import tracebus  # noqa: E402
 
-WORK_SECONDS = (0.020, 0.060)
 VARIANTS = 4
 
 
@@ -53,7 +54,9 @@ def summaries(shape: str, size: int) -> list[dict[str, Any]]:
     ]
 
 
-async def run(shape: str, nodes: int, workers: int, size: int, bound: int | None) -> dict[str, Any]:
+async def run(
+    shape: str, nodes: int, workers: int, size: int, bound: int | None, wait_ms: tuple[float, float]
+) -> dict[str, Any]:
     payloads = summaries(shape, size)
     out = Path(tempfile.mkdtemp(prefix="tracebus-payloads-"))
     options: dict[str, Any] = {"progress": False, "console": None}
@@ -64,7 +67,7 @@ async def run(shape: str, nodes: int, workers: int, size: int, bound: int | None
     obs = tracebus.Observer("step_01_payloads", out, total_nodes=nodes, **options)
     pending = iter(range(nodes))
     waits = random.Random(14)
-    work = [waits.uniform(*WORK_SECONDS) for _ in range(nodes)]
+    work = [waits.uniform(*wait_ms) / 1e3 for _ in range(nodes)]
     lag = LagProbe()
 
     async def worker() -> None:
@@ -95,6 +98,7 @@ async def run(shape: str, nodes: int, workers: int, size: int, bound: int | None
         "workers": workers,
         "payload_bytes": len(json.dumps(payloads[0], separators=(",", ":"))),
         "max_payload_bytes": bound,
+        "wait_ms": list(wait_ms),
         "seconds_nodes": nodes_done - began,
         "seconds_close": closed - nodes_done,
         "lag": lag.summary(until=nodes_done),
@@ -110,13 +114,22 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--payload-bytes", type=int, default=1_000_000)
     parser.add_argument("--max-payload-bytes", type=int, default=None)
+    parser.add_argument("--wait-ms", default="20,60", help="each node's wait, LOW,HIGH ms")
     parser.add_argument("--shapes", default="text,rows")
     parser.add_argument("--results", type=Path, default=HERE / "results")
     args = parser.parse_args()
+    low, high = (float(ms) for ms in args.wait_ms.split(","))
     rows = []
     for shape in args.shapes.split(","):
         row = asyncio.run(
-            run(shape, args.nodes, args.workers, args.payload_bytes, args.max_payload_bytes)
+            run(
+                shape,
+                args.nodes,
+                args.workers,
+                args.payload_bytes,
+                args.max_payload_bytes,
+                (low, high),
+            )
         )
         rows.append(row)
         lag, whole = row["lag"], row["lag_whole_run"]

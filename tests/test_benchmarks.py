@@ -137,3 +137,39 @@ def test_startup_benchmark_times_every_command_and_writes_its_report(tmp_path: P
     assert all(row["wall_ms"] > 0 and row["cpu_ms"] >= 0 for row in report["rows"])
     assert report["import_target_met"] == (result.returncode == 0)
     assert "import tracebus.compat:" in result.stdout
+
+
+def _bench(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(RUN.with_name(script)), *args],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+
+
+def test_the_payload_lag_benchmark_runs_and_reports(tmp_path: Path) -> None:
+    done = _bench(
+        "payloads.py", "--nodes", "12", "--workers", "3", "--payload-bytes", "200000",
+        "--wait-ms", "0,2", "--results", str(tmp_path),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = json.loads((tmp_path / "payloads.json").read_text())["rows"]
+    assert [row["shape"] for row in rows] == ["text", "rows"]
+    for row in rows:
+        assert row["payload_bytes"] > 100_000 > row["trace_bytes"]  # markers, not payloads
+        assert row["lag"]["ticks"] > 0 and "p99_ms" in row["lag"]
+
+
+def test_the_memory_benchmark_runs_every_kind_it_is_given(tmp_path: Path) -> None:
+    done = _bench(
+        "memory.py", "--events", "4000", "--kinds", "node_failure,abandoned_subscriptions",
+        "--results", str(tmp_path),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = json.loads((tmp_path / "memory.json").read_text())["rows"]
+    assert [row["kind"] for row in rows] == ["node_failure", "abandoned_subscriptions"]
+    for row in rows:
+        assert row["events"] == 4002 and len(row["rss_mib"]) == 11
+    assert rows[1]["subscribers_still_held"] <= 1
