@@ -79,7 +79,7 @@ def open_for_append(path: Path) -> int:
             fd = os.open(path, _APPEND)
         except FileNotFoundError:
             try:
-                fd = os.open(path, _APPEND | os.O_CREAT | os.O_EXCL, 0o644)
+                fd = os.open(path, _APPEND | os.O_CREAT | os.O_EXCL, 0o666)  # the umask decides
             except FileExistsError:  # made meanwhile, by whoever: look again, as above
                 fd = os.open(path, _APPEND)
     except OSError as exc:
