@@ -375,6 +375,7 @@ class EventBus:
         if self._closing:
             return
         self._closing = True
+        self._writer.feeds_deadline = anyio.current_time() + self._close_timeout / 2
         self._queue.close()
         deadline = self._close_timeout
         with anyio.move_on_after(deadline):

@@ -394,16 +394,12 @@ def _truncated(encoded: bytes) -> dict[str, dict[str, Any]]:
     }
 
 
-class _Whole(Exception):
-    """The value cannot be cleaned part by part: store its repr."""
-
-
 def _clean(value: Any) -> Any:
     try:
         plain = msgspec.to_builtins(value, enc_hook=_enc_hook, str_keys=True)
         return _cleaned(plain, 0)
-    except (_Whole, TypeError, ValueError, OverflowError, RecursionError, msgspec.EncodeError):
-        return _cleaned(repr_marker(value), 0)
+    except (TypeError, ValueError, OverflowError, RecursionError, msgspec.EncodeError):
+        return _cleaned(repr_marker(value), 0)  # a dict key or a cycle: the whole value
 
 
 def _cleaned(value: Any, depth: int) -> Any:
@@ -419,7 +415,7 @@ def _cleaned(value: Any, depth: int) -> Any:
         if kind is list:
             return [_cleaned(item, depth + 1) for item in value]
         return {utf8_text(key): _cleaned(item, depth + 1) for key, item in value.items()}
-    if isinstance(value, int) and not -(2**64) < value < 2**64:
+    if isinstance(value, int) and not MIN_INT <= value < 2**64:
         return {"$repr": repr(value)}  # past what msgpack can carry
     return value
 
@@ -473,7 +469,7 @@ def check_event(event: Event, limit: int, method: str = "emit") -> None:
             value = real_number(value, method, field)
             if name == "epoch_seconds" and not 0.0 <= value < MAX_EPOCH:
                 raise ValueError(
-                    f"{method}: {field} must be a time a timestamp can show, got {value!r}"
+                    f"{method}: {field} must be a time from 1970 to 9999, got {value!r}"
                 )
         elif rule == _INT:
             value = whole_number(value, method, field)
@@ -517,9 +513,10 @@ def trace_line_problem(line: dict[str, Any]) -> str | None:
         if rule == _REAL:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 return f"{name} is not a number"
-            epoch = name == "epoch_seconds"
-            low, high = (0.0, MAX_EPOCH) if epoch else (-MAX_MAGNITUDE, MAX_MAGNITUDE)
-            if not low <= value <= high:
+            if name == "epoch_seconds":
+                if not 0.0 <= value < MAX_EPOCH:
+                    return f"{name} is out of range ({_shown(value)})"
+            elif not -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE:
                 return f"{name} is out of range ({_shown(value)})"
         elif rule == _INT:
             if type(value) is not int:

@@ -104,12 +104,16 @@ class EventFactory:
         # MAX_MAGNITUDE), the rest through the rules' functions.
         if not (type(node_id) is str and len(node_id) <= 1_024 and node_id.isascii()):
             node_id = node_id_value(node_id, "node_success")
-        if not (type(duration_seconds) is float and -1e15 <= duration_seconds <= 1e15):
+        if not (
+            type(duration_seconds) is float
+            and type(cost_usd) is float
+            and -1e15 <= duration_seconds <= 1e15
+            and -1e15 <= cost_usd <= 1e15
+        ):
             duration_seconds = real_number(duration_seconds, "node_success", "duration_seconds")
-        if cost_usd is None:
-            cost_usd = 0.0
-        elif not (type(cost_usd) is float and -1e15 <= cost_usd <= 1e15):
-            cost_usd = real_number(cost_usd, "node_success", "cost_usd")
+            cost_usd = (
+                0.0 if cost_usd is None else real_number(cost_usd, "node_success", "cost_usd")
+            )
         if output_hash is not None and not (
             type(output_hash) is str and len(output_hash) <= 1_024 and output_hash.isascii()
         ):

@@ -124,6 +124,8 @@ class Writer:
         self._sinks = list(sinks)
         self._feeds = [SinkFeed(sink, detached_capacity) for sink in detached]
         self._feed_close_timeout = detached_close_timeout
+        #: Set when closing begins: until when the detached sinks may catch up.
+        self.feeds_deadline: float | None = None
         self._max_batch = max_batch
         self._prepare = prepare
         self._step = STEP_EVENTS
@@ -201,11 +203,19 @@ class Writer:
                         await self._drain()
                 finally:
                     with anyio.CancelScope(shield=True):
-                        cut_short = self._scope is None or self._scope.cancel_called
-                        await self._close_feeds(0.0 if cut_short else self._feed_close_timeout)
+                        await self._close_feeds(self._feed_seconds_left())
         finally:
             self._queue.close()  # had the writer stopped early, producers must not wait on it
             await self._finish()
+
+    def _feed_seconds_left(self) -> float:
+        """The detached sinks' time to catch up at close: none if the close deadline passed,
+        else what is left of theirs (half the close deadline, from when closing began)."""
+        if self._scope is None or self._scope.cancel_called:
+            return 0.0
+        if self.feeds_deadline is None:
+            return self._feed_close_timeout
+        return max(0.0, self.feeds_deadline - anyio.current_time())
 
     async def _close_feeds(self, seconds: float) -> None:
         """Give the detached sinks ``seconds`` to take what they hold, then stop them: what
