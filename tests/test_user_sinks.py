@@ -159,3 +159,23 @@ async def test_a_console_that_fails_costs_nothing_but_the_console(out: Path) -> 
         "console": {"events_lost": 0, "error": "ValueError: I/O operation on closed file."}
     }
     assert "Workflow completed: wf" in obs.log_file.read_text()  # the log has the summary
+
+
+class NeverOpens:
+    name = "never opens"
+
+    async def aopen(self) -> None:
+        await anyio.sleep_forever()
+
+    async def write_batch(self, events: Sequence[Event]) -> None:
+        pass
+
+
+async def test_a_user_sink_that_never_opens_fails_the_entry_in_bounded_time(out: Path) -> None:
+    obs = tracebus.Observer(
+        "wf", out, progress=False, console=None, sinks=[NeverOpens()], close_timeout=2
+    )
+    with anyio.fail_after(60):  # it would wait for ever
+        with pytest.raises(TimeoutError, match=r"sink never opens: aopen\(\) did not return"):
+            async with obs:
+                pass

@@ -423,3 +423,22 @@ async def test_a_payload_nested_too_deep_keeps_its_first_levels_and_stays_readab
     assert trace[2]["output_summary"] == wide
     for command in ("summary", "timeline"):
         assert _cli(command, str(obs.trace_file)).returncode == 0
+
+
+@pytest.mark.parametrize("total", [True, 2**70, -1, 2.0])
+def test_a_total_no_run_can_hold_is_refused_at_construction(out: Path, total: Any) -> None:
+    with pytest.raises(ValueError, match="total_nodes must be a non-negative int"):
+        tracebus.Observer("wf", out, total_nodes=total)
+    with pytest.raises(ValueError, match="total_nodes must be a non-negative int"):
+        tracebus.SyncObserver("wf", out, total_nodes=total)
+    assert not out.exists()
+
+
+async def test_an_output_that_is_not_utf8_still_has_a_hash(out: Path) -> None:
+    expected = hashlib.sha256(BAD_NAME.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    assert tracebus.hash_output(BAD_NAME) == expected
+    async with tracebus.Observer("wf", out, progress=False, console=None) as obs:
+        async with obs.node("read", 0) as node:
+            node.output(BAD_NAME)
+    success = trace_of(obs.trace_file)[2]
+    assert success["output_hash"] == expected and success["output_summary"] == SHOWN

@@ -10,7 +10,9 @@ from typing import Any
 def hash_output(data: Any) -> str:
     """First 16 hex characters of SHA-256 over sort-keyed JSON (a dict) or ``str(data)``.
 
-    A dict that JSON cannot encode (where the seed raised TypeError) is hashed by ``str``.
+    A dict that JSON cannot encode (where the seed raised TypeError) is hashed by ``str``;
+    text holding a lone surrogate (where the seed raised UnicodeEncodeError) by its code
+    points as they are (``surrogatepass``), so every value has a hash.
     """
     text = str(data)
     if isinstance(data, dict):
@@ -18,4 +20,4 @@ def hash_output(data: Any) -> str:
             text = json.dumps(data, sort_keys=True)
         except (TypeError, ValueError):
             pass
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]

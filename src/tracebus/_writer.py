@@ -176,13 +176,25 @@ class Writer:
 
     async def open(self) -> None:
         """Open the sinks (shielded, as a half-opened file is worse than a late cancel); if
-        one fails, close them all and re-raise."""
+        one fails, close them all and re-raise. A detached sink has as long to open as it has
+        to catch up at close: TimeoutError if it takes longer."""
         try:
             with anyio.CancelScope(shield=True):
-                for sink in (*self._sinks, *(feed.sink for feed in self._feeds)):
+                for sink in self._sinks:
                     aopen = getattr(sink, "aopen", None)
                     if aopen is not None:
                         await aopen()
+                for feed in self._feeds:
+                    aopen = getattr(feed.sink, "aopen", None)
+                    if aopen is None:
+                        continue
+                    with anyio.move_on_after(self._feed_close_timeout) as scope:
+                        await aopen()
+                    if scope.cancelled_caught:
+                        raise TimeoutError(
+                            f"sink {feed.name}: aopen() did not return within "
+                            f"{self._feed_close_timeout:g}s"
+                        )
         except BaseException:
             await self._finish()
             raise

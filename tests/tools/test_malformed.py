@@ -257,3 +257,19 @@ def test_fuzzed_traces_give_exit_0_or_one_line_and_exit_2(lines: list[bytes]) ->
                                         stderr), stderr  # fmt: skip
             else:
                 assert code == 0, (command, stderr)
+
+
+def test_a_malformed_metadata_file_is_a_warning_not_a_failure(tmp_path: Path) -> None:
+    audit = tmp_path / "audit" / "step_00"
+    audit.mkdir(parents=True)
+    trace = audit / "trace_00.jsonl"
+    trace.write_bytes(b"".join(json.dumps(event).encode() + b"\n" for event in _events()))
+    for metadata in (
+        "[" * 5000 + "]" * 5000,
+        json.dumps({"total_nodes": 10**400, "events_dropped": 10**400, "status": [1]}),
+        "{not json",
+    ):
+        (audit / "metadata_00.json").write_text(metadata)
+        for command in COMMANDS:
+            code, _, stderr = _run(command, trace)
+            assert code == 0, (command, metadata[:30], stderr)

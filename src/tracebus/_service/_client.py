@@ -21,7 +21,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from .._bus import DEFAULT_CAPACITY, DEFAULT_CLOSE_TIMEOUT
-from .._events import DEFAULT_MAX_PAYLOAD_BYTES, Event
+from .._events import DEFAULT_MAX_PAYLOAD_BYTES, MAX_INT, Event
 from .._exceptions import (
     ProtocolError,
     ServiceError,
@@ -160,7 +160,7 @@ class RemoteObserver(AsyncCalls):
             raise ValueError("join=True needs the run_id of the run to join")
         self.run_id = validate_id(run_id, "run_id") if run_id is not None else new_run_id()
         self.producer = validate_id(producer or default_producer(), "producer")
-        if not isinstance(total_nodes, int) or total_nodes < 0:
+        if type(total_nodes) is not int or not 0 <= total_nodes <= MAX_INT:  # not a bool
             raise ValueError(f"total_nodes must be a non-negative int, got {total_nodes!r}")
         if overflow not in ("block", "drop"):
             raise ValueError(f"overflow must be 'block' or 'drop', got {overflow!r}")
