@@ -118,3 +118,15 @@ def test_a_cli_error_naming_a_bad_path_is_one_line() -> None:
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "\x1b" not in result.stderr
     assert "run\\x1b[2J" in result.stderr
+
+
+async def test_a_timestamp_sent_with_an_event_cannot_forge_a_line(out: Path) -> None:
+    obs = tracebus.Observer("wf", out, progress=False, console=None)
+    async with obs:
+        event = obs.events.node_start("n", 0)
+        event.timestamp = f"sent{FORGED_LINE}\x1b[2J"
+        await obs.emit(event)
+    log = obs.log_file.read_text()
+    assert len(_TIMESTAMPED.findall(log)) == 2  # the run's own start and end
+    assert "[sent\\n[2026-01-01T00:00:00.000000+00:00] WORKFLOW_COMPLETE" in log
+    assert "\x1b" not in log

@@ -20,6 +20,7 @@ from ._events import (
     WorkflowError,
     WorkflowStart,
 )
+from ._text import printable
 
 _DIGITS = tuple(f"{n:03d}" for n in range(1000))
 
@@ -135,6 +136,8 @@ class RunState:
                     event.timestamp = (
                         f"{prefix}{_DIGITS[micros // 1000]}{_DIGITS[micros % 1000]}+00:00"
                     )
+                elif not event.timestamp.isprintable():  # sent with the event: shown in logs
+                    event.timestamp = printable(event.timestamp)
                 kind = type(event)
                 if kind is NodeStart:
                     start: NodeStart = event  # type: ignore[assignment]

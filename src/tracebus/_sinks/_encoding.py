@@ -138,26 +138,37 @@ def _log_shape(kind: type[Event]) -> _LogShape:
     label = f" {event_type_of_kind(kind).upper()}"
     fields = kind.__struct_fields__
     head: Callable[[Any], str]
+    # User text in a head is escaped (the timestamp is the writer's: RunState.apply escapes
+    # one that came with the event).
     if "node_id" in fields and "message" in fields:
 
         def head(event: Any) -> str:
             text = f"[{event.timestamp}]{label}"
-            if event.node_id:
-                text = f"{text} {event.node_id}"
-            return f"{text}: {event.message} | " if event.message else f"{text} | "
+            node_id, message = event.node_id, event.message
+            if node_id:
+                text = f"{text} {node_id if node_id.isprintable() else printable(node_id)}"
+            if message:
+                return f"{text}: {message if message.isprintable() else printable(message)} | "
+            return f"{text} | "
 
     elif "node_id" in fields:
 
         def head(event: Any) -> str:
-            if event.node_id:
-                return f"[{event.timestamp}]{label} {event.node_id} | "
+            node_id = event.node_id
+            if node_id:
+                if not node_id.isprintable():
+                    node_id = printable(node_id)
+                return f"[{event.timestamp}]{label} {node_id} | "
             return f"[{event.timestamp}]{label} | "
 
     elif "message" in fields:
 
         def head(event: Any) -> str:
-            if event.message:
-                return f"[{event.timestamp}]{label}: {event.message} | "
+            message = event.message
+            if message:
+                if not message.isprintable():
+                    message = printable(message)
+                return f"[{event.timestamp}]{label}: {message} | "
             return f"[{event.timestamp}]{label} | "
 
     else:
@@ -188,8 +199,6 @@ def encode_log(events: Sequence[Event]) -> str:
     except Exception:
         return "".join([log_line(event) for event in events])
     bodies = text.split("\n")
-    if not "".join(heads).isprintable():  # a node id or message holds a control character
-        heads = [printable(head) for head in heads]
     if not text.isascii() or "\x7f" in text:  # JSON leaves DEL, C1 and separators as they are
         bodies = [printable(body) for body in bodies]
     return "\n".join(map(operator.add, heads, bodies)) + "\n"
