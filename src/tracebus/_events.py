@@ -9,9 +9,11 @@ pid, ids, references); the writer stamps ``seq`` and ``timestamp`` and the summa
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import msgspec
+import msgspec.structs
 
 SCHEMA_VERSION = 1
 
@@ -163,3 +165,53 @@ def event_type_of_kind(kind: type[Event]) -> str:
     tag = kind.__struct_config__.tag
     assert isinstance(tag, str)
     return tag
+
+
+def check_total_nodes(value: object, where: str = "total_nodes") -> int:
+    """Return ``value`` if it is a node count: a non-negative int (a bool is not one).
+
+    Raises ValueError naming ``where`` and the value otherwise.
+    """
+    if type(value) is not int or value < 0:
+        raise ValueError(f"{where} must be a non-negative int, got {value!r}")
+    return value
+
+
+def _float_fields(kind: type[Event]) -> tuple[str, ...]:
+    hints = msgspec.structs.fields(kind)
+    return tuple(
+        field.name
+        for field in hints
+        if field.type is float or field.type == (float | None) or field.type == dict[str, float]
+    )
+
+
+_FLOAT_FIELDS: dict[type[Event], tuple[str, ...]] = {}
+
+
+def check_values(event: Event) -> None:
+    """Check the values no schema expresses, for an event from outside the process (a remote
+    producer may send anything): every number in a float field is finite (JSON has no NaN or
+    infinity: the trace would hold ``null``, which cannot be read back as a float), a node id
+    is a str, and a ``workflow_start``'s ``total_nodes`` is a node count.
+
+    Raises ValueError (TypeError for a node id that is not a str) naming the event type, the
+    field and the value.
+    """
+    kind = type(event)
+    names = _FLOAT_FIELDS.get(kind)
+    if names is None:
+        names = _FLOAT_FIELDS[kind] = _float_fields(kind)
+    for name in names:
+        value = getattr(event, name)
+        values = value.values() if isinstance(value, dict) else (value,)
+        for number in values:
+            if number is not None and not math.isfinite(number):
+                raise ValueError(
+                    f"{event_type_of(event)}: {name} must be a finite number, got {number!r}"
+                )
+    node_id = getattr(event, "node_id", None)
+    if node_id is not None and type(node_id) is not str:
+        raise TypeError(f"{event_type_of(event)}: node_id must be a str, got {node_id!r}")
+    if kind is WorkflowStart:
+        check_total_nodes(event.total_nodes, "workflow_start: total_nodes")  # type: ignore[attr-defined]

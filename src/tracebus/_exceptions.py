@@ -129,3 +129,16 @@ class BackendError(TracebusError, RuntimeError):
     """Raised on entering a transport that cannot run on the current async backend: the
     NATS transport (nats-py) runs on asyncio only, so entering it under trio raises this.
     """
+
+
+class RunLockedError(TracebusError):
+    """Raised by ``RunLock.acquire`` when another process holds a run's lock, that is, is
+    writing the run; ``path`` is the lock file, ``holder`` the pid written in it (or None).
+    The collector answers it with ``run_locked`` and leaves the run to its writer.
+    """
+
+    def __init__(self, path: object, holder: int | None) -> None:
+        self.path = path
+        self.holder = holder
+        who = f"process {holder}" if holder is not None else "another process"
+        super().__init__(f"{who} is writing this run (it holds {path})")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO
 import anyio
 
 from ._bus import DEFAULT_CAPACITY, DEFAULT_CLOSE_TIMEOUT, BusStatistics, EventBus
-from ._events import Event
+from ._events import Event, check_total_nodes
 from ._factory import EventFactory
 from ._hashing import hash_output
 from ._layout import RunLayout, new_run_id, validate_id
@@ -61,8 +61,7 @@ class Observer(AsyncCalls):
     ) -> None:
         self.workflow_id = validate_id(workflow_id, "workflow_id")
         self.run_id = validate_id(run_id, "run_id") if run_id is not None else new_run_id()
-        if not isinstance(total_nodes, int) or total_nodes < 0:
-            raise ValueError(f"total_nodes must be a non-negative int, got {total_nodes!r}")
+        check_total_nodes(total_nodes)
         if progress not in PROGRESS_OPTIONS:
             raise ValueError(f"progress must be True, False or 'succeeded', got {progress!r}")
         if overflow not in ("block", "drop"):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TextIO
@@ -58,9 +58,11 @@ def open_run(
     overflow: Overflow,
     close_timeout: float,
     resume: Resume | None = None,
+    on_trace_failure: Callable[[OSError], None] | None = None,
 ) -> Run:
     """Claim the run's files (see ``create_layout``), or take over ``resume``'s, and build its
-    writer, not yet started.
+    writer, not yet started. With ``on_trace_failure`` (the collector's runs), the writer stops
+    writing at the first failed append to the trace and calls it (see ``RunFiles``).
 
     Raises InvalidIdError for unsafe ids and OSError when the directories cannot be made.
     """
@@ -81,6 +83,7 @@ def open_run(
         console=console,
         dropped=lambda: bus.statistics().dropped,
         events_before=events_before,
+        on_trace_failure=on_trace_failure,
     )
     bus = EventBus(
         (files, *sinks),

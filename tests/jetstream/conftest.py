@@ -98,11 +98,14 @@ def unique_stream() -> NatsStream:
 
 
 async def delete_stream(url: str, name: str) -> None:
+    """Delete a stream and the collectors' buckets made beside it."""
     client = await nats.connect(url)
     try:
-        await client.jetstream().delete_stream(name)
-    except nats.js.errors.NotFoundError:
-        pass
+        for stream in (name, f"KV_{name}_leases", f"KV_{name}_positions"):
+            try:
+                await client.jetstream().delete_stream(stream)
+            except nats.js.errors.NotFoundError:
+                pass
     finally:
         await client.close()
 

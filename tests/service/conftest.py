@@ -19,6 +19,7 @@ import tracebus
 from tracebus._service._client import fetch_status
 from tracebus._service._protocol import (
     Batch,
+    ErrorReply,
     Hello,
     ServerMessage,
     StatusRequest,
@@ -178,13 +179,22 @@ class RawClient:
     async def connect(
         cls, socket: Path | str, producer: str | None = "raw", token: str | None = None
     ) -> RawClient:
-        stream = await anyio.connect_unix(socket)
-        client = cls(FrameStream(stream, 1 << 30))
-        if producer is not None:
-            await client.send(Hello(protocol=1, producer=producer, token=token))
-            reply = await client.receive()
-            assert isinstance(reply, Welcome), reply
-        return client
+        with anyio.fail_after(60):
+            while True:
+                stream = await anyio.connect_unix(socket)
+                client = cls(FrameStream(stream, 1 << 30))
+                if producer is None:
+                    return client
+                await client.send(Hello(protocol=1, producer=producer, token=token))
+                reply = await client.receive()
+                # a producer id is one connection's at a time: the service may not have seen
+                # this client's previous connection with it close yet
+                if isinstance(reply, ErrorReply) and reply.code == "producer_in_use":
+                    await client.aclose()
+                    await anyio.sleep(0.01)
+                    continue
+                assert isinstance(reply, Welcome), reply
+                return client
 
     async def send(self, message: Hello | Batch | StatusRequest) -> None:
         await self.frames.send(encode(message))

@@ -21,7 +21,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from .._bus import DEFAULT_CAPACITY, DEFAULT_CLOSE_TIMEOUT
-from .._events import Event
+from .._events import Event, check_total_nodes
 from .._exceptions import ProtocolError, ServiceError, ServiceUnavailableError
 from .._factory import EventFactory
 from .._layout import new_run_id, validate_id
@@ -153,8 +153,7 @@ class RemoteObserver(AsyncCalls):
             raise ValueError("join=True needs the run_id of the run to join")
         self.run_id = validate_id(run_id, "run_id") if run_id is not None else new_run_id()
         self.producer = validate_id(producer or default_producer(), "producer")
-        if not isinstance(total_nodes, int) or total_nodes < 0:
-            raise ValueError(f"total_nodes must be a non-negative int, got {total_nodes!r}")
+        check_total_nodes(total_nodes)
         if overflow not in ("block", "drop"):
             raise ValueError(f"overflow must be 'block' or 'drop', got {overflow!r}")
         self.address: Address | NatsSettings = (
@@ -220,6 +219,8 @@ class RemoteObserver(AsyncCalls):
         assert self._task_group is not None
         try:
             with anyio.CancelScope(shield=True):
+                # close_timeout bounds the whole close, waiting for room for the end included
+                deadline = anyio.current_time() + self._delivery.close_timeout
                 if not self.join and not self._finished and not self._queue.closed:
                     self._finished = True
                     terminal = (
@@ -227,8 +228,11 @@ class RemoteObserver(AsyncCalls):
                         if exc is None
                         else self._events.workflow_error(_describe(exc))
                     )
-                    await self._queue.put(terminal)
-                await self._delivery.aclose()
+                    with anyio.move_on_after(self._delivery.close_timeout) as waited:
+                        await self._queue.put(terminal)
+                    if waited.cancelled_caught:
+                        self._delivery.not_sent(1)
+                await self._delivery.aclose(deadline)
         finally:
             await self._task_group.__aexit__(None, None, None)
 
@@ -340,7 +344,7 @@ async def fetch_status(
     target = parse_address(address)
     hello = Hello(
         protocol=PROTOCOL_VERSION,
-        producer="status",
+        producer=f"status-{uuid.uuid4().hex[:12]}",  # a producer id is one connection's
         token=token,
         client=software(),
     )

@@ -15,11 +15,21 @@ that sorts known fields from unknown ones.
 from __future__ import annotations
 
 import types
-from typing import Any, Final, Union, cast, get_args
+from typing import Any, Final, NamedTuple, Union, cast, get_args
 
 import msgspec
 
-from .._events import AnyEvent, Event, WorkflowComplete, WorkflowError, WorkflowStart
+from .._events import (
+    AnyEvent,
+    Event,
+    NodeStart,
+    NodeSuccess,
+    Note,
+    WorkflowComplete,
+    WorkflowError,
+    WorkflowStart,
+    check_values,
+)
 from .._exceptions import InvalidIdError, ProtocolError
 from .._layout import validate_id
 
@@ -212,13 +222,22 @@ def decode_server_message(body: bytes) -> ServerMessage:
         raise ProtocolError("bad_frame", f"not a service message: {_first_line(exc)}") from None
 
 
-def check_batch(batch: Batch, producer: str) -> tuple[bool, bool]:
-    """Check a decoded batch against the rules no schema expresses; return whether it holds a
-    ``workflow_start`` and whether it holds a ``workflow_complete``/``workflow_error``.
+class Checked(NamedTuple):
+    """What ``check_batch`` found out about a batch."""
+
+    starts: bool  # holds a workflow_start
+    ends: bool  # holds a workflow_complete or workflow_error
+    top_seq: int  # the highest seq in it (0 for an empty batch)
+    low_seq: int  # the lowest (0 for an empty batch)
+
+
+def check_batch(batch: Batch, producer: str) -> Checked:
+    """Check a decoded batch against the rules no schema expresses.
 
     Raises ProtocolError: ``invalid_id`` for an unsafe workflow or run id (it would name
-    files), ``invalid_event`` for an event of another run or producer, a ``seq`` below 1, or
-    a time no timestamp can show.
+    files), ``invalid_event`` for an event of another run or producer, a ``seq`` below 1, a
+    time no timestamp can show, or a value the trace could not give back (``check_values``:
+    a NaN or infinite number, a negative ``total_nodes``).
     """
     try:
         validate_id(batch.workflow_id, "workflow_id")
@@ -227,6 +246,8 @@ def check_batch(batch: Batch, producer: str) -> tuple[bool, bool]:
         raise ProtocolError("invalid_id", str(exc)) from None
     workflow_id, run_id = batch.workflow_id, batch.run_id
     starts = ends = False
+    top = 0
+    low = batch.events[0].seq if batch.events else 0
     for index, event in enumerate(batch.events):
         if event.workflow_id != workflow_id or event.run_id != run_id:
             raise ProtocolError("invalid_event", f"event {index} belongs to another run")
@@ -234,17 +255,33 @@ def check_batch(batch: Batch, producer: str) -> tuple[bool, bool]:
             raise ProtocolError(
                 "invalid_event", f"event {index} has producer {event.producer!r}, not {producer!r}"
             )
-        if event.seq < 1:
+        seq = event.seq
+        if seq < 1:
             raise ProtocolError("invalid_event", f"event {index}: seq must be at least 1")
+        if seq > top:
+            top = seq
+        elif seq < low:
+            low = seq
         epoch = event.epoch_seconds
         if not 0.0 <= epoch < _MAX_EPOCH:  # also false for NaN
             raise ProtocolError("invalid_event", f"event {index}: epoch_seconds out of range")
         kind = type(event)
+        if kind is NodeStart or kind is Note:
+            continue  # no number but the time, checked above
+        if kind is NodeSuccess:
+            success = cast(NodeSuccess, event)
+            total = success.duration_seconds + success.cost_usd
+            if total - total == 0.0:  # false for a NaN or an infinity in either
+                continue
+        try:
+            check_values(event)
+        except (ValueError, TypeError) as exc:
+            raise ProtocolError("invalid_event", f"event {index}: {exc}") from None
         if kind is WorkflowStart:
             starts = True
         elif kind is WorkflowComplete or kind is WorkflowError:
             ends = True
-    return starts, ends
+    return Checked(starts, ends, top, low)
 
 
 def _first_line(exc: BaseException) -> str:

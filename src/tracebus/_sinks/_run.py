@@ -40,6 +40,7 @@ class RunFiles:
         console: TextIO | None = None,
         dropped: Callable[[], int] = lambda: 0,
         events_before: int = 0,
+        on_trace_failure: Callable[[OSError], None] | None = None,
     ) -> None:
         self.layout = layout
         self.metadata: dict[str, Any] | None = None
@@ -60,8 +61,26 @@ class RunFiles:
         self._log_chunks: list[bytes] = []
         self._shown: list[str] = []
         self._prepared = 0
+        # Where the writer is in the bus's queue: events taken, and of those, how many are
+        # settled (their lines are in the main trace, or were left out as already there).
+        self._taken = 0
+        self.settled = 0
+        #: With ``on_trace_failure``: the first failed append to the main trace. From then on
+        #: nothing is written (the collector's producers send it all again, to a writer that
+        #: takes the run back from its trace), and every event taken is counted lost.
+        self.trace_failure: OSError | None = None
+        #: Events not written because of it; ``refused`` of them were taken after it (the
+        #: writer counts those as left out).
+        self.unwritten = 0
+        self.refused = 0
+        self._on_trace_failure = on_trace_failure
         state.trace_file = str(layout.trace_file)
         state.log_file = str(layout.log_file)
+
+    @property
+    def trace_written(self) -> int:
+        """Events this writer has put in the main trace."""
+        return self._traces[0].written
 
     async def aopen(self) -> None:
         for handle in (*self._traces, *self._logs):
@@ -74,7 +93,15 @@ class RunFiles:
         The writer calls it on each step of a batch before handing the batch (the events kept
         here) to the sinks. Returns the events kept.
         """
+        self._taken += len(events)
+        if self.trace_failure is not None:
+            self._traces[0].lost += len(events)
+            self.unwritten += len(events)
+            self.refused += len(events)
+            return []
         kept = self._state.apply(events)
+        if not kept and not self._trace_chunks:
+            self.settled = self._taken  # all resends of what the trace holds
         if kept:
             self._trace_chunks.append(encode_trace(kept))
             if _LIFECYCLE.isdisjoint(map(type, kept)):
@@ -93,13 +120,34 @@ class RunFiles:
             raise RuntimeError(f"{len(events)} events to write, {count} prepared")
         if self._progress is not None and (line := self._progress.update()):
             logs.append(self._progress_line(line).encode())
+        files = (*self._traces, *self._logs)
+        main = self._traces[0]
+        before = [(handle.size, handle.failures) for handle in files]
         await self._appender.append(
             [(handle, traces, count) for handle in self._traces]
             + [(handle, logs, count) for handle in self._logs]
         )
+        if main.failures == before[0][1]:
+            self.settled = self._taken
+        elif self._on_trace_failure is not None:
+            await self._stop_writing(count, before)
+            return
         if shown and self._console is not None:
             self._console.write("".join(shown))
             self._console.flush()
+
+    async def _stop_writing(self, count: int, before: list[tuple[int, int]]) -> None:
+        """The main trace refused a batch: take it back from the other files too, so that
+        all four hold the same events, and write nothing more."""
+        files = (*self._traces, *self._logs)
+        for handle, (size, failures) in zip(files[1:], before[1:], strict=True):
+            if handle.failures == failures:
+                await handle.take_back(size, count)
+        self.unwritten += count
+        error = self._traces[0].error
+        self.trace_failure = error if isinstance(error, OSError) else OSError(str(error))
+        assert self._on_trace_failure is not None
+        self._on_trace_failure(self.trace_failure)
 
     def _log_with_blocks(self, events: Sequence[Event], shown: list[str]) -> str:
         """The log lines with the header after ``workflow_start`` and the summary after the
