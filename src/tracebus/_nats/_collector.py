@@ -74,8 +74,8 @@ _Fetched = list[tuple[Receipt, Msg]]
 _DONE = Receipt(None)
 #: A message that cannot be written now: it comes again after the rewind.
 _LATER = Receipt(None)
-#: Refusals that pass: the run opens later, the service makes room.
-_WAIT_FOR = frozenset({"run_not_open", "too_many_runs", "shutting_down"})
+#: Refusals that pass: the run opens later (given up on after OPEN_RETRIES).
+_WAIT_FOR = frozenset({"run_not_open", "shutting_down"})
 _DURABLE_RE = re.compile(r"[A-Za-z0-9_-]{1,200}")
 
 
@@ -367,7 +367,9 @@ class NatsCollector:
             self._counts["held"] += 1
             await msg.nak(delay=GAP_DELAY * (holds + 1))
             return None
-        if exc.code in _WAIT_FOR and msg.metadata.num_delivered <= OPEN_RETRIES:
+        if exc.code == "too_many_runs" or (
+            exc.code in _WAIT_FOR and msg.metadata.num_delivered <= OPEN_RETRIES
+        ):  # a full collector makes room as runs end: it is waited for, never given up on
             self._counts["held"] += 1
             await msg.nak(delay=OPEN_DELAY)
             return None

@@ -142,6 +142,7 @@ class Delivery:
         self._backoff = _FIRST_BACKOFF
         self._trouble_since: float | None = None  # no acknowledgement since, while failing
         self._oversize: list[Event] = []
+        self._abandoned_from = 2**63  # the first batch given up on, once the delivery gave up
         if probe:  # an empty batch, sent first: the service answers whether the run is open
             self._hold(self._seal([])[0])
 
@@ -205,11 +206,14 @@ class Delivery:
             await self._wait_change()
 
     async def wait_batch(self, batch_id: int) -> None:
-        """Wait until batch ``batch_id`` is settled. Raises the reason the delivery gave up."""
+        """Wait until batch ``batch_id`` is settled. Raises the reason the delivery gave up
+        (before or on that batch)."""
         while self._settled_id < batch_id:
             if self.failure is not None:
                 raise self.failure
             await self._wait_change()
+        if self.failure is not None and batch_id >= self._abandoned_from:
+            raise self.failure
 
     def statistics(self) -> RemoteStatistics:
         queue = self.queue
@@ -242,7 +246,14 @@ class Delivery:
         last: ServiceError | ServiceUnavailableError | None = self.last_deferral
         if self._deferred:  # the service said "later": do not hammer it
             self._deferred = False
-            await self._pause(deadline)
+            if not await self._pause(deadline):
+                self._give_up(
+                    ServiceUnavailableError(
+                        f"gave up after {self._reconnect_timeout:g}s without an "
+                        f"acknowledgement: {last}"
+                    )
+                )
+                return None
         while True:
             try:
                 link = await self._connect()
@@ -407,6 +418,7 @@ class Delivery:
 
     async def _discard(self) -> None:
         """Gave up: count what is held and whatever comes, so producers never wait on it."""
+        self._abandoned_from = self._unacked[0].id if self._unacked else self._next_id
         self.undelivered += self._unacked_events
         self._unacked.clear()
         self._unacked_events = 0

@@ -213,6 +213,22 @@ def _event_from(raw: Any, index: int) -> Event:
     return event
 
 
+class _BatchHead(msgspec.Struct, tag_field="kind", tag="batch"):
+    id: int
+
+
+_head_decoder = msgspec.msgpack.Decoder(_BatchHead)
+
+
+def batch_id_of(body: bytes) -> int | None:
+    """The ``id`` of a batch whose events did not decode, so that its refusal names it (a
+    refusal naming no batch would let the next acknowledgement settle it as written)."""
+    try:
+        return _head_decoder.decode(body).id
+    except (msgspec.DecodeError, RecursionError):
+        return None
+
+
 def decode_server_message(body: bytes) -> ServerMessage:
     """Decode what the service sent. Raises ProtocolError (``bad_frame``)."""
     try:

@@ -117,11 +117,15 @@ class RunRegistry:
         cutoff = time.time() - older_than
         for path in self.root.glob("*/*.json"):
             try:
-                if path.stat().st_mtime < cutoff and _entry_decoder.decode(path.read_bytes()).ended:
-                    path.unlink()
-                    removed += 1
+                if (
+                    path.stat().st_mtime >= cutoff
+                    or not _entry_decoder.decode(path.read_bytes()).ended
+                ):
+                    continue
+                path.unlink()
             except (OSError, msgspec.DecodeError):
                 continue
+            removed += 1
             _remove_lock(path.with_suffix(".lock"))
         return removed
 

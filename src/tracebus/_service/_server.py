@@ -50,6 +50,7 @@ from ._protocol import (
     StatusReply,
     StatusRequest,
     Welcome,
+    batch_id_of,
     decode_client_message,
     encode,
     software,
@@ -442,7 +443,7 @@ class _Connection:
                 message = decode_client_message(body)
             except ProtocolError as exc:
                 collector.errors[exc.code] += 1
-                await replies.send(_reply_to(exc, None))
+                await replies.send(_reply_to(exc, batch_id_of(body)))
                 continue
             if isinstance(message, Batch):
                 try:
