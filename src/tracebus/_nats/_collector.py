@@ -95,8 +95,8 @@ class NatsCollector:
     acknowledged, the runs' files closed, the position saved, the lease released.
 
     Raises BackendError off asyncio and ServiceUnavailableError when NATS, JetStream or the
-    consumer cannot be had at start, or when the collector lost its lease. Once running,
-    connection losses are retried forever.
+    consumer cannot be had at start. Once running, connection losses are retried forever (a
+    lease lost meanwhile is waited for again).
     """
 
     def __init__(
@@ -125,6 +125,7 @@ class NatsCollector:
         self._pending: set[int] = set()
         self._top = 0
         self._rewind: str | None = None  # why the consumer must start again
+        self._lease: Lease | None = None
         self.runs_left_open = 0
 
     def statistics(self) -> CollectorStatistics:
@@ -154,11 +155,11 @@ class NatsCollector:
         try:
             js = client.jetstream()
             await ensure_stream(js, self.settings.stream)
-            lease = Lease(js, self.settings.stream, self.durable)
+            lease = self._lease = Lease(js, self.settings.stream, self.durable)
             await lease.acquire()
             try:
                 async with anyio.create_task_group() as leased:
-                    await leased.start(lease.keep)
+                    await leased.start(lease.keep, self._request_rewind)
                     await self._consume(js, task_status)
                     leased.cancel_scope.cancel()
             finally:
@@ -181,15 +182,20 @@ class NatsCollector:
                         "consuming stream %s as %s from stream sequence %d",
                         self.settings.stream.name, self.durable, start,
                     )  # fmt: skip
-                    await self._fetch_until_stopped(js, router)
+                    await self._fetch_until_stopped(js, router, positions)
                     tasks.cancel_scope.cancel()
                 self.runs_left_open = router.runs_left_open
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(5.0):
-                if self.position != saved:
+                if self.position != saved and self._holds_lease():
                     await positions.save(self.durable, self.position)
 
-    async def _fetch_until_stopped(self, js: JetStreamContext, router: RunRouter) -> None:
+    def _holds_lease(self) -> bool:
+        return self._lease is None or self._lease.held.is_set()
+
+    async def _fetch_until_stopped(
+        self, js: JetStreamContext, router: RunRouter, positions: Positions
+    ) -> None:
         delay = REWIND_DELAY
         while not self._stopping:
             subscription = await js.pull_subscribe_bind(
@@ -212,10 +218,17 @@ class NatsCollector:
             self._counts["rewinds"] += 1
             await anyio.sleep(delay)
             delay = min(delay * 2, REWIND_MAX_DELAY)
+            if self._lease is not None:
+                await self._lease.held.wait()
             router.leave(self)
             self._rewind = None
             self._holds.clear()
-            self._top = await self._reset_consumer(js, self.position) - 1
+            # another collector may have held the lease meanwhile, and moved on
+            try:
+                position = max(self.position, await positions.load(self.durable))
+            except ServiceUnavailableError:
+                position = self.position
+            self._top = await self._reset_consumer(js, position) - 1
             self._pending.clear()
 
     async def _fetch(
@@ -278,8 +291,9 @@ class NatsCollector:
         while True:
             await anyio.sleep(POSITION_EVERY)
             position = self.position
-            if position != saved and await positions.save(self.durable, position):
-                saved = position
+            if position != saved and self._holds_lease():
+                if await positions.save(self.durable, position):
+                    saved = position
 
     async def _handle_batch(self, router: RunRouter, messages: list[Msg]) -> _Fetched:
         fetched: _Fetched = []

@@ -21,6 +21,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 
 import anyio
 import msgspec
@@ -84,6 +85,8 @@ class Lease:
         self._kv: KeyValue | None = None
         self._revision: int | None = None
         self.ttl = LEASE_TTL
+        #: Set while this collector holds the lease (after ``acquire``).
+        self.held = anyio.Event()
 
     async def acquire(self) -> None:
         """Take the lease, waiting while another live collector holds it.
@@ -108,6 +111,7 @@ class Lease:
         while True:
             try:
                 self._revision = await kv.create(self._key, value)
+                self.held.set()
                 return
             except nats.js.errors.KeyWrongLastSequenceError:
                 pass
@@ -142,32 +146,45 @@ class Lease:
         except msgspec.DecodeError:
             return None, entry.revision
 
-    async def keep(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Renew the lease until cancelled.
+    async def keep(
+        self,
+        on_lost: Callable[[str], None],
+        *,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Renew the lease until cancelled. When it is lost (another collector holds it, or
+        it could not be renewed within its time to live, NATS being away), call ``on_lost``
+        with why, take it again (waiting as ``acquire`` does) and go on; ``held`` is clear
+        meanwhile."""
+        task_status.started()
+        while True:
+            why = await self._renew()
+            self.held = anyio.Event()
+            log.error("%s; stopped consuming until it is held again", why)
+            on_lost(why)
+            await self.acquire()
+            self.held.set()
+            log.info("consumer %s: the lease is held again", self._key)
 
-        Raises ServiceUnavailableError when it was lost (another collector holds it, or it
-        could not be renewed within its time to live).
-        """
+    async def _renew(self) -> str:
+        """Renew every ``ttl / 5`` seconds; return why the lease was lost."""
         kv = self._kv
-        assert kv is not None and self._revision is not None
+        assert kv is not None
         value = msgspec.json.encode(self._me)
         renewed = anyio.current_time()
-        task_status.started()
         while True:
             await anyio.sleep(self.ttl / 5)
             try:
                 self._revision = await kv.update(self._key, value, last=self._revision)
                 renewed = anyio.current_time()
             except nats.js.errors.KeyWrongLastSequenceError:
-                raise ServiceUnavailableError(
-                    f"lost the lease of consumer {self._key}: another collector took it over"
-                ) from None
+                return f"lost the lease of consumer {self._key}: another collector took it"
             except (nats.errors.Error, TimeoutError) as exc:
                 if anyio.current_time() - renewed > self.ttl:
-                    raise ServiceUnavailableError(
-                        f"lost the lease of consumer {self._key}: not renewed for {self.ttl:g}s "
-                        f"({exc})"
-                    ) from exc
+                    return (
+                        f"lost the lease of consumer {self._key}: not renewed for "
+                        f"{self.ttl:g}s ({exc})"
+                    )
 
     async def release(self) -> None:
         """Give the lease up, if still ours (never raises)."""
