@@ -343,3 +343,24 @@ async def test_restarted_twice_without_traffic_the_collector_reads_nothing_again
     for stop_line in (fresh.stdout, collector.stdout):
         read = int(stop_line.split(" messages read")[0].rsplit(" ", 1)[1])
         assert read <= 5, stop_line  # the marker's messages, not the 21 of the old run
+
+
+async def test_a_run_whose_producers_went_quiet_is_closed_and_resumed_later(
+    shared: NatsSettings, tmp_path: Path, collectors: list[Collector]
+) -> None:
+    out = tmp_path / "out"
+    collector = Collector(shared, out, "--run-idle-timeout", "1", log=tmp_path / "c.log")
+    collectors.append(collector)
+    collector.start()
+    run = tracebus.connect(shared, "step_01_quiet", 2, run_id="quiet", producer="p")
+    async with run as obs:  # a producer that stops half way, for a while
+        await _nodes(obs, range(1))
+        await obs.flush()
+        metadata = wait_for_metadata(out, "incomplete")  # closed: it holds no files now
+        assert metadata["nodes_completed"] == 1
+        assert "no producer for 1s; closed" in collector.read_log()
+        await _nodes(obs, range(1, 2))
+    metadata = wait_for_metadata(out)
+    assert metadata["nodes_completed"] == 2 and metadata["events_written"] == 6
+    assert "resumed after 3 events" in collector.read_log()
+    collector.stop()

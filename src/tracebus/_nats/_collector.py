@@ -359,7 +359,9 @@ class NatsCollector:
         stream_seq = msg.metadata.sequence.stream
         holds = self._holds.get(stream_seq, 0)
         try:
-            receipt = await router.submit(batch, producer, self, in_order=holds < GAP_RETRIES)
+            receipt = await router.submit(
+                batch, producer, self, connected=False, in_order=holds < GAP_RETRIES
+            )
         except ServiceError as exc:
             return await self._refused(msg, batch, key, exc, holds)
         if holds >= GAP_RETRIES:

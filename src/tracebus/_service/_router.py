@@ -109,8 +109,9 @@ class _Slot:
         self.ended = False  # its end is written and recorded
         self.broken: OSError | None = None  # the trace refused a write
         self.metadata_error: BaseException | None = None
-        #: Who fed it and is still there (connections); a run nobody feeds may be idle.
+        #: Who fed it and is still there; the connections among them keep it from idling.
         self.feeders: set[object] = set()
+        self.connections: set[object] = set()
         self.active = anyio.current_time()
         #: The highest seq each producer sent into the run (queued, or in its trace).
         self.seen: dict[str, int] = {}
@@ -185,11 +186,18 @@ class RunRouter:
         return None
 
     async def submit(
-        self, batch: Batch, producer: str, feeder: object = None, *, in_order: bool = False
+        self,
+        batch: Batch,
+        producer: str,
+        feeder: object = None,
+        *,
+        connected: bool = True,
+        in_order: bool = False,
     ) -> Receipt:
         """Queue a batch's events on its run's writer (waiting while that queue is full).
-        ``feeder`` is who sends it (a connection): the router tells when it may close an idle
-        run, and whom to refuse after a failed write, by it; it calls ``leave`` when gone.
+        ``feeder`` is who sends it, told ``leave`` when it is gone: the router knows by it whom
+        to refuse after a failed write, and, for a ``connected`` feeder (a producer's
+        connection, not a NATS collector), that the run is not idle while it is there.
         With ``in_order``, a batch that does not start right after what its producer sent
         before is refused (``seq_ahead``), for the caller to hold it until the rest arrives.
 
@@ -246,6 +254,8 @@ class RunRouter:
             )
         if feeder is not None:
             slot.feeders.add(feeder)
+            if connected:
+                slot.connections.add(feeder)
             self._fed.setdefault(feeder, set()).add(key)
         slot.active = anyio.current_time()
         bus = slot.run.bus
@@ -275,6 +285,7 @@ class RunRouter:
             slot = self._runs.get(key)
             if slot is not None:
                 slot.feeders.discard(feeder)
+                slot.connections.discard(feeder)
                 slot.active = now
         for key, refused in list(self._refused.items()):
             refused.discard(feeder)
@@ -503,7 +514,7 @@ class RunRouter:
                     if (
                         slot.run is not None
                         and not slot.ending
-                        and not slot.feeders
+                        and not slot.connections
                         and now - slot.active >= timeout
                     ):
                         slot.ending = True
