@@ -254,6 +254,7 @@ async def test_a_rolling_restart_loses_and_doubles_nothing(
         await phase(1)  # written by the old one: the new one only waits
         assert "resumed" not in new.read_log(), "two collectors wrote the runs"
         old.stop()
+        assert "3 runs left open" in old.stdout  # open, handed over
         _until(lambda: said, "the new collector did not take over")
         await phase(2)
     _until(

@@ -126,7 +126,6 @@ class NatsCollector:
         self._top = 0
         self._rewind: str | None = None  # why the consumer must start again
         self._lease: Lease | None = None
-        self.runs_left_open = 0
 
     def statistics(self) -> CollectorStatistics:
         return CollectorStatistics(**self._counts)
@@ -134,6 +133,11 @@ class NatsCollector:
     def run_statistics(self) -> dict[str, int]:
         """The run router's counters (runs, events written, duplicates left out)."""
         return {} if self._router is None else self._router.statistics()
+
+    @property
+    def runs_left_open(self) -> int:
+        """Runs not ended that it still held when it stopped."""
+        return 0 if self._router is None else self._router.runs_left_open
 
     @property
     def position(self) -> int:
@@ -184,7 +188,6 @@ class NatsCollector:
                     )  # fmt: skip
                     await self._fetch_until_stopped(js, router, positions)
                     tasks.cancel_scope.cancel()
-                self.runs_left_open = router.runs_left_open
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(5.0):
                 if self.position != saved and self._holds_lease():

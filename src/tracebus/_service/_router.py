@@ -232,6 +232,11 @@ class RunRouter:
                 continue
             if slot.ending:
                 await slot.done.wait()
+                failure = slot.broken or slot.metadata_error
+                if failure is not None:  # the files refuse writes: later, not in a loop
+                    raise ServiceError(
+                        "write_failed", f"run {batch.run_id} could not write: {failure}"
+                    )
                 continue
             break
         assert slot.run is not None and slot.entry is not None
