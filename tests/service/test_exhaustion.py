@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import time
 from pathlib import Path
 
 import anyio
@@ -45,9 +46,13 @@ def test_connections_that_never_speak_do_not_lock_out_a_producer(
             silent.append(quiet)
         with tracebus.connect_sync(service.socket, "step_01_in", token=TOKEN) as obs:
             obs.note("got in")
-        status = service.status(token=TOKEN)
+        deadline = time.monotonic() + 60
+        while (status := service.status(token=TOKEN))["errors"].get(
+            "too_many_connections", 0
+        ) < 300 - MAX_UNIDENTIFIED:  # the oldest silent ones were dropped, each told why
+            assert time.monotonic() < deadline, status
+            time.sleep(0.05)
         assert status["unidentified"] <= MAX_UNIDENTIFIED
-        assert status["errors"]["too_many_connections"] >= 300 - MAX_UNIDENTIFIED
     finally:
         for quiet in silent:
             quiet.close()

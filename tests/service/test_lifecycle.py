@@ -45,7 +45,7 @@ async def test_abandoned_runs_are_closed_and_descriptors_never_run_out(
         tmp_path / "out",
         sockdir / "c.sock",
         "--run-idle-timeout",
-        "5",
+        "8",
         rlimits={resource.RLIMIT_NOFILE: (DESCRIPTORS, DESCRIPTORS)},
     ).start()
     try:
@@ -68,7 +68,7 @@ async def test_abandoned_runs_are_closed_and_descriptors_never_run_out(
     finally:
         service.close()
     assert "Traceback" not in log
-    assert "no producer for 5s; closed" in log
+    assert "no producer for 8s; closed" in log
     metadata = [json.loads(p.read_text()) for p in service.out.glob("audit/step_*/metadata_*.json")]
     assert len(metadata) == opened + 1
     assert {m["status"] for m in metadata} == {"incomplete"}

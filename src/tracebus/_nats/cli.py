@@ -16,6 +16,8 @@ from pathlib import Path
 import anyio
 from anyio.abc import TaskStatus
 
+from .._service._limits import Limits
+from .._service.cli import raise_descriptor_limit
 from ._settings import (
     ALL_RUNS,
     DEFAULT_CONNECT_TIMEOUT,
@@ -134,6 +136,7 @@ def _serve(args: argparse.Namespace) -> int:
     )
     gc.freeze()  # as the socket collector does: events come by the ten thousand, no cycles
     gc.set_threshold(100_000, 50, 50)
+    raise_descriptor_limit(Limits(max_connections=1, max_unidentified=1))  # its runs' files
 
     async def serve() -> None:
         consuming = anyio.Event()
