@@ -17,6 +17,7 @@ from functools import cache
 from typing import Any, Final, get_args
 
 import msgspec
+import msgspec.structs
 
 from ._text import utf8_text
 
@@ -260,6 +261,17 @@ def whole_number(value: object, method: str, field: str) -> int:
     return value
 
 
+def check_total_nodes(value: object, where: str = "total_nodes") -> int:
+    """Return ``value`` if it is a node count: a non-negative int that fits in 64 bits (a bool
+    is not one). The one rule for every observer and for the collector.
+
+    Raises ValueError naming ``where`` and the value otherwise.
+    """
+    if type(value) is not int or not 0 <= value <= MAX_INT:
+        raise ValueError(f"{where} must be a non-negative int, got {_shown(value)}")
+    return value
+
+
 def node_id_value(value: object, method: str, field: str = "node_id") -> str:
     """A node id: a str of at most ``MAX_NODE_ID_CHARS`` characters (lone surrogates
     escaped). Raises TypeError for another type, ValueError when longer."""
@@ -465,12 +477,15 @@ def check_event(event: Event, limit: int, method: str = "emit") -> None:
         if (optional and value is None) or value is msgspec.UNSET:
             continue
         field = f"{event_type_of_kind(kind)}.{name}"
-        if rule == _REAL:
-            value = real_number(value, method, field)
-            if name == "epoch_seconds" and not 0.0 <= value < MAX_EPOCH:
+        if rule == _REAL and name == "epoch_seconds":
+            if type(value) is not float:
+                value = real_number(value, method, field)
+            if not 0.0 <= value < MAX_EPOCH:  # also false for NaN
                 raise ValueError(
                     f"{method}: {field} must be a time from 1970 to 9999, got {value!r}"
                 )
+        elif rule == _REAL:
+            value = real_number(value, method, field)
         elif rule == _INT:
             value = whole_number(value, method, field)
         elif rule == _TEXT:
@@ -485,7 +500,16 @@ def check_event(event: Event, limit: int, method: str = "emit") -> None:
             )
         elif rule == _MAPPING:
             value = payload_value(value, limit)
+        else:  # _TIMES: seconds per node id
+            value = {
+                node_id_value(key, method, f"{field} key"): real_number(
+                    seconds, method, f"{field}[{key!r}]"
+                )
+                for key, seconds in value.items()
+            }
         setattr(event, name, value)
+    if kind is WorkflowStart:
+        check_total_nodes(event.total_nodes, f"{method}: workflow_start.total_nodes")  # type: ignore[attr-defined]
 
 
 @cache

@@ -143,3 +143,16 @@ def keep_with_note(error: BaseException, failure: BaseException) -> None:
     """Attach ``failure`` (closing the run failed too) to ``error`` (what the user's block
     raised) as a note, so that the user's own error is the one they see."""
     error.add_note(f"tracebus: closing the run also failed: {type(failure).__name__}: {failure}")
+
+
+class RunLockedError(TracebusError):
+    """Raised by ``RunLock.acquire`` when another process holds a run's lock, that is, is
+    writing the run; ``path`` is the lock file, ``holder`` the pid written in it (or None).
+    The collector answers it with ``run_locked`` and leaves the run to its writer.
+    """
+
+    def __init__(self, path: object, holder: int | None) -> None:
+        self.path = path
+        self.holder = holder
+        who = f"process {holder}" if holder is not None else "another process"
+        super().__init__(f"{who} is writing this run (it holds {path})")

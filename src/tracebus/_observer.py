@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO
 import anyio
 
 from ._bus import DEFAULT_CAPACITY, DEFAULT_CLOSE_TIMEOUT, BusStatistics, EventBus
-from ._events import DEFAULT_MAX_PAYLOAD_BYTES, MAX_INT, Event, real_number
+from ._events import DEFAULT_MAX_PAYLOAD_BYTES, Event, check_total_nodes, real_number
 from ._exceptions import TracebusError, keep_with_note
 from ._factory import EventFactory
 from ._hashing import hash_output
@@ -65,8 +65,7 @@ class Observer(AsyncCalls):
     ) -> None:
         self.workflow_id = validate_id(workflow_id, "workflow_id")
         self.run_id = validate_id(run_id, "run_id") if run_id is not None else new_run_id()
-        if type(total_nodes) is not int or not 0 <= total_nodes <= MAX_INT:  # not a bool
-            raise ValueError(f"total_nodes must be a non-negative int, got {total_nodes!r}")
+        check_total_nodes(total_nodes)
         if progress not in PROGRESS_OPTIONS:
             raise ValueError(f"progress must be True, False or 'succeeded', got {progress!r}")
         if overflow not in ("block", "drop"):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TextIO
@@ -58,9 +58,11 @@ def open_run(
     overflow: Overflow,
     close_timeout: float,
     resume: Resume | None = None,
+    on_trace_failure: Callable[[OSError], None] | None = None,
 ) -> Run:
     """Claim the run's files (see ``create_layout``), or take over ``resume``'s, and build its
-    writer, not yet started.
+    writer, not yet started. With ``on_trace_failure`` (the collector's runs), the writer stops
+    writing at the first failed append to the trace and calls it (see ``RunFiles``).
 
     Raises InvalidIdError for unsafe ids and OSError when the directories cannot be made.
     """
@@ -82,6 +84,7 @@ def open_run(
         dropped=lambda: bus.statistics().dropped,
         sink_failures=lambda: bus._sink_failures(),
         events_before=events_before,
+        on_trace_failure=on_trace_failure,
     )
     # A user's sinks never hold up the run's own files: each gets a buffer and a task of its
     # own, unless it asks to be written in line with them (``direct = True``).

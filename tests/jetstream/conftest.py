@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -98,11 +99,14 @@ def unique_stream() -> NatsStream:
 
 
 async def delete_stream(url: str, name: str) -> None:
+    """Delete a stream and the collectors' buckets made beside it."""
     client = await nats.connect(url)
     try:
-        await client.jetstream().delete_stream(name)
-    except nats.js.errors.NotFoundError:
-        pass
+        for stream in (name, f"KV_{name}_leases", f"KV_{name}_positions"):
+            try:
+                await client.jetstream().delete_stream(stream)
+            except nats.js.errors.NotFoundError:
+                pass
     finally:
         await client.close()
 
@@ -127,29 +131,79 @@ def stream_args(settings: NatsSettings) -> list[str]:
     ]
 
 
-def tracebus_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+def tracebus_cli(
+    *args: str,
+    env: dict[str, str] | None = None,
+    stderr: Any = subprocess.PIPE,
+    rlimits: dict[int, tuple[int, int]] | None = None,
+) -> subprocess.Popen[str]:
+    def limit() -> None:
+        for which, limits in (rlimits or {}).items():
+            resource.setrlimit(which, limits)
+
     return subprocess.Popen(
         [sys.executable, "-m", "tracebus", *args],
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=stderr,
         text=True,
         env={**os.environ, **(env or {})},
         cwd=ROOT,
+        preexec_fn=limit if rlimits else None,
     )
 
 
 class Collector:
-    """``tracebus serve --nats ...`` as a process."""
+    """``tracebus serve --nats ...`` as a process. With ``log``, its stderr goes to that file
+    (read it while it runs); ``rlimits`` are set in it before it starts."""
 
-    def __init__(self, settings: NatsSettings, out: Path, *extra: str) -> None:
+    def __init__(
+        self,
+        settings: NatsSettings,
+        out: Path,
+        *extra: str,
+        log: Path | None = None,
+        rlimits: dict[int, tuple[int, int]] | None = None,
+    ) -> None:
         self.args = ["serve", *stream_args(settings), "--out", str(out), *extra]
+        self.log = log
+        self.rlimits = rlimits
         self.process: subprocess.Popen[str] | None = None
+        self.stdout = ""
+
+    def launch(self) -> None:
+        """Start it, without waiting for it to say it is consuming."""
+        if self.log is None:
+            self.process = tracebus_cli(*self.args, rlimits=self.rlimits)
+        else:
+            with open(self.log, "a") as log:
+                self.process = tracebus_cli(*self.args, stderr=log, rlimits=self.rlimits)
+
+    def wait_consuming(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        line = self.process.stdout.readline()  # the "consuming ..." line, once it runs
+        if "consuming" not in line:
+            rest = self.log.read_text() if self.log else self.process.communicate()[1]
+            raise AssertionError(line + rest)
 
     def start(self) -> None:
-        self.process = tracebus_cli(*self.args)
-        assert self.process.stdout is not None and self.process.stderr is not None
-        line = self.process.stdout.readline()  # the "consuming ..." line, once it runs
-        assert "consuming" in line, line + self.process.stderr.read()
+        self.launch()
+        self.wait_consuming()
+
+    def read_log(self) -> str:
+        assert self.log is not None
+        return self.log.read_text()
+
+    def wait_for_log(self, text: str) -> str:
+        deadline = time.monotonic() + DEADLINE
+        while text not in (log := self.read_log()):
+            assert self.process is not None and self.process.poll() is None, log
+            assert time.monotonic() < deadline, f"no {text!r} in:\n{log}"
+            time.sleep(0.05)
+        return log
+
+    def lift_limit(self, which: int) -> None:
+        assert self.process is not None
+        resource.prlimit(self.process.pid, which, (resource.RLIM_INFINITY,) * 2)
 
     def kill(self) -> None:
         assert self.process is not None
@@ -158,12 +212,15 @@ class Collector:
         self.process = None
 
     def stop(self) -> str:
-        """SIGTERM; return what it wrote on stderr. Asserts exit code 0."""
+        """SIGTERM; return what it wrote on stderr (its stop line is in ``stdout``). Asserts
+        exit code 0."""
         assert self.process is not None
         self.process.send_signal(signal.SIGTERM)
-        _, err = self.process.communicate(timeout=DEADLINE)
+        out, err = self.process.communicate(timeout=DEADLINE)
         code = self.process.returncode
         self.process = None
+        self.stdout = out
+        err = self.read_log() if self.log is not None else err
         assert code == 0, err
         return err
 

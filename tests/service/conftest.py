@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +21,7 @@ import tracebus
 from tracebus._service._client import fetch_status
 from tracebus._service._protocol import (
     Batch,
+    ErrorReply,
     Hello,
     ServerMessage,
     StatusRequest,
@@ -40,16 +43,31 @@ def sockdir() -> Iterator[Path]:
 
 
 class Service:
-    """A ``tracebus serve`` process."""
+    """A ``tracebus serve`` process; ``rlimits`` are set in it before it starts (e.g.
+    ``{resource.RLIMIT_FSIZE: (soft, hard)}``)."""
 
-    def __init__(self, out: Path, socket: Path, *options: str, umask: int = -1) -> None:
+    def __init__(
+        self,
+        out: Path,
+        socket: Path,
+        *options: str,
+        umask: int = -1,
+        rlimits: dict[int, tuple[int, int]] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.out = out
         self.socket = socket
         self.options = options
         self.umask = umask  # -1: the test process's
+        self.rlimits = rlimits or {}
+        self.env = env
         self.log = out.parent / f"{socket.name}.log"
         self.process: subprocess.Popen[str] | None = None
         self.address = ""
+
+    def _limit(self) -> None:
+        for which, limits in self.rlimits.items():
+            resource.setrlimit(which, limits)
 
     def start(self) -> Service:
         self.out.parent.mkdir(parents=True, exist_ok=True)
@@ -62,6 +80,8 @@ class Service:
                 stderr=log,
                 text=True,
                 umask=self.umask,
+                preexec_fn=self._limit if self.rlimits else None,
+                env=self.env,
             )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
@@ -90,6 +110,20 @@ class Service:
         assert self.process is not None
         self.process.kill()
         self.process.communicate(timeout=30)
+
+    def lift_limit(self, which: int) -> None:
+        """Lift one of its rlimits while it runs (as if a full disk got room again)."""
+        assert self.process is not None
+        resource.prlimit(self.process.pid, which, (resource.RLIM_INFINITY,) * 2)
+
+    def wait_for_log(self, text: str, timeout: float = 60.0) -> str:
+        """Its log once it holds ``text``."""
+        deadline = time.monotonic() + timeout
+        while text not in (log := self.log.read_text()):
+            assert self.process is not None and self.process.poll() is None, log
+            assert time.monotonic() < deadline, f"no {text!r} in the log:\n{log}"
+            time.sleep(0.05)
+        return log
 
     def close(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -178,13 +212,22 @@ class RawClient:
     async def connect(
         cls, socket: Path | str, producer: str | None = "raw", token: str | None = None
     ) -> RawClient:
-        stream = await anyio.connect_unix(socket)
-        client = cls(FrameStream(stream, 1 << 30))
-        if producer is not None:
-            await client.send(Hello(protocol=1, producer=producer, token=token))
-            reply = await client.receive()
-            assert isinstance(reply, Welcome), reply
-        return client
+        with anyio.fail_after(60):
+            while True:
+                stream = await anyio.connect_unix(socket)
+                client = cls(FrameStream(stream, 1 << 30))
+                if producer is None:
+                    return client
+                await client.send(Hello(protocol=1, producer=producer, token=token))
+                reply = await client.receive()
+                # a producer id is one connection's at a time: the service may not have seen
+                # this client's previous connection with it close yet
+                if isinstance(reply, ErrorReply) and reply.code == "producer_in_use":
+                    await client.aclose()
+                    await anyio.sleep(0.01)
+                    continue
+                assert isinstance(reply, Welcome), reply
+                return client
 
     async def send(self, message: Hello | Batch | StatusRequest) -> None:
         await self.frames.send(encode(message))

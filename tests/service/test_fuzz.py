@@ -11,6 +11,7 @@ from typing import Any
 
 import anyio
 import msgspec
+import pytest
 
 import tracebus
 from tracebus._factory import EventFactory
@@ -109,6 +110,10 @@ async def _shared_kinds(
         await tick()
     await client.send(StatusRequest())
     assert isinstance(await client.receive(), StatusReply)
+    # leave cleanly, and wait for the service to close: then producer "fuzz" is free again
+    await client.frames.stream.send_eof()  # type: ignore[attr-defined]
+    with pytest.raises(anyio.EndOfStream):
+        await client.receive()
     await client.aclose()
     return replies
 

@@ -39,7 +39,7 @@ def test_events_decode_as_the_core_types() -> None:
     assert isinstance(got, Batch)
     assert type(got.events[0]) is NodeStart  # exactly: the writer dispatches on it
     assert got.events == sent
-    assert check_batch(got, "me") == (False, False)
+    assert check_batch(got, "me")[:2] == (False, False)  # and the highest seq
 
 
 def test_unknown_fields_go_to_extra_and_wrong_types_are_refused() -> None:
@@ -74,9 +74,9 @@ def test_ids_that_could_name_a_path_are_refused(workflow_id: str, run_id: str) -
         ({"producer": "other"}, "has producer 'other', not 'me'"),
         ({"run_id": "run2"}, "belongs to another run"),
         ({"seq": 0}, "seq must be at least 1"),
-        ({"epoch_seconds": float("nan")}, "epoch_seconds out of range"),
-        ({"epoch_seconds": -1.0}, "epoch_seconds out of range"),
-        ({"epoch_seconds": 1e12}, "epoch_seconds out of range"),
+        ({"epoch_seconds": float("nan")}, "epoch_seconds must be a time from 1970 to 9999"),
+        ({"epoch_seconds": -1.0}, "epoch_seconds must be a time from 1970 to 9999"),
+        ({"epoch_seconds": 1e12}, "epoch_seconds must be a time from 1970 to 9999"),
     ],
 )
 def test_events_that_break_the_rules_are_refused(change: dict[str, Any], message: str) -> None:
@@ -89,7 +89,7 @@ def test_events_that_break_the_rules_are_refused(change: dict[str, Any], message
 
 def test_batch_flags_start_and_end() -> None:
     events = numbered([EVENTS.workflow_start(1, ""), EVENTS.workflow_complete(None)], "me")
-    assert check_batch(_batch(*events), "me") == (True, True)
+    assert check_batch(_batch(*events), "me")[:2] == (True, True)
 
 
 @settings(max_examples=300, deadline=None)

@@ -14,7 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import anyio
+from anyio.abc import TaskStatus
 
+from .._service._limits import Limits
+from .._service.cli import raise_descriptor_limit
 from ._settings import (
     ALL_RUNS,
     DEFAULT_CONNECT_TIMEOUT,
@@ -120,7 +123,11 @@ def _serve(args: argparse.Namespace) -> int:
             f"the NATS transport needs nats-py ({exc}): pip install 'tracebus[nats]'"
         ) from exc
     collector = NatsCollector(
-        settings, args.out, durable=args.nats_durable, partition=args.partition
+        settings,
+        args.out,
+        durable=args.nats_durable,
+        partition=args.partition,
+        run_idle_timeout=args.run_idle_timeout,
     )
     logging.basicConfig(
         level=args.log_level.upper(),
@@ -129,30 +136,47 @@ def _serve(args: argparse.Namespace) -> int:
     )
     gc.freeze()  # as the socket collector does: events come by the ten thousand, no cycles
     gc.set_threshold(100_000, 50, 50)
+    raise_descriptor_limit(Limits(max_connections=1, max_unidentified=1))  # its runs' files
 
     async def serve() -> None:
+        consuming = anyio.Event()
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with anyio.create_task_group() as tasks:
-                await tasks.start(collector.run)
-                print(
-                    f"tracebus serve: consuming stream {settings.stream.name} from "
-                    f"{', '.join(settings.servers)} as {collector.durable}, writing to "
-                    f"{args.out.absolute()}",
-                    flush=True,
-                )
+
+                async def consume(*, task_status: TaskStatus[None]) -> None:
+                    await collector.run(task_status=task_status)
+                    tasks.cancel_scope.cancel()  # stopped: no more signals to wait for
+
+                async def announce() -> None:
+                    await tasks.start(consume)
+                    consuming.set()
+                    print(
+                        f"tracebus serve: consuming stream {settings.stream.name} from "
+                        f"{', '.join(settings.servers)} as {collector.durable}, writing to "
+                        f"{args.out.absolute()}",
+                        flush=True,
+                    )
+
+                tasks.start_soon(announce)
+                # the first signal stops it gracefully (everything fetched written and
+                # acknowledged); a second, or one while it waits for its lease, at once
                 async for _ in signals:
-                    tasks.cancel_scope.cancel()
-                    break
+                    if consuming.is_set() and not collector.stopping:
+                        collector.stop()
+                    else:
+                        tasks.cancel_scope.cancel()
+                        break
 
     try:
         anyio.run(serve, backend="asyncio")
     except BaseExceptionGroup as group:
         raise _sole(group) from None
     counters = collector.run_statistics()
+    stats = collector.statistics()
     print(
         f"tracebus serve: stopped; {counters.get('events_written', 0)} events written, "
-        f"{counters.get('runs_open', 0)} runs left open, "
-        f"{collector.statistics().rejected} messages refused",
+        f"{collector.runs_left_open} runs left open, {stats.messages} messages read, "
+        f"{stats.rejected} messages refused",
         flush=True,
     )
     return 0

@@ -21,7 +21,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from .._bus import DEFAULT_CAPACITY, DEFAULT_CLOSE_TIMEOUT
-from .._events import DEFAULT_MAX_PAYLOAD_BYTES, MAX_INT, Event
+from .._events import DEFAULT_MAX_PAYLOAD_BYTES, Event, check_total_nodes
 from .._exceptions import (
     ProtocolError,
     ServiceError,
@@ -160,8 +160,7 @@ class RemoteObserver(AsyncCalls):
             raise ValueError("join=True needs the run_id of the run to join")
         self.run_id = validate_id(run_id, "run_id") if run_id is not None else new_run_id()
         self.producer = validate_id(producer or default_producer(), "producer")
-        if type(total_nodes) is not int or not 0 <= total_nodes <= MAX_INT:  # not a bool
-            raise ValueError(f"total_nodes must be a non-negative int, got {total_nodes!r}")
+        check_total_nodes(total_nodes)
         if overflow not in ("block", "drop"):
             raise ValueError(f"overflow must be 'block' or 'drop', got {overflow!r}")
         self.address: Address | NatsSettings = (
@@ -229,6 +228,8 @@ class RemoteObserver(AsyncCalls):
         assert self._task_group is not None
         try:
             with anyio.CancelScope(shield=True):
+                # close_timeout bounds the whole close, waiting for room for the end included
+                deadline = anyio.current_time() + self._delivery.close_timeout
                 if not self.join and not self._finished and not self._queue.closed:
                     self._finished = True
                     terminal = (
@@ -236,9 +237,12 @@ class RemoteObserver(AsyncCalls):
                         if exc is None
                         else self._events.workflow_error(_describe(exc))
                     )
-                    await self._queue.put(terminal)
+                    with anyio.move_on_after(self._delivery.close_timeout) as waited:
+                        await self._queue.put(terminal)
+                    if waited.cancelled_caught:
+                        self._delivery.not_sent(1)
                 try:
-                    await self._delivery.aclose()
+                    await self._delivery.aclose(deadline)
                 except TracebusError as failure:
                     if exc is None:
                         raise
@@ -356,7 +360,7 @@ async def fetch_status(
     target = parse_address(address)
     hello = Hello(
         protocol=PROTOCOL_VERSION,
-        producer="status",
+        producer=f"status-{uuid.uuid4().hex[:12]}",  # a producer id is one connection's
         token=token,
         client=software(),
     )

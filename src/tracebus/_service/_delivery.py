@@ -6,9 +6,12 @@ until the service acknowledges it, that is until its events are written. When th
 connection drops, the sender reconnects and sends every unacknowledged batch again; the
 run's writer leaves out what it had written already. The unacknowledged events are bounded
 (``resend_buffer``): past that the sender waits for acknowledgements, the queue fills, and
-producers wait (or drop, under ``overflow="drop"``). If the service stays away longer than
-``reconnect_timeout``, or refuses the producer outright, the delivery gives up: what it
-holds is counted as undelivered and reported at close.
+producers wait (or drop, under ``overflow="drop"``). A service that could not write a batch
+(or cannot take it now: ``RETRY_LATER``) closes the connection without refusing it: the
+sender waits a little, reconnects and sends it again. If the service stays away, or keeps
+answering so, longer than ``reconnect_timeout`` without acknowledging anything, or refuses
+the producer outright, the delivery gives up: what it holds is counted as undelivered and
+reported at close.
 
 The link (``Link``) is all that knows the transport; sockets are in ``_client``.
 """
@@ -30,11 +33,13 @@ from .._exceptions import (
     ServiceError,
     ServiceUnavailableError,
 )
+from ._limits import MAX_RESEND_BUFFER, RETRY_LATER
 from ._protocol import Ack, Batch, ErrorReply, Hello, ServerMessage, Welcome, encode
 from ._transport import HEADER
 
-#: Refusals that pass: the service is full or restarting; trying again later may work.
-_TRANSIENT = frozenset({"too_many_connections", "shutting_down"})
+#: Refusals that pass: the service is full or restarting, or could not write for now;
+#: trying again later may work.
+_TRANSIENT = frozenset({"too_many_connections", "shutting_down", *RETRY_LATER})
 _FIRST_BACKOFF = 0.05
 _MAX_BACKOFF = 1.0
 
@@ -99,6 +104,11 @@ class Delivery:
     ) -> None:
         if max_batch < 1 or resend_buffer < 1:
             raise ValueError("max_batch and resend_buffer must be at least 1")
+        if resend_buffer > MAX_RESEND_BUFFER:
+            raise ValueError(
+                f"resend_buffer must be at most {MAX_RESEND_BUFFER:,} (the collector refuses a "
+                f"seq further than that past what it has), got {resend_buffer}"
+            )
         self.queue = EventQueue(capacity, overflow)
         self._connector = connector
         self._hello = hello
@@ -109,7 +119,7 @@ class Delivery:
         self._max_body = 0
         self._resend_buffer = resend_buffer
         self._reconnect_timeout = reconnect_timeout
-        self._close_timeout = close_timeout
+        self.close_timeout = close_timeout
         self._unacked: deque[_Sent] = deque()
         self._unacked_events = 0
         self._next_id = 1
@@ -125,6 +135,14 @@ class Delivery:
         self.failure: ServiceError | ServiceUnavailableError | None = None
         self.first_refusal: ServiceError | None = None
         self.first_batch_refusal: ServiceError | None = None
+        #: The last answer after which the service is to be tried again (it could not
+        #: write, it is full or stopping): what close reports for what stayed unacknowledged.
+        self.last_deferral: ServiceError | None = None
+        self._deferred = False  # the last connection ended with such an answer
+        self._backoff = _FIRST_BACKOFF
+        self._trouble_since: float | None = None  # no acknowledgement since, while failing
+        self._oversize: list[Event] = []
+        self._abandoned_from = 2**63  # the first batch given up on, once the delivery gave up
         if probe:  # an empty batch, sent first: the service answers whether the run is open
             self._hold(self._seal([])[0])
 
@@ -145,16 +163,22 @@ class Delivery:
                 link = None if self.failure is not None else await self._reconnect()
             await self._discard()
 
-    async def aclose(self) -> None:
-        """Refuse new events, wait up to ``close_timeout`` seconds for everything to be
-        settled, then stop.
+    def not_sent(self, count: int) -> None:
+        """``count`` events were never queued (no room before the close deadline)."""
+        self.undelivered += count
+
+    async def aclose(self, deadline: float | None = None) -> None:
+        """Refuse new events, wait until ``deadline`` (default: ``close_timeout`` seconds from
+        now) for everything to be settled, then stop.
 
         Raises DeliveryError when events were rejected, dropped or not delivered.
         """
         queue = self.queue
         queue.close()
-        timeout = self._close_timeout
-        with anyio.move_on_after(timeout):
+        timeout = self.close_timeout
+        if deadline is None:
+            deadline = anyio.current_time() + timeout
+        with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
             await self.wait_settled(queue.accepted)
         if self._scope is not None:
             self._scope.cancel()
@@ -172,6 +196,8 @@ class Delivery:
             reasons.append(f"{self.queue.dropped} dropped while the queue was full")
         if self._unacked_events or self.queue.items:
             reasons.append(f"not all acknowledged within close_timeout ({timeout:g}s)")
+            if self.last_deferral is not None:
+                reasons.append(f"the collector's last answer: {self.last_deferral}")
         return "; ".join(reasons) or "unknown"
 
     async def wait_settled(self, count: int) -> None:
@@ -180,11 +206,14 @@ class Delivery:
             await self._wait_change()
 
     async def wait_batch(self, batch_id: int) -> None:
-        """Wait until batch ``batch_id`` is settled. Raises the reason the delivery gave up."""
+        """Wait until batch ``batch_id`` is settled. Raises the reason the delivery gave up
+        (before or on that batch)."""
         while self._settled_id < batch_id:
             if self.failure is not None:
                 raise self.failure
             await self._wait_change()
+        if self.failure is not None and batch_id >= self._abandoned_from:
+            raise self.failure
 
     def statistics(self) -> RemoteStatistics:
         queue = self.queue
@@ -210,30 +239,53 @@ class Delivery:
         return link
 
     async def _reconnect(self) -> Link | None:
-        deadline = anyio.current_time() + self._reconnect_timeout
-        delay = _FIRST_BACKOFF
+        now = anyio.current_time()
+        if self._trouble_since is None:
+            self._trouble_since = now
+        deadline = self._trouble_since + self._reconnect_timeout
+        last: ServiceError | ServiceUnavailableError | None = self.last_deferral
+        if self._deferred:  # the service said "later": do not hammer it
+            self._deferred = False
+            if not await self._pause(deadline):
+                self._give_up(
+                    ServiceUnavailableError(
+                        f"gave up after {self._reconnect_timeout:g}s without an "
+                        f"acknowledgement: {last}"
+                    )
+                )
+                return None
         while True:
             try:
                 link = await self._connect()
             except ServiceUnavailableError as exc:
-                last: ServiceError | ServiceUnavailableError = exc
+                last = exc
             except ServiceError as exc:
                 if exc.code not in _TRANSIENT:
                     self._give_up(exc)
                     return None
-                last = exc
+                last = self.last_deferral = exc
             else:
                 self.reconnects += 1
+                if not self._unacked:
+                    self._trouble_since = None
                 return link
-            if anyio.current_time() + delay > deadline:
+            if not await self._pause(deadline):
                 self._give_up(
                     ServiceUnavailableError(
                         f"gave up reconnecting after {self._reconnect_timeout:g}s: {last}"
                     )
                 )
                 return None
-            await anyio.sleep(delay)
-            delay = min(delay * 2, _MAX_BACKOFF)
+
+    async def _pause(self, deadline: float) -> bool:
+        """Sleep the current backoff, doubling it; False (without sleeping) when that would
+        pass ``deadline``."""
+        delay = self._backoff
+        if anyio.current_time() + delay > deadline:
+            return False
+        await anyio.sleep(delay)
+        self._backoff = min(delay * 2, _MAX_BACKOFF)
+        return True
 
     def _give_up(self, reason: ServiceError | ServiceUnavailableError) -> None:
         self.failure = reason
@@ -269,17 +321,27 @@ class Delivery:
                     await anyio.sleep_forever()
                 await queue.wait_for_events()
                 continue
-            seq, producer = self._next_seq, self._hello.producer
+            first, producer = self._next_seq, self._hello.producer
             for event in events:
-                event.seq = seq
                 event.producer = producer
-                seq += 1
-            self._next_seq = seq
+            self._number(events, first)
             sealed = self._seal(events)
+            if self._oversize:  # refused here: the others take their seqs, leaving no gap
+                events = [e for e in events if not any(e is big for big in self._oversize)]
+                self._oversize.clear()
+                self._number(events, first)
+                sealed = self._seal(events)
             for sent in sealed:  # all held before any is sent: a broken send loses none
                 self._hold(sent)
             for sent in sealed:
                 await link.send(sent.body)
+
+    def _number(self, events: Sequence[Event], first: int) -> None:
+        seq = first
+        for event in events:
+            event.seq = seq
+            seq += 1
+        self._next_seq = seq
 
     def _seal(self, events: Sequence[Event]) -> list[_Sent]:
         batch = Batch(
@@ -293,6 +355,7 @@ class Delivery:
             self._next_id += 1
             return [_Sent(batch.id, body, len(events))]
         if len(events) == 1:
+            self._oversize.append(events[0])
             self._refused(
                 None, 1, ServiceError("frame_too_large", "an event is larger than a frame may be")
             )
@@ -317,6 +380,9 @@ class Delivery:
                     if message.fatal:
                         if message.code not in _TRANSIENT:
                             self._give_up(ServiceError(message.code, message.message))
+                        else:
+                            self._deferred = True
+                            self.last_deferral = ServiceError(message.code, message.message)
                         break
         except (
             anyio.EndOfStream,
@@ -338,6 +404,8 @@ class Delivery:
             else:
                 self.delivered += sent.count
         self._settled_id = max(self._settled_id, upto)
+        self._trouble_since = None
+        self._backoff = _FIRST_BACKOFF
         self._notify()
 
     def _refused(self, batch_id: int | None, count: int, reason: ServiceError) -> None:
@@ -350,6 +418,7 @@ class Delivery:
 
     async def _discard(self) -> None:
         """Gave up: count what is held and whatever comes, so producers never wait on it."""
+        self._abandoned_from = self._unacked[0].id if self._unacked else self._next_id
         self.undelivered += self._unacked_events
         self._unacked.clear()
         self._unacked_events = 0

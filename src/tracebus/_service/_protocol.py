@@ -15,16 +15,25 @@ that sorts known fields from unknown ones.
 from __future__ import annotations
 
 import types
-from typing import Any, Final, Union, cast, get_args
+from typing import Any, Final, NamedTuple, Union, cast, get_args
 
 import msgspec
 
-from .._events import AnyEvent, Event, WorkflowComplete, WorkflowError, WorkflowStart
+from .._events import (
+    AnyEvent,
+    Event,
+    WorkflowComplete,
+    WorkflowError,
+    WorkflowStart,
+    check_event,
+)
 from .._exceptions import InvalidIdError, ProtocolError
 from .._layout import validate_id
+from ._limits import MAX_FRAME_BYTES
 
-#: Beyond year 9999 no timestamp can be written.
-_MAX_EPOCH: Final = 253_402_300_800.0
+#: The bound ``check_event`` applies to a remote event's free-form payloads: the producer
+#: bounded them already at its own ``max_payload_bytes``; a frame bounds the rest.
+_WIRE_PAYLOAD_BYTES: Final = MAX_FRAME_BYTES
 
 
 class Hello(msgspec.Struct, tag_field="kind", tag="hello", kw_only=True):
@@ -203,6 +212,22 @@ def _event_from(raw: Any, index: int) -> Event:
     return event
 
 
+class _BatchHead(msgspec.Struct, tag_field="kind", tag="batch"):
+    id: int
+
+
+_head_decoder = msgspec.msgpack.Decoder(_BatchHead)
+
+
+def batch_id_of(body: bytes) -> int | None:
+    """The ``id`` of a batch whose events did not decode, so that its refusal names it (a
+    refusal naming no batch would let the next acknowledgement settle it as written)."""
+    try:
+        return _head_decoder.decode(body).id
+    except (msgspec.DecodeError, RecursionError):
+        return None
+
+
 def decode_server_message(body: bytes) -> ServerMessage:
     """Decode what the service sent. Raises ProtocolError (``bad_frame``)."""
     try:
@@ -212,13 +237,23 @@ def decode_server_message(body: bytes) -> ServerMessage:
         raise ProtocolError("bad_frame", f"not a service message: {_first_line(exc)}") from None
 
 
-def check_batch(batch: Batch, producer: str) -> tuple[bool, bool]:
-    """Check a decoded batch against the rules no schema expresses; return whether it holds a
-    ``workflow_start`` and whether it holds a ``workflow_complete``/``workflow_error``.
+class Checked(NamedTuple):
+    """What ``check_batch`` found out about a batch."""
+
+    starts: bool  # holds a workflow_start
+    ends: bool  # holds a workflow_complete or workflow_error
+    top_seq: int  # the highest seq in it (0 for an empty batch)
+    low_seq: int  # the lowest (0 for an empty batch)
+
+
+def check_batch(batch: Batch, producer: str) -> Checked:
+    """Check a decoded batch against the rules no schema expresses.
 
     Raises ProtocolError: ``invalid_id`` for an unsafe workflow or run id (it would name
-    files), ``invalid_event`` for an event of another run or producer, a ``seq`` below 1, or
-    a time no timestamp can show.
+    files), ``invalid_event`` for an event of another run or producer, a ``seq`` below 1,
+    or a value that breaks the rules every observer applies at the call (``check_event``: a
+    time no timestamp can show, a NaN or infinite number, a negative ``total_nodes``...), so
+    that the trace holds only what the readers and a resume read back.
     """
     try:
         validate_id(batch.workflow_id, "workflow_id")
@@ -227,6 +262,8 @@ def check_batch(batch: Batch, producer: str) -> tuple[bool, bool]:
         raise ProtocolError("invalid_id", str(exc)) from None
     workflow_id, run_id = batch.workflow_id, batch.run_id
     starts = ends = False
+    top = 0
+    low = batch.events[0].seq if batch.events else 0
     for index, event in enumerate(batch.events):
         if event.workflow_id != workflow_id or event.run_id != run_id:
             raise ProtocolError("invalid_event", f"event {index} belongs to another run")
@@ -234,17 +271,23 @@ def check_batch(batch: Batch, producer: str) -> tuple[bool, bool]:
             raise ProtocolError(
                 "invalid_event", f"event {index} has producer {event.producer!r}, not {producer!r}"
             )
-        if event.seq < 1:
+        seq = event.seq
+        if seq < 1:
             raise ProtocolError("invalid_event", f"event {index}: seq must be at least 1")
-        epoch = event.epoch_seconds
-        if not 0.0 <= epoch < _MAX_EPOCH:  # also false for NaN
-            raise ProtocolError("invalid_event", f"event {index}: epoch_seconds out of range")
+        if seq > top:
+            top = seq
+        elif seq < low:
+            low = seq
+        try:
+            check_event(event, _WIRE_PAYLOAD_BYTES, f"event {index}")
+        except (ValueError, TypeError) as exc:
+            raise ProtocolError("invalid_event", str(exc)) from None
         kind = type(event)
         if kind is WorkflowStart:
             starts = True
         elif kind is WorkflowComplete or kind is WorkflowError:
             ends = True
-    return starts, ends
+    return Checked(starts, ends, top, low)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import msgspec
 
-from .._events import AnyEvent, Event
+from .._events import AnyEvent, Event, Note
+from .._exceptions import TracebusError
 from .._layout import RunLayout
+from .._lock import RunLock
 from .._run import Resume
 from .._sinks._metadata import create_temp_beside, write_json_atomic
 
@@ -115,12 +117,30 @@ class RunRegistry:
         cutoff = time.time() - older_than
         for path in self.root.glob("*/*.json"):
             try:
-                if path.stat().st_mtime < cutoff and _entry_decoder.decode(path.read_bytes()).ended:
-                    path.unlink()
-                    removed += 1
+                if (
+                    path.stat().st_mtime >= cutoff
+                    or not _entry_decoder.decode(path.read_bytes()).ended
+                ):
+                    continue
+                path.unlink()
             except (OSError, msgspec.DecodeError):
                 continue
+            removed += 1
+            _remove_lock(path.with_suffix(".lock"))
         return removed
+
+
+def _remove_lock(path: Path) -> None:
+    # An ended run is never written again; holding its lock while removing the file keeps a
+    # late opener from locking a file no one else sees.
+    lock = RunLock(path)
+    try:
+        lock.acquire()
+        path.unlink()
+    except (OSError, TracebusError):
+        pass
+    finally:
+        lock.release()
 
 
 def prepare_resume(entry: RunEntry, output_dir: Path) -> tuple[Resume, list[Event]]:
@@ -130,18 +150,53 @@ def prepare_resume(entry: RunEntry, output_dir: Path) -> tuple[Resume, list[Even
     cut off, and the audit trace is made a copy of it. The logs only lose a torn last line;
     they may lack the lines of the batch being written when the service died.
 
-    Raises OSError when the files cannot be read or changed, msgspec.DecodeError when the
-    trace holds a line that is not an event.
+    Raises OSError when the files cannot be read or changed.
     """
     layout = entry.layout(output_dir)
     data = _cut_torn_tail(layout.trace_file)
-    events: list[Event] = list(_trace_decoder.decode_lines(data)) if data else []
+    events = _read_back(data) if data else []
     _replace_with_copy(layout.trace_file, layout.audit_trace_file)
     for log in (layout.log_file, layout.audit_log_file):
         if log.exists():
             _cut_torn_tail(log)
     started = datetime.fromisoformat(entry.started)
     return Resume(layout=layout, started=started, events_written=len(events)), events
+
+
+def _read_back(data: bytes) -> list[Event]:
+    """The trace's events. A line that is not an event of this schema (written by an older
+    collector, say a NaN written as ``null``) still holds its producer's place: it comes back
+    as a bare note with its ``producer`` and ``seq``, so its resend is left out, and counts
+    nothing else."""
+    try:
+        return list(_trace_decoder.decode_lines(data))
+    except msgspec.DecodeError:
+        pass
+    events: list[Event] = []
+    for line in data.splitlines():
+        try:
+            events.append(_trace_decoder.decode(line))
+        except msgspec.DecodeError:
+            events.append(_placeholder(line))
+    return events
+
+
+def _placeholder(line: bytes) -> Event:
+    try:
+        raw = msgspec.json.decode(line)
+    except msgspec.DecodeError:
+        raw = None
+    fields = raw if isinstance(raw, dict) else {}
+    producer, seq = fields.get("producer"), fields.get("seq")
+    return Note(
+        epoch_seconds=0.0,
+        pid=0,
+        workflow_id=str(fields.get("workflow_id", "")),
+        run_id=str(fields.get("run_id", "")),
+        producer=producer if isinstance(producer, str) else None,
+        seq=seq if type(seq) is int and seq > 0 else 0,
+        message="",
+    )
 
 
 def _cut_torn_tail(path: Path) -> bytes:

@@ -3,29 +3,45 @@
 Per connection, a reader task decodes frames and hands batches to the run router, and a
 reply task acknowledges each batch once it is written, in order, so an ``Ack`` (or an error
 naming a batch) tells the client which batches it may forget. Only the reply task writes to
-the socket once the hello is done.
+the socket once the hello is done. A batch the router could not write (or could not take
+now) is never refused: the connection gets a fatal error naming no batch and is closed, and
+the client sends everything not acknowledged again.
+
+Until its hello is accepted a connection is unidentified: it may send one small frame, it
+has a few seconds to do so, and such connections have their own limit, past which the oldest
+of them is dropped, so connections that never speak cannot keep producers out. A producer
+id belongs to one connection at a time.
 """
 
 from __future__ import annotations
 
+import errno
 import hmac
 import logging
 import os
 import socket
 import stat
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import anyio.to_thread
-from anyio.abc import ByteStream, Listener, SocketAttribute, TaskGroup, TaskStatus
+from anyio.abc import (
+    ByteStream,
+    SocketAttribute,
+    SocketListener,
+    SocketStream,
+    TaskGroup,
+    TaskStatus,
+)
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from anyio.streams.stapled import MultiListener
 
 from .._exceptions import InvalidIdError, ProtocolError, ServiceError
 from .._layout import validate_id
-from ._limits import PROTOCOL_VERSION, Limits
+from ._limits import PROTOCOL_VERSION, RETRY_LATER, Limits
 from ._protocol import (
     Ack,
     Batch,
@@ -34,6 +50,7 @@ from ._protocol import (
     StatusReply,
     StatusRequest,
     Welcome,
+    batch_id_of,
     decode_client_message,
     encode,
     software,
@@ -55,11 +72,15 @@ FATAL_CODES = frozenset(
         "too_many_events",
         "too_many_runs",
         "shutting_down",
+        *RETRY_LATER,
     }
 )
 _REPLY_BACKLOG = 256
 _ACK_EVERY = 8  # batches acknowledged at least this often while more keep coming
 _REFUSAL_GRACE = 2.0
+_ACCEPT_RETRY = 0.1
+#: accept() errors that pass once descriptors or memory are free again
+_SHORTAGES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 class Collector:
@@ -67,7 +88,8 @@ class Collector:
     their runs to single writers under ``output_dir``.
 
     ``run()`` serves until ``stop()``; then it stops accepting and reading, drains every run
-    (files fsynced, metadata written) and returns.
+    (files fsynced, metadata written), gives the connections ``shutdown_grace`` seconds to
+    read their last replies, and returns.
 
     Raises ValueError when a TCP address other than loopback comes without a token.
     """
@@ -93,27 +115,41 @@ class Collector:
         self.connections = 0
         self.frames_received = 0
         self.events_rejected = 0
+        self.events_deferred = 0
         self._stopping = False
         self._stop_requested = False
         self._stop: anyio.Event | None = None
         self._accepting: anyio.CancelScope | None = None
+        self._connections: TaskGroup | None = None
         self._router: RunRouter | None = None
         self._open: set[_Connection] = set()
+        self._producers: dict[str, _Connection] = {}
+        # connections still to say hello, oldest first; each one's scope drops it
+        self._unidentified: OrderedDict[anyio.CancelScope, None] = OrderedDict()
         self._started = time.monotonic()
+        #: Runs not ended that the service still held when it stopped.
+        self.runs_left_open = 0
 
     async def run(self, *, task_status: TaskStatus[str] = anyio.TASK_STATUS_IGNORED) -> None:
         """Serve until ``stop()``, then drain; reports the bound address when listening.
 
-        Raises OSError when the address cannot be listened on (another collector is there).
+        Raises OSError when the address cannot be listened on (another collector is there,
+        or the socket's directory is not safe).
         """
         self._stop = anyio.Event()
         if self._stop_requested:
             self._stop.set()
-        async with RunRouter(self.output_dir, max_open_runs=self.limits.max_open_runs) as router:
+        limits = self.limits
+        async with RunRouter(
+            self.output_dir,
+            max_open_runs=limits.max_open_runs,
+            idle_timeout=limits.run_idle_timeout,
+        ) as router:
             self._router = router
             listener = await self._listen()
             try:
                 async with anyio.create_task_group() as connections:
+                    self._connections = connections
                     await connections.start(self._accept, listener, connections)
                     task_status.started(str(self.address))
                     await self._stop.wait()
@@ -122,16 +158,31 @@ class Collector:
                     self._accepting.cancel()
                     for connection in list(self._open):
                         connection.stop_reading()
+                    for scope in list(self._unidentified):
+                        scope.cancel()
                     await router.aclose()
+                    self.runs_left_open = router.runs_left_open
+                    # a client that does not read its last replies is not waited for
+                    connections.cancel_scope.deadline = min(
+                        connections.cancel_scope.deadline,
+                        anyio.current_time() + limits.shutdown_grace,
+                    )
             finally:
                 if isinstance(self.address, UnixAddress):
                     self.address.path.unlink(missing_ok=True)
 
     def stop(self) -> None:
-        """Stop accepting and reading; ``run()`` then drains every run and returns."""
+        """Stop accepting and reading; ``run()`` then drains every run and returns. Called
+        again, it drops the connections at once instead of letting them read their replies."""
+        if self._stop_requested and self._connections is not None:
+            self._connections.cancel_scope.deadline = anyio.current_time()
         self._stop_requested = True
         if self._stop is not None:
             self._stop.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop_requested
 
     def statistics(self) -> dict[str, Any]:
         """The counters ``tracebus status`` prints."""
@@ -142,9 +193,11 @@ class Collector:
             "output_dir": str(self.output_dir.absolute()),
             "uptime_seconds": round(time.monotonic() - self._started, 3),
             "clients": self.clients,
+            "unidentified": len(self._unidentified),
             "connections_total": self.connections,
             **runs,
             "events_rejected": self.events_rejected,
+            "events_deferred": self.events_deferred,
             "frames_received": self.frames_received,
             "frames_rejected": sum(self.errors.values()),
             "errors": dict(sorted(self.errors.items())),
@@ -152,7 +205,7 @@ class Collector:
 
     # -- listening ----------------------------------------------------------------------------
 
-    async def _listen(self) -> Listener[Any]:
+    async def _listen(self) -> SocketListener | MultiListener[SocketStream]:
         address = self.address
         if isinstance(address, TcpAddress):
             tcp = await anyio.create_tcp_listener(local_host=address.host, local_port=address.port)
@@ -169,70 +222,96 @@ class Collector:
 
     async def _accept(
         self,
-        listener: Listener[Any],
+        listener: SocketListener | MultiListener[SocketStream],
         connections: TaskGroup,
         *,
         task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
+        listeners = (
+            [cast(SocketListener, one) for one in listener.listeners]
+            if isinstance(listener, MultiListener)
+            else [listener]
+        )
         with anyio.CancelScope() as self._accepting:
             task_status.started()
-            async with listener:
-                await listener.serve(self._handle, task_group=connections)
+            async with listener, anyio.create_task_group() as accepting:
+                for one in listeners:
+                    accepting.start_soon(self._accept_from, one, connections)
+
+    async def _accept_from(self, listener: SocketListener, connections: TaskGroup) -> None:
+        short = False
+        while True:
+            try:
+                stream = await listener.accept()
+            except (OSError, anyio.BrokenResourceError) as exc:
+                cause = exc if isinstance(exc, OSError) else exc.__cause__
+                if not isinstance(cause, OSError) or cause.errno not in _SHORTAGES:
+                    raise
+                if not short:
+                    log.error("cannot accept connections (%s); trying again", cause)
+                    short = True
+                self.errors["accept_failed"] += 1
+                await anyio.sleep(_ACCEPT_RETRY)
+                continue
+            short = False
+            connections.start_soon(self._handle, stream)
 
     # -- one connection -------------------------------------------------------------------------
 
     async def _handle(self, stream: ByteStream) -> None:
-        self.clients += 1
         self.connections += 1
+        waiting = anyio.CancelScope()
+        self._unidentified[waiting] = None
+        if len(self._unidentified) > self.limits.max_unidentified:
+            oldest = next(iter(self._unidentified))
+            self._unidentified.pop(oldest)
+            oldest.cancel()
         try:
             async with stream:
-                frames = FrameStream(stream, self.limits.max_frame_bytes)
-                if self.clients > self.limits.max_connections:
-                    # read the hello first: closing on unread bytes resets a TCP connection,
-                    # and the client would never see why
-                    with anyio.move_on_after(_REFUSAL_GRACE):
-                        try:
-                            await frames.receive()
-                        except (ProtocolError, anyio.EndOfStream):
-                            pass
-                    await self._refuse(
-                        frames,
-                        ServiceError(
-                            "too_many_connections",
-                            f"the service holds its limit of {self.limits.max_connections} "
-                            "connections",
-                        ),
-                    )
-                    return
-                hello = await self._hello(frames)
+                frames = FrameStream(stream, self.limits.max_hello_bytes)
+                hello: Hello | None = None
+                with waiting:
+                    hello = await self._hello(frames)
+                self._unidentified.pop(waiting, None)
+                if waiting.cancelled_caught:
+                    await self._refuse(frames, self._dropped_before_hello())
                 if hello is None:
                     return
+                frames.max_frame_bytes = self.limits.max_frame_bytes
                 connection = _Connection(self, frames, hello.producer)
+                self._producers[hello.producer] = connection
+                self.clients += 1
                 self._open.add(connection)
                 try:
                     await connection.serve()
                 finally:
                     self._open.discard(connection)
+                    self.clients -= 1
+                    if self._producers.get(hello.producer) is connection:
+                        del self._producers[hello.producer]
+                    if self._router is not None:
+                        self._router.leave(connection)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError):
             pass  # the client went away; what it did not see acknowledged it sends again
         except Exception:
             self.errors["internal"] += 1
             log.exception("a connection failed")
         finally:
-            self.clients -= 1
+            self._unidentified.pop(waiting, None)
 
     async def _hello(self, frames: FrameStream) -> Hello | None:
+        """The connection's accepted hello, with its welcome sent; None once it was refused,
+        timed out or left."""
         timeout = self.limits.hello_timeout
-        refusal = ServiceError("hello_timeout", f"no hello within {timeout:g}s")
+        refusal: ServiceError | None = ServiceError(
+            "hello_timeout", f"no hello within {timeout:g}s"
+        )
         with anyio.move_on_after(timeout):
             checked = await self._check_hello(frames)
             if checked is None:
                 return None
-            if isinstance(checked, ServiceError):
-                refusal = checked
-            elif self._stopping:
-                refusal = ServiceError("shutting_down", "the service is shutting down")
-            else:
+            refusal = checked if isinstance(checked, ServiceError) else self._admit(checked)
+            if isinstance(checked, Hello) and refusal is None:
                 welcome = Welcome(
                     protocol=PROTOCOL_VERSION,
                     server=software(),
@@ -241,7 +320,34 @@ class Collector:
                 )
                 await frames.send(encode(welcome))
                 return checked
-        await self._refuse(frames, refusal)
+        if refusal is not None:
+            await self._refuse(frames, refusal)
+        return None
+
+    def _dropped_before_hello(self) -> ServiceError:
+        if self._stopping:
+            return ServiceError("shutting_down", "the service is shutting down")
+        return ServiceError(
+            "too_many_connections",
+            f"more than {self.limits.max_unidentified} connections were waiting to say hello: "
+            "the oldest are dropped",
+        )
+
+    def _admit(self, hello: Hello) -> ServiceError | None:
+        """Why a valid hello is not let in now, or None."""
+        if self._stopping:
+            return ServiceError("shutting_down", "the service is shutting down")
+        if self.clients >= self.limits.max_connections:
+            return ServiceError(
+                "too_many_connections",
+                f"the service holds its limit of {self.limits.max_connections} connections",
+            )
+        if hello.producer in self._producers:
+            return ServiceError(
+                "producer_in_use",
+                f"producer {hello.producer} is connected already: a producer id belongs to one "
+                "connection at a time, and is free again once that connection closes",
+            )
         return None
 
     async def _check_hello(self, frames: FrameStream) -> Hello | ServiceError | None:
@@ -270,12 +376,13 @@ class Collector:
 
     async def _refuse(self, frames: FrameStream, error: ServiceError) -> None:
         self.errors[error.code] += 1
-        try:
-            await frames.send(
-                encode(ErrorReply(code=error.code, message=error.message, fatal=True))
-            )
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-            pass
+        with anyio.move_on_after(_REFUSAL_GRACE):
+            try:
+                await frames.send(
+                    encode(ErrorReply(code=error.code, message=error.message, fatal=True))
+                )
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                pass
 
 
 class _AckItem:
@@ -336,7 +443,7 @@ class _Connection:
                 message = decode_client_message(body)
             except ProtocolError as exc:
                 collector.errors[exc.code] += 1
-                await replies.send(_reply_to(exc, None))
+                await replies.send(_reply_to(exc, batch_id_of(body)))
                 continue
             if isinstance(message, Batch):
                 try:
@@ -346,9 +453,13 @@ class _Connection:
                             f"a batch of {len(message.events)} events is over the limit of "
                             f"{max_events}",
                         )
-                    receipt = await router.submit(message, self._producer)
+                    receipt = await router.submit(message, self._producer, self)
                 except ServiceError as exc:
                     collector.errors[exc.code] += 1
+                    if exc.code in RETRY_LATER:
+                        # not refused: this batch and the ones after come again
+                        collector.events_deferred += len(message.events)
+                        return _reply_to(exc, None, fatal=True)
                     collector.events_rejected += len(message.events)
                     fatal = exc.code in FATAL_CODES
                     reply = _reply_to(exc, message.id, fatal=fatal)
@@ -373,7 +484,9 @@ class _Connection:
             try:
                 async for item in receive:
                     if isinstance(item, _AckItem):
-                        await item.receipt.wait()
+                        if not await item.receipt.wait():
+                            await self._unwritten(item, pending)
+                            return
                         pending, unsent = item.id, unsent + 1
                         if unsent >= _ACK_EVERY or not receive.statistics().current_buffer_used:
                             await frames.send(encode(Ack(id=pending)))
@@ -394,22 +507,65 @@ class _Connection:
                 async for _ in receive:  # let the reader finish without blocking
                     pass
 
+    async def _unwritten(self, item: _AckItem, pending: int | None) -> None:
+        """Batch ``item`` was not written: acknowledge the ones before it, then close the
+        connection with an error naming no batch, so the client sends it again."""
+        collector = self._collector
+        collector.errors["write_failed"] += 1
+        self._gone = True  # no "shutting_down" after this
+        self._reading.cancel()
+        frames = self._frames
+        if pending is not None:
+            await frames.send(encode(Ack(id=pending)))
+        await frames.send(
+            encode(
+                ErrorReply(
+                    code="write_failed",
+                    message=f"batch {item.id} could not be written to the run's files (the "
+                    "service's log says why): send it again later",
+                    fatal=True,
+                )
+            )
+        )
+
 
 def _reply_to(error: ServiceError, batch_id: int | None, *, fatal: bool = False) -> ErrorReply:
     return ErrorReply(code=error.code, message=error.message, id=batch_id, fatal=fatal)
 
 
-def _claim_socket_path(path: Path) -> None:
-    """Make ``path``'s directory; remove a stale socket there; refuse to take over a live
-    one or another file.
+def check_socket_directory(directory: Path) -> None:
+    """Refuse a directory where another user could swap the socket: a link, not owned by this
+    user, or writable by others (as ssh-agent and tmux check theirs).
 
-    Raises OSError (FileExistsError in those two cases; PermissionError for a directory of
-    another user's that is not sticky, where the socket could be swapped).
+    Raises PermissionError naming the directory and what is wrong with it.
+    """
+    info = directory.lstat()
+    me = os.getuid()
+    if stat.S_ISLNK(info.st_mode):
+        problem = "is a symbolic link"
+    elif not stat.S_ISDIR(info.st_mode):
+        problem = "is not a directory"
+    elif info.st_uid != me:
+        problem = f"belongs to uid {info.st_uid}, not to this user (uid {me})"
+    elif info.st_mode & 0o022:
+        problem = f"is writable by others (mode {stat.S_IMODE(info.st_mode):04o})"
+    else:
+        return
+    raise PermissionError(
+        f"the socket's directory {directory} {problem}: another user could take the socket "
+        "over; choose another --socket, or fix the directory"
+    )
+
+
+def _claim_socket_path(path: Path) -> None:
+    """Make ``path``'s directory (0700); check it is safe; remove a stale socket there;
+    refuse to take over a live one or another file.
+
+    Raises OSError (PermissionError for an unsafe directory, see ``check_socket_directory``;
+    FileExistsError for a live socket or another file at the path).
     """
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    where = path.parent.stat()
-    if where.st_uid != os.getuid() and not where.st_mode & stat.S_ISVTX:
-        raise PermissionError(f"{path.parent} belongs to another user: choose another --socket")
+    check_socket_directory(path.parent)
     try:
         mode = path.lstat().st_mode
     except FileNotFoundError:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 import struct
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
-from anyio.abc import ByteStream
+from anyio.abc import ByteStream, SocketAttribute
 
 from .._exceptions import ProtocolError, ServiceUnavailableError
 
@@ -97,7 +98,8 @@ class FrameStream:
 
     def __init__(self, stream: ByteStream, max_frame_bytes: int) -> None:
         self.stream = stream
-        self._max = max_frame_bytes
+        #: The largest frame ``receive`` takes (it may change between frames).
+        self.max_frame_bytes = max_frame_bytes
         self._buffer = bytearray()
 
     async def receive(self) -> bytes:
@@ -108,13 +110,15 @@ class FrameStream:
         """
         buffer = self._buffer
         while True:
-            wanted = _CHUNK
+            # never more than a frame's worth: what a peer sends is buffered up to one frame
+            wanted = min(_CHUNK, HEADER.size + self.max_frame_bytes)
             if len(buffer) >= HEADER.size:
                 (length,) = HEADER.unpack_from(buffer)
-                if length > self._max:
+                if length > self.max_frame_bytes:
                     raise ProtocolError(
                         "frame_too_large",
-                        f"a frame of {length} bytes is over the limit of {self._max} bytes",
+                        f"a frame of {length} bytes is over the limit of "
+                        f"{self.max_frame_bytes} bytes",
                     )
                 end = HEADER.size + length
                 if len(buffer) >= end:
@@ -143,11 +147,41 @@ class FrameStream:
 async def open_stream(address: Address) -> ByteStream:
     """A connected stream to the collector at ``address``.
 
-    Raises ServiceUnavailableError when nothing answers there.
+    Raises ServiceUnavailableError when nothing answers there, or when a Unix socket is not
+    this user's or root's (another user could be listening there to collect the events).
     """
     try:
         if isinstance(address, UnixAddress):
-            return await anyio.connect_unix(address.path)
+            _check_owner(address, os.stat(address.path).st_uid)
+            stream = await anyio.connect_unix(address.path)
+            try:
+                _check_owner(address, _peer_uid(stream))
+            except BaseException:
+                await stream.aclose()
+                raise
+            return stream
         return await anyio.connect_tcp(address.host, address.port)
     except OSError as exc:
         raise ServiceUnavailableError(f"cannot reach the collector at {address}: {exc}") from exc
+
+
+def _check_owner(address: UnixAddress, uid: int | None) -> None:
+    me = os.getuid()
+    if uid is not None and uid not in (me, 0):
+        raise ServiceUnavailableError(
+            f"the socket {address.path} belongs to uid {uid}, neither this user (uid {me}) nor "
+            "root: refusing to send it events (another user may have taken its place)"
+        )
+
+
+def _peer_uid(stream: ByteStream) -> int | None:
+    """The uid of the process listening at the other end (Linux), else None."""
+    option = getattr(socket, "SO_PEERCRED", None)
+    if option is None:
+        return None
+    raw = stream.extra(SocketAttribute.raw_socket)
+    _, uid, _ = _UCRED.unpack(raw.getsockopt(socket.SOL_SOCKET, option, _UCRED.size))
+    return int(uid)
+
+
+_UCRED = struct.Struct("3i")  # pid, uid, gid

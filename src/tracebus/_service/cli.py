@@ -14,10 +14,14 @@ from typing import Any
 import anyio
 
 from ._limits import (
+    DESCRIPTOR_RESERVE,
     MAX_CONNECTIONS,
     MAX_EVENTS_PER_FRAME,
     MAX_FRAME_BYTES,
     MAX_OPEN_RUNS,
+    MAX_UNIDENTIFIED,
+    RUN_DESCRIPTORS,
+    RUN_IDLE_TIMEOUT,
     Limits,
 )
 from ._transport import Address, UnixAddress, default_socket_path, parse_tcp
@@ -38,6 +42,19 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     serve.add_argument("--max-open-runs", type=_positive, default=MAX_OPEN_RUNS)
     serve.add_argument("--max-frame-bytes", type=_positive, default=MAX_FRAME_BYTES)
     serve.add_argument("--max-events-per-frame", type=_positive, default=MAX_EVENTS_PER_FRAME)
+    serve.add_argument(
+        "--max-unidentified",
+        type=_positive,
+        default=MAX_UNIDENTIFIED,
+        help="connections waiting to say hello; past it the oldest is dropped (%(default)s)",
+    )
+    serve.add_argument(
+        "--run-idle-timeout",
+        type=_seconds,
+        default=RUN_IDLE_TIMEOUT,
+        metavar="SECONDS",
+        help="close a run no connected producer feeds after this long idle (%(default)g)",
+    )
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     serve.set_defaults(handler=_serve)
 
@@ -92,7 +109,9 @@ def _serve(args: argparse.Namespace) -> int:
         max_frame_bytes=args.max_frame_bytes,
         max_events_per_frame=args.max_events_per_frame,
         max_connections=args.max_connections,
+        max_unidentified=args.max_unidentified,
         max_open_runs=args.max_open_runs,
+        run_idle_timeout=args.run_idle_timeout,
     )
     collector = Collector(args.out, address=_address(args), token=_token(args), limits=limits)
     logging.basicConfig(
@@ -100,6 +119,7 @@ def _serve(args: argparse.Namespace) -> int:
         stream=sys.stderr,
         format="%(asctime)s tracebus serve: %(message)s",
     )
+    raise_descriptor_limit(limits)
     # The service allocates events by the ten thousand, almost none in reference cycles: with
     # the default gen-0 threshold (700) the collector rescans the queued events over and over.
     gc.freeze()
@@ -111,27 +131,60 @@ def _serve(args: argparse.Namespace) -> int:
     counters = collector.statistics()
     print(
         f"tracebus serve: stopped; {counters['events_written']} events written, "
-        f"{counters['runs_open']} runs left open, {counters['frames_rejected']} frames rejected",
+        f"{collector.runs_left_open} runs left open, {counters['frames_rejected']} frames "
+        "rejected",
         flush=True,
     )
     return 0
 
 
 async def _serve_until_signal(collector: Any) -> None:
+    log = logging.getLogger("tracebus.service")
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with anyio.create_task_group() as service:
-            address = await service.start(collector.run)
+
+            async def serve(*, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+                await collector.run(task_status=task_status)
+                service.cancel_scope.cancel()  # stopped: no more signals to wait for
+
+            address = await service.start(serve)
             print(
                 f"tracebus serve: listening on {address}, writing to "
                 f"{collector.output_dir.absolute()}",
                 flush=True,
             )
+            # the first signal drains every run; a second drops the connections still answered
             async for signum in signals:
-                logging.getLogger("tracebus.service").info(
-                    "%s: draining every run", signal.Signals(signum).name
-                )
+                name = signal.Signals(signum).name
+                if collector.stop_requested:
+                    log.info("%s again: dropping the connections", name)
+                else:
+                    log.info("%s: draining every run", name)
                 collector.stop()
-                break
+
+
+def raise_descriptor_limit(limits: Limits) -> None:
+    """Raise the soft limit on open files toward what ``limits`` may need, as far as the hard
+    limit allows; say when it still falls short (runs past it are refused, not crashed on)."""
+    import resource
+
+    log = logging.getLogger("tracebus.service")
+    needed = limits.descriptors_needed()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        room = max(0, soft - DESCRIPTOR_RESERVE - limits.max_connections - limits.max_unidentified)
+        log.warning(
+            "open files are limited to %d (the limits set may need %d): about %d runs can be "
+            "open at once; more are refused until some end",
+            soft, needed, room // RUN_DESCRIPTORS,
+        )  # fmt: skip
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -168,6 +221,13 @@ def _sole(error: BaseException) -> BaseException:
     while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
         error = error.exceptions[0]
     return error
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
 
 
 def _positive(text: str) -> int:

@@ -179,6 +179,9 @@ class AppendFile:
         self.path = path
         self.lost = 0
         self.written = 0
+        #: Appends that failed (or found the file gone for good); a batch went in whole if
+        #: this did not change.
+        self.failures = 0
         self.error: BaseException | None = None
         self._file: _AsyncRawFile | None = None
         self.fd = -1  # the open file's descriptor, for the batch writes
@@ -213,6 +216,7 @@ class AppendFile:
         it cannot be."""
         await self._reopen()
         if self._file is None:
+            self.failures += 1
             self._record(FileNotFoundError(f"cannot reopen {self.path}"), events)
             return False
         self._size = os.fstat(self.fd).st_size
@@ -232,8 +236,24 @@ class AppendFile:
         self._since_open += events
 
     async def _failed(self, error: OSError, events: int) -> None:
+        self.failures += 1
         await self._rollback()
         self._record(error, events)
+
+    @property
+    def size(self) -> int:
+        """The bytes of whole lines the file holds."""
+        return self._size
+
+    async def take_back(self, size: int, events: int) -> None:
+        """Cut the file back to ``size`` bytes (what it held before the last append), which
+        took back that append's ``events``."""
+        if self._file is None or size >= self._size:
+            return
+        self._size = size
+        self.written -= events
+        self._since_open -= events
+        await self._rollback()
 
     async def aclose(self) -> None:
         """fsync and close; a failure here is recorded like a failed write, never raised."""

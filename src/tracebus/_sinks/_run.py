@@ -42,6 +42,7 @@ class RunFiles:
         dropped: Callable[[], int] = lambda: 0,
         sink_failures: Callable[[], dict[str, tuple[int, BaseException]]] = dict,
         events_before: int = 0,
+        on_trace_failure: Callable[[OSError], None] | None = None,
     ) -> None:
         self.layout = layout
         self.metadata: dict[str, Any] | None = None
@@ -65,8 +66,26 @@ class RunFiles:
         self._prepared = 0
         self._console_error: BaseException | None = None
         self._closed = False
+        # Where the writer is in the bus's queue: events taken, and of those, how many are
+        # settled (their lines are in the main trace, or were left out as already there).
+        self._taken = 0
+        self.settled = 0
+        #: With ``on_trace_failure``: the first failed append to the main trace. From then on
+        #: nothing is written (the collector's producers send it all again, to a writer that
+        #: takes the run back from its trace), and every event taken is counted lost.
+        self.trace_failure: OSError | None = None
+        #: Events not written because of it; ``refused`` of them were taken after it (the
+        #: writer counts those as left out).
+        self.unwritten = 0
+        self.refused = 0
+        self._on_trace_failure = on_trace_failure
         state.trace_file = utf8_text(str(layout.trace_file))
         state.log_file = utf8_text(str(layout.log_file))
+
+    @property
+    def trace_written(self) -> int:
+        """Events this writer has put in the main trace."""
+        return self._traces[0].written
 
     async def aopen(self) -> None:
         """Open the four files. Raises OSError naming the first that cannot be opened (a
@@ -91,7 +110,15 @@ class RunFiles:
         The writer calls it on each step of a batch before handing the batch (the events kept
         here) to the sinks. Returns the events kept.
         """
+        self._taken += len(events)
+        if self.trace_failure is not None:
+            self._traces[0].lost += len(events)
+            self.unwritten += len(events)
+            self.refused += len(events)
+            return []
         kept = self._state.apply(events)
+        if not kept and not self._trace_chunks:
+            self.settled = self._taken  # all resends of what the trace holds
         if kept:
             trace = encode_trace(kept)  # may put encode_error records in place of events
             if _LIFECYCLE.isdisjoint(map(type, kept)):
@@ -112,10 +139,18 @@ class RunFiles:
             raise RuntimeError(f"{len(events)} events to write, {count} prepared")
         if self._progress is not None and (line := self._console_safe(self._progress.update)):
             logs.append(self._progress_line(line).encode())
+        files = (*self._traces, *self._logs)
+        main = self._traces[0]
+        before = [(handle.size, handle.failures) for handle in files]
         await self._appender.append(
             [(handle, traces, count) for handle in self._traces]
             + [(handle, logs, count) for handle in self._logs]
         )
+        if main.failures == before[0][1]:
+            self.settled = self._taken
+        elif self._on_trace_failure is not None:
+            await self._stop_writing(count, before)
+            return
         if shown:
             self._show("".join(shown))
 
@@ -136,6 +171,19 @@ class RunFiles:
             self._console.flush()
         except Exception as exc:  # a closed stream, an encoding that cannot show the text
             self._console, self._console_error = None, self._console_error or exc
+
+    async def _stop_writing(self, count: int, before: list[tuple[int, int]]) -> None:
+        """The main trace refused a batch: take it back from the other files too, so that
+        all four hold the same events, and write nothing more."""
+        files = (*self._traces, *self._logs)
+        for handle, (size, failures) in zip(files[1:], before[1:], strict=True):
+            if handle.failures == failures:
+                await handle.take_back(size, count)
+        self.unwritten += count
+        error = self._traces[0].error
+        self.trace_failure = error if isinstance(error, OSError) else OSError(str(error))
+        assert self._on_trace_failure is not None
+        self._on_trace_failure(self.trace_failure)
 
     def _log_with_blocks(self, events: Sequence[Event], shown: list[str]) -> str:
         """The log lines with the header after ``workflow_start`` and the summary after the

@@ -1,0 +1,91 @@
+"""The lock that says a run is being written: one writer per run, across processes.
+
+A collector holds ``{out}/.tracebus/runs/{workflow_id}/{run_id}.lock`` (an exclusive
+``flock``) for as long as its writer has the run's files open; another collector that finds
+it held leaves the run alone. Anything that must not touch a live run (a collector resuming
+it, a tool removing old runs) asks ``run_is_locked`` first. ``flock`` locks belong to an
+open file and vanish with the process, so a killed collector never leaves a run locked. The
+file holds the holder's pid, for messages; it is never removed while a run can be written,
+as removing a lock file lets two processes lock two different files of the same name.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+from ._exceptions import RunLockedError
+
+
+def run_lock_path(output_dir: str | os.PathLike[str], workflow_id: str, run_id: str) -> Path:
+    """Where the lock of a run written under ``output_dir`` lives (ids checked by
+    ``validate_id``: plain file-name parts)."""
+    return Path(output_dir) / ".tracebus" / "runs" / workflow_id / f"{run_id}.lock"
+
+
+class RunLock:
+    """An exclusive lock on one run; ``acquire()`` never waits. Blocking (file system calls):
+    use it from a worker thread in async code."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> None:
+        """Take the lock and write this process's pid into it.
+
+        Raises RunLockedError when another holder has it (naming its pid), OSError when the
+        file cannot be made.
+        """
+        if self._fd is not None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_pid(fd)
+            os.close(fd)
+            raise RunLockedError(self.path, holder) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            pass  # the pid is only for messages; the lock is what counts
+        self._fd = fd
+
+    def release(self) -> None:
+        """Let the lock go (idempotent)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # closing the only descriptor of the open file drops the flock
+
+
+def run_is_locked(output_dir: str | os.PathLike[str], workflow_id: str, run_id: str) -> bool:
+    """Whether some process holds the run's lock, that is, is writing the run now."""
+    try:
+        fd = os.open(run_lock_path(output_dir, workflow_id, run_id), os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        return int(os.pread(fd, 32, 0).decode().strip())
+    except (OSError, ValueError):
+        return None
