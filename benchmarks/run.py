@@ -212,11 +212,13 @@ def _pooled_lag(results: list[dict[str, Any]]) -> dict[str, float]:
     }
 
 
-def _ratio_text(ratio: float) -> str:
-    """``12.3x``, rounded down: a ratio just short of its target never reads as met."""
+def _ratio_text(ratio: float, *, up: bool = False) -> str:
+    """``12.3x``, rounded away from the target (down for "at least", ``up`` for "at most"): a
+    ratio just short of its target never reads as met."""
     if not math.isfinite(ratio):
         return "no overhead to compare"
-    return f"{math.floor(ratio * 10) / 10:.1f}x"
+    rounded = math.ceil(ratio * 10) if up else math.floor(ratio * 10)
+    return f"{rounded / 10:.1f}x"
 
 
 def targets(rows: list[dict[str, Any]], sustained: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -239,6 +241,34 @@ def targets(rows: list[dict[str, Any]], sustained: dict[str, Any] | None) -> lis
                     "met": ratio >= wanted,
                 }
             )
+    naive = overhead("naive")
+    if ours is not None and naive is not None:
+        checks.append(
+            {
+                "target": "overhead at most the naive batching writer's",
+                "measured": f"{ours:.2f} against {naive:.2f} µs",
+                "met": ours <= naive,
+            }
+        )
+    threads, threads_seed = overhead("threads-tracebus"), overhead("threads-seed")
+    if threads is not None and ours is not None:
+        ratio = threads / ours if ours > 0 else float("inf")
+        checks.append(
+            {
+                "target": "threads overhead at most 2x the async path's",
+                "measured": _ratio_text(ratio, up=True),
+                "met": ratio <= 2.0,
+            }
+        )
+    if threads is not None and threads_seed is not None:
+        ratio = threads_seed / threads if threads > 0 else float("inf")
+        checks.append(
+            {
+                "target": "threads overhead 15x lower than seed (threads)",
+                "measured": _ratio_text(ratio),
+                "met": ratio >= 15.0,
+            }
+        )
     if ours is not None:
         checks.append(
             {

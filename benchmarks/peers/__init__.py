@@ -71,6 +71,14 @@ PEERS = {
             spans=True,
         ),
         Peer(
+            "naive",
+            "naive batching writer (trace only)",
+            "async",
+            "naive",
+            "NaiveAsync",
+            "baseline",
+        ),
+        Peer(
             "threads-baseline",
             "threads: no observability",
             "threads",
@@ -92,6 +100,14 @@ PEERS = {
             "threads",
             "seed",
             "SeedThreads",
+            "threads-baseline",
+        ),
+        Peer(
+            "threads-naive",
+            "threads: naive batching writer",
+            "threads",
+            "naive",
+            "NaiveThreads",
             "threads-baseline",
         ),
     )
