@@ -3,13 +3,18 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
 import tracebus
+import tracebus._sinks._files as files
 from tests.conftest import assert_consistent_run, metadata_of, trace_of
+from tracebus import Event
 
 
 def test_thread_pool_of_eight_loses_nothing(out: Path) -> None:
@@ -99,3 +104,97 @@ def test_unclosed_observer_is_flushed_at_exit(out: Path) -> None:
     trace = trace_of(Path(result.stdout.strip()))
     assert len(trace) == 2002
     assert trace[-1]["event_type"] == "workflow_complete"
+
+
+def _record_writing_threads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    names: list[str] = []
+    original = files._append_each
+
+    def recording(work: list[tuple[int, list[bytes], bool]]) -> list[OSError | None]:
+        names.append(threading.current_thread().name)
+        return original(work)
+
+    monkeypatch.setattr(files, "_append_each", recording)
+    return names
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_batches_are_written_on_the_observers_own_thread(
+    out: Path, monkeypatch: pytest.MonkeyPatch, backend: Literal["asyncio", "trio"]
+) -> None:
+    # Its loop serves the run alone: a trip to a worker thread per batch would only add
+    # wake-ups and GIL hand-offs between threads.
+    writers = _record_writing_threads(monkeypatch)
+    nodes = 300
+    with tracebus.SyncObserver(
+        "wf", out, total_nodes=nodes, progress=False, console=None, backend=backend
+    ) as obs:
+
+        def run_node(i: int) -> None:
+            obs.node_start(f"n{i}", i)
+            obs.node_success(f"n{i}", 0.01)
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(run_node, range(nodes)))
+    assert writers and set(writers) == {f"tracebus-{obs.run_id}"}
+    trace = trace_of(obs.trace_file)
+    assert len(trace) == 2 * nodes + 2
+    assert_consistent_run(trace, metadata_of(obs.metadata_file))
+
+
+def test_each_threads_events_keep_their_order_under_backpressure(out: Path) -> None:
+    threads, notes = 8, 400
+    with tracebus.SyncObserver("wf", out, progress=False, console=None, capacity=16) as obs:
+
+        def produce(thread: int) -> None:
+            for k in range(notes):
+                obs.note("tick", thread=thread, k=k)
+
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(produce, range(threads)))
+    ticks = [e for e in trace_of(obs.trace_file) if e["event_type"] == "note"]
+    assert len(ticks) == threads * notes
+    for thread in range(threads):
+        mine = [e["fields"]["k"] for e in ticks if e["fields"]["thread"] == thread]
+        assert mine == list(range(notes))
+    assert metadata_of(obs.metadata_file)["events_written"] == threads * notes + 2
+
+
+class _HoldingSink:
+    """Holds the observer's loop thread in write_batch until the gate opens, as a write to a
+    stalled disk would."""
+
+    name = "holding"
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+        self.closed = threading.Event()
+
+    async def write_batch(self, events: Sequence[Event]) -> None:
+        self.entered.set()
+        if not self.gate.wait(20):  # blocks the loop's thread, not just this task
+            self.gate.set()  # the test's guard: it never opened the gate
+
+    async def aclose(self) -> None:
+        self.closed.set()
+
+
+def test_close_with_a_timeout_returns_while_the_loop_thread_is_held(out: Path) -> None:
+    sink = _HoldingSink()
+    obs = tracebus.SyncObserver("wf", out, progress=False, console=None, sinks=[sink])
+    obs.node_start("a", 0)
+    assert sink.entered.wait(30)
+    try:
+        obs.close(timeout=0.2)
+    except tracebus.CloseTimeoutError:
+        pass
+    returned_while_held = not sink.gate.is_set()
+    sink.gate.set()
+    assert returned_while_held
+    assert sink.closed.wait(30)  # the run went on closing in its thread: nothing lost
+    assert [e["event_type"] for e in trace_of(obs.trace_file)] == [
+        "workflow_start",
+        "node_start",
+        "workflow_complete",
+    ]

@@ -22,6 +22,7 @@ import anyio.lowlevel
 
 from ._bus import forked_refusal
 from ._exceptions import BusClosedError, CloseTimeoutError
+from ._loop import mark_loop_private, threadsafe_caller
 
 
 class LoopThread:
@@ -51,6 +52,7 @@ class LoopThread:
         self.closed = False
         self._error: BaseException | None = None
         self._token: anyio.lowlevel.EventLoopToken | None = None
+        self._call_soon: Callable[[Callable[[], object]], object] | None = None
         self._stop: anyio.Event | None = None
         self._thread = threading.Thread(
             target=self._thread_main, args=(backend,), name=name, daemon=True
@@ -74,7 +76,9 @@ class LoopThread:
             self._ready.set()
 
     async def _serve(self) -> None:
+        mark_loop_private()
         self._token = anyio.lowlevel.current_token()
+        self._call_soon = threadsafe_caller()
         self._stop = anyio.Event()
         async with self._resource:
             self._entered = True
@@ -97,10 +101,12 @@ class LoopThread:
             if self.closed:
                 return
             self.closed = True
-        if not self._done.is_set() and self._stop is not None:
+        if not self._done.is_set() and self._call_soon is not None and self._stop is not None:
+            # Asked, not waited for: the writer writes on this loop's thread, and a write the
+            # disk holds up must not hold up a close that has a timeout.
             try:
-                anyio.from_thread.run_sync(self._stop.set, token=self._token)
-            except anyio.RunFinishedError:
+                self._call_soon(self._stop.set)
+            except RuntimeError:  # the loop has ended already
                 pass
         if not self._done.wait(timeout):
             assert timeout is not None

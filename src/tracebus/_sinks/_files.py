@@ -26,7 +26,7 @@ import aiofiles
 import aiofiles.os
 import anyio
 
-from .._loop import on_asyncio
+from .._loop import on_asyncio, on_private_loop
 
 
 class _AsyncRawFile(Protocol):
@@ -110,7 +110,11 @@ class BatchAppender:
                 work.append((file.fd, chunks, file._writeback_due(size)))
         if not ready:
             return
-        if on_asyncio():
+        if on_private_loop():
+            # A thread of its own already: a trip to a worker thread would only add two
+            # wake-ups and GIL hand-offs per batch.
+            errors = _append_each(work)
+        elif on_asyncio():
             errors = await _append_each_in_executor(work)
         else:
             errors = await anyio.to_thread.run_sync(_append_each, work)
