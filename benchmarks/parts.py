@@ -1,10 +1,11 @@
 """Where tracebus's per-event cost goes: the workflow run again with parts of the writer off.
 
-    python benchmarks/parts.py [--nodes 20000] [--runs 21]
+    python benchmarks/parts.py [--nodes 20000] [--runs 21] [--threads]
 
-Each variant runs the benchmark's async workflow ``--runs`` times in one process (a fresh
-output directory each time) and reports the median wall time; the difference between two
-variants is what the part switched off costs:
+Each variant runs the benchmark's async workflow (``--threads``: its thread-pool workflow,
+through SyncObserver) ``--runs`` times in one process, the variants taking turns run after
+run (a fresh output directory each time), and reports the median wall time; the difference
+between two variants is what the part switched off costs:
 
 - ``baseline``: no observability;
 - ``queue only``: the observer's calls, the queue and the writer's loop, the files opened,
@@ -30,9 +31,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from peers.baseline import NothingAsync  # noqa: E402
-from peers.tracebus_peer import TracebusAsync  # noqa: E402
-from workload import events_of, run_async_workflow  # noqa: E402
+from peers.baseline import NothingAsync, NothingThreads  # noqa: E402
+from peers.tracebus_peer import TracebusAsync, TracebusThreads  # noqa: E402
+from workload import events_of, run_async_workflow, run_thread_workflow  # noqa: E402
 
 from tracebus._events import Event  # noqa: E402
 from tracebus._sinks._files import BatchAppender  # noqa: E402
@@ -40,6 +41,7 @@ from tracebus._sinks._run import RunFiles  # noqa: E402
 
 VARIANTS = ("baseline", "queue only", "no writes", "full")
 WORKERS = 50  # as in run.py
+THREADS = 8
 
 
 async def _write_nothing(self: object, *args: object) -> None:
@@ -50,31 +52,44 @@ def _keep_as_they_are(self: RunFiles, events: list[Event]) -> list[Event]:
     return events
 
 
-async def _median_seconds(variant: str, nodes: int, runs: int) -> float:
-    times: list[float] = []
-    for _ in range(runs):
-        out = Path(tempfile.mkdtemp(prefix="tracebus-parts-"))
-        recorder = NothingAsync(out, nodes) if variant == "baseline" else TracebusAsync(out, nodes)
+async def _seconds(variant: str, nodes: int, threads: bool) -> float:
+    out = Path(tempfile.mkdtemp(prefix="tracebus-parts-"))
+    try:
         started = time.perf_counter()
-        await run_async_workflow(recorder, nodes, WORKERS)
-        times.append(time.perf_counter() - started)
+        if threads:  # from a worker thread of the event loop, as run.py runs it
+            pool = NothingThreads if variant == "baseline" else TracebusThreads
+            await asyncio.to_thread(run_thread_workflow, pool(out, nodes), nodes, THREADS)
+        else:
+            tasks = NothingAsync if variant == "baseline" else TracebusAsync
+            await run_async_workflow(tasks(out, nodes), nodes, WORKERS)
+        return time.perf_counter() - started
+    finally:
         shutil.rmtree(out)
-    return statistics.median(times)
+
+
+async def _times(nodes: int, runs: int, threads: bool) -> dict[str, list[float]]:
+    prepare, write_batch, append = RunFiles.prepare, RunFiles.write_batch, BatchAppender.append
+    times: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
+    for run in range(runs):
+        # in turn, so that a change in the machine's load falls on every variant alike
+        shift = run % len(VARIANTS)
+        for variant in VARIANTS[shift:] + VARIANTS[:shift]:
+            queue_only = variant == "queue only"
+            RunFiles.prepare = _keep_as_they_are if queue_only else prepare  # type: ignore[method-assign]
+            RunFiles.write_batch = _write_nothing if queue_only else write_batch  # type: ignore[method-assign]
+            BatchAppender.append = append if variant == "full" else _write_nothing  # type: ignore[method-assign]
+            times[variant].append(await _seconds(variant, nodes, threads))
+    return times
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nodes", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=21)
+    parser.add_argument("--threads", action="store_true", help="the thread-pool workflow")
     args = parser.parse_args()
-    prepare, write_batch, append = RunFiles.prepare, RunFiles.write_batch, BatchAppender.append
-    medians: dict[str, float] = {}
-    for variant in VARIANTS:
-        queue_only = variant == "queue only"
-        RunFiles.prepare = _keep_as_they_are if queue_only else prepare  # type: ignore[method-assign]
-        RunFiles.write_batch = _write_nothing if queue_only else write_batch  # type: ignore[method-assign]
-        BatchAppender.append = append if variant == "full" else _write_nothing  # type: ignore[method-assign]
-        medians[variant] = asyncio.run(_median_seconds(variant, args.nodes, args.runs))
+    times = asyncio.run(_times(args.nodes, args.runs, args.threads))
+    medians = {variant: statistics.median(times[variant]) for variant in VARIANTS}
     events = events_of(args.nodes)
     print(f"{args.nodes:,} nodes ({events:,} events), median of {args.runs} runs each")
     previous = None
