@@ -61,47 +61,81 @@ async def test_a_trace_truncated_under_the_writer_is_written_on_at_its_real_end(
 
 
 async def test_a_run_file_replaced_by_a_symlink_is_not_followed(out: Path) -> None:
+    # The audit copy on another filesystem is a file of its own, and the trace's path the only
+    # name of the trace: the writer makes it again there, and refuses the link.
     victim = out.parent / "someone_elses_file"
     victim.write_text("precious\n")
-    obs = tracebus.Observer("wf", out, progress=False, console=None)
-    with pytest.raises(tracebus.SinkError) as caught:
-        async with obs:
-            await _nodes(obs, 0, 5)
-            await obs.flush()
-            obs.trace_file.unlink()
-            obs.trace_file.symlink_to(victim)
-            await _nodes(obs, 5, 5)
+    with small_disk(out / "audit"):
+        obs = tracebus.Observer("wf", out, progress=False, console=None)
+        with pytest.raises(tracebus.SinkError) as caught:
+            async with obs:
+                await _nodes(obs, 0, 5)
+                await obs.flush()
+                obs.trace_file.unlink()
+                obs.trace_file.symlink_to(victim)
+                await _nodes(obs, 5, 5)
+        assert victim.read_text() == "precious\n"
+        assert obs.trace_file.is_symlink()
+        message = str(caught.value)
+        assert f"{obs.trace_file}" in message and "is a symbolic link; refusing" in message
+        metadata = metadata_of(obs.metadata_file)
+        assert "is a symbolic link" in metadata["write_errors"][str(obs.trace_file)]["error"]
+        assert len(trace_of(obs.audit_dir / "trace_00.jsonl")) == 22  # the audit copy has all
+
+
+async def test_a_linked_run_file_replaced_by_a_symlink_is_not_followed(out: Path) -> None:
+    # The audit name is a second name of the trace: the writer goes on writing the trace
+    # under it, and never through the link planted at the other.
+    victim = out.parent / "someone_elses_file"
+    victim.write_text("precious\n")
+    async with tracebus.Observer("wf", out, progress=False, console=None) as obs:
+        await _nodes(obs, 0, 5)
+        await obs.flush()
+        obs.trace_file.unlink()
+        obs.trace_file.symlink_to(victim)
+        await _nodes(obs, 5, 5)
     assert victim.read_text() == "precious\n"
     assert obs.trace_file.is_symlink()
-    message = str(caught.value)
-    assert f"{obs.trace_file}" in message and "is a symbolic link; refusing" in message
-    metadata = metadata_of(obs.metadata_file)
-    assert "is a symbolic link" in metadata["write_errors"][str(obs.trace_file)]["error"]
-    assert len(trace_of(obs.audit_dir / "trace_00.jsonl")) == 22  # the audit copy has all
+    assert len(trace_of(obs.audit_dir / "trace_00.jsonl")) == 22
+    assert metadata_of(obs.metadata_file)["events_lost"] == 0
 
 
 async def test_a_symlink_where_a_run_file_goes_is_refused_at_entry(out: Path) -> None:
     victim = out.parent / "planted_target"
     audit = out / "audit" / "step_00"
+    with small_disk(out / "audit"):  # the audit copies files of their own, not links
+        audit.mkdir(parents=True)
+        (audit / "trace_00.jsonl").symlink_to(victim)  # dangling: nothing to archive
+        obs = tracebus.Observer("wf", out, progress=False, console=None)
+        with pytest.raises(OSError, match="is a symbolic link; refusing to write through it"):
+            async with obs:
+                await _nodes(obs, 0, 1)
+    assert not victim.exists()
+
+
+async def test_a_symlink_where_an_audit_link_goes_is_replaced_not_followed(out: Path) -> None:
+    victim = out.parent / "planted_target"
+    audit = out / "audit" / "step_00"
     audit.mkdir(parents=True)
     (audit / "trace_00.jsonl").symlink_to(victim)  # dangling: nothing to archive
-    obs = tracebus.Observer("wf", out, progress=False, console=None)
-    with pytest.raises(OSError, match="is a symbolic link; refusing to write through it"):
-        async with obs:
-            await _nodes(obs, 0, 1)
+    async with tracebus.Observer("wf", out, progress=False, console=None) as obs:
+        await _nodes(obs, 0, 1)
     assert not victim.exists()
+    assert os.path.samefile(audit / "trace_00.jsonl", obs.trace_file)
 
 
 NO_DESCRIPTORS = textwrap.dedent(
     """
     import os, resource, sys
     import anyio, tracebus
+    import concurrent.futures.thread  # imported on the first trip to a thread: before the limit
 
     async def main():
         obs = tracebus.Observer("wf", sys.argv[1], progress=False, console=None)
-        # room for the claims of the layout, not for the run's four files
+        # room for the claims of the layout (one descriptor at a time), not for the run's two
+        # files (the audit copies are links of them); the listing counts one of its own
         open_now = len(os.listdir("/proc/self/fd"))
-        resource.setrlimit(resource.RLIMIT_NOFILE, (open_now + 2, open_now + 2))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (open_now, open_now))
         try:
             async with obs:
                 print("entered")

@@ -3,6 +3,7 @@ fsync."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -18,19 +19,21 @@ import pytest
 import tracebus
 import tracebus._run
 from tests.conftest import metadata_of, trace_of
-from tests.disks import full_file_at
+from tests.disks import full_file_at, small_disk
 from tracebus._layout import RunLayout, create_layout
 
 
 def _audit_trace_on_a_full_disk(
     monkeypatch: pytest.MonkeyPatch, scratch: Path, mounts: ExitStack
 ) -> None:
-    # A regular file on a disk with no space (a symbolic link to /dev/full would be refused:
-    # run files are never written through a link).
+    # An audit trace of its own (as on another filesystem, where it is not a link of the
+    # trace): a regular file on a disk with no space (a symbolic link to /dev/full would be
+    # refused: run files are never written through a link).
     def layout_with_full_disk(*args: object, **kwargs: object) -> RunLayout:
         layout = create_layout(*args, **kwargs)  # type: ignore[arg-type]
+        layout.audit_trace_file.unlink()
         mounts.enter_context(full_file_at(layout.audit_trace_file, scratch))
-        return layout
+        return dataclasses.replace(layout, audit_trace_linked=False)
 
     monkeypatch.setattr(tracebus._run, "create_layout", layout_with_full_disk)
 
@@ -60,22 +63,25 @@ async def test_disk_full_is_reported_and_producers_carry_on(
 
 
 async def test_trace_removed_mid_run_is_recreated_and_the_loss_reported(out: Path) -> None:
-    obs = tracebus.Observer("wf", out, progress=False, console=None)
-    with pytest.raises(tracebus.SinkError, match="was removed while the run wrote it"):
-        async with obs:
-            for i in range(10):
-                await obs.node_success(f"early{i}", 0.0)
-            await obs.flush()
-            obs.trace_file.unlink()
-            for i in range(5):
-                await obs.node_success(f"late{i}", 0.0)
-    trace = trace_of(obs.trace_file)
-    assert [e["node_id"] for e in trace if "node_id" in e] == [f"late{i}" for i in range(5)]
-    metadata = metadata_of(obs.metadata_file)
-    assert metadata["events_lost"] == 11  # workflow_start and the ten early nodes
-    assert metadata["events_written"] == 6
-    # the audit copy was not removed and holds everything
-    assert len(trace_of(obs.audit_dir / "trace_00.jsonl")) == 17
+    # The audit copy on another filesystem is a file of its own (elsewhere it is a second
+    # name of the trace, which removing one name leaves whole: see test_audit_links).
+    with small_disk(out / "audit"):
+        obs = tracebus.Observer("wf", out, progress=False, console=None)
+        with pytest.raises(tracebus.SinkError, match="was removed while the run wrote it"):
+            async with obs:
+                for i in range(10):
+                    await obs.node_success(f"early{i}", 0.0)
+                await obs.flush()
+                obs.trace_file.unlink()
+                for i in range(5):
+                    await obs.node_success(f"late{i}", 0.0)
+        trace = trace_of(obs.trace_file)
+        assert [e["node_id"] for e in trace if "node_id" in e] == [f"late{i}" for i in range(5)]
+        metadata = metadata_of(obs.metadata_file)
+        assert metadata["events_lost"] == 11  # workflow_start and the ten early nodes
+        assert metadata["events_written"] == 6
+        # the audit copy was not removed and holds everything
+        assert len(trace_of(obs.audit_dir / "trace_00.jsonl")) == 17
 
 
 SIZE_LIMITED = textwrap.dedent(

@@ -12,12 +12,17 @@ with its flaws fixed: the timestamped files are claimed with ``O_EXCL``, so a se
 same second gets a ``_2`` suffix instead of sharing the first run's files; the audit directory
 holds the latest run of a step, and a rerun first moves the previous run's audit files into
 ``audit/step_{NN}/previous/{YYYYmmdd_HHMMSS}/`` rather than appending to them.
+
+The audit trace and log are hard links of the timestamped files where the filesystem allows
+(one file, two names: the writer writes it once); elsewhere (another filesystem, no link
+support) they are files of their own, written in full.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import secrets
 import unicodedata
 import uuid
 from dataclasses import dataclass
@@ -108,6 +113,9 @@ class RunLayout:
     audit_log_file: Path
     audit_trace_file: Path
     metadata_file: Path
+    #: Whether the audit trace (log) is a second name of the trace (log), or a file of its own.
+    audit_trace_linked: bool = False
+    audit_log_linked: bool = False
 
     @property
     def logs_dir(self) -> Path:
@@ -151,6 +159,8 @@ def create_layout(
     audit_trace = audit_dir / f"trace_{step}.jsonl"
     metadata = audit_dir / f"metadata_{step}.json"
     _archive_previous(audit_dir, (audit_log, audit_trace, metadata))
+    trace_linked = link_in_place(trace_file, audit_trace)
+    log_linked = link_in_place(log_file, audit_log)
     return RunLayout(
         output_dir=out,
         workflow_id=workflow_id,
@@ -163,6 +173,8 @@ def create_layout(
         audit_log_file=audit_log,
         audit_trace_file=audit_trace,
         metadata_file=metadata,
+        audit_trace_linked=trace_linked,
+        audit_log_linked=log_linked,
     )
 
 
@@ -172,6 +184,27 @@ def _claim(path: Path) -> bool:
     except FileExistsError:
         return False
     os.close(fd)
+    return True
+
+
+def link_in_place(source: Path, name: Path) -> bool:
+    """Make ``name`` a second name of the file ``source`` (a hard link), in one step: what
+    stood at ``name`` (a concurrent run's copy) is replaced, never written into. False where
+    the filesystem does not allow it (another filesystem, no hard links)."""
+    while True:
+        temporary = name.with_name(f".{name.name}.{secrets.token_hex(4)}.link")
+        try:
+            os.link(source, temporary)
+            break
+        except FileExistsError:
+            continue
+        except OSError:  # EXDEV, EPERM or EOPNOTSUPP, EMLINK...
+            return False
+    try:
+        os.replace(temporary, name)
+    except OSError:
+        temporary.unlink(missing_ok=True)
+        return False
     return True
 
 

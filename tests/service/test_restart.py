@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import stat
 import uuid
@@ -125,7 +126,9 @@ async def test_resume_cuts_a_torn_last_line_and_repairs_the_audit_copy(service: 
     main = next((service.out / "traces").glob("trace_step_08_*.jsonl"))
     with open(main, "ab") as handle:  # what a kill in the middle of a write leaves
         handle.write(b'{"event_type":"node_st')
-    (service.out / "audit" / "step_08" / "trace_08.jsonl").write_bytes(b"")
+    audit = service.out / "audit" / "step_08" / "trace_08.jsonl"
+    audit.unlink()  # an audit copy that is not the trace any more (not a second name of it)
+    audit.write_bytes(b"")
 
     service.start()
     client = await RawClient.connect(service.socket)
@@ -136,6 +139,7 @@ async def test_resume_cuts_a_torn_last_line_and_repairs_the_audit_copy(service: 
 
     trace, metadata = run_files(service.out, "08")  # also: the audit copy equals the trace
     assert [e["event_type"] for e in trace] == ["workflow_start", "node_start", "workflow_complete"]
+    assert os.path.samefile(audit, main)  # a second name of the trace again
     assert metadata["status"] == "complete"
     assert metadata["events_written"] == 3
 

@@ -8,6 +8,7 @@ resumed, its files appended to; an ended one lets late resends be recognised as 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import time
@@ -18,7 +19,7 @@ import msgspec
 
 from .._events import AnyEvent, Event, Note
 from .._exceptions import TracebusError
-from .._layout import RunLayout
+from .._layout import RunLayout, link_in_place
 from .._lock import RunLock
 from .._run import Resume
 from .._sinks._metadata import create_temp_beside, write_json_atomic
@@ -147,8 +148,9 @@ def prepare_resume(entry: RunEntry, output_dir: Path) -> tuple[Resume, list[Even
     """Make a run's files fit to append to again, and read back the events its trace holds.
 
     The main trace is the reference: a torn last line (the service was killed mid-write) is
-    cut off, and the audit trace is made a copy of it. The logs only lose a torn last line;
-    they may lack the lines of the batch being written when the service died.
+    cut off, and the audit trace is made a link of it again (a copy where the filesystem has
+    none between the two). The logs only lose a torn last line; they may lack the lines of
+    the batch being written when the service died.
 
     Raises OSError when the files cannot be read or changed.
     """
@@ -159,6 +161,11 @@ def prepare_resume(entry: RunEntry, output_dir: Path) -> tuple[Resume, list[Even
     for log in (layout.log_file, layout.audit_log_file):
         if log.exists():
             _cut_torn_tail(log)
+    layout = dataclasses.replace(
+        layout,
+        audit_trace_linked=_same_file(layout.trace_file, layout.audit_trace_file),
+        audit_log_linked=_same_file(layout.log_file, layout.audit_log_file),
+    )
     started = datetime.fromisoformat(entry.started)
     return Resume(layout=layout, started=started, events_written=len(events)), events
 
@@ -208,8 +215,17 @@ def _cut_torn_tail(path: Path) -> bytes:
     return data[:whole]
 
 
+def _same_file(path: Path, other: Path) -> bool:
+    try:
+        return os.path.samefile(path, other)
+    except OSError:
+        return False
+
+
 def _replace_with_copy(source: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
+    if _same_file(source, target) or link_in_place(source, target):
+        return  # a second name of the trace, as the run's layout makes it
     fd, tmp = create_temp_beside(target)
     os.close(fd)
     try:

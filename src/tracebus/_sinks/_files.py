@@ -26,6 +26,7 @@ import aiofiles
 import aiofiles.os
 import anyio
 
+from .._layout import link_in_place
 from .._loop import on_asyncio, on_private_loop
 
 
@@ -179,8 +180,10 @@ async def _append_each_in_executor(
 class AppendFile:
     """One output file; remembers the first error and how many events it failed to take."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, aliases: tuple[Path, ...] = ()) -> None:
         self.path = path
+        #: Other names of this file (hard links): written with it, reported with it.
+        self.aliases = aliases
         self.lost = 0
         self.written = 0
         #: Appends that failed (or found the file gone for good); a batch went in whole if
@@ -199,6 +202,11 @@ class AppendFile:
         self.fd = self._file.fileno()
         self._size = os.fstat(self.fd).st_size
         self._since_open = 0
+
+    @property
+    def names(self) -> tuple[Path, ...]:
+        """Every path this file is reported under: its own, then its aliases."""
+        return (self.path, *self.aliases)
 
     async def write(self, data: bytes, events: int) -> None:
         """Append ``data`` (whole lines holding ``events`` events); never raises OSError."""
@@ -300,6 +308,10 @@ class AppendFile:
                 )
                 self.error = None
             self._record(exc, 0)
+        if self._file is not None:
+            for alias in self.aliases:  # every name was gone: the new file takes them all
+                if not await anyio.to_thread.run_sync(link_in_place, self.path, alias):
+                    self._record(OSError(f"{alias} could not be made a link again"), 0)
 
     async def _rollback(self) -> None:
         assert self._file is not None

@@ -56,8 +56,11 @@ class RunFiles:
         self._sink_failures = sink_failures
         self._events_before = events_before  # already in the trace of a resumed run
         self._iso = IsoClock()
-        self._traces = (AppendFile(layout.trace_file), AppendFile(layout.audit_trace_file))
-        self._logs = (AppendFile(layout.log_file), AppendFile(layout.audit_log_file))
+        # an audit copy that is a link of its file is written with it, not a second time
+        self._traces = _files_of(
+            layout.trace_file, layout.audit_trace_file, layout.audit_trace_linked
+        )
+        self._logs = _files_of(layout.log_file, layout.audit_log_file, layout.audit_log_linked)
         self._appender = BatchAppender()
         # what prepare() made and write_batch() writes next
         self._trace_chunks: list[bytes] = []
@@ -88,9 +91,9 @@ class RunFiles:
         return self._traces[0].written
 
     async def aopen(self) -> None:
-        """Open the four files. Raises OSError naming the first that cannot be opened (a
-        descriptor limit, a symbolic link in its place...): a run that cannot write its
-        files fails at entry, not at close."""
+        """Open the files (two where the audit copies are links). Raises OSError naming the
+        first that cannot be opened (a descriptor limit, a symbolic link in its place...): a
+        run that cannot write its files fails at entry, not at close."""
         opened = []
         try:
             for handle in (*self._traces, *self._logs):
@@ -174,7 +177,7 @@ class RunFiles:
 
     async def _stop_writing(self, count: int, before: list[tuple[int, int]]) -> None:
         """The main trace refused a batch: take it back from the other files too, so that
-        all four hold the same events, and write nothing more."""
+        every file holds the same events, and write nothing more."""
         files = (*self._traces, *self._logs)
         for handle, (size, failures) in zip(files[1:], before[1:], strict=True):
             if handle.failures == failures:
@@ -252,9 +255,10 @@ class RunFiles:
         except OSError as exc:
             failures[str(self.layout.metadata_file)] = (0, exc)
         own = {
-            str(f.path): (f.lost, f.error)
+            str(name): (f.lost, f.error)
             for f in (*self._traces, *self._logs)
             if f.error is not None
+            for name in f.names
         }
         failures.update(own)
         if failures:
@@ -290,9 +294,10 @@ class RunFiles:
     def _failures(self) -> dict[str, tuple[int, BaseException]]:
         """Every failure so far: the run's files, the console, the user's sinks."""
         failures = {
-            str(f.path): (f.lost, f.error)
+            str(name): (f.lost, f.error)
             for f in (*self._traces, *self._logs)
             if f.error is not None
+            for name in f.names
         }
         if self._console_error is not None:
             failures["console"] = (0, self._console_error)
@@ -355,6 +360,12 @@ class RunFiles:
             f" Log file: {_summary_path(layout.log_file, layout)}",
         ]
         return _block(*lines)
+
+
+def _files_of(path: Path, audit: Path, linked: bool) -> tuple[AppendFile, ...]:
+    if linked:
+        return (AppendFile(path, aliases=(audit,)),)
+    return (AppendFile(path), AppendFile(audit))
 
 
 def _summary_path(path: Path, layout: RunLayout) -> Path:
