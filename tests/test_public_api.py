@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
+from pathlib import Path
 from types import ModuleType
 
 import tracebus
@@ -54,3 +56,12 @@ def test_every_exported_error_documents_when_it_is_raised() -> None:
         obj = getattr(tracebus, name)
         if isinstance(obj, type) and issubclass(obj, Exception):
             assert obj.__doc__ and "raised" in obj.__doc__.lower(), name
+
+
+def test_the_package_declares_the_python_it_runs_on() -> None:
+    """CI runs the suite under each CPython 3.11+ the machine has: each must be declared."""
+    with open(Path(__file__).parents[1] / "pyproject.toml", "rb") as handle:
+        project = tomllib.load(handle)["project"]
+    running = f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert f"Programming Language :: Python :: {running}" in project["classifiers"]
+    assert project["requires-python"] == ">=3.11"

@@ -22,6 +22,7 @@ import anyio.lowlevel
 
 from ._bus import forked_refusal
 from ._exceptions import BusClosedError, CloseTimeoutError
+from ._loop import stop_starting_threads
 
 
 class LoopThread:
@@ -149,6 +150,7 @@ if hasattr(os, "register_at_fork"):
 
 
 def _close_all_at_exit() -> None:
+    stop_starting_threads()
     for host in list(_open_hosts):
         host._close_at_exit()
 

@@ -14,6 +14,7 @@ import anyio
 from .._events import Event, WorkflowComplete, WorkflowError, WorkflowStart
 from .._exceptions import SinkError
 from .._layout import RunLayout
+from .._loop import run_blocking
 from .._state import IsoClock, RunState
 from .._text import printable, utf8_text
 from ._encoding import encode_log, encode_trace
@@ -285,7 +286,7 @@ class RunFiles:
                 for name, (lost, error) in self._failures().items()
             },
         )
-        await anyio.to_thread.run_sync(write_json_atomic, self.layout.metadata_file, self.metadata)
+        await run_blocking(write_json_atomic, self.layout.metadata_file, self.metadata)
 
     def _failures(self) -> dict[str, tuple[int, BaseException]]:
         """Every failure so far: the run's files, the console, the user's sinks."""
