@@ -3,6 +3,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -139,3 +141,35 @@ def test_never_closed_observer_writes_its_metadata_at_exit(
     trace = trace_of(out / "audit" / "step_03" / "trace_03.jsonl")
     assert metadata["events_written"] == len(trace) == (7 if end_on_close else 6)
     assert (trace[-1]["event_type"] == "workflow_complete") is end_on_close
+
+
+class LoopBlockingSink:
+    """A user sink whose first write_batch blocks the observer's event loop itself until the
+    test thread opens a gate: the writer stops, and the queue fills."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+
+    async def write_batch(self, events: Sequence[tracebus.Event]) -> None:
+        self.entered.set()
+        self.gate.wait()
+
+
+def test_overflow_drop_drops_and_counts_instead_of_blocking(out: Path) -> None:
+    sink = LoopBlockingSink()
+    obs = tracebus.SyncObserver(
+        "wf", out, progress=False, console=None, sinks=[sink], capacity=4, overflow="drop"
+    )
+    try:
+        assert sink.entered.wait(timeout=60)  # workflow_start written: the queue is empty
+        for i in range(10):
+            obs.node_start(f"n{i}", i)  # the first four fit, the rest are dropped
+        assert obs.statistics().dropped == 6
+    finally:
+        sink.gate.set()
+    obs.node_failure("n9", "kept", 0.1)  # a lifecycle event: never dropped (it waits)
+    obs.close()
+    trace = trace_of(obs.trace_file)
+    assert [e.get("node_id") for e in trace] == [None, "n0", "n1", "n2", "n3", "n9", None]
+    assert metadata_of(obs.metadata_file)["events_dropped"] == 6

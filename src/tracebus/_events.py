@@ -7,7 +7,9 @@ pid, ids, references); the writer stamps ``seq`` and ``timestamp`` and the summa
 ``workflow_complete``/``workflow_error``.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` here: msgspec reads these annotations in the
+# module named by a class's ``__module__``, which the facade sets to ``tracebus``, so they
+# must be objects, not strings.
 
 import hashlib
 import numbers

@@ -24,6 +24,9 @@ from ._bus import forked_refusal
 from ._exceptions import BusClosedError, CloseTimeoutError
 from ._loop import stop_starting_threads
 
+#: How long the exit hook waits for an observer that was never closed.
+DEFAULT_EXIT_TIMEOUT = 5.0
+
 
 class LoopThread:
     """Enters ``resource`` on its own loop in the constructor and leaves it in ``close()``.

@@ -12,7 +12,7 @@ from typing import Any, TextIO
 import anyio
 
 from .._events import Event, WorkflowComplete, WorkflowError, WorkflowStart
-from .._exceptions import SinkError
+from .._exceptions import SinkError, describe
 from .._layout import RunLayout
 from .._loop import run_blocking
 from .._state import IsoClock, RunState
@@ -281,7 +281,7 @@ class RunFiles:
             write_errors={
                 utf8_text(name): {
                     "events_lost": lost,
-                    "error": utf8_text(f"{type(error).__name__}: {error}"),
+                    "error": utf8_text(describe(error)),
                 }
                 for name, (lost, error) in self._failures().items()
             },
