@@ -29,6 +29,7 @@ from ._exceptions import TraceFormatError as TraceFormatError
 if typing.TYPE_CHECKING:
     from ._bus import BusStatistics as BusStatistics
     from ._bus import EventBus as EventBus
+    from ._counts import NodeCounts as NodeCounts
     from ._events import SCHEMA_VERSION as SCHEMA_VERSION
     from ._events import AnyEvent as AnyEvent
     from ._events import Event as Event
@@ -65,6 +66,7 @@ __version__ = "0.1.0"
 _LAZY: dict[str, str] = {
     "BusStatistics": "._bus",
     "EventBus": "._bus",
+    "NodeCounts": "._counts",
     "SCHEMA_VERSION": "._events",
     "AnyEvent": "._events",
     "Event": "._events",
@@ -110,6 +112,7 @@ __all__ = [
     "NatsSettings",
     "NatsStream",
     "NodeAttempt",
+    "NodeCounts",
     "NodeFailure",
     "NodeRecord",
     "NodeRetry",

@@ -331,19 +331,12 @@ class RunFiles:
             return _block(
                 f" Workflow failed: {layout.workflow_id}",
                 f" Error: {event.error}",
-                f" Nodes executed: {state.nodes_completed}/{state.total_nodes}",
+                *_count_lines(state),
                 f" Time: {elapsed:.2f}s",
                 f" Trace: {_summary_path(layout.trace_file, layout)}",
                 f" Log: {_summary_path(layout.log_file, layout)}",
             )
-        lines = [
-            f" Workflow completed: {layout.workflow_id}",
-            f" Nodes executed: {state.nodes_completed}/{state.total_nodes}",
-        ]
-        if state.nodes_failed:
-            lines.append(f" Nodes failed: {state.nodes_failed}")
-        if state.nodes_skipped:
-            lines.append(f" Nodes skipped: {state.nodes_skipped}")
+        lines = [f" Workflow completed: {layout.workflow_id}", *_count_lines(state)]
         lines.append(f" Total time: {elapsed:.2f}s ({elapsed / 60:.2f}m)")
         cost = state.cumulative_cost_usd
         if cost is not None and cost > 0:
@@ -362,6 +355,27 @@ def _summary_path(path: Path, layout: RunLayout) -> Path:
     """``path`` as the summary shows it: relative to the output directory's parent, as the seed
     printed it (the header gives the output directory in full)."""
     return path.relative_to(layout.output_dir.parent)
+
+
+def _count_lines(state: RunState) -> list[str]:
+    """``Nodes executed: completed/total`` (the classic line), the other node counts that are
+    not zero, and the attempt counts when a node was retried; named as in the metadata (see
+    ``NodeCounts``)."""
+    counts = state.counts()
+    shown = [
+        ("Nodes failed", counts.nodes_failed),
+        ("Nodes skipped", counts.nodes_skipped),
+        ("Nodes unfinished", counts.nodes_unfinished),
+    ]
+    if counts.nodes_retried:
+        shown += [
+            ("Nodes retried", counts.nodes_retried),
+            ("Retries", counts.retries),
+            ("Attempts failed", counts.attempts_failed),
+        ]
+    lines = [f" Nodes executed: {counts.nodes_completed}/{state.total_nodes}"]
+    lines += [f" {label}: {value}" for label, value in shown if value]
+    return lines
 
 
 def _block(*lines: str) -> str:
