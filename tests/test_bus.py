@@ -6,10 +6,12 @@ from collections.abc import Sequence
 
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
 import pytest
 
 import tracebus
 from tracebus import Event, EventBus, Note
+from tracebus._state import IsoClock
 from tracebus._writer import STEP_EVENTS
 from tracebus.testing import CapturingSink
 
@@ -342,7 +344,65 @@ def test_a_bus_cancelled_while_entering_closes_instead_of_hanging(backend: str) 
 def test_bad_settings_are_rejected() -> None:
     with pytest.raises(ValueError, match="capacity must be at least 1"):
         EventBus(capacity=0)
-    with pytest.raises(ValueError, match="overflow must be 'raise' or 'drop'"):
-        EventBus(overflow="block")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="overflow must be 'block' or 'drop', got 'wait'"):
+        EventBus(overflow="wait")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="max_batch must be at least 1"):
         EventBus(max_batch=0)
+
+
+async def test_a_bare_bus_stamps_seq_and_timestamp_in_write_order() -> None:
+    sink = CapturingSink()
+    given = note(99)
+    given.seq, given.timestamp = 41, "kept as sent"
+    async with EventBus([sink]) as bus:
+        seen = bus.subscribe()
+        for i in range(STEP_EVENTS * 3):
+            await bus.emit(note(i))
+        await bus.emit(given)
+        first = await seen.__anext__()
+        await seen.aclose()  # type: ignore[attr-defined]
+    stamped = sink.events[:-1]
+    assert [e.seq for e in stamped] == list(range(1, STEP_EVENTS * 3 + 1))
+    assert all(e.timestamp == IsoClock()(e.epoch_seconds) for e in stamped)
+    assert (sink.events[-1].seq, sink.events[-1].timestamp) == (41, "kept as sent")
+    assert (first.seq, first.timestamp) == (1, stamped[0].timestamp)  # subscribers too
+
+
+async def test_drop_policy_drops_in_emit_and_from_threads_too() -> None:
+    sink = GatedSink()
+    async with EventBus([sink], capacity=2, overflow="drop") as bus:
+        await bus.emit(note(0))
+        await sink.entered.wait()  # the writer holds event 0: the queue stays full from here
+        await bus.emit(note(1))
+        await bus.emit(note(2))
+        with anyio.fail_after(30):  # a hang guard only: nothing here may wait
+            await bus.emit(note(3))  # full: dropped, not waited for
+            await anyio.to_thread.run_sync(bus.emit_from_thread, note(4))  # dropped too
+        assert bus.statistics().dropped == 2
+        sink.gate.set()
+    assert [e.message for e in sink.events] == ["0", "1", "2"]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("overflow", [None, "block", "raise"])
+async def test_block_is_the_default_and_raise_its_earlier_spelling(overflow: str | None) -> None:
+    sink = GatedSink()
+    options = {} if overflow is None else {"overflow": overflow}
+    async with EventBus([sink], capacity=1, **options) as bus:  # type: ignore[arg-type]
+        await bus.emit(note(0))
+        await sink.entered.wait()
+        await bus.emit(note(1))  # the queue is full from here
+        with pytest.raises(tracebus.QueueFullError, match=r"full \(1 events\)"):
+            bus.emit_nowait(note(2))
+        waited = anyio.Event()
+
+        async def late() -> None:
+            await bus.emit(note(3))
+            waited.set()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(late)
+            await anyio.wait_all_tasks_blocked()
+            assert not waited.is_set()  # emit waits for room: nothing is dropped
+            sink.gate.set()
+    assert [e.message for e in sink.events] == ["0", "1", "3"]  # type: ignore[attr-defined]
+    assert bus.statistics().dropped == 0

@@ -98,7 +98,11 @@ async def test_summary_and_tail_show_user_text_escaped(out: Path) -> None:
         await obs.node_failure(f"n{ESCAPES}", f"error {ESCAPES}{FORGED_LINE}", 0.1)
         await obs.note(f"note {ESCAPES}", value=ESCAPES)
         await obs.workflow_error(f"failed {ESCAPES}")
-    for command in (("summary", str(out)), ("summary", str(out), "--json"), ("tail", str(out))):
+    for command in (
+        ("summary", str(out)),
+        ("summary", str(out), "--json"),
+        ("tail", "--latest", str(out)),
+    ):
         result = _cli(*command)
         assert result.returncode == 0, result.stderr
         for raw in ("\x1b", "\x07", "\u202e", "\x9b", "\r"):
@@ -108,7 +112,7 @@ async def test_summary_and_tail_show_user_text_escaped(out: Path) -> None:
     assert f"n{ESCAPED}: error \\x1b[2J\\x1b[31mred\\x1b]0;title\\x07 \\u202eevil" in summary
     assert "failed \\x1b[2J" in summary
     assert not re.search(r"^\[2026-01-01", summary, re.M)
-    tail = _cli("tail", str(out)).stdout.splitlines()
+    tail = _cli("tail", "--latest", str(out)).stdout.splitlines()
     assert len(tail) == len(trace_of(obs.trace_file))  # one line per event
     assert any(f"NODE_FAILURE       n{ESCAPED} " in line for line in tail)
 

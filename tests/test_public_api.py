@@ -1,8 +1,17 @@
 from __future__ import annotations
 
+import inspect
+import pickle
 import subprocess
 import sys
+import tomllib
+import traceback
+from pathlib import Path
 from types import ModuleType
+from typing import Any
+
+import msgspec
+import pytest
 
 import tracebus
 
@@ -54,3 +63,52 @@ def test_every_exported_error_documents_when_it_is_raised() -> None:
         obj = getattr(tracebus, name)
         if isinstance(obj, type) and issubclass(obj, Exception):
             assert obj.__doc__ and "raised" in obj.__doc__.lower(), name
+
+
+def test_the_package_declares_the_python_it_runs_on() -> None:
+    """CI runs the suite under each CPython 3.11+ the machine has: each must be declared."""
+    with open(Path(__file__).parents[1] / "pyproject.toml", "rb") as handle:
+        project = tomllib.load(handle)["project"]
+    running = f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert f"Programming Language :: Python :: {running}" in project["classifiers"]
+    assert project["requires-python"] == ">=3.11"
+
+
+def _options(func: Any) -> dict[str, Any]:
+    """The keyword-only parameters of ``func`` and their defaults."""
+    parameters = inspect.signature(func).parameters.values()
+    return {p.name: p.default for p in parameters if p.kind is p.KEYWORD_ONLY}
+
+
+def test_every_flavour_takes_the_options_that_apply_to_it_spelled_alike() -> None:
+    """A thread-side twin takes its async original's options, plus the loop thread's own;
+    local and remote observers and the bus share the queue's options and defaults."""
+    observer, remote = _options(tracebus.Observer), _options(tracebus.connect)
+    loop_thread = {"backend": "asyncio", "exit_timeout": 5.0}
+    assert _options(tracebus.SyncObserver) == {**observer, **loop_thread, "end_on_close": True}
+    assert _options(tracebus.RemoteObserver) == remote
+    assert _options(tracebus.connect_sync) == {**remote, **loop_thread}
+    assert _options(tracebus.SyncRemoteObserver) == _options(tracebus.connect_sync)
+    queue = {"capacity": 10_000, "overflow": "block", "close_timeout": 30.0}
+    for options in (observer, remote, _options(tracebus.EventBus)):
+        assert {name: options[name] for name in queue} == queue
+    assert observer["run_id"] is remote["run_id"] is None
+
+
+def test_public_classes_and_functions_report_the_facade_as_their_module() -> None:
+    for name in tracebus.__all__:
+        obj = getattr(tracebus, name)
+        if isinstance(obj, type) or inspect.isfunction(obj):
+            assert obj.__module__ == "tracebus", name
+    assert repr(tracebus.RemoteObserver) == "<class 'tracebus.RemoteObserver'>"
+    statistics = tracebus.BusStatistics(1, 1, 0, 0, 1, 0, 0)
+    assert b"tracebus._" not in pickle.dumps(statistics)
+    assert pickle.loads(pickle.dumps(statistics)) == statistics
+    event = tracebus.NodeStart(epoch_seconds=1.0, pid=1, workflow_id="w", run_id="r", node_id="n")
+    assert pickle.loads(pickle.dumps(event)) == event
+    # msgspec still reads the events' annotations once their module is the facade
+    decoded = msgspec.json.decode(msgspec.json.encode(event), type=tracebus.AnyEvent)
+    assert decoded == event
+    with pytest.raises(tracebus.QueueFullError) as raised:
+        raise tracebus.QueueFullError("full")
+    assert "tracebus.QueueFullError: full" in "".join(traceback.format_exception(raised.value))

@@ -198,3 +198,75 @@ def test_close_with_a_timeout_returns_while_the_loop_thread_is_held(out: Path) -
         "node_start",
         "workflow_complete",
     ]
+
+
+NEVER_CLOSED = textwrap.dedent(
+    """
+    import sys, tracebus
+    out, backend, end_on_close = sys.argv[1], sys.argv[2], sys.argv[3] == "end"
+    obs = tracebus.SyncObserver(
+        "step_03_exit", out, total_nodes=3, progress=False, console=None, backend=backend,
+        end_on_close=end_on_close,
+    )
+    obs.node_start("a", 0)
+    obs.node_success("a", 0.5)
+    obs.node_start("b", 1)
+    obs.node_failure("b", "ValueError: bad", 0.25)
+    obs.node_start("c", 2)
+    """
+)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@pytest.mark.parametrize("end_on_close", [False, True])
+def test_never_closed_observer_writes_its_metadata_at_exit(
+    out: Path, backend: str, end_on_close: bool
+) -> None:
+    """The exit hook closes the run without starting a thread (Python 3.12 refuses new
+    threads once the main thread has finished): metadata, fsynced files, nothing on stderr."""
+    result = subprocess.run(
+        [sys.executable, "-c", NEVER_CLOSED, str(out), backend, "end" if end_on_close else "-"],
+        capture_output=True,
+        text=True,
+        timeout=60,  # a hang guard only: the exit hook is bounded by exit_timeout (5s)
+        check=False,
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    metadata = metadata_of(out / "audit" / "step_03" / "metadata_03.json")
+    assert metadata["status"] == ("complete" if end_on_close else "incomplete")
+    assert (metadata["nodes_completed"], metadata["nodes_failed"]) == (1, 1)
+    trace = trace_of(out / "audit" / "step_03" / "trace_03.jsonl")
+    assert metadata["events_written"] == len(trace) == (7 if end_on_close else 6)
+    assert (trace[-1]["event_type"] == "workflow_complete") is end_on_close
+
+
+class LoopBlockingSink:
+    """A user sink whose first write_batch blocks the observer's event loop itself until the
+    test thread opens a gate: the writer stops, and the queue fills."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+
+    async def write_batch(self, events: Sequence[tracebus.Event]) -> None:
+        self.entered.set()
+        self.gate.wait()
+
+
+def test_overflow_drop_drops_and_counts_instead_of_blocking(out: Path) -> None:
+    sink = LoopBlockingSink()
+    obs = tracebus.SyncObserver(
+        "wf", out, progress=False, console=None, sinks=[sink], capacity=4, overflow="drop"
+    )
+    try:
+        assert sink.entered.wait(timeout=60)  # workflow_start written: the queue is empty
+        for i in range(10):
+            obs.node_start(f"n{i}", i)  # the first four fit, the rest are dropped
+        assert obs.statistics().dropped == 6
+    finally:
+        sink.gate.set()
+    obs.node_failure("n9", "kept", 0.1)  # a lifecycle event: never dropped (it waits)
+    obs.close()
+    trace = trace_of(obs.trace_file)
+    assert [e.get("node_id") for e in trace] == [None, "n0", "n1", "n2", "n3", "n9", None]
+    assert metadata_of(obs.metadata_file)["events_dropped"] == 6

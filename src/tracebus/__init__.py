@@ -8,6 +8,7 @@ NATS settings, the service client or the read-back tools it does not use.
 from __future__ import annotations
 
 import importlib
+import sys
 import typing
 
 from ._exceptions import BackendError as BackendError
@@ -28,6 +29,7 @@ from ._exceptions import TraceFormatError as TraceFormatError
 if typing.TYPE_CHECKING:
     from ._bus import BusStatistics as BusStatistics
     from ._bus import EventBus as EventBus
+    from ._counts import NodeCounts as NodeCounts
     from ._events import SCHEMA_VERSION as SCHEMA_VERSION
     from ._events import AnyEvent as AnyEvent
     from ._events import Event as Event
@@ -64,6 +66,7 @@ __version__ = "0.1.0"
 _LAZY: dict[str, str] = {
     "BusStatistics": "._bus",
     "EventBus": "._bus",
+    "NodeCounts": "._counts",
     "SCHEMA_VERSION": "._events",
     "AnyEvent": "._events",
     "Event": "._events",
@@ -109,6 +112,7 @@ __all__ = [
     "NatsSettings",
     "NatsStream",
     "NodeAttempt",
+    "NodeCounts",
     "NodeFailure",
     "NodeRecord",
     "NodeRetry",
@@ -144,6 +148,19 @@ __all__ = [
 ]
 
 
+def _as_public(value: object) -> None:
+    """A public class or function reports the facade as its module, so reprs, tracebacks and
+    pickles show ``tracebus.Observer``, not the private module that defines it."""
+    if getattr(value, "__module__", "").startswith("tracebus._"):
+        value.__module__ = __name__
+
+
+for _name in __all__:
+    if _name in globals():  # the errors
+        _as_public(globals()[_name])
+del _name
+
+
 if not typing.TYPE_CHECKING:  # for type checkers, the names above are imported eagerly
 
     def __getattr__(name: str) -> typing.Any:
@@ -151,6 +168,10 @@ if not typing.TYPE_CHECKING:  # for type checkers, the names above are imported 
         if module is None:
             raise AttributeError(f"module 'tracebus' has no attribute {name!r}")
         value = getattr(importlib.import_module(module, __name__), name)
+        # this name and those of every module loaded with it (``Observer`` loads ``_bus``)
+        for other, where in _LAZY.items():
+            loaded = sys.modules.get(f"{__name__}{where}")
+            _as_public(getattr(loaded, other, None))
         globals()[name] = value  # the next lookup finds it without coming here
         return value
 

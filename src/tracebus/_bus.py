@@ -24,7 +24,10 @@ from ._exceptions import BusClosedError, CloseTimeoutError, QueueFullError
 from ._loop import threadsafe_caller
 from ._writer import Sink, Subscription, Writer
 
-Overflow = Literal["raise", "drop"]
+#: What a full queue does: ``"block"`` makes producers wait (``emit_nowait``, which never
+#: waits, raises QueueFullError), ``"drop"`` drops and counts non-lifecycle events.
+#: ``"raise"`` is the earlier spelling of ``"block"``, still accepted.
+Overflow = Literal["block", "drop", "raise"]
 
 DEFAULT_CAPACITY = 10_000
 DEFAULT_MAX_BATCH = 4_096
@@ -52,10 +55,10 @@ class EventQueue:
     def __init__(self, capacity: int, overflow: Overflow) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity}")
-        if overflow not in ("raise", "drop"):
-            raise ValueError(f"overflow must be 'raise' or 'drop', got {overflow!r}")
+        if overflow not in ("block", "drop", "raise"):
+            raise ValueError(f"overflow must be 'block' or 'drop', got {overflow!r}")
         self.capacity = capacity
-        self.overflow = overflow
+        self.overflow: Literal["block", "drop"] = "drop" if overflow == "drop" else "block"
         # producers waiting for room are let in once the queue is down to this (see take)
         self._resume_at = capacity - min(RESUME_ROOM, max(1, capacity // 4))
         self.items: deque[Event] = deque()
@@ -102,16 +105,22 @@ class EventQueue:
         if self.closed:
             raise self._refusal()
         if len(self.items) >= self.capacity:
-            if self.overflow == "raise":
+            if self.overflow == "block":
                 raise QueueFullError(
                     f"event queue full ({self.capacity} events); "
                     "await emit() to wait for room, or use overflow='drop'"
                 )
-            if not isinstance(event, LIFECYCLE_TYPES):
-                with self._drop_lock:  # `+=` is not atomic across threads; drops are rare
-                    self.dropped += 1
+            if self._dropped(event):
                 return
         self._append(event)
+
+    def _dropped(self, event: Event) -> bool:
+        """Under ``drop``, count and drop ``event`` unless it is a lifecycle event."""
+        if self.overflow != "drop" or isinstance(event, LIFECYCLE_TYPES):
+            return False
+        with self._drop_lock:  # `+=` is not atomic across threads; drops are rare
+            self.dropped += 1
+        return True
 
     def offer(self, event: Event) -> bool:
         """Enqueue if there is room and say so; raise BusClosedError when closed."""
@@ -123,8 +132,11 @@ class EventQueue:
         return True
 
     async def put(self, event: Event) -> None:
-        """Enqueue, waiting while the queue is full. Suspends only when it must wait."""
+        """Enqueue, waiting while the queue is full (under ``drop``, only a lifecycle event
+        waits). Suspends only when it must wait."""
         while len(self.items) >= self.capacity and not self.closed:
+            if self._dropped(event):
+                return
             space = self._space
             self._async_waiters += 1
             try:
@@ -136,8 +148,11 @@ class EventQueue:
         self._append(event)
 
     def put_blocking(self, event: Event, timeout: float | None) -> None:
-        """Enqueue from a thread other than the loop's, blocking it while the queue is full."""
+        """Enqueue from a thread other than the loop's, blocking it while the queue is full
+        (under ``drop``, only a lifecycle event waits)."""
         if len(self.items) >= self.capacity and not self.closed:
+            if self._dropped(event):
+                return
             with self._thread_space:
                 self._thread_waiters += 1
                 try:
@@ -244,9 +259,11 @@ class EventBus:
     into the sinks.
 
     Use it as an async context manager; leaving the block closes the bus (drains and closes
-    the sinks). ``overflow`` decides what ``emit_nowait`` does when the queue is full:
-    ``"raise"`` raises QueueFullError, ``"drop"`` drops and counts the event (lifecycle events,
-    ``workflow_*`` and ``node_failure``, are never dropped).
+    the sinks). The writer stamps ``seq`` and ``timestamp`` on events that lack them.
+    ``overflow`` decides what a full queue does: ``"block"`` (default) makes ``emit`` and
+    ``emit_from_thread`` wait and ``emit_nowait`` raise QueueFullError; ``"drop"`` makes all
+    three drop and count the event instead (lifecycle events, ``workflow_*`` and
+    ``node_failure``, are never dropped). ``"raise"`` is the earlier spelling of ``"block"``.
     """
 
     def __init__(
@@ -254,7 +271,7 @@ class EventBus:
         sinks: Sequence[Sink] = (),
         *,
         capacity: int = DEFAULT_CAPACITY,
-        overflow: Overflow = "raise",
+        overflow: Overflow = "block",
         max_batch: int = DEFAULT_MAX_BATCH,
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
         prepare: Callable[[list[Event]], list[Event]] | None = None,
@@ -306,7 +323,8 @@ class EventBus:
         return None
 
     async def emit(self, event: Event) -> None:
-        """Enqueue ``event``, waiting while the queue is full (backpressure).
+        """Enqueue ``event``, waiting while the queue is full (backpressure; under ``drop``
+        a non-lifecycle event is dropped instead).
 
         Raises BusClosedError after close. Suspends only when the queue is full.
         """
@@ -321,12 +339,13 @@ class EventBus:
     def emit_nowait(self, event: Event) -> None:
         """Enqueue ``event`` without ever blocking; safe from any thread.
 
-        Raises QueueFullError when full under ``overflow="raise"``; BusClosedError after close.
+        Raises QueueFullError when full under ``overflow="block"``; BusClosedError after close.
         """
         self._queue.put_nowait(event)
 
     def emit_from_thread(self, event: Event, *, timeout: float | None = None) -> None:
-        """Enqueue from a worker thread, blocking that thread while the queue is full.
+        """Enqueue from a worker thread, blocking that thread while the queue is full (under
+        ``drop`` a non-lifecycle event is dropped instead).
 
         Raises QueueFullError if still full after ``timeout`` seconds; BusClosedError after
         close. Never call it from the event loop's own thread: use ``emit`` there.

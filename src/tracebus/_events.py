@@ -7,7 +7,9 @@ pid, ids, references); the writer stamps ``seq`` and ``timestamp`` and the summa
 ``workflow_complete``/``workflow_error``.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` here: msgspec reads these annotations in the
+# module named by a class's ``__module__``, which the facade sets to ``tracebus``, so they
+# must be objects, not strings.
 
 import hashlib
 import numbers
@@ -93,6 +95,11 @@ class WorkflowComplete(Event, tag="workflow_complete", kw_only=True):
     nodes_completed: int = 0
     nodes_failed: int = 0
     nodes_skipped: int = 0
+    nodes_unfinished: int = 0
+    nodes_seen: int = 0
+    nodes_retried: int = 0
+    attempts_failed: int = 0
+    retries: int = 0
     total_time_seconds: float = 0.0
     trace_file: str = ""
     log_file: str = ""
@@ -103,6 +110,12 @@ class WorkflowError(Event, tag="workflow_error", kw_only=True):
     error: str
     nodes_completed: int = 0
     nodes_failed: int = 0
+    nodes_skipped: int = 0
+    nodes_unfinished: int = 0
+    nodes_seen: int = 0
+    nodes_retried: int = 0
+    attempts_failed: int = 0
+    retries: int = 0
     total_time_seconds: float = 0.0
 
 

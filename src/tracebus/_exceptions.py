@@ -1,4 +1,4 @@
-"""Every error tracebus raises.
+"""Every error tracebus raises, and how any exception is written down.
 
 "Closed by you" errors (the bus was closed, the caller misused an API) are kept apart from
 "broken by the world" errors (a disk filled up, a file vanished), as trio does with
@@ -6,6 +6,26 @@
 """
 
 from __future__ import annotations
+
+import sys
+
+
+def describe(exc: BaseException) -> str:
+    """An exception as tracebus records it (``workflow_error``, ``node_failure``, write errors):
+    ``Type: message``, the type alone when the message is blank, ``cancelled`` for a
+    cancellation (asyncio's or trio's)."""
+    # looked up, not imported: a loop's cancellation exists only once its library is loaded
+    asyncio, trio = sys.modules.get("asyncio"), sys.modules.get("trio")
+    if (asyncio is not None and isinstance(exc, asyncio.CancelledError)) or (
+        trio is not None and isinstance(exc, trio.Cancelled)
+    ):
+        return "cancelled"
+    try:
+        text = str(exc)
+    except Exception:  # a broken __str__ must not replace the exception being recorded
+        text = ""
+    name = type(exc).__name__
+    return f"{name}: {text}" if text.strip() else name
 
 
 class TracebusError(Exception):
@@ -21,7 +41,8 @@ class BusClosedError(TracebusError):
 
 class QueueFullError(TracebusError):
     """Raised by ``emit_nowait`` when the bounded queue is full and the overflow policy is
-    ``"raise"``.
+    ``"block"`` (the default), and by ``emit_from_thread`` when the queue is still full after
+    its timeout.
 
     Use ``await emit(...)`` to wait for room instead, or the ``"drop"`` policy to drop and
     count non-lifecycle events.
@@ -46,7 +67,7 @@ class SinkError(TracebusError):
     def __init__(self, failures: dict[str, tuple[int, BaseException]]) -> None:
         self.failures = failures
         parts = [
-            f"{name}: {lost} event(s) not written ({type(err).__name__}: {err})"
+            f"{name}: {lost} event(s) not written ({describe(err)})"
             for name, (lost, err) in sorted(failures.items())
         ]
         super().__init__("sink failure: " + "; ".join(parts))
@@ -142,7 +163,7 @@ class BackendError(TracebusError, RuntimeError):
 def keep_with_note(error: BaseException, failure: BaseException) -> None:
     """Attach ``failure`` (closing the run failed too) to ``error`` (what the user's block
     raised) as a note, so that the user's own error is the one they see."""
-    error.add_note(f"tracebus: closing the run also failed: {type(failure).__name__}: {failure}")
+    error.add_note(f"tracebus: closing the run also failed: {describe(failure)}")
 
 
 class RunLockedError(TracebusError):

@@ -22,7 +22,10 @@ import anyio.lowlevel
 
 from ._bus import forked_refusal
 from ._exceptions import BusClosedError, CloseTimeoutError
-from ._loop import mark_loop_private, threadsafe_caller
+from ._loop import mark_loop_private, stop_starting_threads, threadsafe_caller
+
+#: How long the exit hook waits for an observer that was never closed.
+DEFAULT_EXIT_TIMEOUT = 5.0
 
 
 class LoopThread:
@@ -155,6 +158,7 @@ if hasattr(os, "register_at_fork"):
 
 
 def _close_all_at_exit() -> None:
+    stop_starting_threads()
     for host in list(_open_hosts):
         host._close_at_exit()
 

@@ -15,7 +15,7 @@ import anyio
 
 from ._bus import DEFAULT_CAPACITY, DEFAULT_CLOSE_TIMEOUT, BusStatistics, EventBus
 from ._events import DEFAULT_MAX_PAYLOAD_BYTES, Event, check_total_nodes, real_number
-from ._exceptions import TracebusError, keep_with_note
+from ._exceptions import TracebusError, describe, keep_with_note
 from ._factory import EventFactory
 from ._hashing import hash_output
 from ._layout import RunLayout, new_run_id, validate_id
@@ -103,7 +103,7 @@ class Observer(AsyncCalls):
             console=self._console,
             sinks=self._user_sinks,
             capacity=self._capacity,
-            overflow="drop" if self._drop else "raise",
+            overflow="drop" if self._drop else "block",
             close_timeout=self._close_timeout,
         )
         self._layout, self._files, self._bus = run.layout, run.files, run.bus
@@ -126,7 +126,7 @@ class Observer(AsyncCalls):
                 terminal = (
                     self._events.workflow_complete(None)
                     if exc is None
-                    else self._events.workflow_error(_describe(exc))
+                    else self._events.workflow_error(describe(exc))
                 )
                 with anyio.CancelScope(shield=True):
                     await bus.emit(terminal)
@@ -263,11 +263,4 @@ class NodeScope:
             )
             return
         with anyio.CancelScope(shield=True):
-            await obs.node_failure(self.node_id, _describe(exc), duration, self.cost_usd)
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, anyio.get_cancelled_exc_class()):
-        return "cancelled"
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+            await obs.node_failure(self.node_id, describe(exc), duration, self.cost_usd)

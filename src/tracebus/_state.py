@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
+from ._counts import COMPLETED, FAILED, OPEN, SKIPPED, NodeCounts, NodeTally
 from ._events import (
     Event,
     NodeFailure,
@@ -45,9 +46,10 @@ class IsoClock:
         return self._prefix
 
 
-#: Per-node durations and costs kept for the metadata and the completion event. Past this
-#: many nodes only the totals grow, so a run of millions of nodes keeps flat memory; the
-#: number of nodes left out is ``node_details_dropped``. The nodes in flight (started, not
+#: Per-node durations and costs kept for the metadata and the completion event, and per-node
+#: statuses kept for the counts (see ``NodeTally``). Past this many nodes only the totals
+#: grow, so a run of millions of nodes keeps flat memory; the number of end events of nodes
+#: left out of the durations is ``node_details_dropped``. The nodes in flight (started, not
 #: ended) are followed up to as many; a node started past that is counted but not followed.
 MAX_NODE_DETAILS = 100_000
 
@@ -71,10 +73,7 @@ class RunState:
         self.finished: float | None = None
         self.seq = 0
         self.events = 0
-        self.nodes_completed = 0
-        self.nodes_failed = 0
-        self.nodes_skipped = 0
-        self.nodes_retried = 0
+        self.tally = NodeTally(max_node_details)
         self.node_times: dict[str, float] = {}
         self.node_costs: dict[str, float] = {}
         self.node_details_dropped = 0
@@ -93,8 +92,25 @@ class RunState:
         self._iso = IsoClock()
 
     @property
+    def nodes_completed(self) -> int:
+        return self.tally.completed
+
+    @property
+    def nodes_failed(self) -> int:
+        return self.tally.failed
+
+    @property
+    def nodes_skipped(self) -> int:
+        return self.tally.skipped
+
+    @property
     def nodes_done(self) -> int:
-        return self.nodes_completed + self.nodes_failed + self.nodes_skipped
+        """Nodes with a final status (completed, failed or skipped)."""
+        tally = self.tally
+        return tally.completed + tally.failed + tally.skipped
+
+    def counts(self) -> NodeCounts:
+        return self.tally.counts()
 
     def elapsed(self, now: float | None = None) -> float:
         end = self.finished if self.finished is not None else (now or time.time())
@@ -108,13 +124,17 @@ class RunState:
         is at or below that producer's highest ``seq`` so far is a duplicate and left out.
         """
         # The writer's per-event hot path: node starts and successes are handled inline (as
-        # _start and _end would) with the tables and the clock's state in locals, and the ISO
-        # timestamp made here (as IsoClock does); other kinds go through the methods.
+        # _end and the tally's start and end would, for a node's first attempt) with the
+        # tables and the clock's state in locals, and the ISO timestamp made here (as
+        # IsoClock does); other kinds and cases go through the methods.
         iso = self._iso
         second_now, prefix = iso._second, iso._prefix
         last_seq = self.last_seq
         in_flight, node_times = self.in_flight, self.node_times
         max_details, peak = self._max_node_details, self.peak_in_flight
+        tally = self.tally
+        statuses = tally.table
+        began = succeeded = 0  # first attempts started and succeeded, added to the tally after
         kept: list[Event] = []
         seq = self.seq
         try:
@@ -141,10 +161,16 @@ class RunState:
                 kind = type(event)
                 if kind is NodeStart:
                     start: NodeStart = event  # type: ignore[assignment]
-                    if len(in_flight) < max_details or start.node_id in in_flight:
-                        in_flight[start.node_id] = start.node_index
+                    node_id = start.node_id
+                    if len(in_flight) < max_details or node_id in in_flight:
+                        in_flight[node_id] = start.node_index
                         if len(in_flight) > peak:
                             peak = len(in_flight)
+                    if node_id not in statuses and len(statuses) < max_details:
+                        statuses[node_id] = OPEN
+                        began += 1
+                    else:
+                        tally.start(node_id)
                 elif kind is NodeSuccess:
                     success: NodeSuccess = event  # type: ignore[assignment]
                     node_id = success.node_id
@@ -160,16 +186,25 @@ class RunState:
                         self.node_details_dropped += 1
                     if cost:
                         self.cost_usd += cost
-                    self.nodes_completed += 1
+                    if statuses.get(node_id) == OPEN:  # its first attempt, the only one open
+                        statuses[node_id] = COMPLETED
+                        succeeded += 1
+                    else:
+                        tally.end(node_id, COMPLETED)
                 elif kind is NodeFailure:
                     self._end(event)  # type: ignore[arg-type]
                 elif kind is NodeSkipped or kind is NodeRetry:
                     self._other_node_event(event)  # type: ignore[arg-type]
                 elif kind is WorkflowComplete or kind is WorkflowError:
+                    tally.unfinished += began - succeeded  # the counts as of this event
+                    tally.completed += succeeded
+                    began = succeeded = 0
                     self._finish(event)  # type: ignore[arg-type]
                 elif kind is WorkflowStart:
                     self.started = min(self.started, event.epoch_seconds)
         finally:
+            tally.unfinished += began - succeeded
+            tally.completed += succeeded
             self.seq = seq
             self.peak_in_flight = peak
             self.events += len(kept)
@@ -188,23 +223,23 @@ class RunState:
         else:
             self.node_details_dropped += 1
         if isinstance(event, NodeFailure):
-            self.nodes_failed += 1
+            self.tally.end(node_id, FAILED)
         else:
-            self.nodes_completed += 1
+            self.tally.end(node_id, COMPLETED)
 
     def _other_node_event(self, event: NodeSkipped | NodeRetry) -> None:
         if event.node_index is None:
             event.node_index = self.in_flight.get(event.node_id)
         if isinstance(event, NodeSkipped):
             self.in_flight.pop(event.node_id, None)
-            self.nodes_skipped += 1
+            self.tally.end(event.node_id, SKIPPED)
         else:
-            self.nodes_retried += 1
+            self.tally.retry(event.node_id)
 
     def _finish(self, event: WorkflowComplete | WorkflowError) -> None:
         self.finished = event.epoch_seconds
-        event.nodes_completed = self.nodes_completed
-        event.nodes_failed = self.nodes_failed
+        for name, value in zip(NodeCounts._fields, self.tally.counts(), strict=True):
+            setattr(event, name, value)
         event.total_time_seconds = self.elapsed()
         if isinstance(event, WorkflowError):
             self.status = "error"
@@ -216,7 +251,6 @@ class RunState:
             event.cumulative_cost_usd = self.cumulative_cost_usd  # None after an error, unknown
         else:
             self.reported_cost = event.cumulative_cost_usd
-        event.nodes_skipped = self.nodes_skipped
         event.node_times = dict(self.node_times)
         event.trace_file = self.trace_file
         event.log_file = self.log_file

@@ -17,8 +17,8 @@ from typing import Any, Literal, TextIO
 
 from ._bus import DEFAULT_CAPACITY, DEFAULT_CLOSE_TIMEOUT, BusStatistics
 from ._events import DEFAULT_MAX_PAYLOAD_BYTES, Event
-from ._exceptions import BusClosedError, TracebusError, keep_with_note
-from ._loop_thread import LoopThread
+from ._exceptions import BusClosedError, TracebusError, describe, keep_with_note
+from ._loop_thread import DEFAULT_EXIT_TIMEOUT, LoopThread
 from ._observer import _UNSET, Observer
 from ._sinks._progress import ProgressOption
 from ._vocabulary import SyncCalls
@@ -49,7 +49,8 @@ class SyncObserver(ThreadProducer):
     or at the end of a ``with`` block, which record ``workflow_complete`` (or
     ``workflow_error`` if the block raised) unless one was recorded. With
     ``end_on_close=False`` closing records no terminal event, so a run nothing ended stays
-    "incomplete" in its metadata.
+    "incomplete" in its metadata. The other options are Observer's, plus ``backend`` and
+    ``exit_timeout``.
     """
 
     def __init__(
@@ -62,10 +63,11 @@ class SyncObserver(ThreadProducer):
         console: TextIO | None = _UNSET,
         sinks: Sequence[Sink] = (),
         capacity: int = DEFAULT_CAPACITY,
+        overflow: Literal["block", "drop"] = "block",
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
         run_id: str | None = None,
         backend: Literal["asyncio", "trio"] = "asyncio",
-        exit_timeout: float = 5.0,
+        exit_timeout: float = DEFAULT_EXIT_TIMEOUT,
         end_on_close: bool = True,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> None:
@@ -78,6 +80,7 @@ class SyncObserver(ThreadProducer):
                 console=console,
                 sinks=sinks,
                 capacity=capacity,
+                overflow=overflow,
                 close_timeout=close_timeout,
                 run_id=run_id,
                 max_payload_bytes=max_payload_bytes,
@@ -116,7 +119,7 @@ class SyncObserver(ThreadProducer):
     ) -> None:
         if exc is not None and not self.closed:
             try:
-                self.workflow_error(f"{type(exc).__name__}: {exc}")
+                self.workflow_error(describe(exc))
             except BusClosedError:
                 pass
         try:

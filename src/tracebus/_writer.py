@@ -1,7 +1,7 @@
 """The single writer task: drains the queue in batches, prepares them a step at a time
-(stamping, leaving out duplicates, and for a run's files encoding the lines while the events
-are still in the CPU cache), hands each batch to every sink and subscriber, and closes the
-sinks once the queue is closed and empty.
+(stamping ``seq`` and ``timestamp``, and for a run's files also leaving out duplicates and
+encoding the lines while the events are still in the CPU cache), hands each batch to every
+sink and subscriber, and closes the sinks once the queue is closed and empty.
 
 A batch is taken from the queue a step at a time, the producers running between the steps,
 and grows while a backlog lasts, up to ``max_batch``; it goes to the OS once complete (one
@@ -21,6 +21,7 @@ import anyio.lowlevel
 from ._events import Event
 from ._exceptions import SinkError
 from ._feed import SinkFeed, sink_name
+from ._state import IsoClock
 
 if TYPE_CHECKING:
     from ._bus import EventQueue
@@ -52,6 +53,26 @@ class Sink(Protocol):
     """
 
     async def write_batch(self, events: Sequence[Event]) -> None: ...
+
+
+class Stamper:
+    """A bus's own stamping, when nothing else prepares its batches: ``seq`` 1, 2, 3... in
+    write order and the ISO ``timestamp`` of ``epoch_seconds``, on events that lack them."""
+
+    def __init__(self) -> None:
+        self.seq = 0
+        self._iso = IsoClock()
+
+    def __call__(self, events: list[Event]) -> list[Event]:
+        iso, seq = self._iso, self.seq
+        for event in events:
+            if not event.seq:
+                seq += 1
+                event.seq = seq
+            if not event.timestamp:
+                event.timestamp = iso(event.epoch_seconds)
+        self.seq = seq
+        return events
 
 
 class Subscription:
@@ -127,7 +148,7 @@ class Writer:
         #: Set when closing begins: until when the detached sinks may catch up.
         self.feeds_deadline: float | None = None
         self._max_batch = max_batch
-        self._prepare = prepare
+        self._prepare = prepare if prepare is not None else Stamper()
         self._step = STEP_EVENTS
         self._failures: dict[str, tuple[int, BaseException]] = {}
         self._scope: anyio.CancelScope | None = None
@@ -290,22 +311,19 @@ class Writer:
         taken = lost = 0
         kept: list[Event] = []
         while True:
-            step = limit if prepare is None else self._step
+            step = self._step
             events = queue.take(min(step, limit - taken))
             if not events:
                 break
             taken += len(events)
             self.in_progress = taken
-            if prepare is None:
-                kept += events
-            else:
-                started = time.thread_time()  # the CPU it takes: a busy machine's pauses aside
-                try:
-                    kept += prepare(events)
-                except Exception as exc:  # the writer never dies of an event: count them lost
-                    self._record(getattr(prepare, "__self__", prepare), len(events), exc)
-                    lost += len(events)
-                self._adapt_step(len(events), time.thread_time() - started)
+            started = time.thread_time()  # the CPU it takes: a busy machine's pauses aside
+            try:
+                kept += prepare(events)
+            except Exception as exc:  # the writer never dies of an event: count them lost
+                self._record(getattr(prepare, "__self__", prepare), len(events), exc)
+                lost += len(events)
+            self._adapt_step(len(events), time.thread_time() - started)
             if taken >= limit or len(events) < step:
                 break
             await anyio.lowlevel.checkpoint()  # the producers' turn

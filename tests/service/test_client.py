@@ -211,3 +211,63 @@ def test_service_and_observer_on_trio(tmp_path: Path, sockdir: Path) -> None:
     anyio.run(main, backend="trio")
     _, metadata = run_files(tmp_path / "out", "08")
     assert metadata["nodes_completed"] == 3 and metadata["status"] == "complete"
+
+
+class Boom(Exception):
+    pass
+
+
+class Unprintable(Boom):
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+
+DESCRIBED = [
+    (Boom(), "Boom"),
+    (Boom("bad input"), "Boom: bad input"),
+    (Boom(" "), "Boom"),
+    (Unprintable(), "Unprintable"),
+]
+
+
+@pytest.mark.parametrize(("exc", "described"), DESCRIBED)
+async def test_an_exception_is_described_alike_by_every_flavour(
+    tmp_path: Path, sockdir: Path, exc: Boom, described: str
+) -> None:
+    """Leaving any observer's block, or a node scope, with an exception records one text."""
+    socket, local, remote = sockdir / "c.sock", tmp_path / "local", tmp_path / "remote"
+    quiet: dict[str, Any] = {"progress": False, "console": None}
+
+    async def async_flavour(obs: Any) -> None:
+        try:
+            async with obs:
+                with pytest.raises(Boom):
+                    async with obs.node("n"):
+                        raise exc
+                raise exc
+        except* Boom:
+            pass
+
+    def sync_flavour(make: Any) -> None:
+        with pytest.raises(Boom):
+            with make() as obs:
+                obs.node_start("n")
+                obs.node_failure("n", "stands for a node scope", 0.0)
+                raise exc
+
+    await async_flavour(tracebus.Observer("step_21_async", local, **quiet))
+    await anyio.to_thread.run_sync(
+        sync_flavour, lambda: tracebus.SyncObserver("step_22_sync", local, **quiet)
+    )
+    async with serving(remote, socket):
+        await async_flavour(tracebus.connect(socket, "step_23_remote"))
+        await anyio.to_thread.run_sync(
+            sync_flavour, lambda: tracebus.connect_sync(socket, "step_24_remote_sync")
+        )
+    for out, step in ((local, "21"), (local, "22"), (remote, "23"), (remote, "24")):
+        trace, metadata = run_files(out, step)
+        assert (trace[-1]["event_type"], trace[-1]["error"]) == ("workflow_error", described)
+        assert metadata["error"] == described, step
+        if step in ("21", "23"):
+            (failure,) = (e for e in trace if e["event_type"] == "node_failure")
+            assert failure["error"] == described, step

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 import uuid
 from collections import Counter
+
+import pytest
 
 import tracebus
 
@@ -75,3 +80,30 @@ def test_eight_processes_write_eight_runs(service: Service) -> None:
     assert status["runs_ended"] == PRODUCERS
     assert status["runs_open"] == 0
     assert status["events_written"] == PRODUCERS * (EVENTS + 2)
+
+
+NEVER_CLOSED = textwrap.dedent(
+    """
+    import sys, tracebus
+    obs = tracebus.connect_sync(sys.argv[1], "step_05_exit", 2, backend=sys.argv[2])
+    obs.node_start("a", 0)
+    obs.node_success("a", 0.5)
+    obs.node_start("b", 1)
+    """
+)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_never_closed_remote_observer_ends_its_run_at_exit(service: Service, backend: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", NEVER_CLOSED, str(service.socket), backend],
+        capture_output=True,
+        text=True,
+        timeout=60,  # a hang guard only: the exit hook is bounded by exit_timeout (5s)
+        check=False,
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    # the exit hook waited for the service to write the run's end and metadata
+    trace, metadata = run_files(service.out, "05")
+    assert [e["event_type"] for e in trace][-2:] == ["node_start", "workflow_complete"]
+    assert (metadata["status"], metadata["nodes_completed"]) == ("complete", 1)

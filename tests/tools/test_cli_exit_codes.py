@@ -38,7 +38,11 @@ def test_help_documents_run_and_exit_codes(command: str) -> None:
     assert done.returncode == 0
     text = " ".join(done.stdout.split())
     assert "RUN is a trace file (.jsonl)" in text
-    assert "an output directory, meaning its latest run" in text
+    if command == "tail":  # tail waits for a run to begin in an output directory
+        assert "or an output directory, which need not exist yet: its run in progress" in text
+        assert "with --latest, its newest run, ended or not" in text
+    else:
+        assert "an output directory, meaning its latest run" in text
     assert "exit codes: 0 ok; 1 the run failed or has failed nodes, where --check is given" in text
     assert "2 bad usage or unreadable input" in text
 
@@ -62,9 +66,10 @@ def test_exit_0_and_1(tmp_path: Path) -> None:
 
 def test_missing_run_is_a_one_line_error(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
-    for command in ("summary", "timeline", "tail"):
-        done = tracebus(command, missing)
-        assert_one_line_error(done, f"tracebus {command}: error:", "no such file or directory")
+    for command in ("summary", "timeline", "tail --latest"):
+        done = tracebus(*command.split(), missing)
+        name = command.split()[0]
+        assert_one_line_error(done, f"tracebus {name}: error:", "no such file or directory")
     done = tracebus("export", missing, "--format", "chrome")
     assert_one_line_error(done, "no such file or directory")
 
@@ -127,7 +132,7 @@ def test_export_to_stdout(tmp_path: Path) -> None:
 def test_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     out = runs.synthetic_run(tmp_path / "many", nodes=2000, workers=8)
     reader = subprocess.Popen(
-        [sys.executable, "-m", "tracebus", "tail", str(out)],
+        [sys.executable, "-m", "tracebus", "tail", "--latest", str(out)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )

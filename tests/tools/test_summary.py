@@ -36,7 +36,8 @@ def test_text_summary_names_failures_and_stays_plain(
     assert main(["summary", str(failure_dir)]) == 0
     text = capsys.readouterr().out
     assert "status         complete (2 failed nodes)" in text
-    assert "3 succeeded, 2 failed, 0 skipped, 0 retried of 5" in text
+    assert "nodes          3 completed, 2 failed, 0 skipped, 0 unfinished of 5" in text
+    assert "attempts       2 failed, 0 retries (0 nodes retried)" in text
     assert "  b: ValueError: bad input in b" in text
     assert "  d: ValueError: bad input in d" in text
     assert "\x1b" not in text  # no terminal escapes when piped
@@ -93,7 +94,7 @@ def test_empty_run(empty_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert s["total_nodes"] == 0 and s["nodes_succeeded"] == 0
     assert s["peak_in_flight"] == 0 and s["costliest"] == [] and s["slowest"] == []
     assert main(["summary", str(empty_dir), "--check"]) == 0
-    assert "0 succeeded, 0 failed, 0 skipped, 0 retried of 0" in capsys.readouterr().out
+    assert "0 completed, 0 failed, 0 skipped, 0 unfinished of 0" in capsys.readouterr().out
 
 
 def test_incomplete_run_fails_the_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -105,4 +106,4 @@ def test_incomplete_run_fails_the_check(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["summary", str(trace), "--check"]) == 1
     text = capsys.readouterr().out
     assert "status         incomplete" in text
-    assert "0 succeeded, 0 failed, 0 skipped, 0 retried, 3 unfinished of 4" in text
+    assert "0 completed, 0 failed, 0 skipped, 3 unfinished of 4" in text

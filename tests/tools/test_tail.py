@@ -8,6 +8,9 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
+
+import pytest
 
 from tracebus import SyncObserver, read_run
 from tracebus._tools._tail import format_event
@@ -18,7 +21,8 @@ WAIT = 60.0
 
 
 class Tail:
-    """``python -m tracebus tail ...`` in a subprocess, its output lines read by a thread."""
+    """``python -m tracebus tail ...`` in a subprocess, its output and error lines read by
+    threads."""
 
     def __init__(self, *args: str) -> None:
         self.process = subprocess.Popen(
@@ -27,33 +31,46 @@ class Tail:
             stderr=subprocess.PIPE,
             text=True,
         )
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.put(line.rstrip("\n"))
-        self.lines.put(None)
+        assert self.process.stdout is not None and self.process.stderr is not None
+        self.lines = _LineReader(self.process.stdout)
+        self.errors = _LineReader(self.process.stderr)
 
     def next_line(self) -> str:
-        line = self.lines.get(timeout=WAIT)
-        assert line is not None, "tail ended early"
-        return line
+        return self.lines.next()
+
+    def next_error(self) -> str:
+        return self.errors.next()
 
     def finish(self) -> tuple[int, list[str], str]:
         """Wait for the process to end: its exit code, remaining lines and stderr."""
         code = self.process.wait(timeout=WAIT)
-        self._reader.join(timeout=WAIT)
+        return code, self.lines.rest(), "".join(line + "\n" for line in self.errors.rest())
+
+
+class _LineReader:
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        for line in self._stream:
+            self._lines.put(line.rstrip("\n"))
+        self._lines.put(None)
+
+    def next(self) -> str:
+        line = self._lines.get(timeout=WAIT)
+        assert line is not None, "tail ended early"
+        return line
+
+    def rest(self) -> list[str]:
+        self._thread.join(timeout=WAIT)
         rest: list[str] = []
-        while (line := self.lines.get_nowait()) is not None:
+        while (line := self._lines.get_nowait()) is not None:
             rest.append(line)
-        assert self.process.stderr is not None
-        err = self.process.stderr.read()
-        self.process.stdout.close()  # type: ignore[union-attr]
-        self.process.stderr.close()
-        return code, rest, err
+        self._stream.close()
+        return rest
 
 
 @contextmanager
@@ -110,8 +127,8 @@ def test_partial_line_is_held_until_complete(tmp_path: Path) -> None:
     assert code == 0
 
 
-def test_finished_run_prints_everything_and_exits(retry_dir: Path) -> None:
-    with tail(str(retry_dir)) as follower:
+def test_latest_prints_a_finished_run_and_exits(retry_dir: Path) -> None:
+    with tail(str(retry_dir), "--latest") as follower:
         code, lines, err = follower.finish()
     assert code == 0 and err == ""
     assert len(lines) == len(read_run(retry_dir).events)
@@ -122,7 +139,7 @@ def test_finished_run_prints_everything_and_exits(retry_dir: Path) -> None:
 
 
 def test_workflow_error_ends_the_tail(error_dir: Path) -> None:
-    with tail(str(error_dir), "--check") as follower:
+    with tail(str(error_dir), "--latest", "--check") as follower:
         code, lines, _ = follower.finish()
     assert lines[-1].endswith("WORKFLOW_ERROR     ConnectionError: database unreachable")
     assert code == 1
@@ -144,6 +161,7 @@ def test_waits_for_a_run_to_start_in_an_empty_output_dir(tmp_path: Path) -> None
     out = tmp_path / "later"
     (out / "traces").mkdir(parents=True)
     with tail(str(out)) as follower:
+        _wait_for_run(follower, out)  # a run that ended before tail looked would not be shown
         with SyncObserver("step_10_later", out, total_nodes=1, progress=False, console=None) as obs:
             obs.node_start("x", 0)
             obs.node_success("x", 0.01)
@@ -163,3 +181,121 @@ def test_lines_for_notes_and_unknown_events() -> None:
     assert format_event(note).endswith('note               [n] rows {"k": 1}')
     future = {**base, "event_type": "node_checkpoint", "node_id": "n", "step": 2}
     assert format_event(future).endswith('node_checkpoint    {"node_id": "n", "step": 2}')
+
+
+# -- tail started before the run ---------------------------------------------------------
+
+SECOND = """
+import sys, tracebus
+out, wait = sys.argv[1], sys.argv[2] == "wait"
+quiet = {"progress": False, "console": None}
+with tracebus.SyncObserver("step_11_second", out, total_nodes=2, **quiet) as obs:
+    obs.node_start("a", 0)
+    obs.node_success("a", 0.1)
+    if wait:
+        obs.flush()
+        print("running", flush=True)
+        sys.stdin.readline()
+    obs.node_start("b", 1)
+    obs.node_failure("b", "ValueError: no", 0.1)
+"""
+
+
+def second_process(out: Path, *, wait: bool = False) -> subprocess.Popen[str]:
+    """Another process that writes a run of ``step_11_second`` in ``out``."""
+    return subprocess.Popen(
+        [sys.executable, "-c", SECOND, str(out), "wait" if wait else "go"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def assert_done(producer: subprocess.Popen[str], stdin: str | None = None) -> None:
+    producer.communicate(stdin, timeout=WAIT)
+    assert producer.returncode == 0
+
+
+def assert_second_run(lines: list[str]) -> None:
+    assert [line.split()[1] for line in lines] == [
+        "workflow_start",
+        "node_start",
+        "node_success",
+        "node_start",
+        "NODE_FAILURE",
+        "workflow_complete",
+    ]
+    assert "step_11_second: 2 nodes (run " in lines[0]
+
+
+def _wait_for_run(follower: Tail, out: Path) -> None:
+    assert follower.next_error() == f"tracebus tail: waiting for a run to begin in {out}"
+
+
+@pytest.mark.parametrize("made", ["missing", "empty", "output dir"])
+def test_tail_started_first_follows_the_run_a_second_process_starts(
+    tmp_path: Path, made: str
+) -> None:
+    out = tmp_path / "later"
+    if made != "missing":
+        out.mkdir()
+    if made == "output dir":
+        (out / "traces").mkdir()
+    with tail(str(out), "--check") as follower:
+        _wait_for_run(follower, out)
+        producer = second_process(out)
+        assert_done(producer)
+        code, lines, err = follower.finish()
+    assert_second_run(lines)
+    assert code == 1 and err == ""  # --check: node b failed
+
+
+def test_a_directory_of_finished_runs_waits_for_the_next_one(retry_dir: Path) -> None:
+    with tail(str(retry_dir)) as follower:
+        _wait_for_run(follower, retry_dir)  # the finished run is not printed
+        producer = second_process(retry_dir)
+        assert_done(producer)
+        code, lines, _ = follower.finish()
+    assert_second_run(lines)
+    assert code == 0
+
+
+def test_a_run_in_progress_is_followed_from_its_start(tmp_path: Path) -> None:
+    out = runs.success_run(tmp_path / "busy")  # an older, finished run
+    producer = second_process(out, wait=True)
+    assert producer.stdout is not None and producer.stdout.readline() == "running\n"
+    with tail(str(out)) as follower:
+        assert follower.next_line().split()[1:3] == ["workflow_start", "step_11_second:"]
+        assert follower.next_line().split()[1] == "node_start"
+        assert follower.next_line().split()[1] == "node_success"
+        assert_done(producer, "go on\n")
+        code, rest, err = follower.finish()
+    assert [line.split()[1] for line in rest] == ["node_start", "NODE_FAILURE", "workflow_complete"]
+    assert code == 0 and err == ""
+
+
+def test_a_newer_run_takes_over_from_a_run_that_never_ended(tmp_path: Path) -> None:
+    out = runs.success_run(tmp_path / "killed")
+    trace = runs.only_trace(out)
+    lines = trace.read_bytes().splitlines(keepends=True)
+    trace.write_bytes(b"".join(lines[:3]))  # killed: no end, ever
+    with tail(str(out)) as follower:
+        for _ in range(3):
+            follower.next_line()
+        producer = second_process(out)
+        assert follower.next_error().startswith("tracebus tail: a newer run began: following ")
+        assert_done(producer)
+        code, rest, _ = follower.finish()
+    assert_second_run(rest)
+    assert code == 0
+
+
+def test_waiting_for_a_run_times_out(tmp_path: Path) -> None:
+    missing = tmp_path / "nothing" / "here"
+    with tail(str(missing), "--timeout", "0.3") as follower:
+        code, lines, err = follower.finish()
+    assert (code, lines) == (1, [])
+    assert err.splitlines() == [
+        f"tracebus tail: waiting for a run to begin in {missing}",
+        f"tracebus tail: no run began in {missing} within 0.3s",
+    ]

@@ -27,12 +27,13 @@ from .._exceptions import (
     ServiceError,
     ServiceUnavailableError,
     TracebusError,
+    describe,
     keep_with_note,
 )
 from .._factory import EventFactory
 from .._layout import new_run_id, validate_id
 from .._nats._settings import NatsSettings, nats_settings_of
-from .._observer import NodeScope, _describe
+from .._observer import NodeScope
 from .._vocabulary import AsyncCalls
 from ._delivery import Delivery, Link, RemoteStatistics
 from ._limits import (
@@ -188,7 +189,7 @@ class RemoteObserver(AsyncCalls):
             self.workflow_id,
             self.run_id,
             capacity=capacity,
-            overflow="drop" if self._drop else "raise",
+            overflow="drop" if self._drop else "block",
             max_batch=max_batch,
             resend_buffer=resend_buffer,
             reconnect_timeout=reconnect_timeout,
@@ -235,7 +236,7 @@ class RemoteObserver(AsyncCalls):
                     terminal = (
                         self._events.workflow_complete(None)
                         if exc is None
-                        else self._events.workflow_error(_describe(exc))
+                        else self._events.workflow_error(describe(exc))
                     )
                     with anyio.move_on_after(self._delivery.close_timeout) as waited:
                         await self._queue.put(terminal)

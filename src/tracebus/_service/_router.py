@@ -389,7 +389,7 @@ class RunRouter:
                 progress=False,
                 console=None,
                 capacity=self._queue_capacity,
-                overflow="raise",
+                overflow="block",
                 close_timeout=self._close_timeout,
                 on_trace_failure=lambda exc: self._trace_failed(slot, exc),
             )
@@ -424,7 +424,7 @@ class RunRouter:
             progress=False,
             console=None,
             capacity=self._queue_capacity,
-            overflow="raise",
+            overflow="block",
             close_timeout=self._close_timeout,
             resume=resume,
             on_trace_failure=lambda exc: self._trace_failed(slot, exc),

@@ -15,8 +15,8 @@ from typing import Literal
 
 from .._bus import DEFAULT_CAPACITY, DEFAULT_CLOSE_TIMEOUT
 from .._events import DEFAULT_MAX_PAYLOAD_BYTES, Event
-from .._exceptions import BusClosedError, TracebusError, keep_with_note
-from .._loop_thread import LoopThread
+from .._exceptions import BusClosedError, TracebusError, describe, keep_with_note
+from .._loop_thread import DEFAULT_EXIT_TIMEOUT, LoopThread
 from .._nats._settings import NatsSettings
 from .._vocabulary import SyncCalls
 from ._client import RemoteObserver
@@ -52,7 +52,7 @@ class SyncRemoteObserver(SyncCalls):
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
         connect_timeout: float = CONNECT_TIMEOUT,
         backend: Literal["asyncio", "trio"] = "asyncio",
-        exit_timeout: float = 5.0,
+        exit_timeout: float = DEFAULT_EXIT_TIMEOUT,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> None:
         self._remote = RemoteObserver(
@@ -107,7 +107,7 @@ class SyncRemoteObserver(SyncCalls):
     ) -> None:
         if exc is not None and not self.closed and not self._remote.join:
             try:
-                self.workflow_error(f"{type(exc).__name__}: {exc}")
+                self.workflow_error(describe(exc))
             except BusClosedError:
                 pass
         try:
@@ -152,6 +152,7 @@ def connect_sync(
     close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
     connect_timeout: float = CONNECT_TIMEOUT,
     backend: Literal["asyncio", "trio"] = "asyncio",
+    exit_timeout: float = DEFAULT_EXIT_TIMEOUT,
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
 ) -> SyncRemoteObserver:
     """The sync twin of ``connect``: connected on return; use ``with`` or call ``close()``."""
@@ -171,5 +172,6 @@ def connect_sync(
         close_timeout=close_timeout,
         connect_timeout=connect_timeout,
         backend=backend,
+        exit_timeout=exit_timeout,
         max_payload_bytes=max_payload_bytes,
     )

@@ -29,6 +29,7 @@ from .._events import (
     repr_marker,
 )
 from .._events import json_encoder as _encoder
+from .._exceptions import describe
 from .._text import printable, utf8_text
 
 _NOT_DETAILS = BASE_FIELDS | {"node_id", "node_index", "message"}
@@ -80,7 +81,7 @@ def encode_error(event: Event, exc: BaseException) -> EncodeError:
         producer=None if event.producer is None else utf8_text(str(event.producer)),
         failed_event_type=event_type_of(event),
         node_id=None if node_id is None else utf8_text(str(node_id))[:1_024],
-        error=utf8_text(f"{type(exc).__name__}: {exc}")[:1_024],
+        error=utf8_text(describe(exc))[:1_024],
     )
 
 

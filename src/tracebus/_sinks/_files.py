@@ -19,47 +19,20 @@ import errno
 import os
 import stat
 from collections.abc import Sequence
+from io import FileIO
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any
 
-import aiofiles
 import aiofiles.os
-import anyio
 
 from .._layout import link_in_place
-from .._loop import on_asyncio, on_private_loop
+from .._loop import on_asyncio, on_private_loop, run_blocking, threads_allowed
 
 
-class _AsyncRawFile(Protocol):
-    async def truncate(self, size: int, /) -> Any: ...
-    async def close(self) -> Any: ...
-    def fileno(self) -> int: ...
-
-
-class _AnyioFile:
-    """anyio's thread-backed file under the method names aiofiles uses."""
-
-    def __init__(self, handle: anyio.AsyncFile[bytes]) -> None:
-        self._handle = handle
-
-    async def truncate(self, size: int, /) -> int:
-        return await self._handle.truncate(size)
-
-    async def close(self) -> None:
-        await self._handle.aclose()
-
-    def fileno(self) -> int:
-        return self._handle.wrapped.fileno()
-
-
-async def _open_append(path: Path) -> _AsyncRawFile:
-    # aiofiles is bound to asyncio's executor; on trio, anyio's own thread-backed file does
-    # the same job.
-    fd = await anyio.to_thread.run_sync(open_for_append, path)
+def _open_file(path: Path) -> FileIO:
+    fd = open_for_append(path)
     try:
-        if on_asyncio():
-            return cast(_AsyncRawFile, await aiofiles.open(fd, "ab", buffering=0))
-        return _AnyioFile(await anyio.open_file(fd, "ab", buffering=0))
+        return open(fd, "ab", buffering=0)
     except BaseException:
         os.close(fd)
         raise
@@ -111,14 +84,14 @@ class BatchAppender:
                 work.append((file.fd, chunks, file._writeback_due(size)))
         if not ready:
             return
-        if on_private_loop():
-            # A thread of its own already: a trip to a worker thread would only add two
-            # wake-ups and GIL hand-offs per batch.
+        if on_private_loop() or not threads_allowed():
+            # A thread of its own already (a trip to a worker thread would only add two
+            # wake-ups and GIL hand-offs per batch), or interpreter exit (no thread may start).
             errors = _append_each(work)
         elif on_asyncio():
             errors = await _append_each_in_executor(work)
         else:
-            errors = await anyio.to_thread.run_sync(_append_each, work)
+            errors = await run_blocking(_append_each, work)
         for (file, _, events, size), error in zip(ready, errors, strict=True):
             if error is None:
                 file._appended(size, events)
@@ -190,7 +163,7 @@ class AppendFile:
         #: this did not change.
         self.failures = 0
         self.error: BaseException | None = None
-        self._file: _AsyncRawFile | None = None
+        self._file: FileIO | None = None
         self.fd = -1  # the open file's descriptor, for the batch writes
         self._size = 0
         self._since_open = 0
@@ -198,7 +171,7 @@ class AppendFile:
 
     async def open(self) -> None:
         """Open the file for appending (see ``open_for_append``). Raises OSError."""
-        self._file = await _open_append(self.path)
+        self._file = await run_blocking(_open_file, self.path)
         self.fd = self._file.fileno()
         self._size = os.fstat(self.fd).st_size
         self._since_open = 0
@@ -273,12 +246,12 @@ class AppendFile:
             return
         handle, self._file = self._file, None
         try:
-            await anyio.to_thread.run_sync(os.fsync, handle.fileno())
+            await run_blocking(os.fsync, handle.fileno())
         except OSError as exc:
             self._record(exc, 0)
         finally:
             try:
-                await handle.close()
+                await run_blocking(handle.close)
             except OSError as exc:
                 self._record(exc, 0)
 
@@ -295,7 +268,7 @@ class AppendFile:
             self.written -= gone
             notice = FileNotFoundError(f"{self.path} was removed while the run wrote it")
             self._record(notice, gone)
-            await self._file.close()
+            await run_blocking(self._file.close)
             self._file = None
         try:
             await self.open()
@@ -310,13 +283,13 @@ class AppendFile:
             self._record(exc, 0)
         if self._file is not None:
             for alias in self.aliases:  # every name was gone: the new file takes them all
-                if not await anyio.to_thread.run_sync(link_in_place, self.path, alias):
+                if not await run_blocking(link_in_place, self.path, alias):
                     self._record(OSError(f"{alias} could not be made a link again"), 0)
 
     async def _rollback(self) -> None:
         assert self._file is not None
         try:
             if os.fstat(self.fd).st_size > self._size:  # truncating never makes a file longer
-                await self._file.truncate(self._size)
+                await run_blocking(self._file.truncate, self._size)
         except OSError:
             pass  # nothing more can be done: the loss is recorded

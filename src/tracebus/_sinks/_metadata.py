@@ -27,6 +27,7 @@ def build_metadata(
     events_lost: int,
     write_errors: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
+    counts = state.counts()
     return {
         "workflow_id": layout.workflow_id,
         "run_id": layout.run_id,
@@ -36,10 +37,8 @@ def build_metadata(
         "end_time": datetime.now().astimezone().isoformat(),
         "pid": pid,
         "total_nodes": state.total_nodes,
-        "nodes_completed": state.nodes_completed,
-        "nodes_failed": state.nodes_failed,
-        "nodes_skipped": state.nodes_skipped,
-        "nodes_retried": state.nodes_retried,
+        **counts._asdict(),
+        "nodes_untracked": state.tally.untracked,
         "total_time_seconds": state.elapsed(),
         "cumulative_cost_usd": state.cumulative_cost_usd,
         "node_times": state.node_times,

@@ -12,8 +12,9 @@ from typing import Any, TextIO
 import anyio
 
 from .._events import Event, WorkflowComplete, WorkflowError, WorkflowStart
-from .._exceptions import SinkError
+from .._exceptions import SinkError, describe
 from .._layout import RunLayout
+from .._loop import run_blocking
 from .._state import IsoClock, RunState
 from .._text import printable, utf8_text
 from ._encoding import encode_log, encode_trace
@@ -284,12 +285,12 @@ class RunFiles:
             write_errors={
                 utf8_text(name): {
                     "events_lost": lost,
-                    "error": utf8_text(f"{type(error).__name__}: {error}"),
+                    "error": utf8_text(describe(error)),
                 }
                 for name, (lost, error) in self._failures().items()
             },
         )
-        await anyio.to_thread.run_sync(write_json_atomic, self.layout.metadata_file, self.metadata)
+        await run_blocking(write_json_atomic, self.layout.metadata_file, self.metadata)
 
     def _failures(self) -> dict[str, tuple[int, BaseException]]:
         """Every failure so far: the run's files, the console, the user's sinks."""
@@ -335,19 +336,12 @@ class RunFiles:
             return _block(
                 f" Workflow failed: {layout.workflow_id}",
                 f" Error: {event.error}",
-                f" Nodes executed: {state.nodes_completed}/{state.total_nodes}",
+                *_count_lines(state),
                 f" Time: {elapsed:.2f}s",
                 f" Trace: {_summary_path(layout.trace_file, layout)}",
                 f" Log: {_summary_path(layout.log_file, layout)}",
             )
-        lines = [
-            f" Workflow completed: {layout.workflow_id}",
-            f" Nodes executed: {state.nodes_completed}/{state.total_nodes}",
-        ]
-        if state.nodes_failed:
-            lines.append(f" Nodes failed: {state.nodes_failed}")
-        if state.nodes_skipped:
-            lines.append(f" Nodes skipped: {state.nodes_skipped}")
+        lines = [f" Workflow completed: {layout.workflow_id}", *_count_lines(state)]
         lines.append(f" Total time: {elapsed:.2f}s ({elapsed / 60:.2f}m)")
         cost = state.cumulative_cost_usd
         if cost is not None and cost > 0:
@@ -372,6 +366,27 @@ def _summary_path(path: Path, layout: RunLayout) -> Path:
     """``path`` as the summary shows it: relative to the output directory's parent, as the seed
     printed it (the header gives the output directory in full)."""
     return path.relative_to(layout.output_dir.parent)
+
+
+def _count_lines(state: RunState) -> list[str]:
+    """``Nodes executed: completed/total`` (the classic line), the other node counts that are
+    not zero, and the attempt counts when a node was retried; named as in the metadata (see
+    ``NodeCounts``)."""
+    counts = state.counts()
+    shown = [
+        ("Nodes failed", counts.nodes_failed),
+        ("Nodes skipped", counts.nodes_skipped),
+        ("Nodes unfinished", counts.nodes_unfinished),
+    ]
+    if counts.nodes_retried:
+        shown += [
+            ("Nodes retried", counts.nodes_retried),
+            ("Retries", counts.retries),
+            ("Attempts failed", counts.attempts_failed),
+        ]
+    lines = [f" Nodes executed: {counts.nodes_completed}/{state.total_nodes}"]
+    lines += [f" {label}: {value}" for label, value in shown if value]
+    return lines
 
 
 def _block(*lines: str) -> str:

@@ -43,7 +43,7 @@ def chrome_trace(run: RunRecord) -> dict[str, Any]:
             "run_id": run.run_id,
             "status": run.status,
             "total_nodes": run.total_nodes,
-            "nodes_failed": len(run.failed_nodes),
+            **run.counts._asdict(),
             "cost_usd": run.cost_usd,
         },
     }

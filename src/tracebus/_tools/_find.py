@@ -70,7 +70,7 @@ def find_trace(path: str | os.PathLike[str]) -> Path | None:
     Raises RunNotFoundError when the path does not exist or is a directory of another kind.
     """
     given = Path(path)
-    if given.is_dir() and _is_output_dir(given) and _latest_trace(given) is None:
+    if given.is_dir() and _is_output_dir(given) and latest_trace(given) is None:
         return None
     return find_run(given).trace_file
 
@@ -80,7 +80,7 @@ def _trace_in_dir(directory: Path) -> Path:
     if own is not None:
         return own
     if _is_output_dir(directory):
-        latest = _latest_trace(directory)
+        latest = latest_trace(directory)
         if latest is not None:
             return latest
         raise RunNotFoundError(f"{directory}: no trace in traces/ or audit/step_NN/ yet")
@@ -104,7 +104,8 @@ def _audit_trace(directory: Path) -> Path | None:
     return traces[-1] if traces else None
 
 
-def _latest_trace(output_dir: Path) -> Path | None:
+def latest_trace(output_dir: Path) -> Path | None:
+    """An output directory's latest run's trace (see the module's docstring), or None."""
     stamped = [p for p in (output_dir / "traces").glob("*.jsonl") if p.is_file()]
     if stamped:
         return max(stamped, key=_stamp_key)

@@ -60,7 +60,7 @@ def otlp_lines(run: RunRecord) -> Iterator[str]:
                 "run_id": run.run_id,
                 "status": run.status,
                 "total_nodes": run.total_nodes,
-                "nodes_failed": len(run.failed_nodes),
+                **run.counts._asdict(),
                 "cost_usd": run.cost_usd,
                 "trace_file": str(run.trace_file),
             }

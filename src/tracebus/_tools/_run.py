@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._counts import COMPLETED, FAILED, SKIPPED, NodeCounts, NodeTally
 from ._find import FoundRun, find_run
 from ._reader import iter_trace
 
@@ -48,6 +49,7 @@ KNOWN_TYPES = frozenset(
 )
 
 _END_STATUS = {"node_success": "success", "node_failure": "failed", "node_skipped": "skipped"}
+_TALLIED = {"node_success": COMPLETED, "node_failure": FAILED, "node_skipped": SKIPPED}
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +79,8 @@ class NodeAttempt:
 class NodeRecord:
     """A node of the run: its attempts in order and its ``node_retry`` events.
 
-    ``status`` is its last attempt's, or ``"pending"`` when only retries were seen.
+    ``status`` is that of its latest attempt in trace order (``"running"`` while it has not
+    ended), or ``"pending"`` when only retries were seen; see ``NodeCounts``.
     """
 
     node_id: str
@@ -113,7 +116,8 @@ class RunRecord:
     ``"incomplete"`` (the trace ends without either: killed, or still running). ``events``
     holds every event of the run as read, unknown types and fields included; ``warnings``
     says what was tolerated (a torn last line, earlier runs in the same file, unknown event
-    types, unreadable metadata, events the producer dropped).
+    types, unreadable metadata, events the producer dropped). ``counts`` are the run's node
+    and attempt counts, defined as the writer's (``NodeCounts``).
     """
 
     workflow_id: str
@@ -133,6 +137,7 @@ class RunRecord:
     seed_format: bool = False
     torn_line: int | None = None
     warnings: tuple[str, ...] = ()
+    counts: NodeCounts = NodeCounts(0, 0, 0, 0, 0, 0, 0, 0)
 
     @property
     def wall_seconds(self) -> float:
@@ -244,6 +249,7 @@ class _Builder:
         self.last: float | None = None
         self.untimed = 0
         self.has_run_id = False
+        self.tally = NodeTally()
 
     def add(self, event: dict[str, Any]) -> None:
         epoch = _number(event.get("epoch_seconds"))
@@ -278,10 +284,13 @@ class _Builder:
             node.index = index
         if kind == "node_start":
             node.open.append(epoch)
+            self.tally.start(str(node_id))
         elif kind == "node_retry":
             node.retries.append(event)
+            self.tally.retry(str(node_id))
         else:
             node.attempts.append(self._attempt(str(node_id), node, kind, event, epoch))
+            self.tally.end(str(node_id), _TALLIED[kind])
 
     @staticmethod
     def _attempt(
@@ -323,7 +332,7 @@ class _Builder:
                     NodeAttempt(node_id, len(attempts) + 1, "running", start, None, fields={})
                 )
             attempts.sort(key=lambda a: a.start)
-            status = attempts[-1].status if attempts else "pending"
+            status = self.tally.status(node_id) or "pending"
             nodes.append(
                 NodeRecord(node_id, state.index, status, tuple(attempts), tuple(state.retries))
             )
@@ -364,6 +373,7 @@ class _Builder:
             seed_format=bool(events) and not self.has_run_id,
             torn_line=torn_line,
             warnings=tuple(warnings),
+            counts=self.tally.counts(),
         )
 
 

@@ -15,10 +15,7 @@ def summarize(run: RunRecord) -> dict[str, Any]:
     """Status, node counts, times, parallelism, cost, the costliest and slowest nodes,
     failures and warnings, as plain JSON-ready data."""
     nodes = run.nodes
-    counts = {
-        status: sum(1 for n in nodes if n.status == status)
-        for status in ("success", "failed", "skipped", "running", "pending")
-    }
+    counts = run.counts
     node_seconds = sum(n.duration_seconds for n in nodes)
     wall = run.wall_seconds
     costly = sorted((n for n in nodes if n.cost_usd > 0), key=lambda n: (-n.cost_usd, n.node_id))
@@ -33,11 +30,8 @@ def summarize(run: RunRecord) -> dict[str, Any]:
         "trace_file": str(run.trace_file),
         "metadata_file": str(run.metadata_file) if run.metadata_file else None,
         "total_nodes": run.total_nodes,
-        "nodes_succeeded": counts["success"],
-        "nodes_failed": counts["failed"],
-        "nodes_skipped": counts["skipped"],
-        "nodes_unfinished": counts["running"] + counts["pending"],
-        "nodes_retried": sum(1 for n in nodes if n.retried),
+        "nodes_succeeded": counts.nodes_completed,  # this key's first name, kept
+        **counts._asdict(),
         "wall_seconds": wall,
         "node_seconds": node_seconds,
         "parallelism": node_seconds / wall if wall > 0 else None,
@@ -68,10 +62,14 @@ def render_summary(summary: dict[str, Any]) -> str:
         ("error", s["error"]) if s["error"] else None,
         (
             "nodes",
-            f"{s['nodes_succeeded']} succeeded, {s['nodes_failed']} failed, "
-            f"{s['nodes_skipped']} skipped, {s['nodes_retried']} retried"
-            + (f", {s['nodes_unfinished']} unfinished" if s["nodes_unfinished"] else "")
-            + f" of {s['total_nodes']}",
+            f"{s['nodes_completed']} completed, {s['nodes_failed']} failed, "
+            f"{s['nodes_skipped']} skipped, {s['nodes_unfinished']} unfinished "
+            f"of {s['total_nodes']}",
+        ),
+        (
+            "attempts",
+            f"{s['attempts_failed']} failed, {s['retries']} retries "
+            f"({s['nodes_retried']} node{'s' if s['nodes_retried'] != 1 else ''} retried)",
         ),
         ("wall time", format_seconds(s["wall_seconds"])),
         ("node time", f"{format_seconds(s['node_seconds'])} summed"),

@@ -2,7 +2,7 @@
 
 The trace is polled: new bytes are read, complete lines printed, a partial last line held
 until its newline arrives. A trace that shrinks (the writer rolled back a failed write) is
-read on from its new end.
+read on from its new end. An output directory is polled too, for a run to begin in it.
 """
 
 from __future__ import annotations
@@ -13,10 +13,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+from .._exceptions import TraceFormatError
 from .._text import printable
-from ._find import find_trace
+from ._find import find_trace, latest_trace
 from ._reader import decode_line
 from ._run import COMMON_FIELDS
 
@@ -26,12 +28,14 @@ _WIDTH = len("workflow_complete")
 
 @dataclass
 class TailResult:
-    """How the followed run ended: ``status`` is None when the wait timed out."""
+    """How the followed run ended: ``status`` is None when the wait timed out, and ``trace``
+    None when no run began before it did."""
 
     status: str | None = None
     error: str | None = None
     failed: set[str] = field(default_factory=set)
     events: int = 0
+    trace: Path | None = None
 
     @property
     def ok(self) -> bool:
@@ -44,22 +48,129 @@ def follow(
     *,
     poll: float = 0.1,
     timeout: float | None = None,
+    latest: bool = False,
+    notify: Callable[[str], None] = lambda text: None,
 ) -> TailResult:
-    """Print (through ``emit``) each event of the run at ``path`` as it is written, from the
-    first, until workflow_complete or workflow_error, or until ``timeout`` seconds pass with
-    nothing new. An output directory without a trace yet is waited for.
+    """Print (through ``emit``) each event of a run as it is written, from the first, until
+    workflow_complete or workflow_error, or until ``timeout`` seconds pass with nothing new.
 
-    Raises RunNotFoundError for a path that holds no run, TraceFormatError for a complete
-    line that is not a JSON object, and OSError when the trace cannot be read.
+    A trace file, a metadata file or an audit step directory names its run. Any other
+    ``path`` is an output directory, which need not exist yet: its run in progress (the
+    newest run, when its trace has not ended) is followed, else the next run to begin in it,
+    and a newer run that begins before the followed one ends is followed instead (``notify``
+    says so). With ``latest``, an output directory's newest run is followed, ended or not.
+
+    Raises RunNotFoundError for a path that holds no run (with ``latest``), TraceFormatError
+    for a complete line that is not a JSON object, and OSError when a trace cannot be read.
     """
     result = TailResult()
-    last_news = time.monotonic()
-    trace = find_trace(path)
+    clock = _Clock(timeout)
+    given = Path(path)
+    if latest or _names_a_run(given):
+        trace = find_trace(given)
+        while trace is None:
+            if clock.expired():
+                return result
+            time.sleep(poll)
+            trace = find_trace(given)
+        _follow_trace(trace, emit, result, clock, poll)
+        return result
+    seen: set[_Identity] = set()
+    trace = _newest_trace(given, seen)
+    if trace is not None and _ended(trace):
+        trace = None
+    if trace is None:
+        notify(f"waiting for a run to begin in {given}")
     while trace is None:
-        if _expired(last_news, timeout):
+        if clock.expired():
             return result
         time.sleep(poll)
-        trace = find_trace(path)
+        trace = _newest_trace(given, seen)
+    while (newer := _follow_trace(trace, emit, result, clock, poll, given, seen)) is not None:
+        notify(f"a newer run began: following {newer}")
+        trace = newer
+    return result
+
+
+class _Clock:
+    """How long it has been since something new happened, against the timeout."""
+
+    def __init__(self, timeout: float | None) -> None:
+        self.timeout = timeout
+        self.news()
+
+    def news(self) -> None:
+        self.last_news = time.monotonic()
+
+    def expired(self) -> bool:
+        return self.timeout is not None and time.monotonic() - self.last_news >= self.timeout
+
+
+#: A trace as found on disk: its path, device and inode (an audit trace's path is reused).
+_Identity = tuple[Path, int, int]
+
+
+def _names_a_run(path: Path) -> bool:
+    """A file (trace or metadata), or an audit step directory: not an output directory."""
+    return path.is_file() or (path.is_dir() and any(path.glob("trace_*.jsonl")))
+
+
+def _newest_trace(output_dir: Path, seen: set[_Identity]) -> Path | None:
+    """The output directory's newest trace if it was not seen before (now it is)."""
+    try:
+        trace = latest_trace(output_dir)
+        if trace is None:
+            return None
+        info = trace.stat()
+    except OSError:  # moved away by a rerun while we looked: look again at the next poll
+        return None
+    identity = (trace, info.st_dev, info.st_ino)
+    if identity in seen:
+        return None
+    seen.add(identity)
+    return trace
+
+
+def _ended(trace: Path) -> bool:
+    """Whether the trace's last complete line is a workflow_complete or workflow_error."""
+    line = _last_line(trace)
+    if line is None:
+        return False
+    try:
+        return decode_line(0, line, trace).get("event_type") in _TERMINAL
+    except TraceFormatError:
+        return False
+
+
+def _last_line(path: Path) -> bytes | None:
+    """The last complete, non-blank line of a file, read from its end."""
+    with open(path, "rb") as handle:
+        position = handle.seek(0, os.SEEK_END)
+        tail, chunk = b"", 64 * 1024
+        while position > 0:
+            size = min(chunk, position)
+            position -= size
+            handle.seek(position)
+            tail = handle.read(size) + tail
+            chunk *= 2  # a line of megabytes (a big node_times) is read in few steps
+            whole = tail[: tail.rfind(b"\n") + 1].rstrip()
+            if whole and ((start := whole.rfind(b"\n")) >= 0 or position == 0):
+                return whole[start + 1 :]
+    return None
+
+
+def _follow_trace(
+    trace: Path,
+    emit: Callable[[str], None],
+    result: TailResult,
+    clock: _Clock,
+    poll: float,
+    output_dir: Path | None = None,
+    seen: set[_Identity] | None = None,
+) -> Path | None:
+    """Follow ``trace`` until its run ends or the clock expires (None), or, watching
+    ``output_dir``, until a newer run begins there: its trace."""
+    result.trace = trace
     with open(trace, "rb") as handle:
         pending = b""
         number = 0
@@ -72,11 +183,16 @@ def follow(
                     handle.seek(size)
                     position, pending = size, b""
                     continue
-                if _expired(last_news, timeout):
-                    return result
+                if output_dir is not None and seen is not None:
+                    newer = _newest_trace(output_dir, seen)
+                    if newer is not None:
+                        clock.news()
+                        return newer
+                if clock.expired():
+                    return None
                 time.sleep(poll)
                 continue
-            last_news = time.monotonic()
+            clock.news()
             position += len(chunk)
             *lines, pending = (pending + chunk).split(b"\n")
             ended = False
@@ -88,7 +204,7 @@ def follow(
                 ended = _record(result, event)
                 emit(format_event(event))
             if ended:
-                return result
+                return None
 
 
 def _record(result: TailResult, event: Mapping[str, Any]) -> bool:
@@ -191,7 +307,3 @@ def _line(value: Any) -> str:
 
 def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=repr)
-
-
-def _expired(since: float, timeout: float | None) -> bool:
-    return timeout is not None and time.monotonic() - since >= timeout

@@ -90,6 +90,7 @@ def _data(run: RunRecord) -> dict[str, Any]:
         "started": _iso(run.started),
         "bars": columns,
         "notes": notes,
+        "counts": run.counts._asdict(),
     }
 
 
@@ -102,8 +103,14 @@ def _header(run: RunRecord, summary: dict[str, Any]) -> str:
     figures = [
         (
             "nodes",
-            f"{s['nodes_succeeded']} ok / {s['nodes_failed']} failed / "
-            f"{s['nodes_skipped']} skipped / {s['nodes_retried']} retried of {s['total_nodes']}",
+            f"{s['nodes_completed']} completed / {s['nodes_failed']} failed / "
+            f"{s['nodes_skipped']} skipped / {s['nodes_unfinished']} unfinished "
+            f"of {s['total_nodes']}",
+        ),
+        (
+            "attempts",
+            f"{s['attempts_failed']} failed / {s['retries']} retries / "
+            f"{s['nodes_retried']} nodes retried",
         ),
         ("wall time", format_seconds(s["wall_seconds"])),
         ("node time", format_seconds(s["node_seconds"])),

@@ -54,23 +54,40 @@ def register(commands: Any) -> None:
         "tail",
         "follow a live run, one line per event, until workflow_complete or workflow_error",
         extra="; tail also exits 1 when --timeout passes with no new event",
+        run_help=TAIL_RUN_HELP,
     )
     tail.add_argument(
         "--timeout",
         type=_seconds,
         default=None,
         metavar="SECONDS",
-        help="give up after this long without a new event (default: wait for ever)",
+        help="give up after this long without a new event, or without a run beginning "
+        "(default: wait for ever)",
+    )
+    tail.add_argument(
+        "--latest",
+        action="store_true",
+        help="follow an output directory's newest run, even one that has ended",
     )
     tail.set_defaults(handler=_closed_pipe_quiet(_tail))
 
 
-def _command(commands: Any, name: str, purpose: str, extra: str = "") -> argparse.ArgumentParser:
+TAIL_RUN_HELP = (
+    "RUN is a trace file (.jsonl), an audit/step_NN/metadata_NN.json or an audit step "
+    "directory (audit/step_NN): that run; or an output directory, which need not exist yet: "
+    "its run in progress, else the next run to begin in it (a newer run that begins meanwhile "
+    "is followed instead); with --latest, its newest run, ended or not."
+)
+
+
+def _command(
+    commands: Any, name: str, purpose: str, extra: str = "", run_help: str = RUN_HELP
+) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = commands.add_parser(
         name,
         help=purpose,
         description=f"{purpose[0].upper()}{purpose[1:]}.",
-        epilog=f"{RUN_HELP}\n\n{EXIT_CODES.format(extra=extra)}",
+        epilog=f"{run_help}\n\n{EXIT_CODES.format(extra=extra)}",
         formatter_class=_Formatter,
     )
     parser.add_argument("run", metavar="RUN", help="the run to read (see below)")
@@ -156,12 +173,15 @@ def _tail(args: argparse.Namespace) -> int:
         sys.stdout.write(line + "\n")
         sys.stdout.flush()
 
-    result = follow(args.run, emit, timeout=args.timeout)
+    def notify(text: str) -> None:
+        print(f"tracebus tail: {text}", file=sys.stderr, flush=True)
+
+    result = follow(args.run, emit, timeout=args.timeout, latest=args.latest, notify=notify)
     if result.status is None:
-        print(
-            f"tracebus tail: no new event for {args.timeout:g}s; the run has not ended",
-            file=sys.stderr,
-        )
+        if result.trace is None:
+            notify(f"no run began in {args.run} within {args.timeout:g}s")
+        else:
+            notify(f"no new event for {args.timeout:g}s; the run has not ended")
         return 1
     return _verdict(result.ok, args.check)
 
