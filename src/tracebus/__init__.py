@@ -24,6 +24,7 @@ from ._exceptions import ServiceUnavailableError as ServiceUnavailableError
 from ._exceptions import SinkError as SinkError
 from ._exceptions import SinkOverflowError as SinkOverflowError
 from ._exceptions import TracebusError as TracebusError
+from ._exceptions import TracebusWarning as TracebusWarning
 from ._exceptions import TraceFormatError as TraceFormatError
 
 if typing.TYPE_CHECKING:
@@ -137,6 +138,7 @@ __all__ = [
     "SyncRemoteObserver",
     "TraceFormatError",
     "TracebusError",
+    "TracebusWarning",
     "WorkflowComplete",
     "WorkflowError",
     "WorkflowStart",

@@ -32,6 +32,11 @@ class TracebusError(Exception):
     """Base class of every error tracebus raises; never raised itself."""
 
 
+class TracebusWarning(UserWarning):
+    """Warned, never raised, when tracebus can do what was asked but the result may not be
+    what was meant: e.g. ``hash_output`` of a value whose ``str()`` holds a memory address."""
+
+
 class BusClosedError(TracebusError):
     """Raised by ``emit``/``emit_nowait`` and the observer methods after the bus was closed.
 
