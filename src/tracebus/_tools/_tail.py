@@ -20,7 +20,7 @@ from .._exceptions import TraceFormatError
 from .._text import printable
 from ._find import find_trace, latest_trace
 from ._reader import decode_line
-from ._run import COMMON_FIELDS
+from ._record import COMMON_FIELDS
 
 _TERMINAL = ("workflow_complete", "workflow_error")
 _WIDTH = len("workflow_complete")
