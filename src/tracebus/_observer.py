@@ -5,30 +5,32 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, TextIO
+from typing import Any, Unpack
 
 import anyio
 
-from ._bus import DEFAULT_CAPACITY, DEFAULT_CLOSE_TIMEOUT, BusStatistics, EventBus
-from ._events import DEFAULT_MAX_PAYLOAD_BYTES, Event, check_total_nodes, real_number
+from ._blocking import ThreadProducer
+from ._bus import BusStatistics, EventBus
+from ._events import Event, check_total_nodes, real_number
 from ._exceptions import TracebusError, describe, keep_with_note
 from ._factory import EventFactory
 from ._hashing import hash_output
 from ._layout import RunLayout, new_run_id, validate_id
+from ._options import (
+    UNSET,
+    ObserverOptions,
+    RunOptions,
+    shows_options,
+    split_options,
+    with_defaults,
+)
 from ._run import open_run
-from ._sinks._progress import PROGRESS_OPTIONS, ProgressOption
+from ._sinks._progress import PROGRESS_OPTIONS
 from ._sinks._run import RunFiles
 from ._vocabulary import AsyncCalls
-from ._writer import Sink
-
-if TYPE_CHECKING:
-    from ._sync import ThreadProducer
-
-_UNSET: Any = object()
 
 
 class Observer(AsyncCalls):
@@ -48,40 +50,36 @@ class Observer(AsyncCalls):
     Raises InvalidIdError (a ValueError) at construction for an unsafe workflow id.
     """
 
+    @shows_options(ObserverOptions)
     def __init__(
         self,
         workflow_id: str,
         output_dir: str | os.PathLike[str] = "runs",
         total_nodes: int = 0,
-        *,
-        progress: ProgressOption = True,
-        console: TextIO | None = _UNSET,
-        sinks: Sequence[Sink] = (),
-        capacity: int = DEFAULT_CAPACITY,
-        overflow: Literal["block", "drop"] = "block",
-        close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
-        run_id: str | None = None,
-        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        **options: Unpack[ObserverOptions],
     ) -> None:
+        given: ObserverOptions = with_defaults("Observer", options, ObserverOptions)
+        run_id = given["run_id"]
         self.workflow_id = validate_id(workflow_id, "workflow_id")
         self.run_id = validate_id(run_id, "run_id") if run_id is not None else new_run_id()
         check_total_nodes(total_nodes)
-        if progress not in PROGRESS_OPTIONS:
-            raise ValueError(f"progress must be True, False or 'succeeded', got {progress!r}")
-        if overflow not in ("block", "drop"):
-            raise ValueError(f"overflow must be 'block' or 'drop', got {overflow!r}")
+        if given["progress"] not in PROGRESS_OPTIONS:
+            raise ValueError(
+                f"progress must be True, False or 'succeeded', got {given['progress']!r}"
+            )
+        if given["overflow"] not in ("block", "drop"):
+            raise ValueError(f"overflow must be 'block' or 'drop', got {given['overflow']!r}")
+        if given["console"] is UNSET:
+            given["console"] = sys.stdout
+        given["sinks"] = tuple(given["sinks"])
         self.output_dir = Path(output_dir)
         self.total_nodes = total_nodes
         self.metadata: dict[str, Any] | None = None
         self.started: datetime | None = None
-        self._progress = progress
-        self._console = sys.stdout if console is _UNSET else console
-        self._user_sinks = tuple(sinks)
-        self._capacity = capacity
-        self._drop = overflow == "drop"
-        self._close_timeout = close_timeout
+        self._run_options: RunOptions = split_options(given, RunOptions)
+        self._drop = given["overflow"] == "drop"
         self._events = EventFactory(
-            self.workflow_id, self.run_id, max_payload_bytes=max_payload_bytes
+            self.workflow_id, self.run_id, max_payload_bytes=given["max_payload_bytes"]
         )
         self._layout: RunLayout | None = None
         self._files: RunFiles | None = None
@@ -99,12 +97,7 @@ class Observer(AsyncCalls):
             self.run_id,
             self.total_nodes,
             pid=self._events.pid,
-            progress=self._progress,
-            console=self._console,
-            sinks=self._user_sinks,
-            capacity=self._capacity,
-            overflow="drop" if self._drop else "block",
-            close_timeout=self._close_timeout,
+            **self._run_options,
         )
         self._layout, self._files, self._bus = run.layout, run.files, run.bus
         self.started = run.started
@@ -170,11 +163,14 @@ class Observer(AsyncCalls):
         return self._require_bus()
 
     @property
-    def threads(self) -> ThreadProducer:
+    def threads(self) -> ThreadProducer[Observer]:
         """The same methods as plain calls, for worker threads (e.g. ``to_thread.run_sync``)."""
-        from ._sync import ThreadProducer
-
         return ThreadProducer(self)
+
+    def put_from_thread(self, event: Event) -> None:
+        """Enqueue from a thread other than the loop's, blocking it while the queue is full
+        (under ``drop``, a non-lifecycle event is dropped instead)."""
+        self._require_bus().emit_from_thread(event)
 
     def statistics(self) -> BusStatistics:
         return self._require_bus().statistics()
@@ -234,10 +230,10 @@ class NodeScope:
         self._observer = observer
         self._started = 0.0
 
-    def output(self, result: Any, summary: Any = _UNSET) -> None:
+    def output(self, result: Any, summary: Any = UNSET) -> None:
         """Hash ``result`` (the seed's algorithm); the summary is ``result`` unless given."""
         self.output_hash = hash_output(result)
-        self.output_summary = result if summary is _UNSET else summary
+        self.output_summary = result if summary is UNSET else summary
 
     def cost(self, usd: float) -> None:
         """Add ``usd`` to this node's cost. Raises TypeError or ValueError for a value that is
