@@ -22,8 +22,7 @@ from .._events import (
     MAX_INT,
     MAX_MAGNITUDE,
     MIN_INT,
-    AnyEvent,
-    EncodeError,
+    TRACE_EVENT_KINDS,
 )
 from .._exceptions import TraceFormatError
 from ._reader import MAX_LINE_DEPTH, TornLineHandler, decode_line, refuse_deep, whole_object
@@ -88,7 +87,7 @@ def _type_of(name: str, annotation: Any) -> Any:
 def line_types() -> dict[str, Any]:
     """The TraceLine type of every field of every event type, from the events' annotations."""
     types: dict[str, Any] = {"event_type": str | None}
-    for kind in (*get_args(AnyEvent), EncodeError):
+    for kind in TRACE_EVENT_KINDS:
         for field in msgspec.structs.fields(kind):
             types[field.name] = _type_of(field.name, field.type)
     return types

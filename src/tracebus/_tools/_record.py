@@ -16,14 +16,11 @@ from typing import Any, overload
 import msgspec
 
 from .._counts import NodeCounts
-from .._events import BASE_FIELDS
+from .._events import COMMON_FIELDS
 from ._find import FoundRun, find_run
 from ._lines import TraceLine, decode_typed
 from ._reader import iter_trace
 from ._scan import KNOWN_TYPES, RunScan
-
-#: Fields every event carries; the others of a node's end event are its ``fields``.
-COMMON_FIELDS = frozenset({"event_type", *BASE_FIELDS} - {"extra"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,17 +15,17 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, Protocol, TypeVar, get_args
+from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
 
 from .._counts import COMPLETED, FAILED, SKIPPED, NodeCounts, NodeTally
-from .._events import AnyEvent, EncodeError, event_type_of_kind
+from .._events import TRACE_EVENT_TYPES
 from ._find import FoundRun, find_run
 from ._lines import TraceLine, iter_blocks
 
 #: The event types of this schema; events of others are kept as raw data.
-KNOWN_TYPES = frozenset(event_type_of_kind(kind) for kind in (*get_args(AnyEvent), EncodeError))
+KNOWN_TYPES = frozenset(TRACE_EVENT_TYPES)
 
 END_STATUS = {"node_success": "success", "node_failure": "failed", "node_skipped": "skipped"}
 _TALLIED = {"node_success": COMPLETED, "node_failure": FAILED, "node_skipped": SKIPPED}
