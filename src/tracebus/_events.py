@@ -140,8 +140,6 @@ AnyEvent = (
     | WorkflowError
 )
 
-NodeEvent = NodeStart | NodeSuccess | NodeFailure | NodeSkipped | NodeRetry
-
 #: Events a ``drop`` overflow policy never drops.
 LIFECYCLE_TYPES: tuple[type[Event], ...] = (
     WorkflowStart,
@@ -193,6 +191,33 @@ def event_type_of_kind(kind: type[Event]) -> str:
     tag = kind.__struct_config__.tag
     assert isinstance(tag, str)
     return tag
+
+
+# -- the lists every module derives from -------------------------------------------------------
+
+#: The event classes a producer emits, in the order of a run's life.
+EVENT_KINDS: Final[tuple[type[Event], ...]] = get_args(AnyEvent)
+#: The event classes a trace can hold: the producers' and the writer's ``EncodeError``.
+TRACE_EVENT_KINDS: Final[tuple[type[Event], ...]] = (*EVENT_KINDS, EncodeError)
+#: The ``event_type`` of each event a producer emits, in the order of ``EVENT_KINDS``.
+EVENT_TYPES: Final[tuple[str, ...]] = tuple(event_type_of_kind(kind) for kind in EVENT_KINDS)
+#: The ``event_type`` of each event a trace can hold, in the order of ``TRACE_EVENT_KINDS``.
+TRACE_EVENT_TYPES: Final[tuple[str, ...]] = (*EVENT_TYPES, event_type_of_kind(EncodeError))
+#: The fields every trace line carries: ``event_type`` and the fields of ``Event`` but
+#: ``extra`` (written only when it holds something; a reader shows it with the event's own).
+COMMON_FIELDS: Final[frozenset[str]] = frozenset({"event_type", *BASE_FIELDS} - {"extra"})
+#: The fields that hold any value a user gives: where JSON or msgpack cannot hold a value,
+#: it is stored as its ``repr_marker``.
+FREE_FORM_FIELDS: Final[tuple[str, ...]] = ("output_summary", "fields", "extra")
+#: What msgspec's encoders raise for a value they cannot encode (an int past 64 bits, a
+#: non-str dict key, a cycle, nesting deeper than the interpreter's recursion limit).
+ENCODE_ERRORS: Final[tuple[type[Exception], ...]] = (
+    TypeError,
+    ValueError,
+    OverflowError,
+    RecursionError,
+    msgspec.EncodeError,
+)
 
 
 # -- the value rules ---------------------------------------------------------------------------
@@ -423,7 +448,7 @@ def _clean(value: Any) -> Any:
     try:
         plain = msgspec.to_builtins(value, enc_hook=_enc_hook, str_keys=True)
         return _cleaned(plain, 0)
-    except (TypeError, ValueError, OverflowError, RecursionError, msgspec.EncodeError):
+    except ENCODE_ERRORS:
         return _cleaned(repr_marker(value), 0)  # a dict key or a cycle: the whole value
 
 
@@ -528,7 +553,7 @@ def check_event(event: Event, limit: int, method: str = "emit") -> None:
 @cache
 def _line_rules() -> dict[str, tuple[int, bool]]:
     known: dict[str, tuple[int, bool]] = {"event_type": (_TEXT, False)}
-    for kind in (*get_args(AnyEvent), EncodeError):
+    for kind in TRACE_EVENT_KINDS:
         for name, rule, optional in _rules(kind):
             known[name] = (rule, optional)
     return known

@@ -76,9 +76,11 @@ def _pydantic(value: Any) -> Any:
 def _canonical(data: Any) -> bytes | None:
     import msgspec  # here: ``import tracebus.compat`` stays light
 
+    from ._events import ENCODE_ERRORS
+
     try:
         return msgspec.json.encode(data, enc_hook=_pydantic, order="sorted")
-    except (TypeError, ValueError, OverflowError, msgspec.EncodeError):
+    except ENCODE_ERRORS:
         return None
 
 

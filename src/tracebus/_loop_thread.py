@@ -57,6 +57,7 @@ class LoopThread:
         self._token: anyio.lowlevel.EventLoopToken | None = None
         self._call_soon: Callable[[Callable[[], object]], object] | None = None
         self._stop: anyio.Event | None = None
+        self._leaving: BaseException | None = None  # the error the resource is left with
         self._thread = threading.Thread(
             target=self._thread_main, args=(backend,), name=name, daemon=True
         )
@@ -83,10 +84,19 @@ class LoopThread:
         self._token = anyio.lowlevel.current_token()
         self._call_soon = threadsafe_caller()
         self._stop = anyio.Event()
-        async with self._resource:
+        await self._resource.__aenter__()
+        try:
             self._entered = True
             self._ready.set()
             await self._stop.wait()
+        except BaseException as exc:
+            if not await self._resource.__aexit__(type(exc), exc, exc.__traceback__):
+                raise
+        else:
+            leaving = self._leaving
+            self._leaving = None
+            tb = None if leaving is None else leaving.__traceback__
+            await self._resource.__aexit__(type(leaving) if leaving else None, leaving, tb)
 
     def call(self, func: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run ``func`` on the loop and wait for it. Raises BusClosedError once the loop ended."""
@@ -94,8 +104,9 @@ class LoopThread:
             raise self.refusal("observer")
         anyio.from_thread.run(func, token=self._token)
 
-    def close(self, timeout: float | None = None) -> None:
-        """Leave the resource and end the loop. Idempotent; raises what leaving raised, once.
+    def close(self, timeout: float | None = None, error: BaseException | None = None) -> None:
+        """Leave the resource, with ``error`` as a ``with`` block's error would leave it, and
+        end the loop. Idempotent; raises what leaving raised, once.
 
         Raises CloseTimeoutError when leaving takes longer than ``timeout`` (the loop goes on
         closing in its thread).
@@ -104,6 +115,7 @@ class LoopThread:
             if self.closed:
                 return
             self.closed = True
+            self._leaving = error
         if not self._done.is_set() and self._call_soon is not None and self._stop is not None:
             # Asked, not waited for: the writer writes on this loop's thread, and a write the
             # disk holds up must not hold up a close that has a timeout.

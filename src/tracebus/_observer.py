@@ -9,26 +9,23 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, TextIO
+from typing import Any, Literal, TextIO
 
 import anyio
 
+from ._blocking import ThreadProducer
 from ._bus import DEFAULT_CAPACITY, DEFAULT_CLOSE_TIMEOUT, BusStatistics, EventBus
 from ._events import DEFAULT_MAX_PAYLOAD_BYTES, Event, check_total_nodes, real_number
 from ._exceptions import TracebusError, describe, keep_with_note
 from ._factory import EventFactory
 from ._hashing import hash_output
 from ._layout import RunLayout, new_run_id, validate_id
+from ._options import UNSET
 from ._run import open_run
 from ._sinks._progress import PROGRESS_OPTIONS, ProgressOption
 from ._sinks._run import RunFiles
 from ._vocabulary import AsyncCalls
 from ._writer import Sink
-
-if TYPE_CHECKING:
-    from ._sync import ThreadProducer
-
-_UNSET: Any = object()
 
 
 class Observer(AsyncCalls):
@@ -55,7 +52,7 @@ class Observer(AsyncCalls):
         total_nodes: int = 0,
         *,
         progress: ProgressOption = True,
-        console: TextIO | None = _UNSET,
+        console: TextIO | None = UNSET,
         sinks: Sequence[Sink] = (),
         capacity: int = DEFAULT_CAPACITY,
         overflow: Literal["block", "drop"] = "block",
@@ -75,7 +72,7 @@ class Observer(AsyncCalls):
         self.metadata: dict[str, Any] | None = None
         self.started: datetime | None = None
         self._progress = progress
-        self._console = sys.stdout if console is _UNSET else console
+        self._console = sys.stdout if console is UNSET else console
         self._user_sinks = tuple(sinks)
         self._capacity = capacity
         self._drop = overflow == "drop"
@@ -170,11 +167,14 @@ class Observer(AsyncCalls):
         return self._require_bus()
 
     @property
-    def threads(self) -> ThreadProducer:
+    def threads(self) -> ThreadProducer[Observer]:
         """The same methods as plain calls, for worker threads (e.g. ``to_thread.run_sync``)."""
-        from ._sync import ThreadProducer
-
         return ThreadProducer(self)
+
+    def put_from_thread(self, event: Event) -> None:
+        """Enqueue from a thread other than the loop's, blocking it while the queue is full
+        (under ``drop``, a non-lifecycle event is dropped instead)."""
+        self._require_bus().emit_from_thread(event)
 
     def statistics(self) -> BusStatistics:
         return self._require_bus().statistics()
@@ -234,10 +234,10 @@ class NodeScope:
         self._observer = observer
         self._started = 0.0
 
-    def output(self, result: Any, summary: Any = _UNSET) -> None:
+    def output(self, result: Any, summary: Any = UNSET) -> None:
         """Hash ``result`` (the seed's algorithm); the summary is ``result`` unless given."""
         self.output_hash = hash_output(result)
-        self.output_summary = result if summary is _UNSET else summary
+        self.output_summary = result if summary is UNSET else summary
 
     def cost(self, usd: float) -> None:
         """Add ``usd`` to this node's cost. Raises TypeError or ValueError for a value that is

@@ -126,3 +126,16 @@ def test_any_event_shape_decodes_or_raises_protocol_error(fields: dict[str, Any]
 def test_hello_roundtrip() -> None:
     hello = Hello(protocol=1, producer="me", token="t")
     assert decode_client_message(encode(hello)) == hello
+
+
+class _Unshowable:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+def test_a_value_without_a_repr_is_sent_as_a_marker_not_an_error() -> None:
+    note = numbered([EVENTS.note("m", None, {})], "me")[0]
+    note.fields = {"value": _Unshowable()}
+    got = decode_client_message(encode(_batch(note)))
+    assert isinstance(got, Batch)
+    assert got.events[0].fields == {"value": {"$repr": "<_Unshowable that cannot be shown>"}}

@@ -305,7 +305,9 @@ class RemoteObserver(AsyncCalls):
     async def _emit(self, event: Event) -> None:
         await self._queue.put(event)
 
-    def _put_from_thread(self, event: Event) -> None:
+    def put_from_thread(self, event: Event) -> None:
+        """Enqueue from a thread other than the loop's, blocking it while the queue is full
+        (under ``drop``, the event is dropped instead)."""
         if self._drop:
             self._queue.put_nowait(event)
         else:

@@ -15,17 +15,22 @@ that sorts known fields from unknown ones.
 from __future__ import annotations
 
 import types
-from typing import Any, Final, NamedTuple, Union, cast, get_args
+from typing import Any, Final, NamedTuple, Union, cast
 
 import msgspec
 
 from .._events import (
+    ENCODE_ERRORS,
+    EVENT_KINDS,
+    FREE_FORM_FIELDS,
     AnyEvent,
     Event,
     WorkflowComplete,
     WorkflowError,
     WorkflowStart,
     check_event,
+    event_type_of_kind,
+    repr_marker,
 )
 from .._exceptions import InvalidIdError, ProtocolError
 from .._layout import validate_id
@@ -91,9 +96,7 @@ ServerMessage = Welcome | Ack | ErrorReply | StatusReply
 
 # -- strict twins ------------------------------------------------------------------------------
 
-_EVENT_TYPES: dict[str, type[Event]] = {
-    str(kind.__struct_config__.tag): kind for kind in get_args(AnyEvent)
-}
+_EVENT_TYPES: dict[str, type[Event]] = {event_type_of_kind(kind): kind for kind in EVENT_KINDS}
 # A twin adds no field, so its instances have the core class's layout and can be relabelled
 # as the core class after decoding (the writer dispatches on exact types).
 _CORE_OF: dict[type[Event], type[Event]] = {
@@ -122,11 +125,7 @@ _loose_decoder = msgspec.msgpack.Decoder(Hello | _LooseBatch | StatusRequest)
 _server_decoder = msgspec.msgpack.Decoder(ServerMessage)
 
 
-def _as_repr(obj: Any) -> dict[str, str]:
-    return {"$repr": repr(obj)}
-
-
-_encoder = msgspec.msgpack.Encoder(enc_hook=_as_repr)
+_encoder = msgspec.msgpack.Encoder(enc_hook=repr_marker)
 
 
 def encode(message: ClientMessage | ServerMessage) -> bytes:
@@ -134,7 +133,7 @@ def encode(message: ClientMessage | ServerMessage) -> bytes:
     ``{"$repr": ...}``, as in the trace."""
     try:
         return _encoder.encode(message)
-    except (TypeError, ValueError, OverflowError, RecursionError, msgspec.EncodeError):
+    except ENCODE_ERRORS:
         if not isinstance(message, Batch):
             raise
         for event in message.events:
@@ -143,14 +142,14 @@ def encode(message: ClientMessage | ServerMessage) -> bytes:
 
 
 def _make_encodable(event: Event) -> None:
-    for name in ("output_summary", "fields", "extra"):
+    for name in FREE_FORM_FIELDS:
         value = getattr(event, name, msgspec.UNSET)
         if value is msgspec.UNSET:
             continue
         try:
             _encoder.encode(value)
-        except (TypeError, ValueError, OverflowError, RecursionError, msgspec.EncodeError):
-            setattr(event, name, _as_repr(value))
+        except ENCODE_ERRORS:
+            setattr(event, name, repr_marker(value))
 
 
 def decode_client_message(body: bytes) -> ClientMessage:

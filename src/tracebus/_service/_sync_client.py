@@ -132,7 +132,7 @@ class SyncRemoteObserver(SyncCalls):
     def _put(self, event: Event) -> None:
         if self._loop.closed:
             raise self._loop.refusal("remote observer")
-        self._remote._put_from_thread(event)
+        self._remote.put_from_thread(event)
 
 
 def connect_sync(

@@ -21,6 +21,7 @@ import msgspec
 
 from .._events import (
     BASE_FIELDS,
+    FREE_FORM_FIELDS,
     SEED_LOG_DETAILS,
     EncodeError,
     Event,
@@ -57,7 +58,7 @@ def _encode_one(event: Event) -> tuple[bytes, EncodeError | None]:
         pass
     # enc_hook covers unknown types; this covers what it cannot (non-str dict keys of unknown
     # types, cycles): each free-form field replaced by its repr.
-    for name in ("output_summary", "fields", "extra"):
+    for name in FREE_FORM_FIELDS:
         value = getattr(event, name, msgspec.UNSET)
         if value is not msgspec.UNSET:
             setattr(event, name, repr_marker(value))
