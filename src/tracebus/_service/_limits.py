@@ -1,4 +1,4 @@
-"""The collector's limits and the remote observer's defaults: the values the README documents."""
+"""The collector's limits and the remote observer's defaults, as docs/service.md gives them."""
 
 from __future__ import annotations
 
