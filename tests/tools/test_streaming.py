@@ -121,12 +121,12 @@ _CAPPED = textwrap.dedent(
     sys.exit(main(sys.argv[2:]))
     """
 )
-#: Address space for the summary of a 100,000-node run: the reader that held every event as
-#: a dict needed about 470 MiB; this one about 130 MiB.
+#: Address space for reading a 100,000-node run: the readers that held every event as a dict
+#: needed about 470 MiB for its summary; these need about 130 MiB, 160 MiB for the exports.
 CAP_MIB = 256
 
 
-def test_summary_of_a_100k_node_run_fits_under_a_memory_cap(tmp_path: Path) -> None:
+def test_summary_export_and_timeline_of_a_100k_node_run_fit_under_a_memory_cap(tmp_path: Path) -> None:
     nodes = 100_000
     out = tmp_path / "big"
     with tracebus.SyncObserver("step_09_wide", out, total_nodes=nodes, **runs.quiet()) as obs:
@@ -137,15 +137,30 @@ def test_summary_of_a_100k_node_run_fits_under_a_memory_cap(tmp_path: Path) -> N
                 obs.node_failure(node_id, f"ValueError: row {index}", 0.002)
             else:
                 obs.node_success(node_id, 0.001, "ab12cd34ef56ab78", {"rows": index}, 0.0001)
-    done = subprocess.run(
-        [sys.executable, "-c", _CAPPED, str(CAP_MIB), "summary", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = _capped("summary", "--json", str(out))
     figures = json.loads(done.stdout)
     assert (figures["nodes_completed"], figures["nodes_failed"]) == (99_900, 100)
     assert figures["total_nodes"] == nodes and figures["status"] == "complete"
     assert len(figures["failures"]) == 100 and figures["failures"][0]["node_id"] == "node_000999"
     assert figures["cost_usd"] == pytest.approx(99_900 * 0.0001)
+    chrome = tmp_path / "run.json"
+    done = _capped("export", str(out), "--format", "chrome", "-o", str(chrome))
+    assert done.stdout == f"wrote {chrome} ({nodes + 6} trace events)\n"
+    events = json.loads(chrome.read_bytes())["traceEvents"]
+    bars = [e for e in events if e["ph"] == "X" and e["cat"] != "workflow"]
+    assert len(bars) == nodes and sum(e["cat"] == "node,failed" for e in bars) == 100
+    page = tmp_path / "run.html"
+    done = _capped("timeline", str(out), "-o", str(page))
+    assert done.stdout == f"wrote {page} (timeline of {nodes} node attempt(s))\n"
+    assert '"node_099999"' in page.read_text()
+
+
+def _capped(*args: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", _CAPPED, str(CAP_MIB), *args],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done

@@ -4,35 +4,94 @@ The workflow is a complete (``X``) event on a track of its own spanning the whol
 node attempt is an ``X`` event on its lane (one thread per lane, so none overlap); a failed
 attempt carries the ``failed`` category, the ``terrible`` colour and its error; notes,
 retries, skips and a workflow error are instant (``i``) events. Times are microseconds from
-the run's start.
+the run's start. The events are written as they are made, from the run's attempt table.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, BinaryIO
 
-from ._lanes import Bar, Lanes, lay_out
-from ._record import RunRecord
+import msgspec
+
+from ._attempts import STATUS_CODES, AttemptTable, Lanes, lay_out
+from ._lines import TraceLine
+from ._scan import RunFacts
 
 _WORKFLOW_TID = 0
 _COLOURS = {"failed": "terrible", "running": "yellow", "skipped": "grey"}
+_encode = msgspec.json.Encoder().encode
+_BATCH = 4096
 
 
-def chrome_trace(run: RunRecord) -> dict[str, Any]:
-    """The run as a Chrome trace: ``{"traceEvents": [...], ...}``."""
-    lanes = lay_out(run)
-    pid = _pid(run)
-    events: list[dict[str, Any]] = [
-        _meta(pid, _WORKFLOW_TID, "process_name", {"name": run.workflow_id or "workflow"}),
-        _meta(pid, _WORKFLOW_TID, "thread_name", {"name": "workflow"}),
-        _meta(pid, _WORKFLOW_TID, "thread_sort_index", {"sort_index": 0}),
-    ]
+def write_chrome_trace(facts: RunFacts, table: AttemptTable, output: BinaryIO) -> int:
+    """Write the run as a Chrome trace (``{"traceEvents": [...], ...}``, one line) to
+    ``output``; returns how many trace events it holds."""
+    lanes = lay_out(facts, table)
+    output.write(b'{"traceEvents":[')
+    written = 0
+    batch: list[bytes] = []
+    for event in _events(facts, table, lanes):
+        batch.append(_encode(event))
+        if len(batch) == _BATCH:
+            output.write((b"," if written else b"") + b",".join(batch))
+            written += len(batch)
+            batch.clear()
+    if batch:
+        output.write((b"," if written else b"") + b",".join(batch))
+        written += len(batch)
+    other = {
+        "workflow_id": facts.workflow_id,
+        "run_id": facts.run_id,
+        "status": facts.status,
+        "trace_file": str(facts.trace_file),
+        "started_epoch_seconds": facts.started,
+    }
+    output.write(b'],"displayTimeUnit":"ms","otherData":' + _encode(other) + b"}\n")
+    return written
+
+
+class _NodeArgs(msgspec.Struct, omit_defaults=True):
+    status: str
+    attempt: int
+    node_index: int | None = None
+    duration_seconds: float | None = None
+    cost_usd: float | None = None
+    output_hash: str | None = None
+    output_summary: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+    error: str | None = None
+
+
+class _NodeEvent(msgspec.Struct, omit_defaults=True):
+    """A node attempt's ``X`` event; a field at its default is left out."""
+
+    name: str
+    cat: str
+    ph: str
+    ts: int
+    dur: int
+    pid: int
+    tid: int
+    args: _NodeArgs
+    cname: str | None = None
+
+
+_CATEGORIES = {status: f"node,{status}" for status in STATUS_CODES}
+
+
+def _events(facts: RunFacts, table: AttemptTable, lanes: Lanes) -> Iterator[Any]:
+    pid = facts.pid
+    name = facts.workflow_id or "workflow"
+    yield _meta(pid, _WORKFLOW_TID, "process_name", {"name": name})
+    yield _meta(pid, _WORKFLOW_TID, "thread_name", {"name": "workflow"})
+    yield _meta(pid, _WORKFLOW_TID, "thread_sort_index", {"sort_index": 0})
     for lane in range(lanes.count):
         tid = lane + 1
-        events.append(_meta(pid, tid, "thread_name", {"name": f"lane {lane + 1}"}))
-        events.append(_meta(pid, tid, "thread_sort_index", {"sort_index": tid}))
+        yield _meta(pid, tid, "thread_name", {"name": f"lane {lane + 1}"})
+        yield _meta(pid, tid, "thread_sort_index", {"sort_index": tid})
+    figures = table.figures.summary(facts, facts.node_ids, facts.node_status)
     workflow: dict[str, Any] = {
-        "name": run.workflow_id or "workflow",
+        "name": name,
         "cat": "workflow",
         "ph": "X",
         "ts": 0,
@@ -40,78 +99,120 @@ def chrome_trace(run: RunRecord) -> dict[str, Any]:
         "pid": pid,
         "tid": _WORKFLOW_TID,
         "args": {
-            "run_id": run.run_id,
-            "status": run.status,
-            "total_nodes": run.total_nodes,
-            **run.counts._asdict(),
-            "cost_usd": run.cost_usd,
+            "run_id": facts.run_id,
+            "status": facts.status,
+            "total_nodes": facts.total_nodes,
+            **facts.counts._asdict(),
+            "cost_usd": figures["cost_usd"],
         },
     }
-    if run.error is not None:
-        workflow["args"]["error"] = run.error
-    if run.status != "complete" or run.failed_nodes:
+    if facts.error is not None:
+        workflow["args"]["error"] = facts.error
+    if not facts.ok:
         workflow["cname"] = "terrible"
-    events.append(workflow)
-    events.extend(_node_event(bar, pid) for bar in lanes.bars)
-    events.extend(_instants(run, lanes, pid))
-    return {
-        "traceEvents": events,
-        "displayTimeUnit": "ms",
-        "otherData": {
-            "workflow_id": run.workflow_id,
-            "run_id": run.run_id,
-            "status": run.status,
-            "trace_file": str(run.trace_file),
-            "started_epoch_seconds": run.started,
-        },
-    }
+    yield workflow
+    node_ids = facts.node_ids
+    slots, numbers, codes = table.slot, table.number, table.status
+    durations, costs, summaries = table.duration, table.cost, table.summary
+    starts, ends, lane_of = lanes.start_us, lanes.end_us, lanes.lane
+    for position, index in enumerate(lanes.order):
+        slot = slots[index]
+        status = STATUS_CODES[codes[index]]
+        duration = durations[index]
+        summary = summaries[index]
+        start = starts[position]
+        yield _NodeEvent(
+            name=node_ids[slot],
+            cat=_CATEGORIES[status],
+            ph="X",
+            ts=start,
+            dur=ends[position] - start,
+            pid=pid,
+            tid=lane_of[position] + 1,
+            args=_NodeArgs(
+                status=status,
+                attempt=numbers[index],
+                node_index=facts.node_index(slot),
+                duration_seconds=None if duration != duration else duration,
+                cost_usd=costs[index] or None,
+                output_hash=table.hashes[index],
+                output_summary=msgspec.UNSET if summary == b"null" else msgspec.Raw(summary),
+                error=table.errors.get(index),
+            ),
+            cname=_COLOURS.get(status),
+        )
+    yield from _instants(facts, table, lanes, pid)
 
 
-def _node_event(bar: Bar, pid: int) -> dict[str, Any]:
-    attempt, node = bar.attempt, bar.node
-    args: dict[str, Any] = {"status": attempt.status, "attempt": attempt.number}
-    if node.node_index is not None:
-        args["node_index"] = node.node_index
-    if attempt.duration_seconds is not None:
-        args["duration_seconds"] = attempt.duration_seconds
-    if attempt.cost_usd:
-        args["cost_usd"] = attempt.cost_usd
-    if attempt.output_hash is not None:
-        args["output_hash"] = attempt.output_hash
-    if attempt.output_summary is not None:
-        args["output_summary"] = attempt.output_summary
-    if attempt.error is not None:
-        args["error"] = attempt.error
-    event: dict[str, Any] = {
-        "name": node.node_id,
-        "cat": f"node,{attempt.status}",
-        "ph": "X",
-        "ts": bar.start_us,
-        "dur": bar.end_us - bar.start_us,
-        "pid": pid,
-        "tid": bar.lane + 1,
-        "args": args,
-    }
-    colour = _COLOURS.get(attempt.status)
-    if colour is not None:
-        event["cname"] = colour
-    return event
+def _instants(
+    facts: RunFacts, table: AttemptTable, lanes: Lanes, pid: int
+) -> Iterator[dict[str, Any]]:
+    instant = _placer(facts, table, lanes, pid)
+    for note in table.notes:
+        args = dict(note.fields) if note.fields is not None else {}
+        if note.node_id is not None:
+            args["node_id"] = note.node_id
+        name = f"note: {note.message if note.message is not None else ''}"
+        yield instant(name, "note", note.epoch_seconds, note.node_id, args)
+    retries: dict[int, list[TraceLine]] = {}
+    for slot, retry in table.retries:
+        retries.setdefault(slot, []).append(retry)
+    skipped: dict[int, list[int]] = {}
+    for index in _skips(table):
+        skipped.setdefault(table.slot[index], []).append(index)
+    for slot in sorted(retries.keys() | skipped.keys()):
+        node_id = facts.node_ids[slot]
+        for retry in retries.get(slot, ()):
+            args = {
+                key: value
+                for key, value in (
+                    ("attempt", retry.attempt),
+                    ("error", retry.error),
+                    ("delay_seconds", retry.delay_seconds),
+                )
+                if value is not None
+            }
+            yield instant(f"retry {node_id}", "retry", retry.epoch_seconds, node_id, args)
+        for index in sorted(skipped.get(slot, ()), key=lambda i: (table.start[i], i)):
+            reason = table.reasons.get(index)
+            args = {"reason": reason} if reason else {}
+            yield instant(f"skipped {node_id}", "skip", table.start[index], node_id, args)
+    if facts.error is not None:
+        error = instant(
+            "workflow error", "workflow,failed", facts.ended, None, {"error": facts.error}
+        )
+        error["cname"] = "terrible"
+        yield error
 
 
-def _instants(run: RunRecord, lanes: Lanes, pid: int) -> list[dict[str, Any]]:
-    bars_of: dict[str, list[Bar]] = {}
-    for bar in lanes.bars:
-        bars_of.setdefault(bar.node.node_id, []).append(bar)
+def _skips(table: AttemptTable) -> set[int]:
+    skipped = STATUS_CODES.index("skipped")
+    return {i for i, code in enumerate(table.status) if code == skipped}
+
+
+def _placer(
+    facts: RunFacts, table: AttemptTable, lanes: Lanes, pid: int
+) -> Callable[[str, str, Any, Any, dict[str, Any]], dict[str, Any]]:
+    """Makes an instant event, on the lane of that node's attempt running at that moment if
+    there is one, else on the workflow's track."""
+    wanted = {str(note.node_id) for note in table.notes if note.node_id is not None}
+    wanted |= {facts.node_ids[slot] for slot, _ in table.retries}
+    wanted |= {facts.node_ids[table.slot[i]] for i in _skips(table)}
+    bars_of: dict[str, list[int]] = {}
+    if wanted:
+        for position, index in enumerate(lanes.order):
+            node_id = facts.node_ids[table.slot[index]]
+            if node_id in wanted:
+                bars_of.setdefault(node_id, []).append(position)
 
     def instant(
         name: str, category: str, epoch: Any, node_id: Any, args: dict[str, Any]
     ) -> dict[str, Any]:
         ts = lanes.offset_us(epoch) if isinstance(epoch, int | float) else 0
         tid, scope = _WORKFLOW_TID, "g"
-        # on the lane of that node's attempt running at that moment, if there is one
-        for bar in bars_of.get(str(node_id), ()) if node_id is not None else ():
-            if bar.start_us <= ts <= bar.end_us:
-                tid, scope = bar.lane + 1, "t"
+        for position in bars_of.get(str(node_id), ()) if node_id is not None else ():
+            if lanes.start_us[position] <= ts <= lanes.end_us[position]:
+                tid, scope = lanes.lane[position] + 1, "t"
                 break
         return {
             "name": name,
@@ -124,39 +225,7 @@ def _instants(run: RunRecord, lanes: Lanes, pid: int) -> list[dict[str, Any]]:
             "args": args,
         }
 
-    instants: list[dict[str, Any]] = []
-    for note in run.notes:
-        fields = note.get("fields")
-        args = dict(fields) if isinstance(fields, dict) else {}
-        node_id = note.get("node_id")
-        if node_id is not None:
-            args["node_id"] = node_id
-        name = f"note: {note.get('message', '')}"
-        instants.append(instant(name, "note", note.get("epoch_seconds"), node_id, args))
-    for node in run.nodes:
-        for retry in node.retries:
-            args = {k: retry[k] for k in ("attempt", "error", "delay_seconds") if k in retry}
-            epoch = retry.get("epoch_seconds")
-            instants.append(instant(f"retry {node.node_id}", "retry", epoch, node.node_id, args))
-        for attempt in node.attempts:
-            if attempt.status == "skipped":
-                reason = attempt.fields.get("reason")
-                args = {"reason": reason} if reason else {}
-                name = f"skipped {node.node_id}"
-                instants.append(instant(name, "skip", attempt.start, node.node_id, args))
-    if run.error is not None:
-        error = instant("workflow error", "workflow,failed", run.ended, None, {"error": run.error})
-        error["cname"] = "terrible"
-        instants.append(error)
-    return instants
-
-
-def _pid(run: RunRecord) -> int:
-    for event in run.events[:1]:
-        pid = event.get("pid")
-        if isinstance(pid, int) and not isinstance(pid, bool):
-            return pid
-    return 1
+    return instant
 
 
 def _meta(pid: int, tid: int, name: str, args: dict[str, Any]) -> dict[str, Any]:

@@ -4,7 +4,8 @@ The page loads nothing: its style, script and data are inline, and a Content-Sec
 forbids every fetch. Bars are drawn on a canvas, only those in view, so a run of 10,000
 nodes stays responsive. After its first frame the script records in the page itself what it
 drew (``#drawn``: bars, lanes, failed bars, and how many bars show their status colour when
-read back from the canvas), which is what the tests check in a headless browser.
+read back from the canvas), which is what the tests check in a headless browser. The page
+is written as it is made, a column of the data at a time, from the run's attempt table.
 """
 
 from __future__ import annotations
@@ -12,89 +13,118 @@ from __future__ import annotations
 import html
 import json
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import resources
-from typing import Any
+from typing import Any, TextIO
 
-from ._lanes import lay_out
-from ._record import RunRecord
-from ._summary import format_seconds, render_summary, summarize
+import msgspec
 
-STATUS_CODES = ("success", "failed", "skipped", "running")
+from ._attempts import STATUS_CODES, AttemptTable, Lanes, lay_out
+from ._scan import RunFacts
+from ._summary import format_seconds, render_summary
+
 _SHOWN_FAILURES = 50
 _PLACEHOLDER = re.compile(r"__(TITLE|HEADER|DATA)__")
+_COLUMNS = (
+    "node",
+    "index",
+    "lane",
+    "start",
+    "end",
+    "status",
+    "attempt",
+    "attempts",
+    "duration",
+    "cost",
+    "hash",
+    "error",
+    "output",
+    "reason",
+)
 
 
-def timeline_html(run: RunRecord) -> str:
-    """The timeline page of ``run`` as a string."""
-    summary = summarize(run)
+def write_timeline(facts: RunFacts, table: AttemptTable, output: TextIO) -> None:
+    """Write the timeline page of the run to ``output``."""
+    summary = table.figures.summary(facts, facts.node_ids, facts.node_status)
     template = resources.files(__package__).joinpath("timeline.html").read_text("utf-8")
-    parts = {
-        "TITLE": html.escape(f"{run.workflow_id or 'run'} timeline"),
-        "HEADER": _header(run, summary),
-        "DATA": _script_json(_data(run)),
+    parts: dict[str, Callable[[], object]] = {
+        "TITLE": lambda: output.write(html.escape(f"{facts.workflow_id or 'run'} timeline")),
+        "HEADER": lambda: output.write(_header(facts, summary)),
+        "DATA": lambda: _write_data(facts, table, output),
     }
-    return _PLACEHOLDER.sub(lambda m: parts[m.group(1)], template)
+    at = 0
+    for match in _PLACEHOLDER.finditer(template):
+        output.write(template[at : match.start()])
+        parts[match.group(1)]()
+        at = match.end()
+    output.write(template[at:])
 
 
-def _data(run: RunRecord) -> dict[str, Any]:
-    lanes = lay_out(run)
-    bars = lanes.bars
-    columns: dict[str, list[Any]] = {
-        name: []
-        for name in (
-            "node",
-            "index",
-            "lane",
-            "start",
-            "end",
-            "status",
-            "attempt",
-            "attempts",
-            "duration",
-            "cost",
-            "hash",
-            "error",
-            "output",
-            "reason",
-        )
-    }
-    for bar in bars:
-        attempt, node = bar.attempt, bar.node
-        columns["node"].append(node.node_id)
-        columns["index"].append(node.node_index)
-        columns["lane"].append(bar.lane)
-        columns["start"].append(bar.start_us)
-        columns["end"].append(bar.end_us)
-        columns["status"].append(STATUS_CODES.index(attempt.status))
-        columns["attempt"].append(attempt.number)
-        columns["attempts"].append(len(node.attempts))
-        columns["duration"].append(attempt.duration_seconds)
-        columns["cost"].append(attempt.cost_usd or None)
-        columns["hash"].append(attempt.output_hash)
-        columns["error"].append(attempt.error)
-        columns["output"].append(_short_json(attempt.output_summary))
-        reason = attempt.fields.get("reason") if attempt.status == "skipped" else None
-        columns["reason"].append(reason if isinstance(reason, str) and reason else None)
-    notes = [
-        [lanes.offset_us(epoch), str(note.get("message", "")), note.get("node_id")]
-        for note in run.notes
-        if isinstance(epoch := note.get("epoch_seconds"), int | float)
-    ]
-    return {
-        "workflow_id": run.workflow_id,
-        "status": run.status,
+def _write_data(facts: RunFacts, table: AttemptTable, output: TextIO) -> None:
+    lanes = lay_out(facts, table)
+    head = {
+        "workflow_id": facts.workflow_id,
+        "status": facts.status,
         "statuses": STATUS_CODES,
         "lanes": lanes.count,
         "span": lanes.span_us,
-        "started": _iso(run.started),
-        "bars": columns,
-        "notes": notes,
-        "counts": run.counts._asdict(),
+        "started": _iso(facts.started),
     }
+    output.write(_script_json(head)[:-1] + ',"bars":{')
+    for number, name in enumerate(_COLUMNS):
+        column = _column(name, facts, table, lanes)
+        output.write(("," if number else "") + _script_json(name) + ":" + _script_json(column))
+    notes = [
+        [lanes.offset_us(note.epoch_seconds), str(note.message or ""), note.node_id]
+        for note in table.notes
+        if note.epoch_seconds is not None
+    ]
+    tail = {"notes": notes, "counts": facts.counts._asdict()}
+    output.write("}," + _script_json(tail)[1:])
 
 
-def _header(run: RunRecord, summary: dict[str, Any]) -> str:
+def _column(name: str, facts: RunFacts, table: AttemptTable, lanes: Lanes) -> list[Any]:
+    order = lanes.order
+    if name == "lane":
+        return list(lanes.lane)
+    if name == "start":
+        return list(lanes.start_us)
+    if name == "end":
+        return list(lanes.end_us)
+    if name == "status":
+        return [table.status[i] for i in order]
+    if name == "attempt":
+        return [table.number[i] for i in order]
+    if name == "error":
+        return [table.errors.get(i) for i in order]
+    if name == "reason":
+        return [table.reasons.get(i) or None for i in order]
+    if name == "hash":
+        return [table.hashes[i] for i in order]
+    if name == "output":
+        return [_short_json(table.summary[i]) for i in order]
+    if name == "duration":
+        return [d if (d := table.duration[i]) == d else None for i in order]
+    if name == "cost":
+        return [table.cost[i] or None for i in order]
+    slots = [table.slot[i] for i in order]
+    if name == "node":
+        return [facts.node_ids[slot] for slot in slots]
+    if name == "index":
+        return [facts.node_index(slot) for slot in slots]
+    return [table.tries[slot] for slot in slots]  # attempts
+
+
+def _short_json(raw: bytes) -> str | None:
+    if raw == b"null":
+        return None
+    value = msgspec.json.decode(raw)
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=repr)
+    return text if len(text) <= 400 else text[:397] + "..."
+
+
+def _header(run: RunFacts, summary: dict[str, Any]) -> str:
     e = html.escape
     s = summary
     state = run.status if run.ok or run.status != "complete" else "complete-with-failures"
@@ -148,17 +178,10 @@ def _header(run: RunRecord, summary: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def _script_json(data: dict[str, Any]) -> str:
+def _script_json(data: Any) -> str:
     # inside <script>: no "<" may start a closing tag, and ensure_ascii covers U+2028/9
     text = json.dumps(data, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-
-def _short_json(value: Any) -> str | None:
-    if value is None:
-        return None
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=repr)
-    return text if len(text) <= 400 else text[:397] + "..."
 
 
 def _iso(epoch: float | None) -> str | None:

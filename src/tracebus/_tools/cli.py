@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, TextIO
 
 from .._text import printable
 from ._find import RUN_HELP
@@ -133,35 +133,36 @@ def _summary(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    if args.format == "chrome":
+        from ._attempts import read_attempts
+        from ._chrome import write_chrome_trace
+
+        facts, table = read_attempts(args.run)
+        _warn(args.command, facts.warnings)
+        events = _stream(args.output, lambda out: write_chrome_trace(facts, table, out))
+        _wrote(args.output, f"{events} trace events")
+        return _verdict(facts.ok, args.check)
+    from ._otlp import otlp_lines
     from ._record import read_run
 
     run = read_run(args.run)
     _warn(args.command, run.warnings)
-    if args.format == "chrome":
-        from ._chrome import chrome_trace
-
-        trace = chrome_trace(run)
-        text = json.dumps(trace, separators=(",", ":"), default=repr) + "\n"
-        what = f"{len(trace['traceEvents'])} trace events"
-    else:
-        from ._otlp import otlp_lines
-
-        lines = list(otlp_lines(run))
-        text = "".join(line + "\n" for line in lines)
-        what = f"{sum(len(n.attempts) for n in run.nodes) + 1} spans in {len(lines)} line(s)"
+    lines = list(otlp_lines(run))
+    text = "".join(line + "\n" for line in lines)
+    what = f"{sum(len(n.attempts) for n in run.nodes) + 1} spans in {len(lines)} line(s)"
     _write(args.output, text, what)
     return _verdict(run.ok, args.check)
 
 
 def _timeline(args: argparse.Namespace) -> int:
-    from ._record import read_run
-    from ._timeline import timeline_html
+    from ._attempts import read_attempts
+    from ._timeline import write_timeline
 
-    run = read_run(args.run)
-    _warn(args.command, run.warnings)
-    bars = sum(len(n.attempts) for n in run.nodes)
-    _write(args.output, timeline_html(run), f"timeline of {bars} node attempt(s)")
-    return _verdict(run.ok, args.check)
+    facts, table = read_attempts(args.run)
+    _warn(args.command, facts.warnings)
+    _stream_text(args.output, lambda out: write_timeline(facts, table, out))
+    _wrote(args.output, f"timeline of {len(table)} node attempt(s)")
+    return _verdict(facts.ok, args.check)
 
 
 def _tail(args: argparse.Namespace) -> int:
@@ -212,11 +213,30 @@ def _warn(command: str, warnings: tuple[str, ...]) -> None:
 
 
 def _write(output: str, text: str, what: str) -> None:
+    _stream_text(output, lambda out: out.write(text))
+    _wrote(output, what)
+
+
+def _stream(output: str, write: Callable[[BinaryIO], int]) -> int:
+    """Run ``write`` on the output file, or on standard output's bytes for ``-``."""
     if output == "-":
-        sys.stdout.write(text)
+        sys.stdout.flush()
+        written = write(sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+        return written
+    with open(output, "wb") as handle:
+        return write(handle)
+
+
+def _stream_text(output: str, write: Callable[[TextIO], object]) -> None:
+    if output == "-":
+        write(sys.stdout)
         sys.stdout.flush()
         return
-    path = Path(output)
-    with open(path, "w", encoding="utf-8", newline="\n") as handle:
-        handle.write(text)
-    print(f"wrote {path} ({what})")
+    with open(output, "w", encoding="utf-8", newline="\n") as handle:
+        write(handle)
+
+
+def _wrote(output: str, what: str) -> None:
+    if output != "-":
+        print(f"wrote {Path(output)} ({what})")

@@ -1,0 +1,180 @@
+"""Every attempt of a run in a few columns, and their lanes: what the exports and the page draw.
+
+An attempt costs some fifty bytes here (numbers in arrays, its output summary as the JSON
+bytes it was in the trace), against the kilobyte of a dict per event; texts that
+few attempts have (errors, skip reasons) are kept by attempt number. Retries and notes are
+kept as their lines. The summary's figures are taken on the way (``figures``).
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+from array import array
+from dataclasses import dataclass
+
+from ._lines import NULL, TraceLine
+from ._scan import RunFacts, scan_run
+from ._summary import Figures
+
+STATUS_CODES = ("success", "failed", "skipped", "running")
+_CODE = {status: code for code, status in enumerate(STATUS_CODES)}
+_NONE = float("nan")
+
+
+class Packed:
+    """Byte strings one after the other in one buffer."""
+
+    __slots__ = ("data", "ends")
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.ends = array("Q", (0,))
+
+    def append(self, value: bytes) -> None:
+        self.data += value
+        self.ends.append(len(self.data))
+
+    def __getitem__(self, index: int) -> bytes:
+        return bytes(self.data[self.ends[index] : self.ends[index + 1]])
+
+
+class AttemptTable:
+    """Keeps the attempts of a run as they end (a ``NodeSink``), in arrival order."""
+
+    def __init__(self) -> None:
+        self.slot = array("L")
+        self.number = array("L")
+        self.status = array("B")
+        self.start = array("d")
+        self.end = array("d")
+        self.duration = array("d")
+        self.cost = array("d")
+        self.hashes: list[str | None] = []
+        self.summary = Packed()
+        self.errors: dict[int, str] = {}
+        self.reasons: dict[int, str] = {}
+        self.tries = array("L")
+        self.retries: list[tuple[int, TraceLine]] = []
+        self.notes: list[TraceLine] = []
+        self.figures = Figures()
+
+    def __len__(self) -> int:
+        return len(self.slot)
+
+    def attempt(
+        self,
+        slot: int,
+        node_id: str,
+        status: str,
+        start: float,
+        end: float | None,
+        line: TraceLine | None,
+    ) -> None:
+        self.figures.attempt(slot, node_id, status, start, end, line)
+        if slot >= len(self.tries):
+            self.tries.extend(array("L", (0,)) * (slot + 1 - len(self.tries)))
+        self.tries[slot] += 1
+        here = len(self.slot)
+        self.slot.append(slot)
+        self.number.append(self.tries[slot])
+        self.status.append(_CODE[status])
+        self.start.append(start)
+        self.end.append(_NONE if end is None else end)
+        if line is None:
+            self.duration.append(_NONE)
+            self.cost.append(0.0)
+            self.hashes.append(None)
+            self.summary.append(b"null")
+            return
+        duration = line.duration_seconds
+        self.duration.append(_NONE if duration is None else duration)
+        self.cost.append(line.cost_usd or 0.0)
+        self.hashes.append(line.output_hash)
+        self.summary.append(bytes(line.output_summary) if line.output_summary else bytes(NULL))
+        if status == "failed" and line.error is not None:
+            self.errors[here] = line.error
+        elif status == "skipped" and line.reason is not None:
+            self.reasons[here] = line.reason
+
+    def retry(self, slot: int, line: TraceLine) -> None:
+        self.retries.append((slot, line))
+
+    def note(self, line: TraceLine) -> None:
+        self.notes.append(line)
+
+    def tries_of(self, slot: int) -> int:
+        return self.tries[slot] if slot < len(self.tries) else 0
+
+
+@dataclass(frozen=True, slots=True)
+class Lanes:
+    """The attempts placed on lanes so that no two on a lane overlap: ``order`` lists the
+    attempts (indices into the table) sorted by start; ``lane``, ``start_us`` and ``end_us``
+    are in that order. Times are whole microseconds from the run's start, so what the
+    exports write is exactly what was checked for overlap. Each attempt takes the lowest
+    free lane when it starts (interval partitioning), so there are as many lanes as
+    attempts in flight at the peak."""
+
+    order: array[int]
+    lane: array[int]
+    start_us: array[int]
+    end_us: array[int]
+    count: int
+    origin: float
+    span_us: int
+
+    def offset_us(self, epoch: float) -> int:
+        """Microseconds from the run's start to ``epoch``, clamped into the run."""
+        return min(self.span_us, max(0, _us(epoch) - _us(self.origin)))
+
+
+def lay_out(facts: RunFacts, table: AttemptTable) -> Lanes:
+    """Place every attempt of the run on a lane."""
+    origin = facts.started if facts.started is not None else 0.0
+    end_of_run = facts.ended if facts.ended is not None else origin
+    base = _us(origin)
+    span = max(0, _us(end_of_run) - base)
+    starts = array("q")
+    ends = array("q")
+    for start_epoch, end_epoch in zip(table.start, table.end, strict=True):
+        start = max(0, _us(start_epoch) - base)
+        end = _us(end_of_run if end_epoch != end_epoch else end_epoch) - base
+        starts.append(start)
+        ends.append(max(start, end))
+    slots, numbers = table.slot, table.number
+    order = array(
+        "L",
+        sorted(range(len(starts)), key=lambda i: (starts[i], ends[i], slots[i], numbers[i])),
+    )
+    busy: list[tuple[int, int]] = []
+    free: list[int] = []
+    lanes = array("L")
+    sorted_starts = array("q")
+    sorted_ends = array("q")
+    count = 0
+    for index in order:
+        start, end = starts[index], ends[index]
+        while busy and busy[0][0] <= start:
+            heapq.heappush(free, heapq.heappop(busy)[1])
+        if free:
+            lane = heapq.heappop(free)
+        else:
+            lane = count
+            count += 1
+        heapq.heappush(busy, (end, lane))
+        lanes.append(lane)
+        sorted_starts.append(start)
+        sorted_ends.append(end)
+        if end > span:
+            span = end
+    return Lanes(order, lanes, sorted_starts, sorted_ends, count, origin, span)
+
+
+def read_attempts(path: str | os.PathLike[str]) -> tuple[RunFacts, AttemptTable]:
+    """A run's facts and its attempts, in one pass (see ``read_run``)."""
+    return scan_run(path, AttemptTable)
+
+
+def _us(epoch: float) -> int:
+    return round(epoch * 1_000_000)
