@@ -126,7 +126,9 @@ _CAPPED = textwrap.dedent(
 CAP_MIB = 256
 
 
-def test_summary_export_and_timeline_of_a_100k_node_run_fit_under_a_memory_cap(tmp_path: Path) -> None:
+def test_summary_export_and_timeline_of_a_100k_node_run_fit_under_a_memory_cap(
+    tmp_path: Path,
+) -> None:
     nodes = 100_000
     out = tmp_path / "big"
     with tracebus.SyncObserver("step_09_wide", out, total_nodes=nodes, **runs.quiet()) as obs:
