@@ -3,9 +3,13 @@ says what the whole-run reader (``summarize(read_run(...))``) says about every r
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import struct
 import subprocess
 import sys
+import termios
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +19,7 @@ import pytest
 
 import tracebus
 from tracebus._tools._summary import summarize
+from tracebus._tools.cli import LARGE_TRACE_BYTES
 from tracebus.cli import main
 
 from . import runs
@@ -166,3 +171,51 @@ def _capped(*args: str) -> subprocess.CompletedProcess[str]:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return done
+
+
+def _wide_run(out: Path, nodes: int) -> Path:
+    with tracebus.SyncObserver("step_10_bar", out, total_nodes=nodes, **runs.quiet()) as obs:
+        for index in range(nodes):
+            obs.node_start(f"node_{index:06d}", index)
+            obs.node_success(f"node_{index:06d}", 0.001, "ab12cd34ef56ab78", {"i": index}, 0.0)
+    return out
+
+
+def _stderr_on_a_terminal(*args: str) -> tuple[int, str, str]:
+    """``tracebus ARGS`` with stderr on a pseudo-terminal: exit code, stdout, stderr."""
+    primary, secondary = os.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    with subprocess.Popen(
+        [sys.executable, "-m", "tracebus", *args], stdout=subprocess.PIPE, stderr=secondary
+    ) as child:
+        os.close(secondary)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # the terminal closed with the child
+                break
+            if not chunk:
+                break
+            seen += chunk
+        stdout = child.stdout.read().decode() if child.stdout else ""
+        code = child.wait()
+    os.close(primary)
+    return code, stdout, seen.decode(errors="replace")
+
+
+def test_a_large_trace_shows_progress_on_a_terminal_and_never_in_pipes(tmp_path: Path) -> None:
+    out = _wide_run(tmp_path / "wide", 30_000)
+    (trace,) = out.glob("traces/*.jsonl")
+    assert trace.stat().st_size > LARGE_TRACE_BYTES
+    code, stdout, stderr = _stderr_on_a_terminal("summary", str(out))
+    assert code == 0 and "30000 completed" in stdout
+    assert f"reading {trace.name}" in stderr and "100%" in stderr
+    code, _, stderr = _stderr_on_a_terminal("summary", "--json", str(out))
+    assert code == 0 and stderr == ""
+    piped = subprocess.run(
+        [sys.executable, "-m", "tracebus", "timeline", str(out), "-o", str(tmp_path / "p.html")],
+        capture_output=True,
+        text=True,
+    )
+    assert piped.returncode == 0 and piped.stderr == ""

@@ -107,3 +107,32 @@ def test_incomplete_run_fails_the_check(tmp_path: Path, capsys: pytest.CaptureFi
     text = capsys.readouterr().out
     assert "status         incomplete" in text
     assert "0 completed, 0 failed, 0 skipped, 3 unfinished of 4" in text
+
+
+def test_fast_summary_answers_from_complete_metadata_and_says_so(
+    failure_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    full = summary_json(failure_dir, capsys)
+    assert main(["summary", str(failure_dir), "--fast", "--json"]) == 0
+    fast = json.loads(capsys.readouterr().out)
+    assert fast["source"].startswith("metadata (--fast)")
+    for key in ("status", "ok", "total_nodes", "nodes_seen", "nodes_failed", "retries"):
+        assert fast[key] == full[key], key
+    assert fast["failures"] is None and fast["slowest"] is None and fast["node_seconds"] is None
+    assert main(["summary", str(failure_dir), "--fast", "--check"]) == 1
+    text = capsys.readouterr().out
+    assert "  figures from   metadata (--fast): totals only" in text
+    assert "status         complete (2 failed nodes)" in text and "Failures" not in text
+
+
+def test_fast_summary_of_a_run_without_complete_metadata_reads_the_trace(
+    seed_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    full = summary_json(seed_dir, capsys)
+    assert main(["summary", str(seed_dir), "--fast", "--json"]) == 0
+    fast = json.loads(capsys.readouterr().out)
+    assert "source" not in fast and fast["failures"] == full["failures"]
+    assert fast["warnings"] == [
+        *full["warnings"],
+        "--fast: the metadata is not complete; the trace was read",
+    ]

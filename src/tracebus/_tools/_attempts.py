@@ -14,7 +14,7 @@ from array import array
 from dataclasses import dataclass
 
 from ._lines import NULL, TraceLine
-from ._scan import RunFacts, scan_run
+from ._scan import Progress, RunFacts, scan_run
 from ._summary import Figures
 
 STATUS_CODES = ("success", "failed", "skipped", "running")
@@ -171,9 +171,11 @@ def lay_out(facts: RunFacts, table: AttemptTable) -> Lanes:
     return Lanes(order, lanes, sorted_starts, sorted_ends, count, origin, span)
 
 
-def read_attempts(path: str | os.PathLike[str]) -> tuple[RunFacts, AttemptTable]:
+def read_attempts(
+    path: str | os.PathLike[str], progress: Progress | None = None
+) -> tuple[RunFacts, AttemptTable]:
     """A run's facts and its attempts, in one pass (see ``read_run``)."""
-    return scan_run(path, AttemptTable)
+    return scan_run(path, AttemptTable, progress)
 
 
 def _us(epoch: float) -> int:

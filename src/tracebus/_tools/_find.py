@@ -23,8 +23,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from .._exceptions import RunNotFoundError
 
 _STAMPED_TRACE = re.compile(r"trace_step_(\d+)_(\d{8}_\d{6})(?:_(\d+))?\.jsonl")
@@ -175,6 +173,8 @@ def _load(path: Path, warnings: list[str]) -> dict[str, Any] | None:
 def _decoded(path: Path) -> Any:
     """The JSON in ``path``, decoded by msgspec where it can (fast), else by ``json``, whose
     verdict (NaN accepted, the wording of an error) is the one given."""
+    import msgspec  # not at import: the command line's help needs none of it
+
     data = path.read_bytes()
     try:
         return msgspec.json.decode(data)

@@ -117,10 +117,13 @@ def decode_typed(raw: bytes, number: int, path: str | os.PathLike[str]) -> Trace
 
 
 def iter_blocks(
-    path: str | os.PathLike[str], on_torn: TornLineHandler | None = None
+    path: str | os.PathLike[str],
+    on_torn: TornLineHandler | None = None,
+    on_bytes: Callable[[int], object] | None = None,
 ) -> Iterator[list[TraceLine]]:
     """A trace's lines as TraceLines, in blocks, in file order, checked as ``read_trace``
-    checks them (blank lines skipped, a torn last line told to ``on_torn``).
+    checks them (blank lines skipped, a torn last line told to ``on_torn``); ``on_bytes`` is
+    told how many bytes each block held.
 
     Raises TraceFormatError naming the file and line of the first line that is not a JSON
     object or breaks the value rules, and OSError when the file cannot be read.
@@ -136,6 +139,8 @@ def iter_blocks(
                 cut = data.rfind(b"\n") + 1
                 data, carry = data[:cut], data[cut:]
                 yield _block(data, number, path)
+                if on_bytes is not None:
+                    on_bytes(len(data))
                 number += data.count(b"\n")
                 block = following
                 continue
@@ -147,6 +152,8 @@ def iter_blocks(
             last = _last(body[cut:], number, path, on_torn)
             if last is not None:
                 yield [last]
+            if on_bytes is not None:
+                on_bytes(len(data))
             return
 
 

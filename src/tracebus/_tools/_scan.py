@@ -302,13 +302,33 @@ class RunScan(Generic[S]):
         )
 
 
-def scan_run(path: str | os.PathLike[str], make_sink: Callable[[], S]) -> tuple[RunFacts, S]:
+class Meter(Protocol):
+    """A progress bar: told of each block's bytes, closed at the end (tqdm is one)."""
+
+    def update(self, n: float = 1) -> object: ...
+
+    def close(self) -> None: ...
+
+
+#: Given the trace about to be read, a Meter for the reading, or None for no progress shown.
+Progress = Callable[[Path], Meter | None]
+
+
+def scan_run(
+    path: str | os.PathLike[str], make_sink: Callable[[], S], progress: Progress | None = None
+) -> tuple[RunFacts, S]:
     """Read a run (see ``read_run`` for ``path`` and what it raises) in one pass."""
     found = find_run(path)
     torn: list[int] = []
     scan = RunScan(make_sink)
-    for block in iter_blocks(found.trace_file, lambda number, _raw: torn.append(number)):
-        scan.add_all(block)
+    meter = progress(found.trace_file) if progress is not None else None
+    try:
+        on_bytes = meter.update if meter is not None else None
+        for block in iter_blocks(found.trace_file, lambda n, _raw: torn.append(n), on_bytes):
+            scan.add_all(block)
+    finally:
+        if meter is not None:
+            meter.close()
     facts = scan.finish(found, torn_line=torn[0] if torn else None)
     return facts, scan.sink
 

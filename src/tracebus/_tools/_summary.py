@@ -14,7 +14,7 @@ from .._counts import NodeCounts
 from .._text import printable
 from ._lines import TraceLine
 from ._record import RunRecord
-from ._scan import scan_run
+from ._scan import Progress, scan_run
 
 TOP = 10
 
@@ -73,10 +73,12 @@ def summarize(run: RunRecord) -> dict[str, Any]:
     return figures.summary(run, [n.node_id for n in nodes], lambda slot: nodes[slot].status)
 
 
-def summarize_trace(path: str | os.PathLike[str]) -> tuple[dict[str, Any], bool]:
+def summarize_trace(
+    path: str | os.PathLike[str], progress: Progress | None = None
+) -> tuple[dict[str, Any], bool]:
     """``summarize(read_run(path))`` in one pass, keeping only what the figures need; and
     whether the run is ok."""
-    facts, figures = scan_run(path, Figures)
+    facts, figures = scan_run(path, Figures, progress)
     return figures.summary(facts, facts.node_ids, facts.node_status), facts.ok
 
 
@@ -288,7 +290,9 @@ def render_summary(summary: dict[str, Any]) -> str:
             f"({s['nodes_retried']} node{'s' if s['nodes_retried'] != 1 else ''} retried)",
         ),
         ("wall time", format_seconds(s["wall_seconds"])),
-        ("node time", f"{format_seconds(s['node_seconds'])} summed"),
+        ("node time", f"{format_seconds(s['node_seconds'])} summed")
+        if s["node_seconds"] is not None
+        else None,
         (
             "parallelism",
             f"{s['parallelism']:.2f}x achieved" if s["parallelism"] is not None else "-",
@@ -296,6 +300,7 @@ def render_summary(summary: dict[str, Any]) -> str:
         ("peak in flight", str(s["peak_in_flight"])),
         ("cost", _usd(s["cost_usd"])),
         ("trace", s["trace_file"]),
+        ("figures from", s["source"]) if "source" in s else None,
     ]
     if s["format"] == "seed":
         rows.append(("format", "seed observer trace (no run id, no sequence numbers)"))

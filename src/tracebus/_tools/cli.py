@@ -8,10 +8,13 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO, TextIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from .._text import printable
 from ._find import RUN_HELP
+
+if TYPE_CHECKING:
+    from ._scan import Meter, Progress
 
 EXIT_CODES = (
     "exit codes: 0 ok; 1 the run failed or has failed nodes, where --check is given{extra}; "
@@ -27,6 +30,12 @@ def register(commands: Any) -> None:
         "show a run's status, counts, times, parallelism, cost, slowest nodes and failures",
     )
     summary.add_argument("--json", action="store_true", help="print the figures as JSON")
+    summary.add_argument(
+        "--fast",
+        action="store_true",
+        help="only the totals, from the run's metadata when it is complete (the trace is "
+        "not read); otherwise the whole summary, saying so",
+    )
     summary.set_defaults(handler=_closed_pipe_quiet(_summary))
 
     export = _command(
@@ -122,14 +131,30 @@ def _seconds(text: str) -> float:
 
 
 def _summary(args: argparse.Namespace) -> int:
-    from ._summary import render_summary, summarize_trace
+    from ._summary import summarize_trace
 
-    figures, ok = summarize_trace(args.run)
-    if args.json:
+    if args.fast:
+        from ._fast import metadata_summary
+        from ._find import find_run
+
+        figures = metadata_summary(find_run(args.run))
+        if figures is not None:
+            _print_summary(figures, args.json)
+            return _verdict(figures["ok"], args.check)
+    figures, ok = summarize_trace(args.run, None if args.json else _progress_bar())
+    if args.fast:
+        figures["warnings"].append("--fast: the metadata is not complete; the trace was read")
+    _print_summary(figures, args.json)
+    return _verdict(ok, args.check)
+
+
+def _print_summary(figures: dict[str, Any], as_json: bool) -> None:
+    from ._summary import render_summary
+
+    if as_json:
         sys.stdout.write(json.dumps(figures, indent=2) + "\n")
     else:
         sys.stdout.write(render_summary(figures))
-    return _verdict(ok, args.check)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -137,7 +162,7 @@ def _export(args: argparse.Namespace) -> int:
         from ._attempts import read_attempts
         from ._chrome import write_chrome_trace
 
-        facts, table = read_attempts(args.run)
+        facts, table = read_attempts(args.run, _progress_bar())
         _warn(args.command, facts.warnings)
         events = _stream(args.output, lambda out: write_chrome_trace(facts, table, out))
         _wrote(args.output, f"{events} trace events")
@@ -158,7 +183,7 @@ def _timeline(args: argparse.Namespace) -> int:
     from ._attempts import read_attempts
     from ._timeline import write_timeline
 
-    facts, table = read_attempts(args.run)
+    facts, table = read_attempts(args.run, _progress_bar())
     _warn(args.command, facts.warnings)
     _stream_text(args.output, lambda out: write_timeline(facts, table, out))
     _wrote(args.output, f"timeline of {len(table)} node attempt(s)")
@@ -201,6 +226,35 @@ def _closed_pipe_quiet(
             return 141
 
     return run
+
+
+#: Traces at least this large show a progress bar while they are read, on a terminal.
+LARGE_TRACE_BYTES = 16 * 2**20
+
+
+def _progress_bar() -> Progress | None:
+    """A tqdm bar on stderr (bytes read of the trace's size) when stderr is a terminal and
+    the trace is large; nothing in pipes."""
+    if not sys.stderr.isatty():
+        return None
+
+    def start(trace: Path) -> Meter | None:
+        size = trace.stat().st_size
+        if size < LARGE_TRACE_BYTES:
+            return None
+        from tqdm import tqdm
+
+        return tqdm(
+            total=size,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=f"reading {trace.name}",
+            file=sys.stderr,
+            leave=False,
+        )
+
+    return start
 
 
 def _verdict(ok: bool, check: bool) -> int:
