@@ -219,3 +219,24 @@ def test_a_large_trace_shows_progress_on_a_terminal_and_never_in_pipes(tmp_path:
         text=True,
     )
     assert piped.returncode == 0 and piped.stderr == ""
+
+
+def test_a_value_split_over_two_lines_is_refused_even_beside_a_line_of_two(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # as many values as lines, but line 2 and line 3 are not JSON objects each
+    trace = tmp_path / "trace.jsonl"
+    trace.write_text(
+        _line("workflow_start", 1.0, total_nodes=0, message="m") + "\n"
+        '{"event_type": "note", "epoch_seconds": 2.0, "fields": {"x": [1,\n'
+        '2]}, "message": "split"}\n'
+        + _line("note", 3.0, message="a")
+        + " "
+        + _line("note", 4.0, message="b")
+        + "\n"
+        + _line("workflow_complete", 5.0)
+        + "\n",
+        encoding="utf-8",
+    )
+    assert main(["summary", str(trace)]) == 2
+    assert capsys.readouterr().err.startswith(f"tracebus summary: error: {trace}:2: not a JSON")

@@ -104,6 +104,7 @@ _CheckedLine = msgspec.defstruct(
     gc=False,
 )
 _decode: Callable[[bytes], TraceLine] = msgspec.json.Decoder(_CheckedLine).decode  # type: ignore[assignment]
+_decode_lines: Callable[[bytes], list[TraceLine]] = msgspec.json.Decoder(_CheckedLine).decode_lines  # type: ignore[assignment]
 _NOT_BRACKET = bytes(b for b in range(256) if b not in b"[{\n")
 _MANY_OPENINGS = re.compile(rb"[^\n]{%d}" % (MAX_LINE_DEPTH + 1))
 
@@ -158,19 +159,35 @@ def iter_blocks(
 
 
 def _block(data: bytes, number: int, path: str | os.PathLike[str]) -> list[TraceLine]:
-    lines = data.split(b"\n")
-    del lines[-1]  # after the last newline
     if not _may_nest_too_deep(data):
         try:
-            return list(map(_decode, lines))
+            if _one_object_a_line(data):
+                decoded = _decode_lines(data)
+                if len(decoded) == data.count(b"\n"):
+                    return decoded
+            else:
+                lines = data.split(b"\n")
+                del lines[-1]  # after the last newline
+                return list(map(_decode, lines))
         except msgspec.DecodeError:
             pass  # a bad or blank line: read again one by one, for the exact verdict
+    lines = data.split(b"\n")
+    del lines[-1]
     decoded = []
     for offset, raw in enumerate(lines):
         if raw.strip():
             decode_line(number + offset, raw, path)
             decoded.append(decode_typed(raw, number + offset, path))
     return decoded
+
+
+def _one_object_a_line(data: bytes) -> bool:
+    """Whether every line of ``data`` (which ends with a newline) starts with ``{`` and ends
+    with ``}``: then no JSON value can hold a newline (``}`` then ``{`` is never valid
+    inside one, and a string cannot hold a raw newline), so if the block decodes into as
+    many values as it has lines, each line is exactly one object, as the writer writes."""
+    lines = data.count(b"\n")
+    return data[:1] == b"{" and data[-2:] == b"}\n" and data.count(b"}\n{") == lines - 1
 
 
 def _may_nest_too_deep(data: bytes) -> bool:
