@@ -6,11 +6,13 @@ Each command runs ``--rounds`` times as a fresh process, the commands taking tur
 round (as in ``startup.py``, whose timing this shares), so that a change in the machine's load
 falls on all of them: bare ``python -c pass``, ``import tracebus``, ``tracebus --help``,
 ``tracebus summary --help`` and ``tracebus serve --help`` (the collector's options, NATS's
-among them). For each: the minimum and the median wall time, the median CPU time, and the
-medians' differences from bare Python.
+among them). For each: the minimum and the median wall time and the median CPU time, each with its
+difference from bare Python's.
 
-Targets, on the median wall time over bare Python: ``import tracebus`` at most
-``IMPORT_TARGET_MS``, ``tracebus summary --help`` at most ``SUMMARY_HELP_TARGET_MS``.
+Targets, on the minimum wall time over bare Python's (what the command costs when the
+machine lets it run; the medians are printed beside it, and on a loaded machine move more):
+``import tracebus`` at most ``IMPORT_TARGET_MS``, ``tracebus summary --help`` at most
+``SUMMARY_HELP_TARGET_MS``.
 Prints a table; writes ``imports.json`` to ``--results`` (default ``benchmarks/results``).
 Exits 1 when a target is missed.
 """
@@ -71,28 +73,31 @@ def main() -> int:
                 walls[command.name].append(wall * 1000)
                 cpus[command.name].append(cpu * 1000)
     bare = todo[0].name
+    bare_min = min(walls[bare])
     bare_wall, bare_cpu = statistics.median(walls[bare]), statistics.median(cpus[bare])
     rows = []
     for command in todo:
+        fastest = min(walls[command.name])
         wall = statistics.median(walls[command.name])
         cpu = statistics.median(cpus[command.name])
         target = TARGETS.get(command.name)
         rows.append(
             {
                 "command": command.name,
-                "wall_min_ms": round(min(walls[command.name]), 1),
+                "wall_min_ms": round(fastest, 1),
+                "wall_min_over_bare_ms": round(fastest - bare_min, 1),
                 "wall_ms": round(wall, 1),
                 "cpu_ms": round(cpu, 1),
                 "wall_over_bare_ms": round(wall - bare_wall, 1),
                 "cpu_over_bare_ms": round(cpu - bare_cpu, 1),
                 "target_over_bare_ms": target,
-                "met": None if target is None else wall - bare_wall <= target,
+                "met": None if target is None else fastest - bare_min <= target,
             }
         )
     print(f"{args.rounds} rounds (ms); load average {os.getloadavg()[0]:.2f}")
     print(
-        f"{'command':<26} {'wall min':>9} {'median':>8} {'over bare':>10} {'cpu':>7}"
-        f" {'over bare':>10}  target"
+        f"{'command':<26} {'wall min':>9} {'over bare':>10} {'median':>8} {'over bare':>10}"
+        f" {'cpu':>7} {'over bare':>10}  target (on the minimum)"
     )
     for row in rows:
         target = ""
@@ -100,8 +105,8 @@ def main() -> int:
             verdict = "met" if row["met"] else "missed"
             target = f"<= {row['target_over_bare_ms']:.0f} over bare: {verdict}"
         print(
-            f"{row['command']:<26} {row['wall_min_ms']:>9.1f} {row['wall_ms']:>8.1f}"
-            f" {row['wall_over_bare_ms']:>10.1f} {row['cpu_ms']:>7.1f}"
+            f"{row['command']:<26} {row['wall_min_ms']:>9.1f} {row['wall_min_over_bare_ms']:>10.1f}"
+            f" {row['wall_ms']:>8.1f} {row['wall_over_bare_ms']:>10.1f} {row['cpu_ms']:>7.1f}"
             f" {row['cpu_over_bare_ms']:>10.1f}  {target}"
         )
     met = all(row["met"] is not False for row in rows)
