@@ -8,7 +8,8 @@ tracebus (a SyncObserver, progress off) into a scratch directory. Then each read
 as a fresh process, on the same trace, and reports its wall time and peak RSS (``wait4``):
 
 - ``tracebus summary --json``, ``export --format chrome``, ``export --format otlp`` and
-  ``timeline`` (the exports and the page written to files, whose sizes are reported);
+  ``timeline`` of this checkout (its ``src``), the exports and the page written to files,
+  whose sizes are reported;
 - the same four with the readers of ``--old`` (default: the last commit before the one-pass
   readers), taken from git into a scratch directory and imported from there;
 - DuckDB (optional, the ``bench`` extra): ``read_json`` of the trace and a ``group by
@@ -96,11 +97,11 @@ def readers(trace: Path, work: Path, old_src: Path | None) -> list[Reader]:
     python = sys.executable
     cli = (python, "-m", "tracebus")
     chosen: list[Reader] = []
-    sides = [("", None)]
+    sides = [("", str(ROOT / "src"))]
     if old_src is not None:
         sides.insert(0, ("old ", str(old_src)))
     for label, path in sides:
-        tag = "old" if path else "new"
+        tag = "old" if label else "new"
         chrome, otlp, page = (str(work / f"{tag}.{ext}") for ext in ("json", "otlp", "html"))
         chosen += [
             Reader(f"{label}tracebus summary --json", (*cli, "summary", "--json", str(trace)),
