@@ -240,3 +240,15 @@ def test_a_value_split_over_two_lines_is_refused_even_beside_a_line_of_two(
     )
     assert main(["summary", str(trace)]) == 2
     assert capsys.readouterr().err.startswith(f"tracebus summary: error: {trace}:2: not a JSON")
+
+
+def test_every_event_type_of_the_schema_is_known_to_the_readers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tracebus._events import TRACE_EVENT_TYPES
+
+    trace = tmp_path / "trace.jsonl"
+    lines = [_line(kind, 1.0 + n) for n, kind in enumerate(TRACE_EVENT_TYPES)]
+    trace.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    figures = _summary(trace, capsys)
+    assert not [w for w in figures["warnings"] if "unknown types" in w]

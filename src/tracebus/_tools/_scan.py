@@ -194,7 +194,7 @@ class RunScan(Generic[S]):
                 self.end = line
         elif kind == "encode_error":
             self.unencoded.append(str(line.failed_event_type))
-        elif kind != "workflow_start":
+        elif kind not in KNOWN_TYPES:
             self.unknown.add(str(kind))
 
     def _slot(self, node_id: str, index: int | None) -> int:
