@@ -142,11 +142,12 @@ def lay_out(facts: RunFacts, table: AttemptTable) -> Lanes:
         end = _us(end_of_run if end_epoch != end_epoch else end_epoch) - base
         starts.append(start)
         ends.append(max(start, end))
-    slots, numbers = table.slot, table.number
-    order = array(
-        "L",
-        sorted(range(len(starts)), key=lambda i: (starts[i], ends[i], slots[i], numbers[i])),
-    )
+    # by start, then end, node and attempt: stable sorts from the last key to the first
+    ranked = list(range(len(starts)))
+    for key in (table.number, table.slot, ends, starts):
+        ranked.sort(key=key.__getitem__)
+    order = array("L", ranked)
+    del ranked
     busy: list[tuple[int, int]] = []
     free: list[int] = []
     lanes = array("L")

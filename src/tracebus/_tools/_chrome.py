@@ -89,7 +89,6 @@ def _events(facts: RunFacts, table: AttemptTable, lanes: Lanes) -> Iterator[Any]
         tid = lane + 1
         yield _meta(pid, tid, "thread_name", {"name": f"lane {lane + 1}"})
         yield _meta(pid, tid, "thread_sort_index", {"sort_index": tid})
-    figures = table.figures.summary(facts, facts.node_ids, facts.node_status)
     workflow: dict[str, Any] = {
         "name": name,
         "cat": "workflow",
@@ -103,7 +102,7 @@ def _events(facts: RunFacts, table: AttemptTable, lanes: Lanes) -> Iterator[Any]
             "status": facts.status,
             "total_nodes": facts.total_nodes,
             **facts.counts._asdict(),
-            "cost_usd": figures["cost_usd"],
+            "cost_usd": table.figures.cost_usd(facts, len(facts.node_ids)),
         },
     }
     if facts.error is not None:

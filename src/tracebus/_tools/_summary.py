@@ -196,16 +196,37 @@ class Figures:
                 peak = max(peak, flying + 1)
         return peak
 
-    def summary(
-        self, run: RunHead, node_ids: list[str], status_of: Callable[[int], str]
-    ) -> dict[str, Any]:
-        self._grow(len(node_ids))
+    def _settle(self, nodes: int) -> None:
+        """Each node's time and cost summed over its attempts in order of start."""
+        self._grow(nodes)
         for column in (self.seconds, self.cost, self.tries, self.last_start):
-            del column[len(node_ids) :]
+            del column[nodes:]
         for slot, several in self.several.items():
             several.sort(key=lambda attempt: attempt[0])
             self.seconds[slot] = sum(attempt[1] for attempt in several)
             self.cost[slot] = sum(attempt[2] for attempt in several)
+
+    def cost_usd(self, run: RunHead, nodes: int) -> float | None:
+        """The cost reported at completion, else the sum of the nodes' costs; None (unknown)
+        for a run that did not complete and reported no cost at all, as its metadata says."""
+        self._settle(nodes)
+        cost = run.reported_cost_usd
+        if cost is None:
+            costs = [c for c in self.cost if c]
+            cost = None if run.status != "complete" and not costs else sum(costs, 0.0)
+        return cost
+
+    def summary(
+        self,
+        run: RunHead,
+        node_ids: list[str],
+        status_of: Callable[[int], str],
+        peak_in_flight: int | None = None,
+    ) -> dict[str, Any]:
+        """The figures; ``peak_in_flight`` when the caller has laid the attempts out."""
+        cost = self.cost_usd(run, len(node_ids))
+        if peak_in_flight is None:
+            peak_in_flight = self.peak_in_flight(run.started, run.ended)
         counts = run.counts
         node_seconds: float = sum(self.seconds) if any(self.tries) else 0
         wall = run.wall_seconds
@@ -213,10 +234,6 @@ class Figures:
         slow = heapq.nsmallest(
             TOP, zip(map(neg, self.seconds), node_ids, range(len(node_ids)), strict=True)
         )
-        cost = run.reported_cost_usd
-        if cost is None:
-            costs = [c for c in self.cost if c]
-            cost = None if run.status != "complete" and not costs else sum(costs, 0.0)
         return {
             "workflow_id": run.workflow_id,
             "run_id": run.run_id,
@@ -232,7 +249,7 @@ class Figures:
             "wall_seconds": wall,
             "node_seconds": node_seconds,
             "parallelism": node_seconds / wall if wall > 0 else None,
-            "peak_in_flight": self.peak_in_flight(run.started, run.ended),
+            "peak_in_flight": peak_in_flight,
             "cost_usd": cost,
             "costliest": [
                 {"node_id": node_id, "cost_usd": -negative}

@@ -46,12 +46,13 @@ _COLUMNS = (
 
 def write_timeline(facts: RunFacts, table: AttemptTable, output: TextIO) -> None:
     """Write the timeline page of the run to ``output``."""
-    summary = table.figures.summary(facts, facts.node_ids, facts.node_status)
+    lanes = lay_out(facts, table)
+    summary = table.figures.summary(facts, facts.node_ids, facts.node_status, lanes.count)
     template = resources.files(__package__).joinpath("timeline.html").read_text("utf-8")
     parts: dict[str, Callable[[], object]] = {
         "TITLE": lambda: output.write(html.escape(f"{facts.workflow_id or 'run'} timeline")),
         "HEADER": lambda: output.write(_header(facts, summary)),
-        "DATA": lambda: _write_data(facts, table, output),
+        "DATA": lambda: _write_data(facts, table, lanes, output),
     }
     at = 0
     for match in _PLACEHOLDER.finditer(template):
@@ -61,8 +62,7 @@ def write_timeline(facts: RunFacts, table: AttemptTable, output: TextIO) -> None
     output.write(template[at:])
 
 
-def _write_data(facts: RunFacts, table: AttemptTable, output: TextIO) -> None:
-    lanes = lay_out(facts, table)
+def _write_data(facts: RunFacts, table: AttemptTable, lanes: Lanes, output: TextIO) -> None:
     head = {
         "workflow_id": facts.workflow_id,
         "status": facts.status,
