@@ -210,7 +210,8 @@ def test_a_large_trace_shows_progress_on_a_terminal_and_never_in_pipes(tmp_path:
     assert trace.stat().st_size > LARGE_TRACE_BYTES
     code, stdout, stderr = _stderr_on_a_terminal("summary", str(out))
     assert code == 0 and "30000 completed" in stdout
-    assert f"reading {trace.name}" in stderr and "100%" in stderr
+    assert f"\rreading {trace.name}:   0%|" in stderr  # bytes read of the size
+    assert stderr.endswith("\r") and "B/s]" in stderr  # and cleared at the end
     code, _, stderr = _stderr_on_a_terminal("summary", "--json", str(out))
     assert code == 0 and stderr == ""
     piped = subprocess.run(
