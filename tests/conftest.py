@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 from collections import Counter
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +13,47 @@ import pytest
 import tracebus
 
 
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """The event loops every test marked ``anyio`` runs on (a module of the core sets
+    ``pytestmark = pytest.mark.anyio``)."""
+    backend: str = request.param
+    return backend
+
+
+@pytest.hookimpl(hookwrapper=True, trylast=True)
+def pytest_pycollect_makeitem(
+    collector: pytest.Module | pytest.Class, name: str, obj: object
+) -> Generator[None, Any, None]:
+    """pytest-asyncio's auto mode, but for the tests anyio runs: every other async test is
+    an asyncio test (pytest-asyncio's strict mode converts what is marked; this runs just
+    before it)."""
+    outcome = yield
+    made = outcome.get_result()
+    for item in made if isinstance(made, list) else [made]:
+        if (
+            isinstance(item, pytest.Function)
+            and inspect.iscoroutinefunction(item.obj)
+            and item.get_closest_marker("anyio") is None
+        ):
+            item.add_marker(pytest.mark.asyncio)
+
+
 @pytest.fixture
 def out(tmp_path: Path) -> Path:
     return tmp_path / "runs"
+
+
+class Quiet:
+    """The observers as most tests make them: no progress bar, nothing on the console."""
+
+    Observer = functools.partial(tracebus.Observer, progress=False, console=None)
+    SyncObserver = functools.partial(tracebus.SyncObserver, progress=False, console=None)
+
+
+@pytest.fixture
+def quiet() -> Quiet:
+    return Quiet()
 
 
 def trace_of(path: Path) -> list[dict[str, Any]]:

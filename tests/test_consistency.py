@@ -11,6 +11,7 @@ from typing import Any, get_type_hints
 
 import msgspec
 import pytest
+import sniffio
 
 import tracebus
 from tracebus import cli
@@ -121,3 +122,9 @@ def _docs_tables() -> str:
 def test_every_event_type_has_a_row_in_the_docs(name: str) -> None:
     row = re.compile(rf"^\| `{name}` \|", re.M)
     assert row.search(_docs_tables()), f"no table row for {name} in README.md or docs/*.md"
+
+
+@pytest.mark.anyio
+async def test_a_test_marked_anyio_runs_on_the_backend_it_names(anyio_backend: str) -> None:
+    # pytest-asyncio's auto mode would run it on asyncio whatever the parameter said.
+    assert sniffio.current_async_library() == anyio_backend

@@ -12,11 +12,13 @@ import pytest
 
 import tracebus
 import tracebus._sinks._files as files
-from tests.conftest import metadata_of, trace_of
+from tests.conftest import Quiet, metadata_of, trace_of
+
+pytestmark = pytest.mark.anyio
 
 
-async def _run(out: Path, nodes: int) -> tracebus.Observer:
-    obs = tracebus.Observer("wf", out, total_nodes=nodes, progress=False, console=None)
+async def _run(quiet: Quiet, out: Path, nodes: int) -> tracebus.Observer:
+    obs = quiet.Observer("wf", out, total_nodes=nodes)
     async with obs:
         for i in range(nodes):
             await obs.node_start(f"n{i}", i)
@@ -26,13 +28,13 @@ async def _run(out: Path, nodes: int) -> tracebus.Observer:
 
 
 async def test_short_writes_are_continued_until_every_line_is_whole(
-    out: Path, monkeypatch: pytest.MonkeyPatch
+    out: Path, monkeypatch: pytest.MonkeyPatch, quiet: Quiet
 ) -> None:
     def writev_seven_bytes(fd: int, buffers: list[memoryview]) -> int:
         return os.write(fd, bytes(buffers[0][:7]))
 
     monkeypatch.setattr(files, "_writev", writev_seven_bytes)
-    obs = await _run(out, 30)
+    obs = await _run(quiet, out, 30)
     for path in (obs.trace_file, obs.audit_dir / "trace_00.jsonl"):
         assert len(trace_of(path)) == 62
     assert obs.log_file.read_text().count(" NODE_SUCCESS n") == 30
@@ -51,9 +53,11 @@ def _record_writer_threads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return writers
 
 
-async def test_the_loop_thread_never_writes(out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_loop_thread_never_writes(
+    out: Path, monkeypatch: pytest.MonkeyPatch, quiet: Quiet
+) -> None:
     writers = _record_writer_threads(monkeypatch)
-    obs = await _run(out, 50)
+    obs = await _run(quiet, out, 50)
     assert writers and threading.get_ident() not in writers
     assert len(trace_of(obs.trace_file)) == 102
     assert metadata_of(obs.metadata_file)["events_written"] == 102
@@ -85,10 +89,10 @@ def _record_writeback_hints(
 
 
 async def test_each_file_is_handed_to_writeback_as_it_grows(
-    out: Path, monkeypatch: pytest.MonkeyPatch
+    out: Path, monkeypatch: pytest.MonkeyPatch, quiet: Quiet
 ) -> None:
     hints = _record_writeback_hints(monkeypatch, every=4_096)
-    obs = await _run(out, 200)
+    obs = await _run(quiet, out, 200)
     names = {name for name, _ in hints}
     layout = obs.layout
     files_of_run = (layout.trace_file, layout.log_file)  # the audit copies are links of these
@@ -101,18 +105,18 @@ async def test_each_file_is_handed_to_writeback_as_it_grows(
 
 
 async def test_a_run_smaller_than_the_writeback_step_gets_no_hint(
-    out: Path, monkeypatch: pytest.MonkeyPatch
+    out: Path, monkeypatch: pytest.MonkeyPatch, quiet: Quiet
 ) -> None:
     hints = _record_writeback_hints(monkeypatch, every=1_000_000)
-    obs = await _run(out, 200)
+    obs = await _run(quiet, out, 200)
     assert hints == [] and len(trace_of(obs.trace_file)) == 402
 
 
 async def test_a_refused_writeback_hint_loses_nothing(
-    out: Path, monkeypatch: pytest.MonkeyPatch
+    out: Path, monkeypatch: pytest.MonkeyPatch, quiet: Quiet
 ) -> None:
     hints = _record_writeback_hints(monkeypatch, every=1, error=OSError(22, "Invalid argument"))
-    obs = await _run(out, 20)
+    obs = await _run(quiet, out, 20)
     assert hints
     assert len(trace_of(obs.trace_file)) == 42
     metadata = metadata_of(obs.metadata_file)

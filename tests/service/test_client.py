@@ -13,6 +13,7 @@ import anyio.lowlevel
 import pytest
 
 import tracebus
+from tests.conftest import Quiet
 from tracebus._service._server import Collector
 from tracebus._service._transport import UnixAddress
 
@@ -71,10 +72,10 @@ def _log_shape(path: Path) -> list[str]:
     return [line for line in text.splitlines() if not line.startswith("[T] PROGRESS")]
 
 
-async def test_remote_run_files_look_like_an_in_process_run(tmp_path: Path, sockdir: Path) -> None:
-    async with tracebus.Observer(
-        "step_01_same", tmp_path / "local" / "runs", total_nodes=4, progress=False, console=None
-    ) as local:
+async def test_remote_run_files_look_like_an_in_process_run(
+    tmp_path: Path, sockdir: Path, quiet: Quiet
+) -> None:
+    async with quiet.Observer("step_01_same", tmp_path / "local" / "runs", total_nodes=4) as local:
         await _workflow(local)
     # the summary names each file from the output directory's parent: the same name for both
     async with serving(tmp_path / "remote" / "runs", sockdir / "c.sock"):
@@ -232,11 +233,10 @@ DESCRIBED = [
 
 @pytest.mark.parametrize(("exc", "described"), DESCRIBED)
 async def test_an_exception_is_described_alike_by_every_flavour(
-    tmp_path: Path, sockdir: Path, exc: Boom, described: str
+    tmp_path: Path, sockdir: Path, exc: Boom, described: str, quiet: Quiet
 ) -> None:
     """Leaving any observer's block, or a node scope, with an exception records one text."""
     socket, local, remote = sockdir / "c.sock", tmp_path / "local", tmp_path / "remote"
-    quiet: dict[str, Any] = {"progress": False, "console": None}
 
     async def async_flavour(obs: Any) -> None:
         try:
@@ -255,10 +255,8 @@ async def test_an_exception_is_described_alike_by_every_flavour(
                 obs.node_failure("n", "stands for a node scope", 0.0)
                 raise exc
 
-    await async_flavour(tracebus.Observer("step_21_async", local, **quiet))
-    await anyio.to_thread.run_sync(
-        sync_flavour, lambda: tracebus.SyncObserver("step_22_sync", local, **quiet)
-    )
+    await async_flavour(quiet.Observer("step_21_async", local))
+    await anyio.to_thread.run_sync(sync_flavour, lambda: quiet.SyncObserver("step_22_sync", local))
     async with serving(remote, socket):
         await async_flavour(tracebus.connect(socket, "step_23_remote"))
         await anyio.to_thread.run_sync(
