@@ -63,14 +63,6 @@ async def test_the_loop_thread_never_writes(
     assert metadata_of(obs.metadata_file)["events_written"] == 102
 
 
-def test_worker_thread_writes_on_trio_too(out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    writers = _record_writer_threads(monkeypatch)
-    obs = anyio.run(_run, out, 40, backend="trio")
-    assert writers and threading.get_ident() not in writers
-    assert len(trace_of(obs.trace_file)) == 82
-    assert metadata_of(obs.metadata_file)["events_written"] == 82
-
-
 def _record_writeback_hints(
     monkeypatch: pytest.MonkeyPatch, every: int, error: OSError | None = None
 ) -> list[tuple[str, int]]:
