@@ -69,9 +69,10 @@ _ENDS = {"node_success": "completed", "node_failure": "failed", "node_skipped": 
 
 
 def reference_counts(trace: list[dict[str, Any]]) -> dict[str, int]:
-    """The README's count definitions, computed plainly from a trace: a node's attempts are
-    its starts (each ended by its next end event) and its end events without a start; its
-    status is its latest attempt's, ``unfinished`` while that one runs or with no attempt."""
+    """The count definitions of docs/run-files.md, computed plainly from a trace: a node's
+    attempts are its starts (each ended by its next end event) and its end events without a
+    start; its status is its latest attempt's, ``unfinished`` while that one runs or with no
+    attempt."""
     nodes: dict[str, dict[str, Any]] = {}
     failed_attempts = 0
     for event in trace:

@@ -407,3 +407,16 @@ async def test_failed_run_costs_what_its_nodes_reported_or_is_unknown(out: Path)
     assert unpaid.metadata is not None and unpaid.metadata["cumulative_cost_usd"] is None
     assert trace_of(unpaid.trace_file)[-1]["cumulative_cost_usd"] is None
     assert tracebus.read_run(out / "unpaid").cost_usd is None
+
+
+@pytest.mark.parametrize("flavour", [tracebus.Observer, tracebus.SyncObserver])
+def test_an_option_no_flavour_takes_is_refused_by_name(out: Path, flavour: Any) -> None:
+    with pytest.raises(TypeError) as raised:
+        flavour("wf", out, capcity=10)
+    assert str(raised.value) == f"{flavour.__name__}() got an unexpected keyword argument 'capcity'"
+    assert not out.exists()
+
+
+def test_the_thread_side_options_are_refused_by_the_async_observer(out: Path) -> None:
+    with pytest.raises(TypeError, match="unexpected keyword argument 'exit_timeout'"):
+        tracebus.Observer("wf", out, exit_timeout=1.0)  # type: ignore[call-arg]

@@ -9,7 +9,8 @@ from tracebus._text import one_line, printable, utf8_text
 
 def test_printable_escapes_what_could_drive_a_terminal_and_keeps_the_rest() -> None:
     assert printable("plain text, é, 日本") == "plain text, é, 日本"
-    assert printable("a\nb\r\tc\x1b[31m\u202eevil\udcff") == "a\\nb\\r\\tc\\x1b[31m\\u202eevil\\udcff"
+    shown = printable("a\nb\r\tc\x1b[31m\u202eevil\udcff")
+    assert shown == "a\\nb\\r\\tc\\x1b[31m\\u202eevil\\udcff"
 
 
 def test_utf8_text_escapes_lone_surrogates_only() -> None:

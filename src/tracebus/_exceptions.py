@@ -116,8 +116,8 @@ class TraceFormatError(TracebusError, ValueError):
 class ServiceError(TracebusError):
     """Raised by a remote observer when the collector service refused it: a bad token, a
     limit reached (connections, open runs, frame size), a run that is not open or already
-    ended. ``code`` is the code of the service's error frame (the README's "Collector
-    service" section lists them), ``message`` its text.
+    ended. ``code`` is the code of the service's error frame (docs/protocol.md lists them),
+    ``message`` its text.
     """
 
     def __init__(self, code: str, message: str) -> None:

@@ -23,9 +23,7 @@ import anyio.lowlevel
 from ._bus import forked_refusal
 from ._exceptions import BusClosedError, CloseTimeoutError
 from ._loop import mark_loop_private, stop_starting_threads, threadsafe_caller
-
-#: How long the exit hook waits for an observer that was never closed.
-DEFAULT_EXIT_TIMEOUT = 5.0
+from ._options import DEFAULT_EXIT_TIMEOUT as DEFAULT_EXIT_TIMEOUT
 
 
 class LoopThread:

@@ -5,27 +5,32 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, TextIO
+from typing import Any, Unpack
 
 import anyio
 
 from ._blocking import ThreadProducer
-from ._bus import DEFAULT_CAPACITY, DEFAULT_CLOSE_TIMEOUT, BusStatistics, EventBus
-from ._events import DEFAULT_MAX_PAYLOAD_BYTES, Event, check_total_nodes, real_number
+from ._bus import BusStatistics, EventBus
+from ._events import Event, check_total_nodes, real_number
 from ._exceptions import TracebusError, describe, keep_with_note
 from ._factory import EventFactory
 from ._hashing import hash_output
 from ._layout import RunLayout, new_run_id, validate_id
-from ._options import UNSET
+from ._options import (
+    UNSET,
+    ObserverOptions,
+    RunOptions,
+    shows_options,
+    split_options,
+    with_defaults,
+)
 from ._run import open_run
-from ._sinks._progress import PROGRESS_OPTIONS, ProgressOption
+from ._sinks._progress import PROGRESS_OPTIONS
 from ._sinks._run import RunFiles
 from ._vocabulary import AsyncCalls
-from ._writer import Sink
 
 
 class Observer(AsyncCalls):
@@ -45,40 +50,36 @@ class Observer(AsyncCalls):
     Raises InvalidIdError (a ValueError) at construction for an unsafe workflow id.
     """
 
+    @shows_options(ObserverOptions)
     def __init__(
         self,
         workflow_id: str,
         output_dir: str | os.PathLike[str] = "runs",
         total_nodes: int = 0,
-        *,
-        progress: ProgressOption = True,
-        console: TextIO | None = UNSET,
-        sinks: Sequence[Sink] = (),
-        capacity: int = DEFAULT_CAPACITY,
-        overflow: Literal["block", "drop"] = "block",
-        close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
-        run_id: str | None = None,
-        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        **options: Unpack[ObserverOptions],
     ) -> None:
+        given: ObserverOptions = with_defaults("Observer", options, ObserverOptions)
+        run_id = given["run_id"]
         self.workflow_id = validate_id(workflow_id, "workflow_id")
         self.run_id = validate_id(run_id, "run_id") if run_id is not None else new_run_id()
         check_total_nodes(total_nodes)
-        if progress not in PROGRESS_OPTIONS:
-            raise ValueError(f"progress must be True, False or 'succeeded', got {progress!r}")
-        if overflow not in ("block", "drop"):
-            raise ValueError(f"overflow must be 'block' or 'drop', got {overflow!r}")
+        if given["progress"] not in PROGRESS_OPTIONS:
+            raise ValueError(
+                f"progress must be True, False or 'succeeded', got {given['progress']!r}"
+            )
+        if given["overflow"] not in ("block", "drop"):
+            raise ValueError(f"overflow must be 'block' or 'drop', got {given['overflow']!r}")
+        if given["console"] is UNSET:
+            given["console"] = sys.stdout
+        given["sinks"] = tuple(given["sinks"])
         self.output_dir = Path(output_dir)
         self.total_nodes = total_nodes
         self.metadata: dict[str, Any] | None = None
         self.started: datetime | None = None
-        self._progress = progress
-        self._console = sys.stdout if console is UNSET else console
-        self._user_sinks = tuple(sinks)
-        self._capacity = capacity
-        self._drop = overflow == "drop"
-        self._close_timeout = close_timeout
+        self._run_options: RunOptions = split_options(given, RunOptions)
+        self._drop = given["overflow"] == "drop"
         self._events = EventFactory(
-            self.workflow_id, self.run_id, max_payload_bytes=max_payload_bytes
+            self.workflow_id, self.run_id, max_payload_bytes=given["max_payload_bytes"]
         )
         self._layout: RunLayout | None = None
         self._files: RunFiles | None = None
@@ -96,12 +97,7 @@ class Observer(AsyncCalls):
             self.run_id,
             self.total_nodes,
             pid=self._events.pid,
-            progress=self._progress,
-            console=self._console,
-            sinks=self._user_sinks,
-            capacity=self._capacity,
-            overflow="drop" if self._drop else "block",
-            close_timeout=self._close_timeout,
+            **self._run_options,
         )
         self._layout, self._files, self._bus = run.layout, run.files, run.bus
         self.started = run.started

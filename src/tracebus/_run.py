@@ -7,18 +7,18 @@ Every way of feeding a run (Observer, SyncObserver, the collector service) goes 
 from __future__ import annotations
 
 import os
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TextIO
+from typing import Unpack
 
-from ._bus import EventBus, Overflow
+from ._bus import EventBus
 from ._layout import RunLayout, create_layout
-from ._sinks._progress import ProgressOption
+from ._options import UNSET, RunOptions, with_defaults
 from ._sinks._run import RunFiles
 from ._state import RunState
-from ._writer import Sink
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,14 +51,9 @@ def open_run(
     total_nodes: int,
     *,
     pid: int,
-    progress: ProgressOption,
-    console: TextIO | None,
-    sinks: Sequence[Sink] = (),
-    capacity: int,
-    overflow: Overflow,
-    close_timeout: float,
     resume: Resume | None = None,
     on_trace_failure: Callable[[OSError], None] | None = None,
+    **options: Unpack[RunOptions],
 ) -> Run:
     """Claim the run's files (see ``create_layout``), or take over ``resume``'s, and build its
     writer, not yet started. With ``on_trace_failure`` (the collector's runs), the writer stops
@@ -66,6 +61,9 @@ def open_run(
 
     Raises InvalidIdError for unsafe ids and OSError when the directories cannot be made.
     """
+    given: RunOptions = with_defaults("open_run", options, RunOptions)
+    console = sys.stdout if given["console"] is UNSET else given["console"]
+    sinks = given["sinks"]
     if resume is None:
         started = datetime.now()
         layout = create_layout(output_dir, workflow_id, run_id, started)
@@ -79,7 +77,7 @@ def open_run(
         state,
         pid=pid,
         started=started,
-        progress=progress,
+        progress=given["progress"],
         console=console,
         dropped=lambda: bus.statistics().dropped,
         sink_failures=lambda: bus._sink_failures(),
@@ -91,9 +89,9 @@ def open_run(
     direct = [sink for sink in sinks if getattr(sink, "direct", False)]
     bus = EventBus(
         (files, *direct),
-        capacity=capacity,
-        overflow=overflow,
-        close_timeout=close_timeout,
+        capacity=given["capacity"],
+        overflow=given["overflow"],
+        close_timeout=given["close_timeout"],
         prepare=files.prepare,
         detached=[sink for sink in sinks if not getattr(sink, "direct", False)],
     )

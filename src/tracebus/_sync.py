@@ -8,19 +8,20 @@ within ``exit_timeout``.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Any, Unpack
 
 from ._blocking import BlockingObserver
-from ._bus import DEFAULT_CAPACITY, DEFAULT_CLOSE_TIMEOUT, BusStatistics
-from ._events import DEFAULT_MAX_PAYLOAD_BYTES
-from ._loop_thread import DEFAULT_EXIT_TIMEOUT
+from ._bus import BusStatistics
 from ._observer import Observer
-from ._options import UNSET
-from ._sinks._progress import ProgressOption
-from ._writer import Sink
+from ._options import (
+    ObserverOptions,
+    SyncObserverOptions,
+    shows_options,
+    split_options,
+    with_defaults,
+)
 
 
 class SyncObserver(BlockingObserver[Observer]):
@@ -34,42 +35,25 @@ class SyncObserver(BlockingObserver[Observer]):
     ``exit_timeout``.
     """
 
+    @shows_options(SyncObserverOptions)
     def __init__(
         self,
         workflow_id: str,
         output_dir: str | os.PathLike[str] = "runs",
         total_nodes: int = 0,
-        *,
-        progress: ProgressOption = True,
-        console: TextIO | None = UNSET,
-        sinks: Sequence[Sink] = (),
-        capacity: int = DEFAULT_CAPACITY,
-        overflow: Literal["block", "drop"] = "block",
-        close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
-        run_id: str | None = None,
-        backend: Literal["asyncio", "trio"] = "asyncio",
-        exit_timeout: float = DEFAULT_EXIT_TIMEOUT,
-        end_on_close: bool = True,
-        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        **options: Unpack[SyncObserverOptions],
     ) -> None:
-        observer = Observer(
-            workflow_id,
-            output_dir,
-            total_nodes,
-            progress=progress,
-            console=console,
-            sinks=sinks,
-            capacity=capacity,
-            overflow=overflow,
-            close_timeout=close_timeout,
-            run_id=run_id,
-            max_payload_bytes=max_payload_bytes,
-        )
-        if not end_on_close:
+        given: SyncObserverOptions = with_defaults("SyncObserver", options, SyncObserverOptions)
+        observer_options: ObserverOptions = split_options(given, ObserverOptions)
+        observer = Observer(workflow_id, output_dir, total_nodes, **observer_options)
+        if not given["end_on_close"]:
             observer.mark_finished()
         self.total_nodes = total_nodes
         super().__init__(
-            observer, name=f"tracebus-{observer.run_id}", backend=backend, exit_timeout=exit_timeout
+            observer,
+            name=f"tracebus-{observer.run_id}",
+            backend=given["backend"],
+            exit_timeout=given["exit_timeout"],
         )
 
     # -- introspection ------------------------------------------------------------------

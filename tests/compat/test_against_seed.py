@@ -6,7 +6,7 @@ their own, and compares, after normalising times, pids, ids and stamps: the exit
 field of every log line and trace line, the header and summary on the console and in the
 log, the metadata, the progress bar's counts, the files' places and modes.
 
-Differences kept on purpose (documented in the README's migration section) are not compared:
+Differences kept on purpose (documented in docs/migration.md) are not compared:
 the old bar's every redraw in the logs (tracebus logs a line a second), the old per-node
 console lines printed in two halves, the order of the summary and the last log line, and a
 rerun's audit files (tracebus moves the previous run's into ``previous/``; the old observer

@@ -44,7 +44,8 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from .._exceptions import ProtocolError, ServiceError, ServiceUnavailableError
-from .._service._limits import RETRY_LATER, RUN_IDLE_TIMEOUT
+from .._service._codes import ErrorCode, defers
+from .._service._limits import RUN_IDLE_TIMEOUT
 from .._service._protocol import Batch, decode_client_message
 from .._service._router import Receipt, RunRouter
 from ._connection import close_connection, ensure_stream, open_connection
@@ -75,7 +76,7 @@ _DONE = Receipt(None)
 #: A message that cannot be written now: it comes again after the rewind.
 _LATER = Receipt(None)
 #: Refusals that pass: the run opens later (given up on after OPEN_RETRIES).
-_WAIT_FOR = frozenset({"run_not_open", "shutting_down"})
+_WAIT_FOR = frozenset({ErrorCode.RUN_NOT_OPEN, ErrorCode.SHUTTING_DOWN})
 _DURABLE_RE = re.compile(r"[A-Za-z0-9_-]{1,200}")
 
 
@@ -378,15 +379,15 @@ class NatsCollector:
     async def _refused(
         self, msg: Msg, batch: Batch, key: tuple[str, str], exc: ServiceError, holds: int
     ) -> Receipt | None:
-        if exc.code in RETRY_LATER and not isinstance(exc, ProtocolError):
+        if defers(exc.code) and not isinstance(exc, ProtocolError):
             self._request_rewind(f"run {key[1]} of {key[0]}: {exc}")
             return _LATER
-        if exc.code == "seq_ahead":
+        if exc.code == ErrorCode.SEQ_AHEAD:
             self._holds[msg.metadata.sequence.stream] = holds + 1
             self._counts["held"] += 1
             await msg.nak(delay=GAP_DELAY * (holds + 1))
             return None
-        if exc.code == "too_many_runs" or (
+        if exc.code == ErrorCode.TOO_MANY_RUNS or (
             exc.code in _WAIT_FOR and msg.metadata.num_delivered <= OPEN_RETRIES
         ):  # a full collector makes room as runs end: it is waited for, never given up on
             self._counts["held"] += 1

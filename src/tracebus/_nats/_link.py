@@ -23,6 +23,7 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from .._service._codes import ErrorCode
 from .._service._limits import MAX_EVENTS_PER_FRAME, PROTOCOL_VERSION
 from .._service._protocol import Ack, ErrorReply, Hello, ServerMessage, Welcome
 from .._service._transport import HEADER
@@ -195,7 +196,7 @@ class NatsLink:
                 self._break(f"JetStream did not store a batch: {description}")
                 return
             self._outcomes[batch_id] = ErrorReply(
-                code="refused_by_jetstream", message=description, id=batch_id
+                code=ErrorCode.REFUSED_BY_JETSTREAM, message=description, id=batch_id
             )
         else:
             self._outcomes[batch_id] = None

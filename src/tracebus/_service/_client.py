@@ -35,6 +35,7 @@ from .._layout import new_run_id, validate_id
 from .._nats._settings import NatsSettings, nats_settings_of
 from .._observer import NodeScope
 from .._vocabulary import AsyncCalls
+from ._codes import ErrorCode
 from ._delivery import Delivery, Link, RemoteStatistics
 from ._limits import (
     CLIENT_MAX_BATCH,
@@ -114,7 +115,7 @@ async def _hello(frames: FrameStream, hello: Hello, address: Address) -> Welcome
     if isinstance(reply, ErrorReply):
         raise ServiceError(reply.code, reply.message)
     if not isinstance(reply, Welcome):
-        raise ProtocolError("bad_frame", f"expected a welcome, got {type(reply).__name__}")
+        raise ProtocolError(ErrorCode.BAD_FRAME, f"expected a welcome, got {type(reply).__name__}")
     return reply
 
 
@@ -378,5 +379,7 @@ async def fetch_status(
     if isinstance(reply, ErrorReply):
         raise ServiceError(reply.code, reply.message)
     if not isinstance(reply, StatusReply):
-        raise ProtocolError("bad_frame", f"expected a status reply, got {type(reply).__name__}")
+        raise ProtocolError(
+            ErrorCode.BAD_FRAME, f"expected a status reply, got {type(reply).__name__}"
+        )
     return reply.counters

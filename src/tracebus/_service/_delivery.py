@@ -33,13 +33,11 @@ from .._exceptions import (
     ServiceError,
     ServiceUnavailableError,
 )
-from ._limits import MAX_RESEND_BUFFER, RETRY_LATER
+from ._codes import ErrorCode, is_transient
+from ._limits import MAX_RESEND_BUFFER
 from ._protocol import Ack, Batch, ErrorReply, Hello, ServerMessage, Welcome, encode
 from ._transport import HEADER
 
-#: Refusals that pass: the service is full or restarting, or could not write for now;
-#: trying again later may work.
-_TRANSIENT = frozenset({"too_many_connections", "shutting_down", *RETRY_LATER})
 _FIRST_BACKOFF = 0.05
 _MAX_BACKOFF = 1.0
 
@@ -260,7 +258,7 @@ class Delivery:
             except ServiceUnavailableError as exc:
                 last = exc
             except ServiceError as exc:
-                if exc.code not in _TRANSIENT:
+                if not is_transient(exc.code):
                     self._give_up(exc)
                     return None
                 last = self.last_deferral = exc
@@ -357,7 +355,9 @@ class Delivery:
         if len(events) == 1:
             self._oversize.append(events[0])
             self._refused(
-                None, 1, ServiceError("frame_too_large", "an event is larger than a frame may be")
+                None,
+                1,
+                ServiceError(ErrorCode.FRAME_TOO_LARGE, "an event is larger than a frame may be"),
             )
             return []
         half = len(events) // 2
@@ -378,7 +378,7 @@ class Delivery:
                     if message.id is not None:
                         self._settle(message.id, message)
                     if message.fatal:
-                        if message.code not in _TRANSIENT:
+                        if not is_transient(message.code):
                             self._give_up(ServiceError(message.code, message.message))
                         else:
                             self._deferred = True

@@ -1,4 +1,4 @@
-"""The collector's limits and the remote observer's defaults: the values the README documents."""
+"""The collector's limits and the remote observer's defaults, as docs/service.md gives them."""
 
 from __future__ import annotations
 
@@ -31,12 +31,6 @@ DESCRIPTOR_RESERVE = 32
 #: the run cannot come from a well-behaved producer (it holds at most this many events
 #: unacknowledged), and is refused.
 SEQ_WINDOW = 100_000
-#: Refusals after which nothing is lost: the client keeps the batch, waits, and sends it
-#: again (the run's files could not be written, made or taken back, or another collector
-#: writes the run, or another connection speaks for the producer).
-RETRY_LATER = frozenset(
-    {"write_failed", "open_failed", "resume_failed", "run_locked", "producer_in_use"}
-)
 #: Ended runs whose producers' last ``seq`` stays in memory, to recognise late resends; older
 #: ones are looked up in the registry on disk.
 CLOSED_RUNS_IN_MEMORY = 10_000

@@ -34,6 +34,7 @@ from .._events import (
 )
 from .._exceptions import InvalidIdError, ProtocolError
 from .._layout import validate_id
+from ._codes import ErrorCode
 from ._limits import MAX_FRAME_BYTES
 
 #: The bound ``check_event`` applies to a remote event's free-form payloads: the producer
@@ -176,7 +177,7 @@ def _decode_slowly(body: bytes) -> ClientMessage:
     try:
         message: Hello | _LooseBatch | StatusRequest = _loose_decoder.decode(body)
     except (msgspec.DecodeError, RecursionError) as exc:
-        raise ProtocolError("bad_frame", f"not a message: {_first_line(exc)}") from None
+        raise ProtocolError(ErrorCode.BAD_FRAME, f"not a message: {_first_line(exc)}") from None
     if not isinstance(message, _LooseBatch):
         return message
     events = [cast(AnyEvent, _event_from(raw, index)) for index, raw in enumerate(message.events)]
@@ -187,10 +188,10 @@ def _decode_slowly(body: bytes) -> ClientMessage:
 
 def _event_from(raw: Any, index: int) -> Event:
     if not isinstance(raw, dict):
-        raise ProtocolError("invalid_event", f"event {index} is not a map")
+        raise ProtocolError(ErrorCode.INVALID_EVENT, f"event {index} is not a map")
     kind = _EVENT_TYPES.get(raw.get("event_type"))  # type: ignore[arg-type]
     if kind is None:
-        raise ProtocolError("invalid_event", f"event {index}: unknown event_type")
+        raise ProtocolError(ErrorCode.INVALID_EVENT, f"event {index}: unknown event_type")
     fields = kind.__struct_fields__
     known: dict[str, Any] = {}
     unknown: dict[str, Any] = {}
@@ -200,11 +201,13 @@ def _event_from(raw: Any, index: int) -> Event:
         elif isinstance(name, str):
             unknown[name] = value
         else:
-            raise ProtocolError("invalid_event", f"event {index}: a field name is not a string")
+            raise ProtocolError(
+                ErrorCode.INVALID_EVENT, f"event {index}: a field name is not a string"
+            )
     try:
         event = msgspec.convert(known, kind)
     except (msgspec.ValidationError, RecursionError) as exc:
-        raise ProtocolError("invalid_event", f"event {index}: {_first_line(exc)}") from None
+        raise ProtocolError(ErrorCode.INVALID_EVENT, f"event {index}: {_first_line(exc)}") from None
     if unknown:
         sent = event.extra if isinstance(event.extra, dict) else {}
         event.extra = {**sent, **unknown}
@@ -233,7 +236,9 @@ def decode_server_message(body: bytes) -> ServerMessage:
         message: ServerMessage = _server_decoder.decode(body)
         return message
     except (msgspec.DecodeError, RecursionError) as exc:
-        raise ProtocolError("bad_frame", f"not a service message: {_first_line(exc)}") from None
+        raise ProtocolError(
+            ErrorCode.BAD_FRAME, f"not a service message: {_first_line(exc)}"
+        ) from None
 
 
 class Checked(NamedTuple):
@@ -258,21 +263,22 @@ def check_batch(batch: Batch, producer: str) -> Checked:
         validate_id(batch.workflow_id, "workflow_id")
         validate_id(batch.run_id, "run_id")
     except InvalidIdError as exc:
-        raise ProtocolError("invalid_id", str(exc)) from None
+        raise ProtocolError(ErrorCode.INVALID_ID, str(exc)) from None
     workflow_id, run_id = batch.workflow_id, batch.run_id
     starts = ends = False
     top = 0
     low = batch.events[0].seq if batch.events else 0
     for index, event in enumerate(batch.events):
         if event.workflow_id != workflow_id or event.run_id != run_id:
-            raise ProtocolError("invalid_event", f"event {index} belongs to another run")
+            raise ProtocolError(ErrorCode.INVALID_EVENT, f"event {index} belongs to another run")
         if event.producer != producer:
             raise ProtocolError(
-                "invalid_event", f"event {index} has producer {event.producer!r}, not {producer!r}"
+                ErrorCode.INVALID_EVENT,
+                f"event {index} has producer {event.producer!r}, not {producer!r}",
             )
         seq = event.seq
         if seq < 1:
-            raise ProtocolError("invalid_event", f"event {index}: seq must be at least 1")
+            raise ProtocolError(ErrorCode.INVALID_EVENT, f"event {index}: seq must be at least 1")
         if seq > top:
             top = seq
         elif seq < low:
@@ -280,7 +286,7 @@ def check_batch(batch: Batch, producer: str) -> Checked:
         try:
             check_event(event, _WIRE_PAYLOAD_BYTES, f"event {index}")
         except (ValueError, TypeError) as exc:
-            raise ProtocolError("invalid_event", str(exc)) from None
+            raise ProtocolError(ErrorCode.INVALID_EVENT, str(exc)) from None
         kind = type(event)
         if kind is WorkflowStart:
             starts = True

@@ -46,6 +46,7 @@ from .._exceptions import (
 )
 from .._lock import RunLock, run_lock_path
 from .._run import Run, open_run
+from ._codes import ErrorCode
 from ._limits import (
     CLOSED_RUN_RETENTION,
     CLOSED_RUNS_IN_MEMORY,
@@ -206,7 +207,7 @@ class RunRouter:
         it), ``run_exists`` (a second producer opening an open run), ``run_ended``,
         ``seq_gap`` (a seq far past what its producer sent), ``seq_ahead``, ``too_many_runs``,
         ``shutting_down``; and those after which the batch is to be sent again
-        (``RETRY_LATER``): ``write_failed`` (the run's trace refused a write this feeder had a
+        (``ErrorCode.defers``): ``write_failed`` (the run's trace refused a write this feeder had a
         batch in), ``open_failed``, ``resume_failed``, ``run_locked`` (another process writes
         the run).
         """
@@ -214,7 +215,7 @@ class RunRouter:
         key = (batch.workflow_id, batch.run_id)
         if feeder is not None and feeder in self._refused.get(key, ()):
             raise ServiceError(
-                "write_failed",
+                ErrorCode.WRITE_FAILED,
                 f"run {key[1]} could not write an earlier batch of this connection: "
                 "connect again and send everything not acknowledged",
             )
@@ -235,25 +236,26 @@ class RunRouter:
                 failure = slot.broken or slot.metadata_error
                 if failure is not None:  # the files refuse writes: later, not in a loop
                     raise ServiceError(
-                        "write_failed", f"run {batch.run_id} could not write: {failure}"
+                        ErrorCode.WRITE_FAILED, f"run {batch.run_id} could not write: {failure}"
                     )
                 continue
             break
         assert slot.run is not None and slot.entry is not None
         if starts and producer != slot.entry.opener:
             raise ServiceError(
-                "run_exists", f"run {batch.run_id} was opened by producer {slot.entry.opener}"
+                ErrorCode.RUN_EXISTS,
+                f"run {batch.run_id} was opened by producer {slot.entry.opener}",
             )
         seen = slot.seen.get(producer, 0)
         if top > seen + self._seq_window:
             raise ServiceError(
-                "seq_gap",
+                ErrorCode.SEQ_GAP,
                 f"seq {top} is more than {self._seq_window:,} past the highest ({seen}) "
                 f"producer {producer} sent into run {batch.run_id}",
             )
         if in_order and low > seen + 1:
             raise ServiceError(
-                "seq_ahead",
+                ErrorCode.SEQ_AHEAD,
                 f"producer {producer}'s events {seen + 1}..{low - 1} of run {batch.run_id} "
                 "are still to come",
             )
@@ -269,9 +271,11 @@ class RunRouter:
         except BusClosedError:
             if slot.broken is not None:
                 raise ServiceError(
-                    "write_failed", f"run {batch.run_id} could not write: {slot.broken}"
+                    ErrorCode.WRITE_FAILED, f"run {batch.run_id} could not write: {slot.broken}"
                 ) from None
-            raise ServiceError("run_ended", f"run {batch.run_id} ended during the batch") from None
+            raise ServiceError(
+                ErrorCode.RUN_ENDED, f"run {batch.run_id} ended during the batch"
+            ) from None
         if top > seen:
             slot.seen[producer] = top
         self.events_received += len(batch.events)
@@ -302,13 +306,13 @@ class RunRouter:
         if batch.events and all(event.seq <= last for event in batch.events):
             self._duplicates_closed += len(batch.events)
             return WRITTEN
-        raise ServiceError("run_ended", f"run {key[1]} of {key[0]} has ended")
+        raise ServiceError(ErrorCode.RUN_ENDED, f"run {key[1]} of {key[0]} has ended")
 
     async def _open(self, key: RunKey, batch: Batch, producer: str) -> None:
         slot = self._runs[key] = _Slot(key)
         try:
             if self._closing:
-                raise ServiceError("shutting_down", "the service is shutting down")
+                raise ServiceError(ErrorCode.SHUTTING_DOWN, "the service is shutting down")
             entry = await anyio.to_thread.run_sync(self._load, key)
             if entry is not None and entry.ended:
                 self._remember_ended(key, entry.last_seq)
@@ -316,7 +320,8 @@ class RunRouter:
                 return
             if len(self._runs) > self._max_open_runs:
                 raise ServiceError(
-                    "too_many_runs", f"the service holds its limit of {self._max_open_runs} runs"
+                    ErrorCode.TOO_MANY_RUNS,
+                    f"the service holds its limit of {self._max_open_runs} runs",
                 )
             _check_descriptors()
             slot.lock = RunLock(run_lock_path(self.output_dir, *key))
@@ -351,16 +356,18 @@ class RunRouter:
         try:
             return self._registry.load(*key)
         except (OSError, msgspec.DecodeError) as exc:
-            raise ServiceError("resume_failed", f"cannot read the run's entry: {exc}") from exc
+            raise ServiceError(
+                ErrorCode.RESUME_FAILED, f"cannot read the run's entry: {exc}"
+            ) from exc
 
     def _lock_and_load(self, lock: RunLock, key: RunKey) -> RunEntry | None:
         """Take the run's lock, then read its entry (blocking: from a worker thread)."""
         try:
             lock.acquire()
         except RunLockedError as exc:
-            raise ServiceError("run_locked", f"run {key[1]} of {key[0]}: {exc}") from None
+            raise ServiceError(ErrorCode.RUN_LOCKED, f"run {key[1]} of {key[0]}: {exc}") from None
         except OSError as exc:
-            raise ServiceError("open_failed", f"cannot lock run {key[1]}: {exc}") from exc
+            raise ServiceError(ErrorCode.OPEN_FAILED, f"cannot lock run {key[1]}: {exc}") from exc
         try:
             return self._load(key)
         except BaseException:
@@ -373,7 +380,7 @@ class RunRouter:
         first = batch.events[0] if batch.events else None
         if not isinstance(first, WorkflowStart):
             raise ServiceError(
-                "run_not_open",
+                ErrorCode.RUN_NOT_OPEN,
                 f"run {key[1]} of {key[0]} is not open: a run is opened by a batch that "
                 "starts with its workflow_start",
             )
@@ -394,7 +401,9 @@ class RunRouter:
                 on_trace_failure=lambda exc: self._trace_failed(slot, exc),
             )
         except OSError as exc:
-            raise ServiceError("open_failed", f"cannot make the run's files: {exc}") from exc
+            raise ServiceError(
+                ErrorCode.OPEN_FAILED, f"cannot make the run's files: {exc}"
+            ) from exc
         entry = RunEntry.of(
             run.layout,
             started=run.started,
@@ -405,7 +414,7 @@ class RunRouter:
         try:
             await anyio.to_thread.run_sync(self._registry.save, entry)
         except OSError as exc:
-            raise ServiceError("open_failed", f"cannot record the run: {exc}") from exc
+            raise ServiceError(ErrorCode.OPEN_FAILED, f"cannot record the run: {exc}") from exc
         self.runs_opened += 1
         log.info("run %s of %s opened: %s", key[1], key[0], run.layout.trace_file)
         return run, entry
@@ -414,7 +423,9 @@ class RunRouter:
         try:
             resume, replay = await anyio.to_thread.run_sync(prepare_resume, entry, self.output_dir)
         except OSError as exc:
-            raise ServiceError("resume_failed", f"cannot resume run {entry.run_id}: {exc}") from exc
+            raise ServiceError(
+                ErrorCode.RESUME_FAILED, f"cannot resume run {entry.run_id}: {exc}"
+            ) from exc
         run = open_run(
             self.output_dir,
             entry.workflow_id,
@@ -588,7 +599,7 @@ def _check_descriptors() -> None:
         return
     if soft - in_use < RUN_DESCRIPTORS + DESCRIPTOR_RESERVE:
         raise ServiceError(
-            "too_many_runs",
+            ErrorCode.TOO_MANY_RUNS,
             f"file descriptors run short ({in_use} of the limit of {soft} in use): no new run "
             "until some end (raise the limit, `ulimit -n`, or lower --max-open-runs)",
         )

@@ -41,7 +41,8 @@ from anyio.streams.stapled import MultiListener
 
 from .._exceptions import InvalidIdError, ProtocolError, ServiceError
 from .._layout import validate_id
-from ._limits import PROTOCOL_VERSION, RETRY_LATER, Limits
+from ._codes import ErrorCode, defers, is_fatal
+from ._limits import PROTOCOL_VERSION, Limits
 from ._protocol import (
     Ack,
     Batch,
@@ -60,21 +61,6 @@ from ._transport import Address, FrameStream, TcpAddress, UnixAddress, default_s
 
 log = logging.getLogger("tracebus.service")
 
-#: Error codes after which the service closes the connection.
-FATAL_CODES = frozenset(
-    {
-        "bad_hello",
-        "bad_token",
-        "unsupported_version",
-        "hello_timeout",
-        "too_many_connections",
-        "frame_too_large",
-        "too_many_events",
-        "too_many_runs",
-        "shutting_down",
-        *RETRY_LATER,
-    }
-)
 _REPLY_BACKLOG = 256
 _ACK_EVERY = 8  # batches acknowledged at least this often while more keep coming
 _REFUSAL_GRACE = 2.0
@@ -304,7 +290,7 @@ class Collector:
         timed out or left."""
         timeout = self.limits.hello_timeout
         refusal: ServiceError | None = ServiceError(
-            "hello_timeout", f"no hello within {timeout:g}s"
+            ErrorCode.HELLO_TIMEOUT, f"no hello within {timeout:g}s"
         )
         with anyio.move_on_after(timeout):
             checked = await self._check_hello(frames)
@@ -326,9 +312,9 @@ class Collector:
 
     def _dropped_before_hello(self) -> ServiceError:
         if self._stopping:
-            return ServiceError("shutting_down", "the service is shutting down")
+            return ServiceError(ErrorCode.SHUTTING_DOWN, "the service is shutting down")
         return ServiceError(
-            "too_many_connections",
+            ErrorCode.TOO_MANY_CONNECTIONS,
             f"more than {self.limits.max_unidentified} connections were waiting to say hello: "
             "the oldest are dropped",
         )
@@ -336,15 +322,15 @@ class Collector:
     def _admit(self, hello: Hello) -> ServiceError | None:
         """Why a valid hello is not let in now, or None."""
         if self._stopping:
-            return ServiceError("shutting_down", "the service is shutting down")
+            return ServiceError(ErrorCode.SHUTTING_DOWN, "the service is shutting down")
         if self.clients >= self.limits.max_connections:
             return ServiceError(
-                "too_many_connections",
+                ErrorCode.TOO_MANY_CONNECTIONS,
                 f"the service holds its limit of {self.limits.max_connections} connections",
             )
         if hello.producer in self._producers:
             return ServiceError(
-                "producer_in_use",
+                ErrorCode.PRODUCER_IN_USE,
                 f"producer {hello.producer} is connected already: a producer id belongs to one "
                 "connection at a time, and is free again once that connection closes",
             )
@@ -356,22 +342,26 @@ class Collector:
         except anyio.EndOfStream:
             return None  # a probe: connected and left
         except ProtocolError as exc:
-            return ServiceError("bad_hello", exc.message) if exc.code == "bad_frame" else exc
+            return (
+                ServiceError(ErrorCode.BAD_HELLO, exc.message)
+                if exc.code == ErrorCode.BAD_FRAME
+                else exc
+            )
         if not isinstance(message, Hello):
-            return ServiceError("bad_hello", "the first message must be a hello")
+            return ServiceError(ErrorCode.BAD_HELLO, "the first message must be a hello")
         if message.protocol != PROTOCOL_VERSION:
             return ServiceError(
-                "unsupported_version",
+                ErrorCode.UNSUPPORTED_VERSION,
                 f"this service speaks protocol {PROTOCOL_VERSION}, not {message.protocol}",
             )
         try:
             validate_id(message.producer, "producer")
         except InvalidIdError as exc:
-            return ServiceError("bad_hello", str(exc))
+            return ServiceError(ErrorCode.BAD_HELLO, str(exc))
         if self._token is not None and not hmac.compare_digest(
             (message.token or "").encode(), self._token
         ):
-            return ServiceError("bad_token", "the token is missing or wrong")
+            return ServiceError(ErrorCode.BAD_TOKEN, "the token is missing or wrong")
         return message
 
     async def _refuse(self, frames: FrameStream, error: ServiceError) -> None:
@@ -419,7 +409,9 @@ class _Connection:
                     last = await self._read(send)
                 if last is None and self._reading.cancel_called and not self._gone:
                     last = ErrorReply(
-                        code="shutting_down", message="the service is shutting down", fatal=True
+                        code=ErrorCode.SHUTTING_DOWN,
+                        message="the service is shutting down",
+                        fatal=True,
                     )
                 if last is not None:
                     await send.send(last)
@@ -437,7 +429,7 @@ class _Connection:
                 return None
             except ProtocolError as exc:
                 collector.errors[exc.code] += 1
-                return _reply_to(exc, None, fatal=True) if exc.code in FATAL_CODES else None
+                return _reply_to(exc, None, fatal=True) if is_fatal(exc.code) else None
             collector.frames_received += 1
             try:
                 message = decode_client_message(body)
@@ -449,19 +441,19 @@ class _Connection:
                 try:
                     if len(message.events) > max_events:
                         raise ServiceError(
-                            "too_many_events",
+                            ErrorCode.TOO_MANY_EVENTS,
                             f"a batch of {len(message.events)} events is over the limit of "
                             f"{max_events}",
                         )
                     receipt = await router.submit(message, self._producer, self)
                 except ServiceError as exc:
                     collector.errors[exc.code] += 1
-                    if exc.code in RETRY_LATER:
+                    if defers(exc.code):
                         # not refused: this batch and the ones after come again
                         collector.events_deferred += len(message.events)
                         return _reply_to(exc, None, fatal=True)
                     collector.events_rejected += len(message.events)
-                    fatal = exc.code in FATAL_CODES
+                    fatal = is_fatal(exc.code)
                     reply = _reply_to(exc, message.id, fatal=fatal)
                     if fatal:
                         return reply
@@ -471,9 +463,11 @@ class _Connection:
             elif isinstance(message, StatusRequest):
                 await replies.send(message)
             else:
-                collector.errors["bad_frame"] += 1
+                collector.errors[ErrorCode.BAD_FRAME] += 1
                 await replies.send(
-                    ErrorReply(code="bad_frame", message="a connection says hello only once")
+                    ErrorReply(
+                        code=ErrorCode.BAD_FRAME, message="a connection says hello only once"
+                    )
                 )
 
     async def _reply(self, receive: MemoryObjectReceiveStream[_Reply]) -> None:
@@ -511,7 +505,7 @@ class _Connection:
         """Batch ``item`` was not written: acknowledge the ones before it, then close the
         connection with an error naming no batch, so the client sends it again."""
         collector = self._collector
-        collector.errors["write_failed"] += 1
+        collector.errors[ErrorCode.WRITE_FAILED] += 1
         self._gone = True  # no "shutting_down" after this
         self._reading.cancel()
         frames = self._frames
@@ -520,7 +514,7 @@ class _Connection:
         await frames.send(
             encode(
                 ErrorReply(
-                    code="write_failed",
+                    code=ErrorCode.WRITE_FAILED,
                     message=f"batch {item.id} could not be written to the run's files (the "
                     "service's log says why): send it again later",
                     fatal=True,

@@ -18,6 +18,7 @@ import anyio
 from anyio.abc import ByteStream, SocketAttribute
 
 from .._exceptions import ProtocolError, ServiceUnavailableError
+from ._codes import ErrorCode
 
 HEADER = struct.Struct(">I")
 _CHUNK = 256 * 1024
@@ -116,7 +117,7 @@ class FrameStream:
                 (length,) = HEADER.unpack_from(buffer)
                 if length > self.max_frame_bytes:
                     raise ProtocolError(
-                        "frame_too_large",
+                        ErrorCode.FRAME_TOO_LARGE,
                         f"a frame of {length} bytes is over the limit of "
                         f"{self.max_frame_bytes} bytes",
                     )
@@ -132,7 +133,7 @@ class FrameStream:
             except (anyio.EndOfStream, anyio.BrokenResourceError, ConnectionError):
                 if buffer:
                     raise ProtocolError(
-                        "truncated_frame", "the connection closed in the middle of a frame"
+                        ErrorCode.TRUNCATED_FRAME, "the connection closed in the middle of a frame"
                     ) from None
                 raise anyio.EndOfStream from None
             buffer += chunk
