@@ -87,7 +87,7 @@ def _parameters(method: Any) -> list[tuple[str, Any, Any]]:
 def _sample(kind: type[Event]) -> dict[str, Any]:
     """A trace line of ``kind`` with every field it requires filled by a value of its type."""
     values = {str: "x", int: 1, float: 1.5}
-    required = {
+    required: dict[str, Any] = {
         field.name: values.get(field.type, {})
         for field in msgspec.structs.fields(kind)
         if field.required

@@ -239,7 +239,7 @@ async def test_a_node_cost_that_is_not_a_number_fails_the_node_not_the_run(
 async def test_other_real_numbers_are_stored_as_floats(out: Path, quiet: Quiet) -> None:
     async with quiet.Observer("wf", out) as obs:
         await obs.node_success("d", Decimal("0.5"), cost_usd=Decimal("0.0012"))  # type: ignore[arg-type]
-        await obs.node_success("f", Fraction(1, 4), cost_usd=1)
+        await obs.node_success("f", Fraction(1, 4), cost_usd=1)  # type: ignore[arg-type]
         await obs.node_failure("n", "boom", 2, cost_usd=None)
         await obs.node_retry("n", 2, error=None, delay_seconds=None)
         async with obs.node("s") as node:
