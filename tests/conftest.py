@@ -3,14 +3,17 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import time
 from collections import Counter
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 import tracebus
+from tracebus.testing import CapturingSink
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -54,6 +57,27 @@ class Quiet:
 @pytest.fixture
 def quiet() -> Quiet:
     return Quiet()
+
+
+def note(i: int) -> tracebus.Note:
+    """A note whose message is ``i``, as a bare bus's tests emit them."""
+    return tracebus.Note(
+        epoch_seconds=time.time(), pid=1, workflow_id="wf", run_id="r", message=str(i)
+    )
+
+
+class GatedSink(CapturingSink):
+    """Blocks in write_batch until the gate opens: stands for a slow disk."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = anyio.Event()
+        self.entered = anyio.Event()
+
+    async def write_batch(self, events: Sequence[tracebus.Event]) -> None:
+        self.entered.set()
+        await self.gate.wait()
+        await super().write_batch(events)
 
 
 def trace_of(path: Path) -> list[dict[str, Any]]:
