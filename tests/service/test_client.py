@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,18 +15,7 @@ from tests.conftest import Quiet
 from tracebus._service._server import Collector
 from tracebus._service._transport import UnixAddress
 
-from .conftest import run_files
-
-
-@asynccontextmanager
-async def serving(out: Path, socket: Path) -> AsyncIterator[Collector]:
-    collector = Collector(out, address=UnixAddress(socket))
-    async with anyio.create_task_group() as service:
-        await service.start(collector.run)
-        try:
-            yield collector
-        finally:
-            collector.stop()
+from .conftest import run_files, serving
 
 
 async def _workflow(obs: Any) -> None:
@@ -108,47 +95,6 @@ async def test_an_error_in_the_block_ends_the_run_with_workflow_error(
     assert trace[-1]["event_type"] == "workflow_error"
     assert trace[-1]["error"] == "RuntimeError: boom"
     assert metadata["status"] == "error"
-
-
-async def test_joining_needs_an_open_run_and_one_opener_per_run(
-    tmp_path: Path, sockdir: Path
-) -> None:
-    socket = sockdir / "c.sock"
-    async with serving(tmp_path / "out", socket) as collector:
-        with pytest.raises(tracebus.ServiceError, match="run_not_open") as refused:
-            async with tracebus.connect(socket, "step_03_j", run_id="nope", join=True):
-                pass
-        assert "is not open" in refused.value.message
-        async with tracebus.connect(socket, "step_03_j", run_id="r1") as opener:
-            with pytest.raises(tracebus.ServiceError, match="run_exists"):
-                async with tracebus.connect(socket, "step_03_j", run_id="r1"):
-                    pass
-            async with tracebus.connect(socket, "step_03_j", run_id="r1", join=True) as joiner:
-                await joiner.note("joined")
-            await opener.note("still open")
-        assert collector.statistics()["errors"] == {"run_not_open": 1, "run_exists": 1}
-    trace, _ = run_files(tmp_path / "out", "03")
-    assert [e["event_type"] for e in trace] == [
-        "workflow_start",
-        "note",
-        "note",
-        "workflow_complete",
-    ]
-
-
-async def test_events_after_the_run_ended_are_refused(tmp_path: Path, sockdir: Path) -> None:
-    socket = sockdir / "c.sock"
-    async with serving(tmp_path / "out", socket):
-        async with tracebus.connect(socket, "step_04_late", run_id="r") as opener:
-            with pytest.raises(tracebus.DeliveryError, match="run_ended") as failed:
-                async with tracebus.connect(socket, "step_04_late", run_id="r", join=True) as j:
-                    await opener.workflow_complete()
-                    await opener.flush()
-                    await j.note("too late")
-        assert failed.value.rejected == 1
-        assert opener.statistics().delivered == 2
-    trace, _ = run_files(tmp_path / "out", "04")
-    assert [e["event_type"] for e in trace] == ["workflow_start", "workflow_complete"]
 
 
 async def test_no_service_at_the_address(sockdir: Path) -> None:
