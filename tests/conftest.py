@@ -34,11 +34,10 @@ def pytest_pycollect_makeitem(
     outcome = yield
     made = outcome.get_result()
     for item in made if isinstance(made, list) else [made]:
-        if (
-            isinstance(item, pytest.Function)
-            and inspect.iscoroutinefunction(item.obj)
-            and item.get_closest_marker("anyio") is None
-        ):
+        if not isinstance(item, pytest.Function) or item.get_closest_marker("anyio"):
+            continue
+        test = getattr(getattr(item.obj, "hypothesis", None), "inner_test", item.obj)
+        if inspect.iscoroutinefunction(test):
             item.add_marker(pytest.mark.asyncio)
 
 

@@ -12,6 +12,8 @@ from typing import Any, get_type_hints
 import msgspec
 import pytest
 import sniffio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import tracebus
 from tracebus import cli
@@ -128,3 +130,13 @@ def test_every_event_type_has_a_row_in_the_docs(name: str) -> None:
 async def test_a_test_marked_anyio_runs_on_the_backend_it_names(anyio_backend: str) -> None:
     # pytest-asyncio's auto mode would run it on asyncio whatever the parameter said.
     assert sniffio.current_async_library() == anyio_backend
+
+
+async def test_any_other_async_test_runs_on_asyncio() -> None:
+    assert sniffio.current_async_library() == "asyncio"
+
+
+@settings(max_examples=2, deadline=None)
+@given(st.integers())
+async def test_an_async_hypothesis_test_runs_on_asyncio(value: int) -> None:
+    assert sniffio.current_async_library() == "asyncio"
