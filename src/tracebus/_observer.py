@@ -14,6 +14,7 @@ import anyio
 
 from ._blocking import ThreadProducer
 from ._bus import BusStatistics, EventBus
+from ._event_methods import AsyncEventMethods
 from ._events import Event, check_total_nodes, real_number
 from ._exceptions import TracebusError, describe, keep_with_note
 from ._factory import EventFactory
@@ -30,10 +31,9 @@ from ._options import (
 from ._run_parts import open_run
 from ._sinks._progress import PROGRESS_OPTIONS
 from ._sinks._run_files import RunFiles
-from ._vocabulary import AsyncCalls
 
 
-class Observer(AsyncCalls):
+class Observer(AsyncEventMethods):
     """Records one workflow run: ``async with Observer(...) as obs``.
 
     Entering creates the run's files and starts the writer; leaving records
@@ -209,9 +209,6 @@ class Observer(AsyncCalls):
     async def _emit(self, event: Event) -> None:
         await self._require_bus().emit(event)
 
-    async def _emit_lifecycle(self, event: Event) -> None:
-        await self._require_bus().emit(event)
-
     def _require_bus(self) -> EventBus:
         if self._bus is None:
             raise RuntimeError("the Observer is not open: use `async with Observer(...) as obs`")
@@ -221,7 +218,7 @@ class Observer(AsyncCalls):
 class NodeScope:
     """One node's execution, timed from entry to exit."""
 
-    def __init__(self, observer: AsyncCalls, node_id: str, node_index: int | None) -> None:
+    def __init__(self, observer: AsyncEventMethods, node_id: str, node_index: int | None) -> None:
         self.node_id = node_id
         self.node_index = node_index
         self.output_hash: str | None = None

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import anyio
 
-from . import __version__
 from ._exceptions import TracebusError
 from ._nats.cli import register as register_nats
 from ._service import cli as service_cli
 from ._text import printable
 from ._tools.cli import register as register_run_tools
+from ._version import __version__
 
 Handler = Callable[[argparse.Namespace], int]
 
