@@ -34,7 +34,6 @@ from .._exceptions import (
 from .._factory import EventFactory
 from .._layout import new_run_id, validate_id
 from .._nats._settings import NatsSettings, nats_settings_of
-from .._observer import NodeScope
 from ._codes import ErrorCode
 from ._delivery import Delivery, Link, RemoteStatistics
 from ._limits import (
@@ -263,11 +262,6 @@ class RemoteObserver(AsyncEventMethods):
             raise delivery.failure
 
     # -- the seed's vocabulary, awaitable ------------------------------------------------
-
-    def node(self, node_id: str, node_index: int | None = None) -> NodeScope:
-        """``async with obs.node(id, index) as node``: node_start, then node_success, or
-        node_failure (re-raising what the block raised)."""
-        return NodeScope(self, node_id, node_index)
 
     def mark_finished(self) -> None:
         """A terminal event was recorded: leaving the block adds none of its own."""
