@@ -15,7 +15,7 @@ import pytest
 
 import tracebus
 from tests.conftest import Quiet, trace_of
-from tracebus._vocabulary import SyncCalls
+from tracebus._event_methods import SyncEventMethods
 
 pytestmark = pytest.mark.anyio
 
@@ -107,7 +107,7 @@ def _on_asyncio() -> bool:
     return True
 
 
-def _sync_child(obs: SyncCalls, name: str) -> None:
+def _sync_child(obs: SyncEventMethods, name: str) -> None:
     with obs.node(name):
         obs.note(f"{name} ran")
 
