@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 import msgspec
 
+from .._text import one_line
 from ._attempts import STATUS_CODES, AttemptTable, Lanes, lay_out
 from ._scan import RunFacts
 from ._summary import format_seconds, render_summary
@@ -165,7 +166,7 @@ def _header(run: RunFacts, summary: dict[str, Any]) -> str:
         for failure in failures[:_SHOWN_FAILURES]:
             parts.append(
                 f'<li><a href="#" data-node="{e(failure["node_id"])}">{e(failure["node_id"])}</a>'
-                f" {e(_one_line(failure['error'] or ''))}</li>"
+                f" {e(one_line(failure['error'] or '', 200))}</li>"
             )
         if len(failures) > _SHOWN_FAILURES:
             parts.append(f"<li>and {len(failures) - _SHOWN_FAILURES} more</li>")
@@ -188,8 +189,3 @@ def _iso(epoch: float | None) -> str | None:
     if epoch is None:
         return None
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
-
-
-def _one_line(text: str) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= 200 else flat[:197] + "..."
