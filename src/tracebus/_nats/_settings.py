@@ -14,7 +14,12 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from .._service._link import Link
+    from .._service._protocol import Hello
 
 #: Environment variables read by ``NatsSettings.from_environment``.
 ENV_USER = "TRACEBUS_NATS_USER"
@@ -136,6 +141,8 @@ class NatsSettings:
     ``servers`` are ``nats://HOST:PORT`` (or ``tls://``) URLs. Give ``user`` with
     ``password``, or ``token``, or neither. ``tls`` is
     passed to nats-py as it is; a ``tls://`` URL without it uses the system's CA bundle.
+
+    Given as a remote observer's address, the settings are its connector (``open_link``).
     """
 
     servers: tuple[str, ...] = ("nats://127.0.0.1:4222",)
@@ -164,6 +171,24 @@ class NatsSettings:
         """Settings for a comma-separated list of server URLs."""
         servers = tuple(part.strip() for part in url.split(",") if part.strip())
         return cls(servers=servers, **options)  # type: ignore[arg-type]
+
+    async def open_link(
+        self, hello: Hello, workflow_id: str, run_id: str, connect_timeout: float
+    ) -> Link:
+        """A remote observer's link to the stream (see ``_link``); the hello's token, when it
+        has one, is the NATS token.
+
+        Raises ImportError without nats-py, BackendError off asyncio, ServiceUnavailableError
+        when NATS or JetStream cannot be had within ``connect_timeout`` seconds.
+        """
+        _require_nats_py()
+        from ._link import NatsLink
+
+        settings = self if hello.token is None else self._with_token(hello.token)
+        return await NatsLink.open(settings, hello, workflow_id, run_id, connect_timeout)
+
+    def _with_token(self, token: str) -> NatsSettings:
+        return replace(self, token=token, user=None, password=None)
 
     def with_credentials(
         self,
@@ -206,11 +231,13 @@ def nats_settings_of(address: object, token: str | None = None) -> NatsSettings 
         settings = NatsSettings.from_url(address).with_credentials()
     else:
         return None
+    _require_nats_py()
+    return settings if token is None else settings._with_token(token)
+
+
+def _require_nats_py() -> None:
     if importlib.util.find_spec("nats") is None:
         raise ImportError("the NATS transport needs nats-py: pip install 'tracebus[nats]'")
-    if token is not None:
-        settings = replace(settings, token=token, user=None, password=None)
-    return settings
 
 
 def _path(value: str | None) -> Path | None:

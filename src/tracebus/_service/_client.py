@@ -4,8 +4,8 @@ A run is opened by one observer (``workflow_start`` carries ``total_nodes``) and
 others (``join=True`` with the opener's ``run_id``). Each observer is one producer: its
 events carry its ``producer`` id and its own ``seq`` 1, 2, 3...
 
-Sockets appear only in ``SocketLink`` and ``RemoteObserver._open_link``: another transport
-supplies its own ``Link`` (see ``_delivery``) by overriding ``_open_link``.
+The transport is the address's (``_connectors``): this module knows only ``Connector`` and
+``Link`` (``_link``).
 """
 
 from __future__ import annotations
@@ -32,31 +32,22 @@ from .._exceptions import (
 )
 from .._factory import EventFactory
 from .._layout import new_run_id, validate_id
-from .._nats._settings import NatsSettings, nats_settings_of
 from .._observer import NodeScope
 from .._vocabulary import AsyncCalls
 from ._codes import ErrorCode
-from ._delivery import Delivery, Link, RemoteStatistics
+from ._connectors import connector_for
+from ._delivery import Delivery, RemoteStatistics
 from ._limits import (
     CLIENT_MAX_BATCH,
     CLIENT_RESEND_BUFFER,
     CONNECT_TIMEOUT,
-    MAX_FRAME_BYTES,
     PROTOCOL_VERSION,
     RECONNECT_TIMEOUT,
 )
-from ._protocol import (
-    ErrorReply,
-    Hello,
-    ServerMessage,
-    StatusReply,
-    StatusRequest,
-    Welcome,
-    decode_server_message,
-    encode,
-    software,
-)
-from ._transport import Address, FrameStream, TcpAddress, UnixAddress, open_stream, parse_address
+from ._link import Connector, Link
+from ._protocol import ErrorReply, Hello, StatusReply, StatusRequest, encode, software
+from ._socket import SocketLink
+from ._transport import Address, parse_address
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -65,58 +56,6 @@ def default_producer() -> str:
     """``{host}-{pid}-{8 hex}``: unique per observer, readable in the trace."""
     host = _UNSAFE.sub("-", socket.gethostname())[:64].strip(".-_") or "host"
     return f"{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-
-
-class SocketLink:
-    """A connection to the collector on a Unix or TCP socket, past its hello."""
-
-    def __init__(self, frames: FrameStream, welcome: Welcome) -> None:
-        self._frames = frames
-        self.welcome = welcome
-
-    @classmethod
-    async def open(cls, address: Address, hello: Hello) -> SocketLink:
-        """Connect and say hello.
-
-        Raises ServiceUnavailableError when nothing answers, ServiceError when the service
-        refuses (bad token, too many connections...).
-        """
-        stream = await open_stream(address)
-        frames = FrameStream(stream, MAX_FRAME_BYTES)
-        try:
-            reply = await _hello(frames, hello, address)
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await stream.aclose()
-            raise
-        return cls(frames, reply)
-
-    async def send(self, body: bytes) -> None:
-        await self._frames.send(body)
-
-    async def receive(self) -> ServerMessage:
-        return decode_server_message(await self._frames.receive())
-
-    async def aclose(self) -> None:
-        await self._frames.aclose()
-
-
-async def _hello(frames: FrameStream, hello: Hello, address: Address) -> Welcome:
-    try:
-        try:
-            await frames.send(encode(hello))
-        except (anyio.BrokenResourceError, OSError):
-            pass  # refused at once (too many connections): its error frame is waiting
-        reply = decode_server_message(await frames.receive())
-    except (OSError, anyio.EndOfStream, anyio.BrokenResourceError) as exc:
-        raise ServiceUnavailableError(
-            f"the collector at {address} did not answer the hello: {exc or type(exc).__name__}"
-        ) from exc
-    if isinstance(reply, ErrorReply):
-        raise ServiceError(reply.code, reply.message)
-    if not isinstance(reply, Welcome):
-        raise ProtocolError(ErrorCode.BAD_FRAME, f"expected a welcome, got {type(reply).__name__}")
-    return reply
 
 
 class RemoteObserver(AsyncCalls):
@@ -140,7 +79,7 @@ class RemoteObserver(AsyncCalls):
 
     def __init__(
         self,
-        address: str | os.PathLike[str] | Address | NatsSettings,
+        address: str | os.PathLike[str] | Address | Connector,
         workflow_id: str,
         total_nodes: int = 0,
         *,
@@ -165,11 +104,7 @@ class RemoteObserver(AsyncCalls):
         check_total_nodes(total_nodes)
         if overflow not in ("block", "drop"):
             raise ValueError(f"overflow must be 'block' or 'drop', got {overflow!r}")
-        self.address: Address | NatsSettings = (
-            address
-            if isinstance(address, UnixAddress | TcpAddress)
-            else nats_settings_of(address, token) or parse_address(address)  # type: ignore[arg-type]
-        )
+        self.address = connector_for(address)
         self.total_nodes = total_nodes
         self.join = join
         self.metadata: dict[str, Any] | None = None  # the files are the service's
@@ -279,18 +214,9 @@ class RemoteObserver(AsyncCalls):
         return self._delivery.statistics()
 
     async def _open_link(self, hello: Hello) -> Link:
-        timeout = self._connect_timeout
-        if isinstance(self.address, NatsSettings):
-            from .._nats._link import NatsLink
-
-            return await NatsLink.open(self.address, hello, self.workflow_id, self.run_id, timeout)
-        try:
-            with anyio.fail_after(timeout):
-                return await SocketLink.open(self.address, hello)
-        except TimeoutError:
-            raise ServiceUnavailableError(
-                f"the collector at {self.address} did not answer within {timeout:g}s"
-            ) from None
+        return await self.address.open_link(
+            hello, self.workflow_id, self.run_id, self._connect_timeout
+        )
 
     def _offer(self, event: Event) -> bool:
         queue = self._queue
@@ -315,7 +241,7 @@ class RemoteObserver(AsyncCalls):
 
 
 def connect(
-    address: str | os.PathLike[str] | NatsSettings,
+    address: str | os.PathLike[str] | Connector,
     workflow_id: str,
     total_nodes: int = 0,
     *,
@@ -370,7 +296,7 @@ async def fetch_status(
     )
     link = await SocketLink.open(target, hello)
     try:
-        await link.send(encode(StatusRequest()))
+        await link.send_message(encode(StatusRequest()))
         reply = await link.receive()
     except (OSError, anyio.EndOfStream) as exc:
         raise ServiceUnavailableError(f"the collector at {target} did not answer: {exc}") from exc

@@ -17,11 +17,11 @@ from .._bus import DEFAULT_CAPACITY, DEFAULT_CLOSE_TIMEOUT
 from .._events import DEFAULT_MAX_PAYLOAD_BYTES, Event
 from .._exceptions import BusClosedError, TracebusError, describe, keep_with_note
 from .._loop_thread import DEFAULT_EXIT_TIMEOUT, LoopThread
-from .._nats._settings import NatsSettings
 from .._vocabulary import SyncCalls
 from ._client import RemoteObserver
 from ._delivery import RemoteStatistics
 from ._limits import CLIENT_MAX_BATCH, CLIENT_RESEND_BUFFER, CONNECT_TIMEOUT, RECONNECT_TIMEOUT
+from ._link import Connector
 
 
 class SyncRemoteObserver(SyncCalls):
@@ -36,7 +36,7 @@ class SyncRemoteObserver(SyncCalls):
 
     def __init__(
         self,
-        address: str | os.PathLike[str] | NatsSettings,
+        address: str | os.PathLike[str] | Connector,
         workflow_id: str,
         total_nodes: int = 0,
         *,
@@ -136,7 +136,7 @@ class SyncRemoteObserver(SyncCalls):
 
 
 def connect_sync(
-    address: str | os.PathLike[str] | NatsSettings,
+    address: str | os.PathLike[str] | Connector,
     workflow_id: str,
     total_nodes: int = 0,
     *,
