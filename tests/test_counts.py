@@ -22,7 +22,7 @@ from tracebus._events import Event
 from tracebus._factory import EventFactory
 from tracebus._state import RunState
 from tracebus._tools._find import FoundRun
-from tracebus._tools._run import build_run
+from tracebus._tools._record import build_run
 from tracebus.cli import main
 
 KEYS = tracebus.NodeCounts._fields

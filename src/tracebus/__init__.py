@@ -55,10 +55,10 @@ if typing.TYPE_CHECKING:
     from ._service._sync_client import connect_sync as connect_sync
     from ._sync import SyncObserver as SyncObserver
     from ._tools._reader import read_trace as read_trace
-    from ._tools._run import NodeAttempt as NodeAttempt
-    from ._tools._run import NodeRecord as NodeRecord
-    from ._tools._run import RunRecord as RunRecord
-    from ._tools._run import read_run as read_run
+    from ._tools._record import NodeAttempt as NodeAttempt
+    from ._tools._record import NodeRecord as NodeRecord
+    from ._tools._record import RunRecord as RunRecord
+    from ._tools._record import read_run as read_run
     from ._writer import Sink as Sink
 
 __version__ = "0.1.0"
@@ -92,10 +92,10 @@ _LAZY: dict[str, str] = {
     "connect_sync": "._service._sync_client",
     "SyncObserver": "._sync",
     "read_trace": "._tools._reader",
-    "NodeAttempt": "._tools._run",
-    "NodeRecord": "._tools._run",
-    "RunRecord": "._tools._run",
-    "read_run": "._tools._run",
+    "NodeAttempt": "._tools._record",
+    "NodeRecord": "._tools._record",
+    "RunRecord": "._tools._record",
+    "read_run": "._tools._record",
     "Sink": "._writer",
 }
 

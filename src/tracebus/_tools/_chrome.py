@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._lanes import Bar, Lanes, lay_out
-from ._run import RunRecord
+from ._record import RunRecord
 
 _WORKFLOW_TID = 0
 _COLOURS = {"failed": "terrible", "running": "yellow", "skipped": "grey"}

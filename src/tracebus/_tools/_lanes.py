@@ -10,7 +10,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass
 
-from ._run import NodeAttempt, NodeRecord, RunRecord
+from ._record import NodeAttempt, NodeRecord, RunRecord
 
 
 @dataclass(frozen=True, slots=True)

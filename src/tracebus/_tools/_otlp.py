@@ -16,7 +16,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from .. import __version__
-from ._run import COMMON_FIELDS, NodeAttempt, NodeRecord, RunRecord
+from .._events import COMMON_FIELDS
+from ._record import NodeAttempt, NodeRecord, RunRecord
 
 SPANS_PER_LINE = 1000
 

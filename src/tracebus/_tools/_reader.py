@@ -16,7 +16,7 @@ _decoder = msgspec.json.Decoder(dict[str, Any])
 
 #: The line itself, a payload in it (``fields``, ``output_summary``), and the payload's
 #: own levels: what the writer can write (see ``payload_value``).
-_MAX_LINE_DEPTH = MAX_DEPTH + 2
+MAX_LINE_DEPTH = MAX_DEPTH + 2
 _STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _NOT_BRACKETS = re.compile(rb"[^\[\]{}]+")
 
@@ -49,8 +49,8 @@ def iter_trace(
             pending = (number, raw)
         if pending is not None:
             number, raw = pending
-            _refuse_deep(raw, number, path)
-            line = _json_object(raw)
+            refuse_deep(raw, number, path)
+            line = whole_object(raw)
             if line is None:  # torn: what a hard kill mid-write leaves
                 if on_torn is not None:
                     on_torn(number, raw)
@@ -61,7 +61,7 @@ def iter_trace(
 def _too_deep(raw: bytes) -> int | None:
     """How deep the JSON text ``raw`` nests, when deeper than a trace line may; measured on
     the text, so that the verdict never depends on how deep the caller's stack is."""
-    if raw.count(b"[") + raw.count(b"{") <= _MAX_LINE_DEPTH:
+    if raw.count(b"[") + raw.count(b"{") <= MAX_LINE_DEPTH:
         return None
     depth = deepest = 0
     for byte in _NOT_BRACKETS.sub(b"", _STRINGS.sub(b"", raw)):
@@ -70,7 +70,7 @@ def _too_deep(raw: bytes) -> int | None:
             deepest = max(deepest, depth)
         else:
             depth -= 1
-    return deepest if deepest > _MAX_LINE_DEPTH else None
+    return deepest if deepest > MAX_LINE_DEPTH else None
 
 
 def decode_line(number: int, raw: bytes, path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -81,7 +81,7 @@ def decode_line(number: int, raw: bytes, path: str | os.PathLike[str]) -> dict[s
     no event can hold (an epoch of 1e300, a cost of 10**400), nesting deeper than a payload
     may.
     """
-    _refuse_deep(raw, number, path)
+    refuse_deep(raw, number, path)
     try:
         line = _decoder.decode(raw)
     except (msgspec.DecodeError, RecursionError) as exc:
@@ -89,16 +89,16 @@ def decode_line(number: int, raw: bytes, path: str | os.PathLike[str]) -> dict[s
     return _checked(line, number, path)
 
 
-def _refuse_deep(raw: bytes, number: int, path: str | os.PathLike[str]) -> None:
+def refuse_deep(raw: bytes, number: int, path: str | os.PathLike[str]) -> None:
     depth = _too_deep(raw)
     if depth is not None:
         raise TraceFormatError(
             f"{os.fspath(path)}:{number}: nests {depth} levels deep "
-            f"(a trace line nests at most {_MAX_LINE_DEPTH})"
+            f"(a trace line nests at most {MAX_LINE_DEPTH})"
         )
 
 
-def _json_object(raw: bytes) -> dict[str, Any] | None:
+def whole_object(raw: bytes) -> dict[str, Any] | None:
     try:
         line: dict[str, Any] = _decoder.decode(raw)
     except (msgspec.DecodeError, RecursionError):

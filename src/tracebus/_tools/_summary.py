@@ -2,52 +2,268 @@
 
 from __future__ import annotations
 
-from typing import Any
+import heapq
+import os
+from array import array
+from collections.abc import Callable
+from operator import neg
+from pathlib import Path
+from typing import Any, Protocol
 
+from .._counts import NodeCounts
 from .._text import printable
-from ._lanes import lay_out
-from ._run import RunRecord
+from ._lines import TraceLine
+from ._record import RunRecord
+from ._scan import scan_run
 
 TOP = 10
+
+
+class RunHead(Protocol):
+    """What the summary needs of a run beside its attempts: a RunRecord, or RunFacts."""
+
+    @property
+    def workflow_id(self) -> str: ...
+    @property
+    def run_id(self) -> str | None: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def seed_format(self) -> bool: ...
+    @property
+    def trace_file(self) -> Path: ...
+    @property
+    def metadata_file(self) -> Path | None: ...
+    @property
+    def total_nodes(self) -> int: ...
+    @property
+    def counts(self) -> NodeCounts: ...
+    @property
+    def started(self) -> float | None: ...
+    @property
+    def ended(self) -> float | None: ...
+    @property
+    def wall_seconds(self) -> float: ...
+    @property
+    def reported_cost_usd(self) -> float | None: ...
+    @property
+    def warnings(self) -> tuple[str, ...]: ...
 
 
 def summarize(run: RunRecord) -> dict[str, Any]:
     """Status, node counts, times, parallelism, cost, the costliest and slowest nodes,
     failures and warnings, as plain JSON-ready data."""
+    figures = Figures()
+    for slot, node in enumerate(run.nodes):
+        for attempt in node.attempts:
+            figures.add(
+                slot,
+                attempt.start,
+                attempt.end,
+                attempt.duration_seconds,
+                attempt.cost_usd,
+                attempt.error,
+                attempt.status == "failed",
+            )
     nodes = run.nodes
-    counts = run.counts
-    node_seconds = sum(n.duration_seconds for n in nodes)
-    wall = run.wall_seconds
-    costly = sorted((n for n in nodes if n.cost_usd > 0), key=lambda n: (-n.cost_usd, n.node_id))
-    slow = sorted(nodes, key=lambda n: (-n.duration_seconds, n.node_id))
-    return {
-        "workflow_id": run.workflow_id,
-        "run_id": run.run_id,
-        "status": run.status,
-        "ok": run.ok,
-        "error": run.error,
-        "format": "seed" if run.seed_format else "tracebus",
-        "trace_file": str(run.trace_file),
-        "metadata_file": str(run.metadata_file) if run.metadata_file else None,
-        "total_nodes": run.total_nodes,
-        "nodes_succeeded": counts.nodes_completed,  # this key's first name, kept
-        **counts._asdict(),
-        "wall_seconds": wall,
-        "node_seconds": node_seconds,
-        "parallelism": node_seconds / wall if wall > 0 else None,
-        "peak_in_flight": lay_out(run).count,
-        "cost_usd": run.cost_usd,
-        "costliest": [{"node_id": n.node_id, "cost_usd": n.cost_usd} for n in costly[:TOP]],
-        "slowest": [
-            {"node_id": n.node_id, "duration_seconds": n.duration_seconds, "status": n.status}
-            for n in slow[:TOP]
-        ],
-        "failures": [
-            {"node_id": n.node_id, "error": n.error, "attempts": len(n.attempts)}
-            for n in run.failed_nodes
-        ],
-        "warnings": list(run.warnings),
-    }
+    return figures.summary(run, [n.node_id for n in nodes], lambda slot: nodes[slot].status)
+
+
+def summarize_trace(path: str | os.PathLike[str]) -> tuple[dict[str, Any], bool]:
+    """``summarize(read_run(path))`` in one pass, keeping only what the figures need; and
+    whether the run is ok."""
+    facts, figures = scan_run(path, Figures)
+    return figures.summary(facts, facts.node_ids, facts.node_status), facts.ok
+
+
+class Figures:
+    """The summary's figures of a run's attempts, fed as they end: per node (by slot) its
+    summed time and cost and its last attempt; per attempt, its span (for the peak in
+    flight)."""
+
+    def __init__(self) -> None:
+        self.seconds: array[float] = array("d")
+        self.cost: array[float] = array("d")
+        self.tries: array[int] = array("L")
+        self.last_start: array[float] = array("d")
+        self.errors: dict[int, str] = {}
+        self.failed: set[int] = set()
+        #: (start, seconds, cost) of every attempt of a node that has more than one
+        self.several: dict[int, list[tuple[float, float, float]]] = {}
+        self.starts: array[float] = array("d")
+        self.ends: array[float] = array("d")
+
+    def attempt(
+        self,
+        slot: int,
+        node_id: str,
+        status: str,
+        start: float,
+        end: float | None,
+        line: TraceLine | None,
+    ) -> None:
+        if line is None:
+            self.add(slot, start, None, None, 0.0, None, False)
+        else:
+            failed = status == "failed"
+            error = line.error if failed else None
+            self.add(slot, start, end, line.duration_seconds, line.cost_usd or 0.0, error, failed)
+
+    def retry(self, slot: int, line: TraceLine) -> None:
+        pass
+
+    def note(self, line: TraceLine) -> None:
+        pass
+
+    def add(
+        self,
+        slot: int,
+        start: float,
+        end: float | None,
+        duration: float | None,
+        cost: float,
+        error: str | None,
+        failed: bool,
+    ) -> None:
+        if failed:
+            self.failed.add(slot)
+        if duration is not None:
+            seconds = max(0.0, duration)
+        elif end is not None:
+            seconds = end - start
+        else:
+            seconds = 0.0
+        if slot >= len(self.tries):
+            self._grow(max(slot + 1, 2 * len(self.tries)))
+        if self.tries[slot]:
+            several = self.several.get(slot)
+            if several is None:
+                first = (self.last_start[slot], self.seconds[slot], self.cost[slot])
+                several = self.several[slot] = [first]
+            several.append((start, seconds, cost))
+            self.seconds[slot] += seconds
+            self.cost[slot] += cost
+        else:
+            self.seconds[slot] = seconds
+            self.cost[slot] = cost
+        self.tries[slot] += 1
+        if start >= self.last_start[slot]:  # the last by start is the node's last attempt
+            self.last_start[slot] = start
+            if error is not None:
+                self.errors[slot] = error
+            else:
+                self.errors.pop(slot, None)
+        self.starts.append(start)
+        self.ends.append(end if end is not None else _RUNNING)
+
+    def _grow(self, size: int) -> None:
+        missing = size - len(self.tries)
+        if missing > 0:
+            self.seconds.extend(_ZEROS * missing)
+            self.cost.extend(_ZEROS * missing)
+            self.tries.extend(array("L", bytes(missing * self.tries.itemsize)))
+            self.last_start.extend(array("d", (float("-inf"),)) * missing)
+
+    def peak_in_flight(self, started: float | None, ended: float | None) -> int:
+        """The most attempts in flight at once: the lanes ``lay_out`` would use."""
+        origin = started if started is not None else 0.0
+        base = _us(origin)
+        end_of_run = _us(ended if ended is not None else origin) - base
+        keys: list[int] = []
+        for start_epoch, end_epoch in zip(self.starts, self.ends, strict=True):
+            start = max(0, _us(start_epoch) - base)
+            end = max(start, end_of_run if end_epoch != end_epoch else _us(end_epoch) - base)
+            if end > start:  # ends go first, then empty attempts, then the others
+                keys += (4 * start + 2, 4 * end)
+            else:
+                keys.append(4 * start + 1)
+        keys.sort()
+        peak = flying = 0
+        for key in keys:
+            kind = key & 3
+            if kind == 0:
+                flying -= 1
+            elif kind == 2:
+                flying += 1
+                peak = max(peak, flying)
+            else:
+                peak = max(peak, flying + 1)
+        return peak
+
+    def summary(
+        self, run: RunHead, node_ids: list[str], status_of: Callable[[int], str]
+    ) -> dict[str, Any]:
+        self._grow(len(node_ids))
+        for column in (self.seconds, self.cost, self.tries, self.last_start):
+            del column[len(node_ids) :]
+        for slot, several in self.several.items():
+            several.sort(key=lambda attempt: attempt[0])
+            self.seconds[slot] = sum(attempt[1] for attempt in several)
+            self.cost[slot] = sum(attempt[2] for attempt in several)
+        counts = run.counts
+        node_seconds: float = sum(self.seconds) if any(self.tries) else 0
+        wall = run.wall_seconds
+        costly = heapq.nsmallest(TOP, zip(map(neg, self.cost), node_ids, strict=True))
+        slow = heapq.nsmallest(
+            TOP, zip(map(neg, self.seconds), node_ids, range(len(node_ids)), strict=True)
+        )
+        cost = run.reported_cost_usd
+        if cost is None:
+            costs = [c for c in self.cost if c]
+            cost = None if run.status != "complete" and not costs else sum(costs, 0.0)
+        return {
+            "workflow_id": run.workflow_id,
+            "run_id": run.run_id,
+            "status": run.status,
+            "ok": run.ok,
+            "error": run.error,
+            "format": "seed" if run.seed_format else "tracebus",
+            "trace_file": str(run.trace_file),
+            "metadata_file": str(run.metadata_file) if run.metadata_file else None,
+            "total_nodes": run.total_nodes,
+            "nodes_succeeded": counts.nodes_completed,  # this key's first name, kept
+            **counts._asdict(),
+            "wall_seconds": wall,
+            "node_seconds": node_seconds,
+            "parallelism": node_seconds / wall if wall > 0 else None,
+            "peak_in_flight": self.peak_in_flight(run.started, run.ended),
+            "cost_usd": cost,
+            "costliest": [
+                {"node_id": node_id, "cost_usd": -negative}
+                for negative, node_id in costly
+                if negative < 0
+            ],
+            "slowest": [
+                {
+                    "node_id": node_id,
+                    "duration_seconds": -negative if self.tries[slot] else 0,
+                    "status": status_of(slot),
+                }
+                for negative, node_id, slot in slow
+            ],
+            "failures": [
+                {
+                    "node_id": node_ids[slot],
+                    "error": self.errors.get(slot),
+                    "attempts": self.tries[slot],
+                }
+                for slot in sorted(self.failed)
+                if status_of(slot) == "failed"
+            ],
+            "warnings": list(run.warnings),
+        }
+
+
+_RUNNING = float("nan")
+_ZEROS = array("d", (0.0,))
+
+
+def _us(epoch: float) -> int:
+    return round(epoch * 1_000_000)
 
 
 def render_summary(summary: dict[str, Any]) -> str:

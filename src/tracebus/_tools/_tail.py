@@ -16,11 +16,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from .._events import COMMON_FIELDS
 from .._exceptions import TraceFormatError
 from .._text import printable
 from ._find import find_trace, latest_trace
 from ._reader import decode_line
-from ._run import COMMON_FIELDS
 
 _TERMINAL = ("workflow_complete", "workflow_error")
 _WIDTH = len("workflow_complete")

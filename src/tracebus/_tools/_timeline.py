@@ -17,7 +17,7 @@ from importlib import resources
 from typing import Any
 
 from ._lanes import lay_out
-from ._run import RunRecord
+from ._record import RunRecord
 from ._summary import format_seconds, render_summary, summarize
 
 STATUS_CODES = ("success", "failed", "skipped", "running")

@@ -122,20 +122,18 @@ def _seconds(text: str) -> float:
 
 
 def _summary(args: argparse.Namespace) -> int:
-    from ._run import read_run
-    from ._summary import render_summary, summarize
+    from ._summary import render_summary, summarize_trace
 
-    run = read_run(args.run)
-    figures = summarize(run)
+    figures, ok = summarize_trace(args.run)
     if args.json:
         sys.stdout.write(json.dumps(figures, indent=2) + "\n")
     else:
         sys.stdout.write(render_summary(figures))
-    return _verdict(run.ok, args.check)
+    return _verdict(ok, args.check)
 
 
 def _export(args: argparse.Namespace) -> int:
-    from ._run import read_run
+    from ._record import read_run
 
     run = read_run(args.run)
     _warn(args.command, run.warnings)
@@ -156,7 +154,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _timeline(args: argparse.Namespace) -> int:
-    from ._run import read_run
+    from ._record import read_run
     from ._timeline import timeline_html
 
     run = read_run(args.run)

@@ -1,0 +1,185 @@
+"""Trace lines decoded once, into one flat typed struct, a block of lines at a time.
+
+``TraceLine`` has a field for every field any event type has, typed by the value rules of
+``_events`` (``trace_line_problem``), so that decoding a line is also checking it; fields of
+later schema versions are ignored, and the free-form payloads stay undecoded (``Raw``) until
+an output needs them. A block that fails anywhere is read again line by line by the dict
+reader, which names the first bad line exactly as ``read_trace`` does.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterator
+from functools import cache
+from typing import Annotated, Any, get_args
+
+import msgspec
+
+from .._events import (
+    MAX_EPOCH,
+    MAX_INT,
+    MAX_MAGNITUDE,
+    MIN_INT,
+    TRACE_EVENT_KINDS,
+)
+from .._exceptions import TraceFormatError
+from ._reader import MAX_LINE_DEPTH, TornLineHandler, decode_line, refuse_deep, whole_object
+
+BLOCK_BYTES = 1 << 22
+#: A payload absent or null.
+NULL = msgspec.Raw(b"null")
+
+Real = Annotated[float, msgspec.Meta(ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE)]
+Epoch = Annotated[float, msgspec.Meta(ge=0.0, lt=MAX_EPOCH)]
+Whole = Annotated[int, msgspec.Meta(ge=MIN_INT, le=MAX_INT)]
+
+
+class TraceLine(msgspec.Struct, gc=False):
+    """The fields the readers use; ``_CheckedLine`` adds the others, to check them."""
+
+    event_type: str | None = None
+    epoch_seconds: Epoch | None = None
+    timestamp: str | None = None
+    pid: Whole | None = None
+    workflow_id: str | None = None
+    run_id: str | None | msgspec.UnsetType = msgspec.UNSET
+    node_id: str | None = None
+    node_index: Whole | None = None
+    duration_seconds: Real | None = None
+    cost_usd: Real | None = None
+    error: str | None = None
+    output_hash: str | None = None
+    output_summary: msgspec.Raw = NULL
+    message: str | None = None
+    reason: str | None = None
+    total_nodes: Whole | None = None
+    cumulative_cost_usd: Real | None = None
+    failed_event_type: str | None = None
+    attempt: Whole | None = None
+    delay_seconds: Real | None = None
+    fields: dict[str, Any] | None = None
+
+
+def _type_of(name: str, annotation: Any) -> Any:
+    """The TraceLine type of a field of an event annotated ``annotation`` (see
+    ``trace_line_problem``: a field that is null counts as absent)."""
+    args = set(get_args(annotation)) or {annotation}
+    args -= {type(None), msgspec.UnsetType}
+    (base,) = args if len(args) == 1 else (annotation,)
+    if name == "epoch_seconds":
+        return Epoch | None
+    if base is float:
+        return Real | None
+    if base is int:
+        return Whole | None
+    if base is str:
+        return str | None
+    if base == dict[str, float]:
+        return dict[str, Real] | None
+    if base == dict[str, Any]:
+        return dict[str, Any] | None
+    return msgspec.Raw
+
+
+@cache
+def line_types() -> dict[str, Any]:
+    """The TraceLine type of every field of every event type, from the events' annotations."""
+    types: dict[str, Any] = {"event_type": str | None}
+    for kind in TRACE_EVENT_KINDS:
+        for field in msgspec.structs.fields(kind):
+            types[field.name] = _type_of(field.name, field.type)
+    return types
+
+
+_CheckedLine = msgspec.defstruct(
+    "CheckedLine",
+    [
+        (name, kind, NULL if kind is msgspec.Raw else None)
+        for name, kind in line_types().items()
+        if name not in TraceLine.__struct_fields__
+    ],
+    bases=(TraceLine,),
+    gc=False,
+)
+_decode: Callable[[bytes], TraceLine] = msgspec.json.Decoder(_CheckedLine).decode  # type: ignore[assignment]
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[{\n")
+_MANY_OPENINGS = re.compile(rb"[^\n]{%d}" % (MAX_LINE_DEPTH + 1))
+
+
+def decode_typed(raw: bytes, number: int, path: str | os.PathLike[str]) -> TraceLine:
+    """One line the dict reader accepted, as a TraceLine."""
+    try:
+        return _decode(raw)
+    except msgspec.DecodeError as exc:
+        raise TraceFormatError(f"{os.fspath(path)}:{number}: {exc}") from None
+
+
+def iter_blocks(
+    path: str | os.PathLike[str], on_torn: TornLineHandler | None = None
+) -> Iterator[list[TraceLine]]:
+    """A trace's lines as TraceLines, in blocks, in file order, checked as ``read_trace``
+    checks them (blank lines skipped, a torn last line told to ``on_torn``).
+
+    Raises TraceFormatError naming the file and line of the first line that is not a JSON
+    object or breaks the value rules, and OSError when the file cannot be read.
+    """
+    with open(path, "rb") as handle:
+        carry = b""
+        number = 1  # of the first line of the next block
+        block = handle.read(BLOCK_BYTES)
+        while block:
+            following = handle.read(BLOCK_BYTES)
+            data = carry + block
+            if following:
+                cut = data.rfind(b"\n") + 1
+                data, carry = data[:cut], data[cut:]
+                yield _block(data, number, path)
+                number += data.count(b"\n")
+                block = following
+                continue
+            body = data.rstrip()
+            cut = body.rfind(b"\n") + 1
+            if cut:
+                yield _block(data[:cut], number, path)
+                number += data.count(b"\n", 0, cut)
+            last = _last(body[cut:], number, path, on_torn)
+            if last is not None:
+                yield [last]
+            return
+
+
+def _block(data: bytes, number: int, path: str | os.PathLike[str]) -> list[TraceLine]:
+    lines = data.split(b"\n")
+    del lines[-1]  # after the last newline
+    if not _may_nest_too_deep(data):
+        try:
+            return list(map(_decode, lines))
+        except msgspec.DecodeError:
+            pass  # a bad or blank line: read again one by one, for the exact verdict
+    decoded = []
+    for offset, raw in enumerate(lines):
+        if raw.strip():
+            decode_line(number + offset, raw, path)
+            decoded.append(decode_typed(raw, number + offset, path))
+    return decoded
+
+
+def _may_nest_too_deep(data: bytes) -> bool:
+    """Whether a line of ``data`` holds more opening brackets than a trace line may nest."""
+    return _MANY_OPENINGS.search(data.translate(None, _NOT_BRACKET)) is not None
+
+
+def _last(
+    raw: bytes, number: int, path: str | os.PathLike[str], on_torn: TornLineHandler | None
+) -> TraceLine | None:
+    if not raw:
+        return None
+    refuse_deep(raw, number, path)
+    if whole_object(raw) is None:  # torn: what a hard kill mid-write leaves
+        if on_torn is not None:
+            on_torn(number, raw)
+        return None
+    decode_line(number, raw, path)
+    return decode_typed(raw, number, path)

@@ -1,0 +1,335 @@
+"""One pass over a trace: the run's facts, and each node attempt handed on as it ends.
+
+Works on TraceLines, so traces of the seed observer (no ``run_id``, no ``seq``,
+``node_index`` often missing) and of later schema versions (unknown event types and fields)
+read as well as today's. Only what the run's facts need is kept: the nodes' ids, indices and
+counts, and the start times of the attempts still open. What an output needs of each
+attempt is for its ``NodeSink`` to keep.
+"""
+
+from __future__ import annotations
+
+import os
+from array import array
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, Protocol, TypeVar
+
+import msgspec
+
+from .._counts import COMPLETED, FAILED, SKIPPED, NodeCounts, NodeTally
+from .._events import TRACE_EVENT_TYPES
+from ._find import FoundRun, find_run
+from ._lines import TraceLine, iter_blocks
+
+#: The event types of this schema; events of others are kept as raw data.
+KNOWN_TYPES = frozenset(TRACE_EVENT_TYPES)
+
+END_STATUS = {"node_success": "success", "node_failure": "failed", "node_skipped": "skipped"}
+_TALLIED = {"node_success": COMPLETED, "node_failure": FAILED, "node_skipped": SKIPPED}
+_NO_INDEX = -(2**63)
+
+
+class NodeSink(Protocol):
+    """What an output keeps of the attempts, retries and notes of a run, as they come."""
+
+    def attempt(
+        self,
+        slot: int,
+        node_id: str,
+        status: str,
+        start: float,
+        end: float | None,
+        line: TraceLine | None,
+    ) -> None:
+        """An attempt of the node numbered ``slot`` (in order of first appearance): ended
+        with ``line``, or still ``running`` at the end of the trace (``end`` and ``line``
+        None)."""
+
+    def retry(self, slot: int, line: TraceLine) -> None: ...
+
+    def note(self, line: TraceLine) -> None: ...
+
+
+S = TypeVar("S", bound=NodeSink)
+
+
+@dataclass(frozen=True, slots=True)
+class RunFacts:
+    """A run's facts from one pass over its trace (see ``RunRecord`` for what each means).
+
+    ``node_ids`` lists the nodes in order of first appearance (their slots)."""
+
+    workflow_id: str
+    run_id: str | None
+    status: str
+    error: str | None
+    total_nodes: int
+    started: float | None
+    ended: float | None
+    node_ids: list[str]
+    node_indices: array[int]
+    tally: NodeTally
+    counts: NodeCounts
+    found: FoundRun
+    reported_cost_usd: float | None
+    seed_format: bool
+    torn_line: int | None
+    warnings: tuple[str, ...]
+    pid: int
+    events: int
+    skipped_runs: int
+
+    def node_index(self, slot: int) -> int | None:
+        index = self.node_indices[slot]
+        return None if index == _NO_INDEX else index
+
+    def node_status(self, slot: int) -> str:
+        return self.tally.status(self.node_ids[slot]) or "pending"
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "complete" and not self.counts.nodes_failed
+
+    @property
+    def trace_file(self) -> Path:
+        return self.found.trace_file
+
+    @property
+    def metadata_file(self) -> Path | None:
+        return self.found.metadata_file
+
+    @property
+    def wall_seconds(self) -> float:
+        if self.started is None or self.ended is None:
+            return 0.0
+        return max(0.0, self.ended - self.started)
+
+
+class RunScan(Generic[S]):
+    """Feeds a run's lines, in trace order, to a fresh ``make_sink()``; a later
+    ``workflow_start`` begins the run again, with a new sink (the last run is the one read)."""
+
+    def __init__(self, make_sink: Callable[[], S]) -> None:
+        self._make_sink = make_sink
+        self.runs = 0
+        self.last_start_stamp: Any = "?"
+        self._begin()
+
+    def _begin(self) -> None:
+        self.sink = self._make_sink()
+        self.slots: dict[str, int] = {}
+        self.indices: array[int] = array("q")
+        #: the start of each node's earliest attempt still open, and of its later ones
+        self.open: dict[str, float] = {}
+        self.more_open: dict[str, deque[float]] = {}
+        self.tally = NodeTally()
+        self.start: TraceLine | None = None
+        self.end: TraceLine | None = None
+        self.first_line: TraceLine | None = None
+        self.error: str | None = None
+        self.first: float | None = None
+        self.last: float | None = None
+        self.earliest_start: float | None = None
+        self.latest_end: float | None = None
+        self.untimed = 0
+        self.events = 0
+        self.has_run_id = False
+        self.unknown: set[str] = set()
+        self.unencoded: list[str] = []
+
+    def add_all(self, lines: Iterable[TraceLine]) -> None:
+        for line in lines:
+            self.add(line)
+
+    def add(self, line: TraceLine) -> None:
+        kind = line.event_type
+        if kind == "workflow_start":
+            self.runs += 1
+            self.last_start_stamp = line.timestamp if line.timestamp is not None else "?"
+            if self.runs > 1:
+                self._begin()
+            if self.start is None:
+                self.start = line
+        if self.first_line is None:
+            self.first_line = line
+        self.events += 1
+        epoch = line.epoch_seconds
+        if epoch is None:
+            self.untimed += 1
+            epoch = self.last if self.last is not None else 0.0
+        elif self.last is None or self.first is None:
+            self.first = self.last = epoch
+        elif epoch >= self.last:
+            self.last = epoch
+        elif epoch < self.first:
+            self.first = epoch
+        if line.run_id is not msgspec.UNSET:
+            self.has_run_id = True
+        node_id = line.node_id
+        if kind == "node_start":
+            if node_id is not None:
+                self._slot(node_id, line.node_index)
+                if node_id in self.open:
+                    self.more_open.setdefault(node_id, deque()).append(epoch)
+                else:
+                    self.open[node_id] = epoch
+                self.tally.start(node_id)
+        elif kind in END_STATUS:
+            if node_id is not None:
+                self._ended(node_id, kind, line, epoch)
+        elif kind == "note":
+            self.sink.note(line)
+        elif kind == "node_retry":
+            if node_id is not None:
+                self.sink.retry(self._slot(node_id, line.node_index), line)
+                self.tally.retry(node_id)
+        elif kind == "workflow_error":
+            self.error = line.error or "workflow error"
+            self.end = line
+        elif kind == "workflow_complete":
+            if self.error is None:
+                self.end = line
+        elif kind == "encode_error":
+            self.unencoded.append(str(line.failed_event_type))
+        elif kind != "workflow_start":
+            self.unknown.add(str(kind))
+
+    def _slot(self, node_id: str, index: int | None) -> int:
+        slot = self.slots.get(node_id)
+        if slot is None:
+            slot = self.slots[node_id] = len(self.slots)
+            self.indices.append(_NO_INDEX if index is None else index)
+        elif index is not None:
+            self.indices[slot] = index
+        return slot
+
+    def _ended(self, node_id: str, kind: str, line: TraceLine, end: float) -> None:
+        slot = self._slot(node_id, line.node_index)
+        start = self.open.pop(node_id, None)
+        if start is None:  # no earlier than the epoch: a duration as long as 10**15 s is valid
+            duration = line.duration_seconds
+            start = max(0.0, end - duration) if duration is not None and duration > 0 else end
+        elif node_id in self.more_open:
+            waiting = self.more_open[node_id]
+            self.open[node_id] = waiting.popleft()
+            if not waiting:
+                del self.more_open[node_id]
+        if start > end:
+            start = end
+        if self.earliest_start is None or start < self.earliest_start:
+            self.earliest_start = start
+        if self.latest_end is None or end > self.latest_end:
+            self.latest_end = end
+        self.sink.attempt(slot, node_id, END_STATUS[kind], start, end, line)
+        self.tally.end(node_id, _TALLIED[kind])
+
+    def finish(self, found: FoundRun, torn_line: int | None = None) -> RunFacts:
+        """The run's facts; the sink is told of the attempts still running."""
+        notes = list(found.warnings)
+        if torn_line is not None:
+            notes.append(
+                f"{found.trace_file}:{torn_line}: torn last line ignored "
+                "(the writer was stopped in the middle of it)"
+            )
+        if self.runs > 1:
+            notes.append(
+                f"the trace holds {self.runs} runs; reading the last one "
+                f"(started {self.last_start_stamp})"
+            )
+        unknown = sorted(self.unknown)
+        if unknown:
+            notes.append(f"events of unknown types kept as raw data: {', '.join(unknown)}")
+        if self.unencoded:
+            kinds = sorted(set(self.unencoded))
+            notes.append(
+                f"{len(self.unencoded)} event(s) could not be encoded by the writer and are "
+                f"encode_error records in the trace ({', '.join(kinds)})"
+            )
+        if self.untimed:
+            notes.append(f"{self.untimed} event(s) without a numeric epoch_seconds")
+        metadata: Mapping[str, Any] = found.metadata or {}
+        for key, what in (
+            ("events_dropped", "dropped by the producer's overflow policy"),
+            ("events_lost", "lost by the writer"),
+        ):
+            count = metadata.get(key)
+            if isinstance(count, int) and count > 0:
+                notes.append(f"{count} event(s) {what}: the trace is not the whole run")
+        started = self.start.epoch_seconds if self.start is not None else None
+        started = _least(self.earliest_start, started if started is not None else self.first)
+        ended = self.end.epoch_seconds if self.end is not None else None
+        ended = _most(self.latest_end, ended if ended is not None else self.last)
+        for node_id in sorted(self.open, key=self.slots.__getitem__):
+            for start in (self.open[node_id], *self.more_open.get(node_id, ())):
+                started = _least(started, start)
+                self.sink.attempt(self.slots[node_id], node_id, "running", start, None, None)
+        first = self.start or self.first_line
+        total = self.start.total_nodes if self.start is not None else None
+        if total is None:
+            total = _int(metadata.get("total_nodes"))
+        reported = None
+        if self.end is not None and self.end.event_type == "workflow_complete":
+            reported = self.end.cumulative_cost_usd
+        status = "incomplete"
+        if self.end is not None:
+            status = "error" if self.error is not None else "complete"
+        pid = self.first_line.pid if self.first_line is not None else None
+        return RunFacts(
+            workflow_id=(first.workflow_id if first else None)
+            or _text(metadata.get("workflow_id"))
+            or "",
+            run_id=(_run_id(first) if first else None) or _text(metadata.get("run_id")),
+            status=status,
+            error=self.error,
+            total_nodes=max(total or 0, len(self.slots)),
+            started=started,
+            ended=ended,
+            node_ids=list(self.slots),
+            node_indices=self.indices,
+            tally=self.tally,
+            counts=self.tally.counts(),
+            found=found,
+            reported_cost_usd=reported,
+            seed_format=self.events > 0 and not self.has_run_id,
+            torn_line=torn_line,
+            warnings=tuple(notes),
+            pid=pid if pid is not None else 1,
+            events=self.events,
+            skipped_runs=max(0, self.runs - 1),
+        )
+
+
+def scan_run(path: str | os.PathLike[str], make_sink: Callable[[], S]) -> tuple[RunFacts, S]:
+    """Read a run (see ``read_run`` for ``path`` and what it raises) in one pass."""
+    found = find_run(path)
+    torn: list[int] = []
+    scan = RunScan(make_sink)
+    for block in iter_blocks(found.trace_file, lambda number, _raw: torn.append(number)):
+        scan.add_all(block)
+    facts = scan.finish(found, torn_line=torn[0] if torn else None)
+    return facts, scan.sink
+
+
+def _run_id(line: TraceLine) -> str | None:
+    return line.run_id if isinstance(line.run_id, str) else None
+
+
+def _least(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _most(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else str(value)

@@ -1,0 +1,151 @@
+"""The one-pass readers: ``summary`` streams the trace and keeps only its figures' state, and
+says what the whole-run reader (``summarize(read_run(...))``) says about every run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import tracebus
+from tracebus._tools._summary import summarize
+from tracebus.cli import main
+
+from . import runs
+
+
+def _summary(run: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    main(["summary", str(run), "--json"])
+    figures: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return figures
+
+
+def _line(kind: str, epoch: float | None, **fields: Any) -> str:
+    event = {"event_type": kind, "pid": 9, "workflow_id": "wf", "run_id": "r", **fields}
+    if epoch is not None:
+        event["epoch_seconds"] = epoch
+    return json.dumps(event)
+
+
+def _odd_trace(out: Path) -> Path:
+    """Attempts without starts, starts never ended, equal and empty spans, a node seen
+    only in a retry, an unknown event type, an event without a time, an earlier run."""
+    lines = [
+        _line("workflow_start", 5.0, total_nodes=1, message="old run", timestamp="t0"),
+        _line("node_start", 5.5, node_id="gone"),
+        _line("workflow_start", 10.0, total_nodes=3, message="m", timestamp="t1"),
+        _line("node_start", 10.0, node_id="a", node_index=0),
+        _line("node_start", 10.0, node_id="b", node_index=1),
+        _line("node_success", 10.0, node_id="b", duration_seconds=0.0, cost_usd=0.25),
+        _line("node_success", 12.0, node_id="c", duration_seconds=1.5, cost_usd=0.5),
+        _line("node_failure", 13.0, node_id="a", duration_seconds=3.0, error="E: one"),
+        _line("node_retry", 13.5, node_id="a", attempt=2, error="E: one"),
+        _line("node_start", 14.0, node_id="a"),
+        _line("node_start", 14.0, node_id="a"),
+        _line("node_failure", 15.0, node_id="a", duration_seconds=1.0, error="E: two"),
+        _line("node_retry", 15.5, node_id="only_retried", attempt=2),
+        _line("node_skipped", 16.0, node_id="d", reason="cached"),
+        _line("gpu_sample", 16.5, node_id="a", util=0.9),
+        _line("note", None, message="no clock"),
+        _line("node_failure", 17.0, node_id="e", duration_seconds=2.0, error="E: three"),
+        _line("node_success", 18.0, node_id="e", duration_seconds=1.0),
+        _line("node_success", 19.0, node_id="f", duration_seconds=0.5, cost_usd=0.125),
+        _line("node_start", 19.5, node_id="f"),
+    ]
+    trace = out / "trace.jsonl"
+    out.mkdir(parents=True, exist_ok=True)
+    trace.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    return trace
+
+
+RUNS: dict[str, Callable[[Path], Path]] = {
+    "success": runs.success_run,
+    "failure": runs.failure_run,
+    "error": runs.error_run,
+    "retry": runs.retry_run,
+    "empty": runs.empty_run,
+    "torn": runs.torn_run,
+    "seed": runs.seed_run,
+    "synthetic": lambda out: runs.synthetic_run(out, 300, 7, fail_every=11),
+    "odd": _odd_trace,
+}
+
+
+@pytest.mark.parametrize("name", RUNS)
+def test_streamed_summary_is_the_whole_run_summary(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = RUNS[name](tmp_path / name)
+    assert _summary(run, capsys) == json.loads(json.dumps(summarize(tracebus.read_run(run))))
+
+
+def test_odd_trace_reads_as_its_last_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    figures = _summary(_odd_trace(tmp_path / "odd"), capsys)
+    assert figures["nodes_seen"] == 7 and figures["total_nodes"] == 7
+    assert (figures["nodes_failed"], figures["nodes_unfinished"]) == (0, 3)
+    assert figures["peak_in_flight"] == 3  # at 16.0: a still running, e, and d's empty span
+    assert figures["cost_usd"] == pytest.approx(0.875)  # incomplete: the nodes' costs
+    assert [c["node_id"] for c in figures["costliest"]] == ["c", "b", "f"]
+    assert figures["warnings"] == [
+        "the trace holds 2 runs; reading the last one (started t1)",
+        "events of unknown types kept as raw data: gpu_sample",
+        "1 event(s) without a numeric epoch_seconds",
+    ]
+
+
+def test_read_run_events_are_read_again_not_held(tmp_path: Path) -> None:
+    trace = _odd_trace(tmp_path / "odd")
+    run = tracebus.read_run(trace)
+    last_run = list(tracebus.read_trace(trace))[2:]
+    assert len(run.events) == len(last_run) == 18
+    assert list(run.events) == last_run and run.events == tuple(last_run)
+    assert run.events[0]["message"] == "m" and run.events[-1]["node_id"] == "f"
+    assert [e["event_type"] for e in run.unknown_events] == ["gpu_sample"]
+    assert not isinstance(run.events, tuple | list)
+
+
+_CAPPED = textwrap.dedent(
+    """
+    import resource, sys
+    cap = int(sys.argv[1]) * 2**20
+    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    from tracebus.cli import main
+    sys.exit(main(sys.argv[2:]))
+    """
+)
+#: Address space for the summary of a 100,000-node run: the reader that held every event as
+#: a dict needed about 470 MiB; this one about 130 MiB.
+CAP_MIB = 256
+
+
+def test_summary_of_a_100k_node_run_fits_under_a_memory_cap(tmp_path: Path) -> None:
+    nodes = 100_000
+    out = tmp_path / "big"
+    with tracebus.SyncObserver("step_09_wide", out, total_nodes=nodes, **runs.quiet()) as obs:
+        for index in range(nodes):
+            node_id = f"node_{index:06d}"
+            obs.node_start(node_id, index)
+            if index % 1000 == 999:
+                obs.node_failure(node_id, f"ValueError: row {index}", 0.002)
+            else:
+                obs.node_success(node_id, 0.001, "ab12cd34ef56ab78", {"rows": index}, 0.0001)
+    done = subprocess.run(
+        [sys.executable, "-c", _CAPPED, str(CAP_MIB), "summary", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures = json.loads(done.stdout)
+    assert (figures["nodes_completed"], figures["nodes_failed"]) == (99_900, 100)
+    assert figures["total_nodes"] == nodes and figures["status"] == "complete"
+    assert len(figures["failures"]) == 100 and figures["failures"][0]["node_id"] == "node_000999"
+    assert figures["cost_usd"] == pytest.approx(99_900 * 0.0001)
