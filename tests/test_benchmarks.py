@@ -188,3 +188,19 @@ def test_the_memory_benchmark_runs_every_kind_it_is_given(tmp_path: Path) -> Non
     for row in rows:
         assert row["events"] == 4002 and len(row["rss_mib"]) == 11
     assert rows[1]["subscribers_still_held"] <= 1
+
+
+def test_the_readers_benchmark_times_every_reader_on_one_run(tmp_path: Path) -> None:
+    done = _bench("readers.py", "--nodes", "200", "--no-old", "--results", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "readers.json").read_text())
+    names = [row["name"] for row in report["readers"]]
+    assert names[:4] == [
+        "tracebus summary --json",
+        "tracebus export --format chrome",
+        "tracebus export --format otlp",
+        "tracebus timeline",
+    ]
+    assert names[-1] == "msgspec 15-line loop" and report["events"] == 402
+    assert all(row["exit_code"] == 0 and row["peak_rss_mib"] > 0 for row in report["readers"])
+    assert "| tracebus timeline |" in (tmp_path / "readers.md").read_text()
