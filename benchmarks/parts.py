@@ -37,7 +37,7 @@ from workload import events_of, run_async_workflow, run_thread_workflow  # noqa:
 
 from tracebus._events import Event  # noqa: E402
 from tracebus._sinks._files import BatchAppender  # noqa: E402
-from tracebus._sinks._run import RunFiles  # noqa: E402
+from tracebus._sinks._run_files import RunFiles  # noqa: E402
 
 VARIANTS = ("baseline", "queue only", "no writes", "full")
 WORKERS = 50  # as in run.py

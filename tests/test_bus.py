@@ -11,7 +11,7 @@ import pytest
 
 import tracebus
 from tracebus import Event, EventBus, Note
-from tracebus._state import IsoClock
+from tracebus._stamping import IsoClock
 from tracebus._writer import STEP_EVENTS
 from tracebus.testing import CapturingSink
 
@@ -65,10 +65,11 @@ async def test_a_backlog_is_written_in_large_batches_prepared_a_step_at_a_time()
     ticks_at_step: list[int] = []
     ticks = 0
 
-    def prepare(events: list[Event]) -> list[Event]:
-        steps.append(len(events))
-        ticks_at_step.append(ticks)
-        return events
+    class PreparedSizes(BatchSizes):
+        def prepare(self, events: list[Event]) -> list[Event]:
+            steps.append(len(events))
+            ticks_at_step.append(ticks)
+            return events
 
     async def ticker() -> None:
         nonlocal ticks
@@ -76,10 +77,10 @@ async def test_a_backlog_is_written_in_large_batches_prepared_a_step_at_a_time()
             ticks += 1
             await anyio.lowlevel.checkpoint()
 
-    sink = BatchSizes()
+    sink = PreparedSizes()
     async with anyio.create_task_group() as group:
         group.start_soon(ticker)
-        async with EventBus([sink], capacity=3_000, max_batch=1_000, prepare=prepare) as bus:
+        async with EventBus([sink], capacity=3_000, max_batch=1_000) as bus:
             for i in range(2_500):  # no checkpoint: a backlog the writer finds all at once
                 bus.emit_nowait(note(i))
             await bus.wait_drained()
@@ -98,7 +99,7 @@ async def test_a_backlog_is_written_in_large_batches_prepared_a_step_at_a_time()
 
 async def test_a_trickle_of_events_is_written_as_it_comes() -> None:
     sink = BatchSizes()
-    async with EventBus([sink], prepare=lambda events: events) as bus:
+    async with EventBus([sink]) as bus:
         for i in range(50):
             await bus.emit(note(i))
             await anyio.sleep(0.001)
@@ -406,3 +407,48 @@ async def test_block_is_the_default_and_raise_its_earlier_spelling(overflow: str
             sink.gate.set()
     assert [e.message for e in sink.events] == ["0", "1", "3"]  # type: ignore[attr-defined]
     assert bus.statistics().dropped == 0
+
+
+class Refusing(CapturingSink):
+    """Prepares each step: sees it stamped, refuses the odd-numbered notes, fails on "boom"."""
+
+    name = "refusing"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.prepared: list[tuple[int, str]] = []
+
+    def prepare(self, events: list[Event]) -> list[Event]:
+        if any(getattr(e, "message", "") == "boom" for e in events):
+            raise ValueError("cannot prepare boom")
+        self.prepared += [(e.seq, e.timestamp) for e in events]
+        return [e for e in events if int(getattr(e, "message", 0)) % 2 == 0]
+
+
+async def test_a_sink_prepares_stamped_steps_and_what_it_refuses_reaches_no_sink() -> None:
+    refusing, other = Refusing(), CapturingSink()
+    async with EventBus([refusing, other]) as bus:
+        for i in range(6):
+            await bus.emit(note(i))
+        await bus.wait_drained()
+        stats = bus.statistics()
+    assert [seq for seq, _ in refusing.prepared] == [1, 2, 3, 4, 5, 6]
+    assert all(timestamp for _, timestamp in refusing.prepared)
+    assert [e.message for e in other.events] == ["0", "2", "4"]  # type: ignore[attr-defined]
+    assert [e.message for e in refusing.events] == ["0", "2", "4"]  # type: ignore[attr-defined]
+    assert (stats.written, stats.duplicates) == (3, 3)
+
+
+async def test_a_prepare_that_fails_loses_its_step_and_is_reported_by_the_sinks_name() -> None:
+    other = CapturingSink()
+    with pytest.raises(tracebus.SinkError) as raised:
+        async with EventBus([Refusing(), other]) as bus:
+            await bus.emit(note(0))
+            await bus.wait_drained()
+            await bus.emit(
+                Note(epoch_seconds=1.0, pid=1, workflow_id="w", run_id="r", message="boom")
+            )
+            await bus.wait_drained()
+            await bus.emit(note(2))
+    assert [e.message for e in other.events] == ["0", "2"]  # type: ignore[attr-defined]
+    assert "refusing" in str(raised.value) and "cannot prepare boom" in str(raised.value)

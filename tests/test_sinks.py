@@ -17,7 +17,7 @@ import anyio.lowlevel
 import pytest
 
 import tracebus
-import tracebus._run
+import tracebus._run_parts
 from tests.conftest import metadata_of, trace_of
 from tests.disks import full_file_at, small_disk
 from tracebus._layout import RunLayout, create_layout
@@ -35,7 +35,7 @@ def _audit_trace_on_a_full_disk(
         mounts.enter_context(full_file_at(layout.audit_trace_file, scratch))
         return dataclasses.replace(layout, audit_trace_linked=False)
 
-    monkeypatch.setattr(tracebus._run, "create_layout", layout_with_full_disk)
+    monkeypatch.setattr(tracebus._run_parts, "create_layout", layout_with_full_disk)
 
 
 async def test_disk_full_is_reported_and_producers_carry_on(

@@ -3,7 +3,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from tracebus._factory import EventFactory
-from tracebus._state import IsoClock, RunState
+from tracebus._stamping import IsoClock
+from tracebus._state import RunState
 
 
 def test_per_node_details_are_capped_but_totals_are_not() -> None:

@@ -22,6 +22,7 @@ from anyio.abc import TaskGroup
 from ._events import LIFECYCLE_TYPES, Event
 from ._exceptions import BusClosedError, CloseTimeoutError, QueueFullError
 from ._loop import threadsafe_caller
+from ._stamping import Stamper
 from ._writer import Sink, Subscription, Writer
 
 #: What a full queue does: ``"block"`` makes producers wait (``emit_nowait``, which never
@@ -259,7 +260,8 @@ class EventBus:
     into the sinks.
 
     Use it as an async context manager; leaving the block closes the bus (drains and closes
-    the sinks). The writer stamps ``seq`` and ``timestamp`` on events that lack them.
+    the sinks). The writer stamps ``seq`` and ``timestamp`` on events that lack them and
+    leaves out a remote producer's resends (see ``stamper``).
     ``overflow`` decides what a full queue does: ``"block"`` (default) makes ``emit`` and
     ``emit_from_thread`` wait and ``emit_nowait`` raise QueueFullError; ``"drop"`` makes all
     three drop and count the event instead (lifecycle events, ``workflow_*`` and
@@ -274,7 +276,6 @@ class EventBus:
         overflow: Overflow = "block",
         max_batch: int = DEFAULT_MAX_BATCH,
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
-        prepare: Callable[[list[Event]], list[Event]] | None = None,
         detached: Sequence[Sink] = (),
     ) -> None:
         self._queue = EventQueue(capacity, overflow)
@@ -284,7 +285,6 @@ class EventBus:
             self._queue,
             sinks,
             max_batch=max_batch,
-            prepare=prepare,
             detached=detached,
             detached_capacity=capacity,
             detached_close_timeout=close_timeout / 2,
@@ -381,7 +381,18 @@ class EventBus:
     def closed(self) -> bool:
         return self._queue.closed
 
-    def _sink_failures(self) -> dict[str, tuple[int, BaseException]]:
+    @property
+    def taken(self) -> int:
+        """Events the writer has taken from the queue so far: written, left out, lost, or in
+        the batch it is making. Exact on the loop's thread."""
+        return self._queue.taken
+
+    @property
+    def stamper(self) -> Stamper:
+        """The writer's stamping: the last ``seq`` given, each producer's highest ``seq``."""
+        return self._writer.stamper
+
+    def sink_failures(self) -> dict[str, tuple[int, BaseException]]:
         """The sinks that failed so far: name -> (events lost, first error)."""
         return self._writer.failures
 

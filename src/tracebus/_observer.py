@@ -27,9 +27,9 @@ from ._options import (
     split_options,
     with_defaults,
 )
-from ._run import open_run
+from ._run_parts import open_run
 from ._sinks._progress import PROGRESS_OPTIONS
-from ._sinks._run import RunFiles
+from ._sinks._run_files import RunFiles
 from ._vocabulary import AsyncCalls
 
 

@@ -1,4 +1,5 @@
-"""What the writer knows of a run: it stamps events in arrival order and keeps the counts.
+"""What the writer knows of a run: its counts and per-node figures, kept from the stamped
+events.
 
 Only the writer task touches a RunState, so nothing here is locked.
 """
@@ -7,7 +8,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
 
 from ._counts import COMPLETED, FAILED, OPEN, SKIPPED, NodeCounts, NodeTally
 from ._events import (
@@ -21,30 +21,7 @@ from ._events import (
     WorkflowError,
     WorkflowStart,
 )
-from ._text import printable
-
-_DIGITS = tuple(f"{n:03d}" for n in range(1000))
-
-
-class IsoClock:
-    """Formats epoch seconds as ISO 8601 in UTC, formatting each second's prefix once."""
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._prefix = ""
-
-    def __call__(self, epoch: float) -> str:
-        second, micros = divmod(round(epoch * 1_000_000), 1_000_000)
-        prefix = self._prefix if second == self._second else self.prefix(second)
-        # two table look-ups instead of an int format: this runs once per event
-        return f"{prefix}{_DIGITS[micros // 1000]}{_DIGITS[micros % 1000]}+00:00"
-
-    def prefix(self, second: int) -> str:
-        """``YYYY-MM-DDTHH:MM:SS.`` of ``second``, remembered for the next call."""
-        self._second = second
-        self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
-        return self._prefix
-
+from ._stamping import Stamper
 
 #: Per-node durations and costs kept for the metadata and the completion event, and per-node
 #: statuses kept for the counts (see ``NodeTally``). Past this many nodes only the totals
@@ -64,6 +41,7 @@ class RunState:
         total_nodes: int,
         started: float,
         *,
+        stamper: Stamper | None = None,
         max_node_details: int = MAX_NODE_DETAILS,
     ) -> None:
         self.workflow_id = workflow_id
@@ -71,7 +49,8 @@ class RunState:
         self.total_nodes = total_nodes
         self.started = started
         self.finished: float | None = None
-        self.seq = 0
+        #: The stamping of the run's writer (which holds what each producer delivered).
+        self.stamper = stamper if stamper is not None else Stamper()
         self.events = 0
         self.tally = NodeTally(max_node_details)
         self.node_times: dict[str, float] = {}
@@ -85,11 +64,7 @@ class RunState:
         self.reported_cost: float | None = None
         self.trace_file = ""
         self.log_file = ""
-        #: The highest ``seq`` written per remote producer; anything at or below it is a resend.
-        self.last_seq: dict[str, int] = {}
-        self.duplicates = 0
         self._max_node_details = max_node_details
-        self._iso = IsoClock()
 
     @property
     def nodes_completed(self) -> int:
@@ -116,48 +91,33 @@ class RunState:
         end = self.finished if self.finished is not None else (now or time.time())
         return max(0.0, end - self.started)
 
-    def apply(self, batch: Iterable[Event]) -> list[Event]:
-        """Stamp ``seq`` (unless a remote producer set it) and ``timestamp``; update counts.
+    @property
+    def last_seq(self) -> dict[str, int]:
+        """The highest ``seq`` written per remote producer (see Stamper)."""
+        return self.stamper.last_seq
 
-        Returns the events to write: a remote producer numbers its events 1, 2, 3... and
-        resends what the collector did not acknowledge, so an event whose ``(producer, seq)``
-        is at or below that producer's highest ``seq`` so far is a duplicate and left out.
-        """
+    @property
+    def duplicates(self) -> int:
+        return self.stamper.duplicates
+
+    def apply(self, batch: Iterable[Event]) -> list[Event]:
+        """Stamp ``batch`` as the writer does (a run's replayed trace), then count it.
+        Returns the events kept (see Stamper)."""
+        return self.count(self.stamper(batch))
+
+    def count(self, batch: list[Event]) -> list[Event]:
+        """Add the stamped events of ``batch`` to the counts and per-node figures; fill in the
+        ``node_index`` of a node's end and the run's figures on its end. Returns ``batch``."""
         # The writer's per-event hot path: node starts and successes are handled inline (as
         # _end and the tally's start and end would, for a node's first attempt) with the
-        # tables and the clock's state in locals, and the ISO timestamp made here (as
-        # IsoClock does); other kinds and cases go through the methods.
-        iso = self._iso
-        second_now, prefix = iso._second, iso._prefix
-        last_seq = self.last_seq
+        # tables in locals; other kinds and cases go through the methods.
         in_flight, node_times = self.in_flight, self.node_times
         max_details, peak = self._max_node_details, self.peak_in_flight
         tally = self.tally
         statuses = tally.table
         began = succeeded = 0  # first attempts started and succeeded, added to the tally after
-        kept: list[Event] = []
-        seq = self.seq
         try:
             for event in batch:
-                producer = event.producer
-                if producer is not None and event.seq:
-                    if event.seq <= last_seq.get(producer, 0):
-                        self.duplicates += 1
-                        continue
-                    last_seq[producer] = event.seq
-                elif not event.seq:
-                    seq += 1
-                    event.seq = seq
-                kept.append(event)
-                if not event.timestamp:
-                    second, micros = divmod(round(event.epoch_seconds * 1_000_000), 1_000_000)
-                    if second != second_now:
-                        second_now, prefix = second, iso.prefix(second)
-                    event.timestamp = (
-                        f"{prefix}{_DIGITS[micros // 1000]}{_DIGITS[micros % 1000]}+00:00"
-                    )
-                elif not event.timestamp.isprintable():  # sent with the event: shown in logs
-                    event.timestamp = printable(event.timestamp)
                 kind = type(event)
                 if kind is NodeStart:
                     start: NodeStart = event  # type: ignore[assignment]
@@ -205,10 +165,9 @@ class RunState:
         finally:
             tally.unfinished += began - succeeded
             tally.completed += succeeded
-            self.seq = seq
             self.peak_in_flight = peak
-            self.events += len(kept)
-        return kept
+            self.events += len(batch)
+        return batch
 
     def _end(self, event: NodeSuccess | NodeFailure) -> None:
         node_id = event.node_id

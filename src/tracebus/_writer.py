@@ -1,7 +1,8 @@
-"""The single writer task: drains the queue in batches, prepares them a step at a time
-(stamping ``seq`` and ``timestamp``, and for a run's files also leaving out duplicates and
-encoding the lines while the events are still in the CPU cache), hands each batch to every
-sink and subscriber, and closes the sinks once the queue is closed and empty.
+"""The single writer task: drains the queue in batches, a step at a time stamps them
+(``seq``, ``timestamp``, leaving out a producer's resends: see Stamper) and has the sinks that
+ask for it prepare them (a run's files encode their lines while the events are still in the
+CPU cache), hands each batch to every sink and subscriber, and closes the sinks once the queue
+is closed and empty.
 
 A batch is taken from the queue a step at a time, the producers running between the steps,
 and grows while a backlog lasts, up to ``max_batch``; it goes to the OS once complete (one
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
 import anyio.lowlevel
@@ -21,7 +22,7 @@ import anyio.lowlevel
 from ._events import Event
 from ._exceptions import SinkError
 from ._feed import SinkFeed, sink_name
-from ._state import IsoClock
+from ._stamping import Stamper
 
 if TYPE_CHECKING:
     from ._bus import EventQueue
@@ -38,14 +39,18 @@ STEP_EVENTS = 96
 STEP_SECONDS = 0.001
 
 
-@runtime_checkable
 class Sink(Protocol):
     """Anything with ``async def write_batch(events)``.
 
     Optional: ``async def aopen()`` (called before the first batch), ``async def aclose()``
-    (called after the last; may raise SinkError), and a ``name`` for error messages. An
-    exception from ``write_batch`` is recorded, the batch counted as lost for that sink, and
-    the writer carries on.
+    (called after the last; may raise SinkError), ``def prepare(events)`` and a ``name`` for
+    error messages. An exception from ``write_batch`` is recorded, the batch counted as lost
+    for that sink, and the writer carries on.
+
+    ``prepare`` sees each step of a batch as it is taken and stamped, on the writer's task,
+    before the whole batch goes to ``write_batch``; it returns the events to hand on (all of
+    them, unless the sink refuses some: those go to no sink, counted as left out). An
+    exception from it loses that step, counted as lost. Only a bus's own sinks are prepared.
 
     A bus's own sinks are written by the writer in turn (a slow one holds the writer up: they
     are the bus's destination). The sinks a user adds to a run are ``detached``: each is fed
@@ -53,26 +58,6 @@ class Sink(Protocol):
     """
 
     async def write_batch(self, events: Sequence[Event]) -> None: ...
-
-
-class Stamper:
-    """A bus's own stamping, when nothing else prepares its batches: ``seq`` 1, 2, 3... in
-    write order and the ISO ``timestamp`` of ``epoch_seconds``, on events that lack them."""
-
-    def __init__(self) -> None:
-        self.seq = 0
-        self._iso = IsoClock()
-
-    def __call__(self, events: list[Event]) -> list[Event]:
-        iso, seq = self._iso, self.seq
-        for event in events:
-            if not event.seq:
-                seq += 1
-                event.seq = seq
-            if not event.timestamp:
-                event.timestamp = iso(event.epoch_seconds)
-        self.seq = seq
-        return events
 
 
 class Subscription:
@@ -126,7 +111,7 @@ class Writer:
         sinks: Sequence[Sink],
         *,
         max_batch: int,
-        prepare: Callable[[list[Event]], list[Event]] | None,
+        stamper: Stamper | None = None,
         detached: Sequence[Sink] = (),
         detached_capacity: int = 10_000,
         detached_close_timeout: float = SINK_CLOSE_TIMEOUT,
@@ -148,7 +133,11 @@ class Writer:
         #: Set when closing begins: until when the detached sinks may catch up.
         self.feeds_deadline: float | None = None
         self._max_batch = max_batch
-        self._prepare = prepare if prepare is not None else Stamper()
+        #: The writer's stamping (``seq``, ``timestamp``, resends left out).
+        self.stamper = stamper if stamper is not None else Stamper()
+        self._preparers: list[tuple[Sink, Callable[[list[Event]], list[Event]]]] = [
+            (sink, prepare) for sink in sinks if (prepare := getattr(sink, "prepare", None))
+        ]
         self._step = STEP_EVENTS
         self._failures: dict[str, tuple[int, BaseException]] = {}
         self._scope: anyio.CancelScope | None = None
@@ -301,13 +290,13 @@ class Writer:
             await anyio.lowlevel.checkpoint()  # between two batches too, the producers' turn
 
     async def _gather(self) -> tuple[int, list[Event], int]:
-        """Take events a step at a time, preparing each step, for as long as the queue holds
-        a step's worth or more (a backlog), up to max_batch; a short step means the writer has
-        caught up, and the batch goes out. Returns how many were taken, those kept, and how
-        many were lost (a step that could not be prepared).
+        """Take events a step at a time, stamping and preparing each step, for as long as the
+        queue holds a step's worth or more (a backlog), up to max_batch; a short step means the
+        writer has caught up, and the batch goes out. Returns how many were taken, those kept,
+        and how many were lost (a step that could not be stamped or prepared).
 
         A step that took over STEP_SECONDS to prepare makes the next ones smaller."""
-        queue, limit, prepare = self._queue, self._max_batch, self._prepare
+        queue, limit, stamp = self._queue, self._max_batch, self.stamper
         taken = lost = 0
         kept: list[Event] = []
         while True:
@@ -318,10 +307,14 @@ class Writer:
             taken += len(events)
             self.in_progress = taken
             started = time.thread_time()  # the CPU it takes: a busy machine's pauses aside
+            step_of: object = stamp  # whose step failed, if one does
             try:
-                kept += prepare(events)
+                stamped = stamp(events)
+                for step_of, prepare in self._preparers:  # noqa: B007 - read in the except
+                    stamped = prepare(stamped)
+                kept += stamped
             except Exception as exc:  # the writer never dies of an event: count them lost
-                self._record(getattr(prepare, "__self__", prepare), len(events), exc)
+                self._record(step_of, len(events), exc)
                 lost += len(events)
             self._adapt_step(len(events), time.thread_time() - started)
             if taken >= limit or len(events) < step:

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import msgspec
 
+from .._atomic import replacing, write_json_atomic
 from .._events import AnyEvent, Event, Note
 from .._exceptions import TracebusError
 from .._layout import RunLayout, link_in_place
 from .._lock import RunLock
-from .._run import Resume
-from .._sinks._metadata import create_temp_beside, write_json_atomic
+from .._run_parts import Resume
 
 
 class RunEntry(msgspec.Struct, kw_only=True):
@@ -226,11 +226,6 @@ def _replace_with_copy(source: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     if _same_file(source, target) or link_in_place(source, target):
         return  # a second name of the trace, as the run's layout makes it
-    fd, tmp = create_temp_beside(target)
-    os.close(fd)
-    try:
+    with replacing(target) as (fd, tmp):
+        os.close(fd)
         shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

@@ -45,7 +45,7 @@ from .._exceptions import (
     SinkError,
 )
 from .._lock import RunLock, run_lock_path
-from .._run import Run, open_run
+from .._run_parts import Run, open_run
 from ._codes import ErrorCode
 from ._limits import (
     CLOSED_RUN_RETENTION,

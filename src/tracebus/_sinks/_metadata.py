@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import secrets
+from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-import msgspec
-
+from .._atomic import write_json_atomic
 from .._events import SCHEMA_VERSION
+from .._exceptions import describe
 from .._layout import RunLayout
+from .._loop import run_blocking
 from .._state import RunState
 from .._text import utf8_text
 
@@ -58,43 +57,43 @@ def build_metadata(
     }
 
 
-_encoder = msgspec.json.Encoder(enc_hook=repr)
+class MetadataFile:
+    """A run's metadata file, written in one step as the run stands (a flush) and at its end."""
 
+    def __init__(
+        self,
+        layout: RunLayout,
+        state: RunState,
+        *,
+        pid: int,
+        started: datetime,
+        events_before: int,
+        dropped: Callable[[], int],
+    ) -> None:
+        self.layout = layout
+        self.metadata: dict[str, Any] | None = None
+        self._state = state
+        self._pid = pid
+        self._started = started
+        self._events_before = events_before  # already in the trace of a resumed run
+        self._dropped = dropped
 
-def encode_metadata(data: dict[str, Any]) -> str:
-    """The metadata file's text: indented JSON (UTF-8, not escaped) and a final newline."""
-    # msgspec, then its formatter: a tenth of json.dumps's time for a big node_times table
-    return msgspec.json.format(_encoder.encode(data), indent=2).decode() + "\n"
-
-
-def create_temp_beside(path: Path) -> tuple[int, Path]:
-    """Create a new, empty file beside ``path`` for writing and return its descriptor and path.
-
-    Its mode is 0o666 less the umask, as for every other file of a run (``tempfile.mkstemp``
-    would make it 0o600 whatever the umask). Raises OSError.
-    """
-    while True:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        try:
-            return os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666), tmp
-        except FileExistsError:
-            continue
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, fsync it, then rename over ``path``."""
-    fd, tmp = create_temp_beside(path)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` as indented JSON to ``path``, atomically (see ``write_text_atomic``)."""
-    write_text_atomic(path, encode_metadata(data))
+    async def write(
+        self, *, written: int, lost: int, failures: dict[str, tuple[int, BaseException]]
+    ) -> None:
+        """Write the metadata: ``written`` events in the trace by this writer, ``lost`` that
+        it could not take, and every write failure so far. Raises OSError."""
+        self.metadata = build_metadata(
+            self.layout,
+            self._state,
+            pid=self._pid,
+            started=self._started,
+            events_written=self._events_before + written,
+            events_dropped=self._dropped(),
+            events_lost=lost,
+            write_errors={
+                utf8_text(name): {"events_lost": count, "error": utf8_text(describe(error))}
+                for name, (count, error) in failures.items()
+            },
+        )
+        await run_blocking(write_json_atomic, self.layout.metadata_file, self.metadata)

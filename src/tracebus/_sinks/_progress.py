@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 import sys
 import time
+from collections.abc import Callable
 from typing import Literal, TextIO, TypeAlias
 
+from .._stamping import IsoClock
 from .._state import RunState
 from .._text import printable
 
@@ -88,3 +90,53 @@ class Progress:
         names = [printable(name) for name in list(running)[-_SHOWN_IN_FLIGHT:]]
         more = len(running) - len(names)
         return "running: " + ", ".join(names) + (f" +{more}" if more else "")
+
+
+class ProgressLines:
+    """A run's progress bar, drawn on stderr from its writer, and the lines it adds to the log.
+
+    A terminal that fails stops the bar, not the run: the error goes to ``failed``.
+    """
+
+    def __init__(
+        self, state: RunState, option: ProgressOption, failed: Callable[[BaseException], None]
+    ) -> None:
+        self._state = state
+        self._option = option
+        self._failed = failed
+        self._bar: Progress | None = None
+        self._iso = IsoClock()
+
+    def start(self) -> None:
+        """Open the bar, unless the option says none."""
+        if self._option:
+            self._safely(self._open)
+
+    def update(self) -> str | None:
+        """Move the bar; the log line due, if one is."""
+        if self._bar is None:
+            return None
+        line = self._safely(self._bar.update)
+        return None if line is None else self._line(line)
+
+    def close(self) -> str | None:
+        """Close the bar; its last log line, if one was open."""
+        bar, self._bar = self._bar, None
+        if bar is None:
+            return None
+        line = self._safely(bar.close)
+        return None if line is None else self._line(line)
+
+    def _open(self) -> None:
+        self._bar = Progress(self._state, succeeded_only=self._option == "succeeded")
+
+    def _safely(self, draw: Callable[[], str | None]) -> str | None:
+        try:
+            return draw()
+        except Exception as exc:  # stderr closed, an encoding that cannot show the bar
+            self._bar = None
+            self._failed(exc)
+            return None
+
+    def _line(self, text: str) -> str:
+        return f"[{self._iso(time.time())}] PROGRESS {printable(text)}\n"

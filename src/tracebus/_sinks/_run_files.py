@@ -1,9 +1,10 @@
-"""The run's own outputs: trace and log (each twice), console header and summary, progress,
-metadata. One instance per run, fed only by that run's writer."""
+"""The run's own outputs, as one sink of its writer: the trace and log lines (each file twice:
+the run's and the audit copy), written in one trip to a worker thread per batch for all
+files, with the console (``_console``), the progress bar (``_progress``) and the metadata
+(``_metadata``) they drive. One instance per run, fed only by that run's writer."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -12,22 +13,27 @@ from typing import Any, TextIO
 import anyio
 
 from .._events import Event, WorkflowComplete, WorkflowError, WorkflowStart
-from .._exceptions import SinkError, describe
+from .._exceptions import SinkError
 from .._layout import RunLayout
-from .._loop import run_blocking
-from .._state import IsoClock, RunState
-from .._text import printable, utf8_text
+from .._state import RunState
+from .._text import utf8_text
+from ._console import Console, header, summary
 from ._encoding import encode_log, encode_trace
 from ._files import AppendFile, BatchAppender
-from ._metadata import build_metadata, write_json_atomic
-from ._progress import Progress, ProgressOption
+from ._metadata import MetadataFile
+from ._progress import ProgressLines, ProgressOption
 
-_RULE = "=" * 80
 _LIFECYCLE = frozenset((WorkflowStart, WorkflowComplete, WorkflowError))
 
 
 class RunFiles:
-    """Writes one run's trace, log and metadata files; prints its header and summary."""
+    """Writes one run's trace, log and metadata files; prints its header and summary.
+
+    ``prepare`` (called by the writer on each stamped step) counts the events and makes their
+    lines; ``write_batch`` writes them, preparing the batch itself when nothing did.
+    ``taken`` tells where the writer is in its queue (events taken so far, resends left out
+    included), for ``settled``.
+    """
 
     name = "run files"
 
@@ -44,19 +50,20 @@ class RunFiles:
         sink_failures: Callable[[], dict[str, tuple[int, BaseException]]] = dict,
         events_before: int = 0,
         on_trace_failure: Callable[[OSError], None] | None = None,
+        taken: Callable[[], int] | None = None,
     ) -> None:
         self.layout = layout
-        self.metadata: dict[str, Any] | None = None
         self._state = state
         self._pid = pid
         self._started = started
-        self._want_progress = progress
-        self._progress: Progress | None = None
-        self._console = console
+        self._console = Console(console)
+        self._progress = ProgressLines(state, progress, self._console.failed)
         self._dropped = dropped
         self._sink_failures = sink_failures
-        self._events_before = events_before  # already in the trace of a resumed run
-        self._iso = IsoClock()
+        self._metadata = MetadataFile(
+            layout, state, pid=pid, started=started, events_before=events_before, dropped=dropped
+        )
+        self._writer_taken = taken
         # an audit copy that is a link of its file is written with it, not a second time
         self._traces = _files_of(
             layout.trace_file, layout.audit_trace_file, layout.audit_trace_linked
@@ -68,7 +75,6 @@ class RunFiles:
         self._log_chunks: list[bytes] = []
         self._shown: list[str] = []
         self._prepared = 0
-        self._console_error: BaseException | None = None
         self._closed = False
         # Where the writer is in the bus's queue: events taken, and of those, how many are
         # settled (their lines are in the main trace, or were left out as already there).
@@ -85,6 +91,11 @@ class RunFiles:
         self._on_trace_failure = on_trace_failure
         state.trace_file = utf8_text(str(layout.trace_file))
         state.log_file = utf8_text(str(layout.log_file))
+
+    @property
+    def metadata(self) -> dict[str, Any] | None:
+        """The metadata as last written."""
+        return self._metadata.metadata
 
     @property
     def trace_written(self) -> int:
@@ -108,19 +119,18 @@ class RunFiles:
             raise
 
     def prepare(self, events: list[Event]) -> list[Event]:
-        """Stamp one step of a batch (see ``RunState.apply``) and make its trace and log lines
-        at once, while the events are still in the CPU cache; ``write_batch`` writes them.
-
-        The writer calls it on each step of a batch before handing the batch (the events kept
-        here) to the sinks. Returns the events kept.
+        """Count one stamped step of a batch (see ``RunState.count``) and make its trace and
+        log lines at once, while the events are still in the CPU cache; ``write_batch`` writes
+        them. Returns the events to write: none once the trace refused a write.
         """
-        self._taken += len(events)
+        taken = self._writer_taken
+        self._taken = taken() if taken is not None else self._taken + len(events)
         if self.trace_failure is not None:
             self._traces[0].lost += len(events)
             self.unwritten += len(events)
             self.refused += len(events)
             return []
-        kept = self._state.apply(events)
+        kept = self._state.count(events)
         if not kept and not self._trace_chunks:
             self.settled = self._taken  # all resends of what the trace holds
         if kept:
@@ -135,14 +145,19 @@ class RunFiles:
         return kept
 
     async def write_batch(self, events: Sequence[Event]) -> None:
-        """Write the lines ``prepare`` made for ``events``: one vectored write per file."""
+        """Write the lines ``prepare`` made for ``events`` (made now if nothing prepared them:
+        a RunFiles fed as a plain sink): one vectored write per file."""
+        if not self._prepared and events:
+            events = self.prepare(list(events))
+            if not events:
+                return
         traces, logs, shown = self._trace_chunks, self._log_chunks, self._shown
         count, self._prepared = self._prepared, 0
         self._trace_chunks, self._log_chunks, self._shown = [], [], []
         if count != len(events):
             raise RuntimeError(f"{len(events)} events to write, {count} prepared")
-        if self._progress is not None and (line := self._console_safe(self._progress.update)):
-            logs.append(self._progress_line(line).encode())
+        if line := self._progress.update():
+            logs.append(line.encode())
         files = (*self._traces, *self._logs)
         main = self._traces[0]
         before = [(handle.size, handle.failures) for handle in files]
@@ -156,25 +171,7 @@ class RunFiles:
             await self._stop_writing(count, before)
             return
         if shown:
-            self._show("".join(shown))
-
-    def _console_safe(self, draw: Callable[[], str | None]) -> str | None:
-        """Move the progress bar; a terminal that fails stops the bar, not the run."""
-        try:
-            return draw()
-        except Exception as exc:  # stderr closed, an encoding that cannot show the bar
-            self._progress, self._console_error = None, self._console_error or exc
-            return None
-
-    def _show(self, text: str) -> None:
-        """Print on the console; a console that fails is reported at close, not retried."""
-        if self._console is None:
-            return
-        try:
-            self._console.write(text)
-            self._console.flush()
-        except Exception as exc:  # a closed stream, an encoding that cannot show the text
-            self._console, self._console_error = None, self._console_error or exc
+            self._console.show("".join(shown))
 
     async def _stop_writing(self, count: int, before: list[tuple[int, int]]) -> None:
         """The main trace refused a batch: take it back from the other files too, so that
@@ -201,13 +198,13 @@ class RunFiles:
             parts.append(encode_log(events[start : index + 1]))
             start = index + 1
             if kind is WorkflowStart:
-                shown.append(self._header())
+                shown.append(header(self.layout, self._pid, self._started))
                 parts.append(shown[-1])
-                if self._want_progress:
-                    self._console_safe(self._start_progress)
+                self._progress.start()
             else:
-                self._close_progress(parts)
-                shown.append(self._summary(event))
+                if last := self._progress.close():
+                    parts.append(last)
+                shown.append(summary(event, self._state, self.layout, self._dropped()))
                 parts.append(shown[-1])
         parts.append(encode_log(events[start:]))
         return "".join(parts)
@@ -219,11 +216,9 @@ class RunFiles:
         """
         if self._closed:  # never opened: nothing to close, no run to describe
             return
-        tail: list[str] = []
-        self._close_progress(tail)
-        if tail:
+        if last := self._progress.close():
             for handle in self._logs:
-                await handle.write("".join(tail).encode(), 0)
+                await handle.write(last.encode(), 0)
         files = (*self._traces, *self._logs)
         errors = [f.error for f in files]
         metadata_error: list[OSError] = []
@@ -274,23 +269,9 @@ class RunFiles:
     async def write_metadata(self) -> None:
         """Write the metadata as it stands now, atomically. Raises OSError."""
         main_trace = self._traces[0]
-        self.metadata = build_metadata(
-            self.layout,
-            self._state,
-            pid=self._pid,
-            started=self._started,
-            events_written=self._events_before + main_trace.written,
-            events_dropped=self._dropped(),
-            events_lost=main_trace.lost,
-            write_errors={
-                utf8_text(name): {
-                    "events_lost": lost,
-                    "error": utf8_text(describe(error)),
-                }
-                for name, (lost, error) in self._failures().items()
-            },
+        await self._metadata.write(
+            written=main_trace.written, lost=main_trace.lost, failures=self._failures()
         )
-        await run_blocking(write_json_atomic, self.layout.metadata_file, self.metadata)
 
     def _failures(self) -> dict[str, tuple[int, BaseException]]:
         """Every failure so far: the run's files, the console, the user's sinks."""
@@ -300,94 +281,13 @@ class RunFiles:
             if f.error is not None
             for name in f.names
         }
-        if self._console_error is not None:
-            failures["console"] = (0, self._console_error)
+        if self._console.error is not None:
+            failures["console"] = (0, self._console.error)
         failures.update(self._sink_failures())
         return failures
-
-    def _start_progress(self) -> None:
-        succeeded_only = self._want_progress == "succeeded"
-        self._progress = Progress(self._state, succeeded_only=succeeded_only)
-
-    def _close_progress(self, lines: list[str]) -> None:
-        if self._progress is not None:
-            last = self._console_safe(self._progress.close)
-            if last is not None:
-                lines.append(self._progress_line(last))
-            self._progress = None
-
-    def _progress_line(self, text: str) -> str:
-        return f"[{self._iso(time.time())}] PROGRESS {printable(text)}\n"
-
-    def _header(self) -> str:
-        layout = self.layout
-        return _block(
-            f"[RUN] Executing: {layout.workflow_id}",
-            f"[DIR] Output: {layout.output_dir.absolute()}",
-            f" Run: {layout.run_id}",
-            f" PID: {self._pid}",
-            f" Started: {self._started.strftime('%Y-%m-%d %H:%M:%S')}",
-        )
-
-    def _summary(self, event: Event) -> str:
-        state, layout = self._state, self.layout
-        elapsed = state.elapsed()
-        if isinstance(event, WorkflowError):
-            return _block(
-                f" Workflow failed: {layout.workflow_id}",
-                f" Error: {event.error}",
-                *_count_lines(state),
-                f" Time: {elapsed:.2f}s",
-                f" Trace: {_summary_path(layout.trace_file, layout)}",
-                f" Log: {_summary_path(layout.log_file, layout)}",
-            )
-        lines = [f" Workflow completed: {layout.workflow_id}", *_count_lines(state)]
-        lines.append(f" Total time: {elapsed:.2f}s ({elapsed / 60:.2f}m)")
-        cost = state.cumulative_cost_usd
-        if cost is not None and cost > 0:
-            lines.append(f" Cost: ${cost:.4f}")
-        dropped = self._dropped()
-        if dropped:
-            lines.append(f" Events dropped: {dropped}")
-        lines += [
-            f" Trace file: {_summary_path(layout.trace_file, layout)}",
-            f" Log file: {_summary_path(layout.log_file, layout)}",
-        ]
-        return _block(*lines)
 
 
 def _files_of(path: Path, audit: Path, linked: bool) -> tuple[AppendFile, ...]:
     if linked:
         return (AppendFile(path, aliases=(audit,)),)
     return (AppendFile(path), AppendFile(audit))
-
-
-def _summary_path(path: Path, layout: RunLayout) -> Path:
-    """``path`` as the summary shows it: relative to the output directory's parent, as the seed
-    printed it (the header gives the output directory in full)."""
-    return path.relative_to(layout.output_dir.parent)
-
-
-def _count_lines(state: RunState) -> list[str]:
-    """``Nodes executed: completed/total`` (the classic line), the other node counts that are
-    not zero, and the attempt counts when a node was retried; named as in the metadata (see
-    ``NodeCounts``)."""
-    counts = state.counts()
-    shown = [
-        ("Nodes failed", counts.nodes_failed),
-        ("Nodes skipped", counts.nodes_skipped),
-        ("Nodes unfinished", counts.nodes_unfinished),
-    ]
-    if counts.nodes_retried:
-        shown += [
-            ("Nodes retried", counts.nodes_retried),
-            ("Retries", counts.retries),
-            ("Attempts failed", counts.attempts_failed),
-        ]
-    lines = [f" Nodes executed: {counts.nodes_completed}/{state.total_nodes}"]
-    lines += [f" {label}: {value}" for label, value in shown if value]
-    return lines
-
-
-def _block(*lines: str) -> str:
-    return "\n".join(("", _RULE, *map(printable, lines), _RULE, "")) + "\n"

@@ -17,7 +17,7 @@ from typing import Unpack
 from ._bus import EventBus
 from ._layout import RunLayout, create_layout
 from ._options import UNSET, RunOptions, with_defaults
-from ._sinks._run import RunFiles
+from ._sinks._run_files import RunFiles
 from ._state import RunState
 
 
@@ -80,9 +80,10 @@ def open_run(
         progress=given["progress"],
         console=console,
         dropped=lambda: bus.statistics().dropped,
-        sink_failures=lambda: bus._sink_failures(),
+        sink_failures=lambda: bus.sink_failures(),
         events_before=events_before,
         on_trace_failure=on_trace_failure,
+        taken=lambda: bus.taken,
     )
     # A user's sinks never hold up the run's own files: each gets a buffer and a task of its
     # own, unless it asks to be written in line with them (``direct = True``).
@@ -92,7 +93,7 @@ def open_run(
         capacity=given["capacity"],
         overflow=given["overflow"],
         close_timeout=given["close_timeout"],
-        prepare=files.prepare,
         detached=[sink for sink in sinks if not getattr(sink, "direct", False)],
     )
+    state.stamper = bus.stamper  # what the collector replays into a resumed run goes through it
     return Run(layout, state, files, bus, started)
