@@ -1,26 +1,59 @@
 """The ``tracebus`` command line. Exit codes: 0 ok, 1 the run failed (where a command says so),
-2 bad usage or unreadable input (one line on stderr, never a traceback)."""
+2 bad usage or unreadable input (one line on stderr, never a traceback).
+
+Each subcommand's module is imported only when that subcommand runs (or shows its help), so
+that ``tracebus summary`` does not pay for the collector service's transports or NATS; the
+others stand in the parser by their name and help line, for ``tracebus --help``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import anyio
-
 from . import __version__
 from ._exceptions import TracebusError
-from ._nats.cli import register as register_nats
-from ._service import cli as service_cli
 from ._text import printable
-from ._tools.cli import register as register_run_tools
 
 Handler = Callable[[argparse.Namespace], int]
 
+#: Each subcommand after ``demo``, in the order ``--help`` lists them: the module whose
+#: ``register`` adds it (with that module's other subcommands), and the help line shown while
+#: that module is not imported (a test checks it is the module's own).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "summary": (
+        "._tools.cli",
+        "show a run's status, counts, times, parallelism, cost, slowest nodes and failures",
+    ),
+    "export": (
+        "._tools.cli",
+        "write a run as a Chrome trace (Perfetto, chrome://tracing) or as OTLP/JSON",
+    ),
+    "timeline": ("._tools.cli", "write a self-contained HTML page with a Gantt chart of the run"),
+    "tail": (
+        "._tools.cli",
+        "follow a live run, one line per event, until workflow_complete or workflow_error",
+    ),
+    "serve": (
+        "._service.cli",
+        "run the collector service: many producer processes, one writer per run",
+    ),
+    "status": (
+        "._service.cli",
+        "print a collector service's counters (exit 1 if it does not answer)",
+    ),
+}
+
+#: Modules that add options to a subcommand another module registers, after it.
+EXTENSIONS: dict[str, tuple[str, ...]] = {"serve": ("._nats.cli",)}
+
 
 def _demo(args: argparse.Namespace) -> int:
+    import anyio
+
     from ._demo import run_demo
 
     metadata = anyio.run(
@@ -54,13 +87,7 @@ def _rate(text: str) -> float:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="tracebus", description="Observability for asynchronous workflow runners."
-    )
-    parser.add_argument("--version", action="version", version=f"tracebus {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _register_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo = commands.add_parser("demo", help="run a simulated concurrent workflow and trace it")
     demo.add_argument("--nodes", type=_positive, default=200, help="nodes to run (200)")
     demo.add_argument("--concurrency", type=_positive, default=16, help="workers (16)")
@@ -69,15 +96,41 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=None, help="random seed, for repeatable runs")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
     demo.set_defaults(handler=_demo)
-    register_run_tools(commands)
-    service_cli.register(commands)
-    register_nats(commands)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``tracebus`` parser: with every subcommand's module, or with ``command``'s only
+    (the others by their name and help line)."""
+    parser = argparse.ArgumentParser(
+        prog="tracebus", description="Observability for asynchronous workflow runners."
+    )
+    parser.add_argument("--version", action="version", version=f"tracebus {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _register_demo(commands)
+    wanted = {where for name, (where, _) in COMMANDS.items() if command in (None, name)}
+    for name, (where, purpose) in COMMANDS.items():
+        if where in wanted:
+            importlib.import_module(where, __package__).register(commands)
+            wanted.discard(where)
+        elif name not in commands.choices:
+            commands.add_parser(name, help=purpose, add_help=False)
+    for name, extensions in EXTENSIONS.items():
+        if command in (None, name):
+            for where in extensions:
+                importlib.import_module(where, __package__).register(commands)
     return parser
 
 
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The subcommand ``argv`` names: its first word that is not an option (the options
+    before it take no value)."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_command_in(words) or "")  # "": no module, every name
+    args = parser.parse_args(words)
     handler: Handler = args.handler
     try:
         return handler(args)
