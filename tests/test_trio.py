@@ -16,6 +16,7 @@ from tests import (
     test_file_faults,
     test_injection,
     test_memory,
+    test_nesting,
     test_observer,
     test_sinks,
     test_user_sinks,
@@ -54,6 +55,9 @@ CORE_TESTS: list[TestFn] = [
     test_file_faults.test_a_run_file_replaced_by_a_symlink_is_not_followed,
     test_file_faults.test_a_symlink_where_a_run_file_goes_is_refused_at_entry,
     test_injection.test_a_node_id_cannot_forge_a_log_line,
+    test_nesting.test_a_node_is_current_inside_its_block_and_parents_the_nodes_opened_there,
+    test_nesting.test_tasks_and_worker_threads_started_inside_a_node_inherit_it,
+    test_nesting.test_explicit_parent_and_depends_on_are_recorded,
 ]
 
 

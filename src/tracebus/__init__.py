@@ -30,23 +30,27 @@ from ._exceptions import TraceFormatError as TraceFormatError
 if typing.TYPE_CHECKING:
     from ._bus import BusStatistics as BusStatistics
     from ._bus import EventBus as EventBus
+    from ._context import current_node as current_node
     from ._counts import NodeCounts as NodeCounts
     from ._events import SCHEMA_VERSION as SCHEMA_VERSION
     from ._events import AnyEvent as AnyEvent
     from ._events import Event as Event
+    from ._events import Log as Log
     from ._events import NodeFailure as NodeFailure
     from ._events import NodeRetry as NodeRetry
     from ._events import NodeSkipped as NodeSkipped
     from ._events import NodeStart as NodeStart
     from ._events import NodeSuccess as NodeSuccess
     from ._events import Note as Note
+    from ._events import Usage as Usage
     from ._events import WorkflowComplete as WorkflowComplete
     from ._events import WorkflowError as WorkflowError
     from ._events import WorkflowStart as WorkflowStart
     from ._hashing import hash_output as hash_output
     from ._nats._settings import NatsSettings as NatsSettings
     from ._nats._settings import NatsStream as NatsStream
-    from ._observer import NodeScope as NodeScope
+    from ._node import NodeScope as NodeScope
+    from ._node import SyncNodeScope as SyncNodeScope
     from ._observer import Observer as Observer
     from ._service._client import RemoteObserver as RemoteObserver
     from ._service._client import connect as connect
@@ -66,24 +70,28 @@ __version__ = "0.1.0"
 #: Each lazily imported public name, and the private module that defines it.
 _LAZY: dict[str, str] = {
     "BusStatistics": "._bus",
+    "current_node": "._context",
     "EventBus": "._bus",
     "NodeCounts": "._counts",
     "SCHEMA_VERSION": "._events",
     "AnyEvent": "._events",
     "Event": "._events",
+    "Log": "._events",
     "NodeFailure": "._events",
     "NodeRetry": "._events",
     "NodeSkipped": "._events",
     "NodeStart": "._events",
     "NodeSuccess": "._events",
     "Note": "._events",
+    "Usage": "._events",
     "WorkflowComplete": "._events",
     "WorkflowError": "._events",
     "WorkflowStart": "._events",
     "hash_output": "._hashing",
     "NatsSettings": "._nats._settings",
     "NatsStream": "._nats._settings",
-    "NodeScope": "._observer",
+    "NodeScope": "._node",
+    "SyncNodeScope": "._node",
     "Observer": "._observer",
     "RemoteObserver": "._service._client",
     "connect": "._service._client",
@@ -110,6 +118,7 @@ __all__ = [
     "Event",
     "EventBus",
     "InvalidIdError",
+    "Log",
     "NatsSettings",
     "NatsStream",
     "NodeAttempt",
@@ -134,16 +143,19 @@ __all__ = [
     "Sink",
     "SinkError",
     "SinkOverflowError",
+    "SyncNodeScope",
     "SyncObserver",
     "SyncRemoteObserver",
     "TraceFormatError",
     "TracebusError",
     "TracebusWarning",
+    "Usage",
     "WorkflowComplete",
     "WorkflowError",
     "WorkflowStart",
     "connect",
     "connect_sync",
+    "current_node",
     "hash_output",
     "read_run",
     "read_trace",

@@ -23,7 +23,9 @@ import msgspec.structs
 
 from ._text import utf8_text
 
-SCHEMA_VERSION = 1
+#: Version 2 adds a node's ``parent_id`` and ``depends_on``, and the ``log`` and ``usage``
+#: events; a version 1 trace is a version 2 trace without them.
+SCHEMA_VERSION = 2
 
 
 class Event(msgspec.Struct, tag_field="event_type", kw_only=True, gc=False):
@@ -51,6 +53,11 @@ class WorkflowStart(Event, tag="workflow_start", kw_only=True):
 class NodeStart(Event, tag="node_start", kw_only=True):
     node_id: str
     node_index: int | None = None
+    #: The enclosing node (the current node where it started, or ``parent=``); absent from
+    #: the trace line for a top-level node.
+    parent_id: str | msgspec.UnsetType = msgspec.UNSET
+    #: The nodes this one waited for (``depends_on=``); absent unless given.
+    depends_on: list[str] | msgspec.UnsetType = msgspec.UNSET
 
 
 class NodeSuccess(Event, tag="node_success", kw_only=True):
@@ -88,6 +95,29 @@ class Note(Event, tag="note", kw_only=True):
     message: str
     node_id: str | None = None
     fields: dict[str, Any] = {}
+
+
+class Log(Event, tag="log", kw_only=True):
+    """A ``logging`` record (or a warning) emitted during the run, captured."""
+
+    message: str
+    node_id: str | None = None
+    logger: str
+    level: str
+    levelno: int
+    exception: str | None = None
+
+
+class Usage(Event, tag="usage", kw_only=True):
+    """Tokens (and their cost) one model call spent, for a node or the run."""
+
+    node_id: str | None = None
+    model: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    #: Other counters of the call (cached, reasoning tokens...), by name.
+    counters: dict[str, int] = {}
 
 
 class WorkflowComplete(Event, tag="workflow_complete", kw_only=True):
@@ -136,6 +166,8 @@ AnyEvent = (
     | NodeSkipped
     | NodeRetry
     | Note
+    | Log
+    | Usage
     | WorkflowComplete
     | WorkflowError
 )
@@ -324,6 +356,17 @@ def node_id_value(value: object, method: str, field: str = "node_id") -> str:
     return text
 
 
+def node_ids_value(value: object, method: str, field: str) -> list[str]:
+    """A list of node ids from any iterable of them (not a str itself). Raises TypeError or
+    ValueError as ``node_id_value`` does for each."""
+    if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
+        raise TypeError(
+            f"{method}: {field} must be a list of node ids, not {type(value).__name__}: "
+            f"{_shown(value)}"
+        )
+    return [node_id_value(item, method, f"{field} item") for item in value]
+
+
 def text_value(value: object, method: str, field: str, limit: int) -> str:
     """A text field (an error, a message, a reason, a hash): a str, lone surrogates escaped,
     and past ``limit`` bytes of UTF-8 cut to a visible marker (see ``truncated_text``).
@@ -472,7 +515,11 @@ def _cleaned(value: Any, depth: int) -> Any:
 
 # -- the rules of each field, from the events' own annotations ---------------------------------
 
-_REAL, _INT, _TEXT, _NODE_ID, _PAYLOAD, _MAPPING, _TIMES = range(7)
+_REAL, _INT, _TEXT, _NODE_ID, _PAYLOAD, _MAPPING, _TIMES, _NODE_IDS = range(8)
+
+#: The fields that name a node, and the one that names several.
+_NODE_ID_FIELDS: Final = ("node_id", "parent_id")
+_NODE_IDS_FIELDS: Final = ("depends_on",)
 
 
 def _rule_of(name: str, annotation: Any) -> tuple[int, bool]:
@@ -481,8 +528,10 @@ def _rule_of(name: str, annotation: Any) -> tuple[int, bool]:
     optional = type(None) in args or msgspec.UnsetType in args
     args -= {type(None), msgspec.UnsetType}
     (base,) = args if len(args) == 1 else (annotation,)
-    if name == "node_id":
+    if name in _NODE_ID_FIELDS:
         return _NODE_ID, optional
+    if name in _NODE_IDS_FIELDS:
+        return _NODE_IDS, optional
     if base is float:
         return _REAL, optional
     if base is int:
@@ -532,6 +581,8 @@ def check_event(event: Event, limit: int, method: str = "emit") -> None:
             value = node_id_value(value, method, field)
         elif rule == _PAYLOAD:
             value = payload_value(value, limit)
+        elif rule == _NODE_IDS:
+            value = node_ids_value(value, method, field)
         elif not isinstance(value, dict):
             raise TypeError(
                 f"{method}: {field} must be a dict, not {type(value).__name__}: {_shown(value)}"
@@ -588,6 +639,9 @@ def trace_line_problem(line: dict[str, Any]) -> str | None:
         elif rule == _TEXT or rule == _NODE_ID:
             if not isinstance(value, str):
                 return f"{name} is not a string"
+        elif rule == _NODE_IDS:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                return f"{name} is not a list of strings"
         elif rule == _MAPPING or rule == _TIMES:
             if not isinstance(value, dict):
                 return f"{name} is not an object"

@@ -14,24 +14,31 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 from typing import Any
 
+import msgspec
+
+from ._context import CURRENT, node_of_run
 from ._events import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     MAX_DEPTH,
     MAX_MAGNITUDE,
     MAX_NODE_ID_CHARS,
+    Log,
     NodeFailure,
     NodeRetry,
     NodeSkipped,
     NodeStart,
     NodeSuccess,
     Note,
+    Usage,
     WorkflowComplete,
     WorkflowError,
     WorkflowStart,
     json_encoder,
     node_id_value,
+    node_ids_value,
     payload_value,
     real_number,
     text_value,
@@ -74,13 +81,31 @@ class EventFactory:
             output_dir=output_dir,
         )
 
-    def node_start(self, node_id: str, node_index: int | None) -> NodeStart:
+    def node_start(
+        self,
+        node_id: str,
+        node_index: int | None,
+        parent: str | None = None,
+        depends_on: Iterable[str] | None = None,
+    ) -> NodeStart:
+        """``parent`` None: the current node of this run, if any, unless it is this node."""
         if not (type(node_id) is str and len(node_id) <= 1_024 and node_id.isascii()):
             node_id = node_id_value(node_id, "node_start")
         if node_index is not None and not (
             type(node_index) is int and -(2**63) <= node_index < 2**63
         ):
             node_index = whole_number(node_index, "node_start", "node_index")
+        parent_id: str | msgspec.UnsetType = msgspec.UNSET
+        if parent is not None:
+            parent_id = node_id_value(parent, "node_start", "parent")
+        else:
+            current = CURRENT.get()
+            if current is not None and current.run_id == self.run_id:
+                if current.node_id != node_id:
+                    parent_id = current.node_id
+        upstream: list[str] | msgspec.UnsetType = msgspec.UNSET
+        if depends_on is not None:
+            upstream = node_ids_value(depends_on, "node_start", "depends_on")
         return NodeStart(
             epoch_seconds=time.time(),
             pid=self.pid,
@@ -89,6 +114,8 @@ class EventFactory:
             producer=self.producer,
             node_id=node_id,
             node_index=node_index,
+            parent_id=parent_id,
+            depends_on=upstream,
         )
 
     def node_success(
@@ -226,6 +253,8 @@ class EventFactory:
         message = text_value(message, "note", "message", limit)
         if node_id is not None:
             node_id = node_id_value(node_id, "note")
+        else:
+            node_id = node_of_run(self.run_id)
         if fields:
             fields = payload_value(fields, limit)
         return Note(
@@ -237,6 +266,61 @@ class EventFactory:
             message=message,
             node_id=node_id,
             fields=fields,
+        )
+
+    def log(
+        self,
+        message: str,
+        logger: str,
+        level: str,
+        levelno: int,
+        exception: str | None = None,
+        node_id: str | None = None,
+    ) -> Log:
+        """A captured log record; ``node_id`` None: the current node of this run."""
+        method, limit = "log", self.max_payload_bytes
+        return Log(
+            epoch_seconds=time.time(),
+            pid=self.pid,
+            workflow_id=self.workflow_id,
+            run_id=self.run_id,
+            producer=self.producer,
+            message=text_value(message, method, "message", limit),
+            node_id=node_of_run(self.run_id) if node_id is None else node_id_value(node_id, method),
+            logger=text_value(logger, method, "logger", limit),
+            level=text_value(level, method, "level", limit),
+            levelno=whole_number(levelno, method, "levelno"),
+            exception=(
+                None if exception is None else text_value(exception, method, "exception", limit)
+            ),
+        )
+
+    def usage(
+        self,
+        model: str,
+        input_tokens: int,
+        output_tokens: int,
+        cost_usd: float | None,
+        node_id: str | None,
+        counters: dict[str, int],
+    ) -> Usage:
+        """One model call's usage; ``node_id`` None: the current node of this run."""
+        method = "usage"
+        return Usage(
+            epoch_seconds=time.time(),
+            pid=self.pid,
+            workflow_id=self.workflow_id,
+            run_id=self.run_id,
+            producer=self.producer,
+            node_id=node_of_run(self.run_id) if node_id is None else node_id_value(node_id, method),
+            model=text_value(model, method, "model", MAX_NODE_ID_CHARS),
+            input_tokens=whole_number(input_tokens, method, "input_tokens"),
+            output_tokens=whole_number(output_tokens, method, "output_tokens"),
+            cost_usd=0.0 if cost_usd is None else real_number(cost_usd, method, "cost_usd"),
+            counters={
+                node_id_value(name, method, "counter name"): whole_number(count, method, name)
+                for name, count in counters.items()
+            },
         )
 
     def workflow_complete(self, cumulative_cost_usd: float | None) -> WorkflowComplete:

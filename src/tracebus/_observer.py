@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -14,11 +13,11 @@ import anyio
 
 from ._blocking import ThreadProducer
 from ._bus import BusStatistics, EventBus
-from ._events import Event, check_total_nodes, real_number
+from ._events import Event, check_total_nodes
 from ._exceptions import TracebusError, describe, keep_with_note
 from ._factory import EventFactory
-from ._hashing import hash_output
 from ._layout import RunLayout, new_run_id, validate_id
+from ._node import NodeScope as NodeScope
 from ._options import (
     UNSET,
     ObserverOptions,
@@ -147,11 +146,6 @@ class Observer(AsyncCalls):
 
     # -- the seed's vocabulary, awaitable ------------------------------------------------
 
-    def node(self, node_id: str, node_index: int | None = None) -> NodeScope:
-        """``async with obs.node(id, index) as node``: node_start, then node_success, or
-        node_failure (re-raising what the block raised)."""
-        return NodeScope(self, node_id, node_index)
-
     def mark_finished(self) -> None:
         """A terminal event was recorded: leaving the block adds none of its own."""
         self._finished = True
@@ -216,47 +210,3 @@ class Observer(AsyncCalls):
         if self._bus is None:
             raise RuntimeError("the Observer is not open: use `async with Observer(...) as obs`")
         return self._bus
-
-
-class NodeScope:
-    """One node's execution, timed from entry to exit."""
-
-    def __init__(self, observer: AsyncCalls, node_id: str, node_index: int | None) -> None:
-        self.node_id = node_id
-        self.node_index = node_index
-        self.output_hash: str | None = None
-        self.output_summary: Any = None
-        self.cost_usd = 0.0
-        self._observer = observer
-        self._started = 0.0
-
-    def output(self, result: Any, summary: Any = UNSET) -> None:
-        """Hash ``result`` (the seed's algorithm); the summary is ``result`` unless given."""
-        self.output_hash = hash_output(result)
-        self.output_summary = result if summary is UNSET else summary
-
-    def cost(self, usd: float) -> None:
-        """Add ``usd`` to this node's cost. Raises TypeError or ValueError for a value that is
-        not a finite real number (see the value rules)."""
-        self.cost_usd = real_number(self.cost_usd + real_number(usd, "cost", "usd"), "cost", "usd")
-
-    async def __aenter__(self) -> NodeScope:
-        await self._observer.node_start(self.node_id, self.node_index)
-        self._started = time.perf_counter()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        duration = time.perf_counter() - self._started
-        obs = self._observer
-        if exc is None:
-            await obs.node_success(
-                self.node_id, duration, self.output_hash, self.output_summary, self.cost_usd
-            )
-            return
-        with anyio.CancelScope(shield=True):
-            await obs.node_failure(self.node_id, describe(exc), duration, self.cost_usd)

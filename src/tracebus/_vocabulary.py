@@ -6,10 +6,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from ._events import Event, check_event
 from ._factory import EventFactory
+from ._node import NodeScope, SyncNodeScope
 
 
 class _Vocabulary:
@@ -50,9 +52,31 @@ class AsyncCalls(_Vocabulary):
     async def _emit_lifecycle(self, event: Event) -> None:
         raise NotImplementedError
 
+    def node(
+        self,
+        node_id: str,
+        node_index: int | None = None,
+        *,
+        parent: str | None = None,
+        depends_on: Iterable[str] | None = None,
+    ) -> NodeScope:
+        """``async with obs.node(id, index) as node``: node_start, then node_success, or
+        node_failure (re-raising what the block raised). Inside, the node is the current node
+        (see ``node_start`` for ``parent`` and ``depends_on``)."""
+        return NodeScope(self, node_id, node_index, parent, depends_on)
+
     # The hot path: no coroutine beyond the method's own while the queue has room.
-    async def node_start(self, node_id: str, node_index: int | None = None) -> None:
-        event = self._events.node_start(node_id, node_index)
+    async def node_start(
+        self,
+        node_id: str,
+        node_index: int | None = None,
+        *,
+        parent: str | None = None,
+        depends_on: Iterable[str] | None = None,
+    ) -> None:
+        """Record a node's start; its ``parent_id`` is ``parent``, else the current node;
+        ``depends_on`` names the nodes it waited for."""
+        event = self._events.node_start(node_id, node_index, parent, depends_on)
         if not self._offer(event):
             await self._emit(event)
 
@@ -91,8 +115,25 @@ class AsyncCalls(_Vocabulary):
             await self._emit(event)
 
     async def note(self, message: str, *, node_id: str | None = None, **fields: Any) -> None:
-        """A free-form message or metric from user code; ``fields`` go into the trace."""
+        """A free-form message or metric from user code, of ``node_id`` (default: the current
+        node); ``fields`` go into the trace."""
         event = self._events.note(message, node_id, fields)
+        if not self._offer(event):
+            await self._emit(event)
+
+    async def usage(
+        self,
+        model: str,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cost_usd: float | None = 0.0,
+        *,
+        node_id: str | None = None,
+        **counters: int,
+    ) -> None:
+        """Record the tokens and cost of one call of ``model``, of ``node_id`` (default: the
+        current node); ``counters`` (cached or reasoning tokens...) are whole numbers."""
+        event = self._events.usage(model, input_tokens, output_tokens, cost_usd, node_id, counters)
         if not self._offer(event):
             await self._emit(event)
 
@@ -120,8 +161,28 @@ class SyncCalls(_Vocabulary):
     def _put(self, event: Event) -> None:
         raise NotImplementedError
 
-    def node_start(self, node_id: str, node_index: int | None = None) -> None:
-        self._put(self._events.node_start(node_id, node_index))
+    def node(
+        self,
+        node_id: str,
+        node_index: int | None = None,
+        *,
+        parent: str | None = None,
+        depends_on: Iterable[str] | None = None,
+    ) -> SyncNodeScope:
+        """``with obs.node(id, index) as node``: node_start, then node_success, or
+        node_failure (re-raising what the block raised). Inside, the node is the current node
+        of the calling thread's context."""
+        return SyncNodeScope(self, node_id, node_index, parent, depends_on)
+
+    def node_start(
+        self,
+        node_id: str,
+        node_index: int | None = None,
+        *,
+        parent: str | None = None,
+        depends_on: Iterable[str] | None = None,
+    ) -> None:
+        self._put(self._events.node_start(node_id, node_index, parent, depends_on))
 
     def node_success(
         self,
@@ -152,6 +213,20 @@ class SyncCalls(_Vocabulary):
 
     def note(self, message: str, *, node_id: str | None = None, **fields: Any) -> None:
         self._put(self._events.note(message, node_id, fields))
+
+    def usage(
+        self,
+        model: str,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cost_usd: float | None = 0.0,
+        *,
+        node_id: str | None = None,
+        **counters: int,
+    ) -> None:
+        self._put(
+            self._events.usage(model, input_tokens, output_tokens, cost_usd, node_id, counters)
+        )
 
     def workflow_complete(self, cumulative_cost_usd: float | None = None) -> None:
         event = self._events.workflow_complete(cumulative_cost_usd)  # a bad value ends nothing

@@ -32,7 +32,6 @@ from .._exceptions import (
 )
 from .._factory import EventFactory
 from .._layout import new_run_id, validate_id
-from .._observer import NodeScope
 from .._vocabulary import AsyncCalls
 from ._codes import ErrorCode
 from ._connectors import connector_for
@@ -198,11 +197,6 @@ class RemoteObserver(AsyncCalls):
             raise delivery.failure
 
     # -- the seed's vocabulary, awaitable ------------------------------------------------
-
-    def node(self, node_id: str, node_index: int | None = None) -> NodeScope:
-        """``async with obs.node(id, index) as node``: node_start, then node_success, or
-        node_failure (re-raising what the block raised)."""
-        return NodeScope(self, node_id, node_index)
 
     def mark_finished(self) -> None:
         """A terminal event was recorded: leaving the block adds none of its own."""

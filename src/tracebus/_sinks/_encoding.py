@@ -109,6 +109,7 @@ def log_line(event: Event) -> str:
     if message:
         parts.append(f": {message}")
     details = {name: getattr(event, name) for name in _detail_fields(type(event))}
+    details = {name: value for name, value in details.items() if value is not msgspec.UNSET}
     try:
         encoded = _encoder.encode(details)
     except Exception:
