@@ -5,9 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 from types import ModuleType
+from typing import Any
 
 import pytest
 
+import tracebus
 import tracebus.nats
 import tracebus.service
 from tracebus._nats._collector import NatsCollector
@@ -76,3 +78,15 @@ def test_the_service_imports_no_nats_until_a_nats_address_is_used() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     ).stdout.splitlines()
     assert out == ["[]", "NatsSettings False"]
+
+
+@pytest.mark.parametrize(
+    "flavour",
+    [tracebus.connect, tracebus.RemoteObserver, tracebus.connect_sync, tracebus.SyncRemoteObserver],
+)
+def test_a_remote_flavour_refuses_an_unknown_option_by_name(flavour: Any) -> None:
+    name = flavour.__name__
+    with pytest.raises(
+        TypeError, match=rf"^{name}\(\) got an unexpected keyword argument 'bogus'$"
+    ):
+        flavour("/nowhere.sock", "wf", bogus=1)

@@ -15,13 +15,12 @@ import re
 import socket
 import uuid
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Unpack
 
 import anyio
 from anyio.abc import TaskGroup
 
-from .._bus import DEFAULT_CAPACITY, DEFAULT_CLOSE_TIMEOUT
-from .._events import DEFAULT_MAX_PAYLOAD_BYTES, Event, check_total_nodes
+from .._events import Event, check_total_nodes
 from .._exceptions import (
     ProtocolError,
     ServiceError,
@@ -32,21 +31,19 @@ from .._exceptions import (
 )
 from .._factory import EventFactory
 from .._layout import new_run_id, validate_id
+from .._options import shows_options, split_options, with_defaults
 from .._vocabulary import AsyncCalls
 from ._codes import ErrorCode
-from ._connectors import connector_for
+from ._connectors import RemoteAddress, connector_for
 from ._delivery import Delivery, RemoteStatistics
 from ._limits import (
-    CLIENT_MAX_BATCH,
-    CLIENT_RESEND_BUFFER,
-    CONNECT_TIMEOUT,
     PROTOCOL_VERSION,
-    RECONNECT_TIMEOUT,
 )
-from ._link import Connector, Link
+from ._link import Link
+from ._options import REMOTE_DEFAULTS, DeliveryOptions, RemoteOptions
 from ._protocol import ErrorReply, Hello, StatusReply, StatusRequest, encode, software
 from ._socket import SocketLink
-from ._transport import Address, parse_address
+from ._transport import parse_address
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -76,30 +73,23 @@ class RemoteObserver(AsyncCalls):
     refuses; on leaving, DeliveryError when events were not delivered.
     """
 
+    @shows_options(RemoteOptions, REMOTE_DEFAULTS)
     def __init__(
         self,
-        address: str | os.PathLike[str] | Address | Connector,
+        address: RemoteAddress,
         workflow_id: str,
         total_nodes: int = 0,
-        *,
-        run_id: str | None = None,
-        join: bool = False,
-        producer: str | None = None,
-        token: str | None = None,
-        capacity: int = DEFAULT_CAPACITY,
-        overflow: Literal["block", "drop"] = "block",
-        max_batch: int = CLIENT_MAX_BATCH,
-        resend_buffer: int = CLIENT_RESEND_BUFFER,
-        reconnect_timeout: float = RECONNECT_TIMEOUT,
-        close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
-        connect_timeout: float = CONNECT_TIMEOUT,
-        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        **options: Unpack[RemoteOptions],
     ) -> None:
+        given: RemoteOptions = with_defaults(
+            "RemoteObserver", options, RemoteOptions, REMOTE_DEFAULTS
+        )
+        run_id, join, overflow = given["run_id"], given["join"], given["overflow"]
         self.workflow_id = validate_id(workflow_id, "workflow_id")
         if join and run_id is None:
             raise ValueError("join=True needs the run_id of the run to join")
         self.run_id = validate_id(run_id, "run_id") if run_id is not None else new_run_id()
-        self.producer = validate_id(producer or default_producer(), "producer")
+        self.producer = validate_id(given["producer"] or default_producer(), "producer")
         check_total_nodes(total_nodes)
         if overflow not in ("block", "drop"):
             raise ValueError(f"overflow must be 'block' or 'drop', got {overflow!r}")
@@ -108,28 +98,22 @@ class RemoteObserver(AsyncCalls):
         self.join = join
         self.metadata: dict[str, Any] | None = None  # the files are the service's
         self._drop = overflow == "drop"
-        self._connect_timeout = connect_timeout
+        self._connect_timeout = given["connect_timeout"]
         self._events = EventFactory(
-            self.workflow_id, self.run_id, self.producer, max_payload_bytes=max_payload_bytes
+            self.workflow_id,
+            self.run_id,
+            self.producer,
+            max_payload_bytes=given["max_payload_bytes"],
         )
         hello = Hello(
             protocol=PROTOCOL_VERSION,
             producer=self.producer,
-            token=token,
+            token=given["token"],
             client=software(),
         )
+        delivery: DeliveryOptions = split_options(given, DeliveryOptions)
         self._delivery = Delivery(
-            self._open_link,
-            hello,
-            self.workflow_id,
-            self.run_id,
-            capacity=capacity,
-            overflow="drop" if self._drop else "block",
-            max_batch=max_batch,
-            resend_buffer=resend_buffer,
-            reconnect_timeout=reconnect_timeout,
-            close_timeout=close_timeout,
-            probe=join,
+            self._open_link, hello, self.workflow_id, self.run_id, probe=join, **delivery
         )
         self._queue = self._delivery.queue
         self._task_group: TaskGroup | None = None
@@ -234,44 +218,18 @@ class RemoteObserver(AsyncCalls):
             self._queue.put_blocking(event, None)
 
 
+@shows_options(RemoteOptions, REMOTE_DEFAULTS)
 def connect(
-    address: str | os.PathLike[str] | Connector,
+    address: RemoteAddress,
     workflow_id: str,
     total_nodes: int = 0,
-    *,
-    run_id: str | None = None,
-    join: bool = False,
-    producer: str | None = None,
-    token: str | None = None,
-    capacity: int = DEFAULT_CAPACITY,
-    overflow: Literal["block", "drop"] = "block",
-    max_batch: int = CLIENT_MAX_BATCH,
-    resend_buffer: int = CLIENT_RESEND_BUFFER,
-    reconnect_timeout: float = RECONNECT_TIMEOUT,
-    close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
-    connect_timeout: float = CONNECT_TIMEOUT,
-    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    **options: Unpack[RemoteOptions],
 ) -> RemoteObserver:
     """A remote observer of a run held by the collector at ``address`` (a Unix socket's path,
     or ``tcp://HOST:PORT``), or published to NATS JetStream (``nats://HOST:PORT`` or
     NatsSettings); enter it with ``async with``. See RemoteObserver."""
-    return RemoteObserver(
-        address,
-        workflow_id,
-        total_nodes,
-        run_id=run_id,
-        join=join,
-        producer=producer,
-        token=token,
-        capacity=capacity,
-        overflow=overflow,
-        max_batch=max_batch,
-        resend_buffer=resend_buffer,
-        reconnect_timeout=reconnect_timeout,
-        close_timeout=close_timeout,
-        connect_timeout=connect_timeout,
-        max_payload_bytes=max_payload_bytes,
-    )
+    given: RemoteOptions = with_defaults("connect", options, RemoteOptions, REMOTE_DEFAULTS)
+    return RemoteObserver(address, workflow_id, total_nodes, **given)
 
 
 async def fetch_status(

@@ -18,6 +18,8 @@ from ._link import Connector
 from ._socket import SocketConnector
 from ._transport import Address, TcpAddress, UnixAddress, parse_address
 
+#: Where a remote observer sends: an address (its text, a path) or a connector.
+RemoteAddress = str | os.PathLike[str] | Address | Connector
 #: Makes the connector of an address written with its scheme.
 ConnectorFactory = Callable[[str], Connector]
 
@@ -39,7 +41,7 @@ def _socket(address: str | os.PathLike[str]) -> Connector:
 register_scheme("tcp", _socket)
 
 
-def connector_for(address: str | os.PathLike[str] | Address | Connector) -> Connector:
+def connector_for(address: RemoteAddress) -> Connector:
     """The connector for ``address``: a Connector as it is; a text's scheme's registered one;
     a socket address, ``unix:`` text, a path, or text of an unknown scheme, a socket's.
 

@@ -21,12 +21,12 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from typing import NamedTuple, cast
+from typing import NamedTuple, Unpack, cast
 
 import anyio
 from anyio.abc import TaskStatus
 
-from .._bus import EventQueue, Overflow
+from .._bus import EventQueue
 from .._events import AnyEvent, Event
 from .._exceptions import (
     DeliveryError,
@@ -37,6 +37,7 @@ from .._exceptions import (
 from ._codes import ErrorCode, is_transient
 from ._limits import MAX_RESEND_BUFFER
 from ._link import Link, SealedBatch
+from ._options import DeliveryOptions
 from ._protocol import Ack, Batch, ErrorReply, Hello, encode
 
 _FIRST_BACKOFF = 0.05
@@ -71,14 +72,10 @@ class Delivery:
         workflow_id: str,
         run_id: str,
         *,
-        capacity: int,
-        overflow: Overflow,
-        max_batch: int,
-        resend_buffer: int,
-        reconnect_timeout: float,
-        close_timeout: float,
         probe: bool,
+        **options: Unpack[DeliveryOptions],
     ) -> None:
+        max_batch, resend_buffer = options["max_batch"], options["resend_buffer"]
         if max_batch < 1 or resend_buffer < 1:
             raise ValueError("max_batch and resend_buffer must be at least 1")
         if resend_buffer > MAX_RESEND_BUFFER:
@@ -86,7 +83,7 @@ class Delivery:
                 f"resend_buffer must be at most {MAX_RESEND_BUFFER:,} (the collector refuses a "
                 f"seq further than that past what it has), got {resend_buffer}"
             )
-        self.queue = EventQueue(capacity, overflow)
+        self.queue = EventQueue(options["capacity"], options["overflow"])
         self._open_link = open_link
         self._hello = hello
         self._workflow_id = workflow_id
@@ -95,8 +92,8 @@ class Delivery:
         self._batch_limit = max_batch
         self._max_body = 0
         self._resend_buffer = resend_buffer
-        self._reconnect_timeout = reconnect_timeout
-        self.close_timeout = close_timeout
+        self._reconnect_timeout = options["reconnect_timeout"]
+        self.close_timeout = options["close_timeout"]
         self._unacked: deque[SealedBatch] = deque()
         self._unacked_events = 0
         self._next_id = 1
