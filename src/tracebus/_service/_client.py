@@ -20,6 +20,7 @@ from typing import Any, Unpack
 import anyio
 from anyio.abc import TaskGroup
 
+from .._event_methods import AsyncEventMethods
 from .._events import Event, check_total_nodes
 from .._exceptions import (
     ProtocolError,
@@ -32,7 +33,6 @@ from .._exceptions import (
 from .._factory import EventFactory
 from .._layout import new_run_id, validate_id
 from .._options import shows_options, split_options, with_defaults
-from .._vocabulary import AsyncCalls
 from ._codes import ErrorCode
 from ._connectors import RemoteAddress, connector_for
 from ._delivery import Delivery, RemoteStatistics
@@ -54,7 +54,7 @@ def default_producer() -> str:
     return f"{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
-class RemoteObserver(AsyncCalls):
+class RemoteObserver(AsyncEventMethods):
     """Records events of a run held by the collector at ``address``: the methods of
     Observer, same names and parameters, used as ``async with connect(...) as obs``.
 
@@ -202,9 +202,6 @@ class RemoteObserver(AsyncCalls):
             queue.put_nowait(event)  # room, or dropping: nothing to wait for
             return True
         return False
-
-    async def _emit_lifecycle(self, event: Event) -> None:
-        await self._queue.put(event)
 
     async def _emit(self, event: Event) -> None:
         await self._queue.put(event)

@@ -26,7 +26,6 @@ from typing import NamedTuple, Unpack, cast
 import anyio
 from anyio.abc import TaskStatus
 
-from .._bus import EventQueue
 from .._events import AnyEvent, Event
 from .._exceptions import (
     DeliveryError,
@@ -34,6 +33,7 @@ from .._exceptions import (
     ServiceError,
     ServiceUnavailableError,
 )
+from .._queue import EventQueue
 from ._codes import ErrorCode, is_transient
 from ._limits import MAX_RESEND_BUFFER
 from ._link import Link, SealedBatch
