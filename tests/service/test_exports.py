@@ -77,7 +77,7 @@ def test_the_service_imports_no_nats_until_a_nats_address_is_used() -> None:
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     ).stdout.splitlines()
-    assert out == ["[]", "NatsSettings False"]
+    assert out == ["[]", "NatsConnector False"]
 
 
 @pytest.mark.parametrize(

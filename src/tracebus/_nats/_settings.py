@@ -14,12 +14,8 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import ClassVar
 from urllib.parse import urlsplit
-
-if TYPE_CHECKING:
-    from .._service._link import Link
-    from .._service._protocol import Hello
 
 #: Environment variables read by ``NatsSettings.from_environment``.
 ENV_USER = "TRACEBUS_NATS_USER"
@@ -142,8 +138,10 @@ class NatsSettings:
     ``password``, or ``token``, or neither. ``tls`` is
     passed to nats-py as it is; a ``tls://`` URL without it uses the system's CA bundle.
 
-    Given as a remote observer's address, the settings are its connector (``open_link``).
+    Given as a remote observer's address, the settings name their transport by ``scheme``.
     """
+
+    scheme: ClassVar[str] = "nats"
 
     servers: tuple[str, ...] = ("nats://127.0.0.1:4222",)
     user: str | None = None
@@ -171,21 +169,6 @@ class NatsSettings:
         """Settings for a comma-separated list of server URLs."""
         servers = tuple(part.strip() for part in url.split(",") if part.strip())
         return cls(servers=servers, **options)  # type: ignore[arg-type]
-
-    async def open_link(
-        self, hello: Hello, workflow_id: str, run_id: str, connect_timeout: float
-    ) -> Link:
-        """A remote observer's link to the stream (see ``_link``); the hello's token, when it
-        has one, is the NATS token.
-
-        Raises ImportError without nats-py, BackendError off asyncio, ServiceUnavailableError
-        when NATS or JetStream cannot be had within ``connect_timeout`` seconds.
-        """
-        _require_nats_py()
-        from ._link import NatsLink
-
-        settings = self if hello.token is None else self._with_token(hello.token)
-        return await NatsLink.open(settings, hello, workflow_id, run_id, connect_timeout)
 
     def _with_token(self, token: str) -> NatsSettings:
         return replace(self, token=token, user=None, password=None)
