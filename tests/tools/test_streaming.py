@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 import tracebus
+from tests.conftest import Quiet
 from tracebus._tools._summary import summarize
 from tracebus._tools.cli import LARGE_TRACE_BYTES
 from tracebus.cli import main
@@ -136,7 +137,7 @@ def test_summary_export_and_timeline_of_a_100k_node_run_fit_under_a_memory_cap(
 ) -> None:
     nodes = 100_000
     out = tmp_path / "big"
-    with tracebus.SyncObserver("step_09_wide", out, total_nodes=nodes, **runs.quiet()) as obs:
+    with Quiet.SyncObserver("step_09_wide", out, total_nodes=nodes) as obs:
         for index in range(nodes):
             node_id = f"node_{index:06d}"
             obs.node_start(node_id, index)
