@@ -175,7 +175,7 @@ def _capped(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _wide_run(out: Path, nodes: int) -> Path:
-    with tracebus.SyncObserver("step_10_bar", out, total_nodes=nodes, **runs.quiet()) as obs:
+    with Quiet.SyncObserver("step_10_bar", out, total_nodes=nodes) as obs:
         for index in range(nodes):
             obs.node_start(f"node_{index:06d}", index)
             obs.node_success(f"node_{index:06d}", 0.001, "ab12cd34ef56ab78", {"i": index}, 0.0)
