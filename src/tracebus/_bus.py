@@ -123,6 +123,18 @@ class EventQueue:
             self.dropped += 1
         return True
 
+    def put_droppable(self, event: Event) -> None:
+        """Enqueue if there is room, else drop and count ``event`` whatever the policy;
+        ignore it once the queue is closed. Never waits, never raises: for what must not hold
+        up its thread (a log record)."""
+        if self.closed:
+            return
+        if len(self.items) >= self.capacity:
+            with self._drop_lock:
+                self.dropped += 1
+            return
+        self._append(event)
+
     def offer(self, event: Event) -> bool:
         """Enqueue if there is room and say so; raise BusClosedError when closed."""
         if self.closed:
@@ -342,6 +354,11 @@ class EventBus:
         Raises QueueFullError when full under ``overflow="block"``; BusClosedError after close.
         """
         self._queue.put_nowait(event)
+
+    def emit_droppable(self, event: Event) -> None:
+        """Enqueue ``event`` from any thread if the queue has room, else drop and count it
+        (whatever the overflow policy); ignored after close. Never waits, never raises."""
+        self._queue.put_droppable(event)
 
     def emit_from_thread(self, event: Event, *, timeout: float | None = None) -> None:
         """Enqueue from a worker thread, blocking that thread while the queue is full (under

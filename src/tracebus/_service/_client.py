@@ -21,6 +21,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from .._bus import DEFAULT_CAPACITY, DEFAULT_CLOSE_TIMEOUT
+from .._capture import RunCapture
 from .._events import DEFAULT_MAX_PAYLOAD_BYTES, Event, check_total_nodes
 from .._exceptions import (
     ProtocolError,
@@ -155,6 +156,8 @@ class RemoteObserver(AsyncCalls):
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
         connect_timeout: float = CONNECT_TIMEOUT,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        capture_logging: int | str | None = None,
+        capture_warnings: bool = False,
     ) -> None:
         self.workflow_id = validate_id(workflow_id, "workflow_id")
         if join and run_id is None:
@@ -197,6 +200,7 @@ class RemoteObserver(AsyncCalls):
             probe=join,
         )
         self._queue = self._delivery.queue
+        self._capture = RunCapture(self, capture_logging, capture_warnings)
         self._task_group: TaskGroup | None = None
         self._finished = False
 
@@ -214,6 +218,7 @@ class RemoteObserver(AsyncCalls):
             await self._delivery.wait_batch(1)
             if self._delivery.first_batch_refusal is not None:
                 raise self._delivery.first_batch_refusal
+            self._capture.start()
         except BaseException:
             self._task_group.cancel_scope.cancel()
             await self._task_group.__aexit__(None, None, None)  # ours to raise, not a group's
@@ -227,6 +232,7 @@ class RemoteObserver(AsyncCalls):
         tb: TracebackType | None,
     ) -> None:
         assert self._task_group is not None
+        self._capture.stop()
         try:
             with anyio.CancelScope(shield=True):
                 # close_timeout bounds the whole close, waiting for room for the end included
@@ -299,6 +305,11 @@ class RemoteObserver(AsyncCalls):
     async def _emit(self, event: Event) -> None:
         await self._queue.put(event)
 
+    def put_droppable(self, event: Event) -> None:
+        """Enqueue from any thread without waiting: dropped and counted when the queue is
+        full, ignored once it is closed."""
+        self._queue.put_droppable(event)
+
     def put_from_thread(self, event: Event) -> None:
         """Enqueue from a thread other than the loop's, blocking it while the queue is full
         (under ``drop``, the event is dropped instead)."""
@@ -325,6 +336,8 @@ def connect(
     close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
     connect_timeout: float = CONNECT_TIMEOUT,
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    capture_logging: int | str | None = None,
+    capture_warnings: bool = False,
 ) -> RemoteObserver:
     """A remote observer of a run held by the collector at ``address`` (a Unix socket's path,
     or ``tcp://HOST:PORT``), or published to NATS JetStream (``nats://HOST:PORT`` or
@@ -345,6 +358,8 @@ def connect(
         close_timeout=close_timeout,
         connect_timeout=connect_timeout,
         max_payload_bytes=max_payload_bytes,
+        capture_logging=capture_logging,
+        capture_warnings=capture_warnings,
     )
 
 

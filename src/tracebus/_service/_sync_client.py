@@ -54,6 +54,8 @@ class SyncRemoteObserver(SyncCalls):
         backend: Literal["asyncio", "trio"] = "asyncio",
         exit_timeout: float = DEFAULT_EXIT_TIMEOUT,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        capture_logging: int | str | None = None,
+        capture_warnings: bool = False,
     ) -> None:
         self._remote = RemoteObserver(
             address,
@@ -71,6 +73,8 @@ class SyncRemoteObserver(SyncCalls):
             close_timeout=close_timeout,
             connect_timeout=connect_timeout,
             max_payload_bytes=max_payload_bytes,
+            capture_logging=capture_logging,
+            capture_warnings=capture_warnings,
         )
         self.workflow_id = self._remote.workflow_id
         self.run_id = self._remote.run_id
@@ -134,6 +138,11 @@ class SyncRemoteObserver(SyncCalls):
             raise self._loop.refusal("remote observer")
         self._remote.put_from_thread(event)
 
+    def put_droppable(self, event: Event) -> None:
+        """Enqueue without waiting: dropped and counted when the queue is full, ignored once
+        closed (see ``LoggingHandler``)."""
+        self._remote.put_droppable(event)
+
 
 def connect_sync(
     address: str | os.PathLike[str] | NatsSettings,
@@ -154,6 +163,8 @@ def connect_sync(
     backend: Literal["asyncio", "trio"] = "asyncio",
     exit_timeout: float = DEFAULT_EXIT_TIMEOUT,
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    capture_logging: int | str | None = None,
+    capture_warnings: bool = False,
 ) -> SyncRemoteObserver:
     """The sync twin of ``connect``: connected on return; use ``with`` or call ``close()``."""
     return SyncRemoteObserver(
@@ -174,4 +185,6 @@ def connect_sync(
         backend=backend,
         exit_timeout=exit_timeout,
         max_payload_bytes=max_payload_bytes,
+        capture_logging=capture_logging,
+        capture_warnings=capture_warnings,
     )
