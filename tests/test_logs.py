@@ -17,6 +17,8 @@ import pytest
 import tracebus
 from tests.conftest import metadata_of, trace_of
 
+pytestmark = pytest.mark.anyio
+
 
 @pytest.fixture
 def app_logger() -> Iterator[logging.Logger]:
@@ -43,7 +45,7 @@ async def test_records_at_or_above_the_level_become_log_events_of_the_current_no
         async with obs.node("tool_call"):
             app_logger.warning("rate limited, %d retries left", 2)
             try:
-                {}["missing"]
+                _ = {"present": 1}["missing"]
             except KeyError:
                 app_logger.exception("lookup failed")
     app_logger.warning("after the run")
@@ -203,4 +205,4 @@ def test_a_bad_capture_level_is_refused_at_construction(out: Path) -> None:
     with pytest.raises(ValueError, match="capture_logging: unknown logging level 'LOUD'"):
         tracebus.Observer("wf", out, capture_logging="LOUD")
     with pytest.raises(TypeError, match="capture_logging must be a logging level, not float"):
-        tracebus.Observer("wf", out, capture_logging=1.5)  # type: ignore[typeddict-item]
+        tracebus.Observer("wf", out, capture_logging=1.5)  # type: ignore[arg-type]
