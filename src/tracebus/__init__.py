@@ -30,6 +30,7 @@ from ._exceptions import TraceFormatError as TraceFormatError
 if typing.TYPE_CHECKING:
     from ._bus import BusStatistics as BusStatistics
     from ._bus import EventBus as EventBus
+    from ._capture import LoggingHandler as LoggingHandler
     from ._context import current_node as current_node
     from ._counts import NodeCounts as NodeCounts
     from ._events import SCHEMA_VERSION as SCHEMA_VERSION
@@ -72,6 +73,7 @@ _LAZY: dict[str, str] = {
     "BusStatistics": "._bus",
     "current_node": "._context",
     "EventBus": "._bus",
+    "LoggingHandler": "._capture",
     "NodeCounts": "._counts",
     "SCHEMA_VERSION": "._events",
     "AnyEvent": "._events",
@@ -119,6 +121,7 @@ __all__ = [
     "EventBus",
     "InvalidIdError",
     "Log",
+    "LoggingHandler",
     "NatsSettings",
     "NatsStream",
     "NodeAttempt",
