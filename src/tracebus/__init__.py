@@ -60,15 +60,15 @@ if TYPE_CHECKING:
     from ._service._delivery import RemoteStatistics as RemoteStatistics
     from ._service._sync_client import SyncRemoteObserver as SyncRemoteObserver
     from ._service._sync_client import connect_sync as connect_sync
+    from ._sinks import Sink as Sink
     from ._sync import SyncObserver as SyncObserver
     from ._tools._reader import read_trace as read_trace
     from ._tools._record import NodeAttempt as NodeAttempt
     from ._tools._record import NodeRecord as NodeRecord
     from ._tools._record import RunRecord as RunRecord
     from ._tools._record import read_run as read_run
-    from ._writer import Sink as Sink
 
-__version__ = "0.1.0"
+from ._version import __version__ as __version__
 
 #: Each lazily imported public name, and the private module that defines it.
 _LAZY: dict[str, str] = {
@@ -107,7 +107,7 @@ _LAZY: dict[str, str] = {
     "NodeRecord": "._tools._record",
     "RunRecord": "._tools._record",
     "read_run": "._tools._record",
-    "Sink": "._writer",
+    "Sink": "._sinks",
 }
 
 __all__ = [

@@ -12,11 +12,11 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any, Generic, Literal, Protocol, Self, TypeVar
 
+from ._event_methods import SyncEventMethods
 from ._events import Event
 from ._exceptions import TracebusError, keep_with_note
 from ._factory import EventFactory
 from ._loop_thread import LoopThread
-from ._vocabulary import SyncCalls
 
 
 class _Counters(Protocol):
@@ -56,7 +56,7 @@ class AsyncObserver(Protocol):
 A = TypeVar("A", bound=AsyncObserver)
 
 
-class ThreadProducer(SyncCalls, Generic[A]):
+class ThreadProducer(SyncEventMethods, Generic[A]):
     """The calls of a running async observer as plain calls, for its worker threads
     (``observer.threads``). A call blocks its thread only while the queue is full."""
 
@@ -73,7 +73,7 @@ class ThreadProducer(SyncCalls, Generic[A]):
         self.async_observer.mark_finished()
 
 
-class BlockingObserver(SyncCalls, Generic[A]):
+class BlockingObserver(SyncEventMethods, Generic[A]):
     """An async observer entered on a loop thread of its own in the constructor and left in
     ``close()`` or at the end of a ``with`` block (which hands the async observer the block's
     error, as ``async with`` would).

@@ -18,7 +18,7 @@ from ._events import Event
 from ._exceptions import SinkError, SinkOverflowError
 
 if TYPE_CHECKING:
-    from ._writer import Sink
+    from ._sinks import Sink
 
 
 def sink_name(sink: object) -> str:

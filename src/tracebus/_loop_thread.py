@@ -20,10 +20,10 @@ import anyio
 import anyio.from_thread
 import anyio.lowlevel
 
-from ._bus import forked_refusal
 from ._exceptions import BusClosedError, CloseTimeoutError
 from ._loop import mark_loop_private, stop_starting_threads, threadsafe_caller
 from ._options import DEFAULT_EXIT_TIMEOUT as DEFAULT_EXIT_TIMEOUT
+from ._queue import forked_refusal
 
 
 class LoopThread:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable
 from contextvars import Token
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import anyio
 
@@ -21,8 +21,83 @@ from ._exceptions import describe
 from ._hashing import hash_output
 from ._options import UNSET
 
-if TYPE_CHECKING:
-    from ._vocabulary import AsyncCalls, SyncCalls
+
+class _AsyncObserver(Protocol):
+    """What a NodeScope needs of its observer (AsyncEventMethods, which makes it)."""
+
+    run_id: str
+
+    async def node_start(
+        self,
+        node_id: str,
+        node_index: int | None = None,
+        *,
+        parent: str | None = None,
+        depends_on: Iterable[str] | None = None,
+    ) -> None: ...
+
+    async def node_success(
+        self,
+        node_id: str,
+        duration_seconds: float,
+        output_hash: str | None = None,
+        output_summary: Any = None,
+        cost_usd: float | None = 0.0,
+    ) -> None: ...
+
+    async def node_failure(
+        self, node_id: str, error: str, duration_seconds: float, cost_usd: float | None = 0.0
+    ) -> None: ...
+
+    async def usage(
+        self,
+        model: str,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cost_usd: float | None = 0.0,
+        *,
+        node_id: str | None = None,
+        **counters: int,
+    ) -> None: ...
+
+
+class _SyncObserver(Protocol):
+    """What a SyncNodeScope needs of its observer (SyncEventMethods, which makes it)."""
+
+    run_id: str
+
+    def node_start(
+        self,
+        node_id: str,
+        node_index: int | None = None,
+        *,
+        parent: str | None = None,
+        depends_on: Iterable[str] | None = None,
+    ) -> None: ...
+
+    def node_success(
+        self,
+        node_id: str,
+        duration_seconds: float,
+        output_hash: str | None = None,
+        output_summary: Any = None,
+        cost_usd: float | None = 0.0,
+    ) -> None: ...
+
+    def node_failure(
+        self, node_id: str, error: str, duration_seconds: float, cost_usd: float | None = 0.0
+    ) -> None: ...
+
+    def usage(
+        self,
+        model: str,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cost_usd: float | None = 0.0,
+        *,
+        node_id: str | None = None,
+        **counters: int,
+    ) -> None: ...
 
 
 class _NodeBase:
@@ -72,7 +147,7 @@ class NodeScope(_NodeBase):
 
     def __init__(
         self,
-        observer: AsyncCalls,
+        observer: _AsyncObserver,
         node_id: str,
         node_index: int | None,
         parent: str | None = None,
@@ -125,7 +200,7 @@ class SyncNodeScope(_NodeBase):
 
     def __init__(
         self,
-        observer: SyncCalls,
+        observer: _SyncObserver,
         node_id: str,
         node_index: int | None,
         parent: str | None = None,

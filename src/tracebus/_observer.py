@@ -13,6 +13,7 @@ import anyio
 
 from ._blocking import ThreadProducer
 from ._bus import BusStatistics, EventBus
+from ._event_methods import AsyncEventMethods
 from ._events import Event, check_total_nodes
 from ._exceptions import TracebusError, describe, keep_with_note
 from ._factory import EventFactory
@@ -29,10 +30,9 @@ from ._options import (
 from ._run_parts import open_run
 from ._sinks._progress import PROGRESS_OPTIONS
 from ._sinks._run_files import RunFiles
-from ._vocabulary import AsyncCalls
 
 
-class Observer(AsyncCalls):
+class Observer(AsyncEventMethods):
     """Records one workflow run: ``async with Observer(...) as obs``.
 
     Entering creates the run's files and starts the writer; leaving records
@@ -201,9 +201,6 @@ class Observer(AsyncCalls):
         return bus.offer(event)
 
     async def _emit(self, event: Event) -> None:
-        await self._require_bus().emit(event)
-
-    async def _emit_lifecycle(self, event: Event) -> None:
         await self._require_bus().emit(event)
 
     def _require_bus(self) -> EventBus:

@@ -17,8 +17,8 @@ from ._bus import DEFAULT_CAPACITY, DEFAULT_CLOSE_TIMEOUT
 from ._events import DEFAULT_MAX_PAYLOAD_BYTES
 
 if TYPE_CHECKING:
+    from ._sinks import Sink
     from ._sinks._progress import ProgressOption
-    from ._writer import Sink
 
 #: How long the exit hook waits for a blocking observer that was never closed.
 DEFAULT_EXIT_TIMEOUT = 5.0

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import TYPE_CHECKING, Protocol
 
 import anyio
 import anyio.lowlevel
@@ -22,10 +21,9 @@ import anyio.lowlevel
 from ._events import Event
 from ._exceptions import SinkError
 from ._feed import SinkFeed, sink_name
+from ._queue import EventQueue
+from ._sinks import Sink
 from ._stamping import Stamper
-
-if TYPE_CHECKING:
-    from ._bus import EventQueue
 
 #: How long closing the sinks may take once the queue is drained.
 SINK_CLOSE_TIMEOUT = 30.0
@@ -37,27 +35,6 @@ STEP_EVENTS = 96
 #: A step that takes longer than this (events carrying large payloads) makes the next steps
 #: smaller, down to one event, until steps are quick again.
 STEP_SECONDS = 0.001
-
-
-class Sink(Protocol):
-    """Anything with ``async def write_batch(events)``.
-
-    Optional: ``async def aopen()`` (called before the first batch), ``async def aclose()``
-    (called after the last; may raise SinkError), ``def prepare(events)`` and a ``name`` for
-    error messages. An exception from ``write_batch`` is recorded, the batch counted as lost
-    for that sink, and the writer carries on.
-
-    ``prepare`` sees each step of a batch as it is taken and stamped, on the writer's task,
-    before the whole batch goes to ``write_batch``; it returns the events to hand on (all of
-    them, unless the sink refuses some: those go to no sink, counted as left out). An
-    exception from it loses that step, counted as lost. Only a bus's own sinks are prepared.
-
-    A bus's own sinks are written by the writer in turn (a slow one holds the writer up: they
-    are the bus's destination). The sinks a user adds to a run are ``detached``: each is fed
-    by a task of its own from a bounded buffer of its own (see SinkFeed).
-    """
-
-    async def write_batch(self, events: Sequence[Event]) -> None: ...
 
 
 class Subscription:

@@ -14,9 +14,9 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import __version__
 from ._exceptions import TracebusError
 from ._text import printable
+from ._version import __version__
 
 Handler = Callable[[argparse.Namespace], int]
 

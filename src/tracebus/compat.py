@@ -34,8 +34,8 @@ from ._exceptions import SinkError
 from ._hashing import hash_output as _hash_output
 
 if TYPE_CHECKING:
+    from ._sinks import Sink
     from ._sync import SyncObserver
-    from ._writer import Sink
 
 __all__ = ["ExecutionObserver", "ProgressView"]
 

@@ -21,6 +21,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from .._bus import DEFAULT_CAPACITY, DEFAULT_CLOSE_TIMEOUT
+from .._event_methods import AsyncEventMethods
 from .._events import DEFAULT_MAX_PAYLOAD_BYTES, Event, check_total_nodes
 from .._exceptions import (
     ProtocolError,
@@ -33,7 +34,6 @@ from .._exceptions import (
 from .._factory import EventFactory
 from .._layout import new_run_id, validate_id
 from .._nats._settings import NatsSettings, nats_settings_of
-from .._vocabulary import AsyncCalls
 from ._codes import ErrorCode
 from ._delivery import Delivery, Link, RemoteStatistics
 from ._limits import (
@@ -118,7 +118,7 @@ async def _hello(frames: FrameStream, hello: Hello, address: Address) -> Welcome
     return reply
 
 
-class RemoteObserver(AsyncCalls):
+class RemoteObserver(AsyncEventMethods):
     """Records events of a run held by the collector at ``address``: the methods of
     Observer, same names and parameters, used as ``async with connect(...) as obs``.
 
@@ -292,9 +292,6 @@ class RemoteObserver(AsyncCalls):
             queue.put_nowait(event)  # room, or dropping: nothing to wait for
             return True
         return False
-
-    async def _emit_lifecycle(self, event: Event) -> None:
-        await self._queue.put(event)
 
     async def _emit(self, event: Event) -> None:
         await self._queue.put(event)

@@ -25,7 +25,6 @@ from typing import NamedTuple, Protocol, cast
 import anyio
 from anyio.abc import TaskStatus
 
-from .._bus import EventQueue, Overflow
 from .._events import AnyEvent, Event
 from .._exceptions import (
     DeliveryError,
@@ -33,6 +32,7 @@ from .._exceptions import (
     ServiceError,
     ServiceUnavailableError,
 )
+from .._queue import EventQueue, Overflow
 from ._codes import ErrorCode, is_transient
 from ._limits import MAX_RESEND_BUFFER
 from ._protocol import Ack, Batch, ErrorReply, Hello, ServerMessage, Welcome, encode

@@ -86,7 +86,7 @@ class StatusReply(msgspec.Struct, tag_field="kind", tag="status", kw_only=True):
 
 def software() -> str:
     """``tracebus {version}``, as hello and welcome name their side."""
-    from .. import __version__  # here: the package imports this module while it loads
+    from .._version import __version__
 
     return f"tracebus {__version__}"
 

@@ -14,17 +14,17 @@ from types import TracebackType
 from typing import Literal
 
 from .._bus import DEFAULT_CAPACITY, DEFAULT_CLOSE_TIMEOUT
+from .._event_methods import SyncEventMethods
 from .._events import DEFAULT_MAX_PAYLOAD_BYTES, Event
 from .._exceptions import BusClosedError, TracebusError, describe, keep_with_note
 from .._loop_thread import DEFAULT_EXIT_TIMEOUT, LoopThread
 from .._nats._settings import NatsSettings
-from .._vocabulary import SyncCalls
 from ._client import RemoteObserver
 from ._delivery import RemoteStatistics
 from ._limits import CLIENT_MAX_BATCH, CLIENT_RESEND_BUFFER, CONNECT_TIMEOUT, RECONNECT_TIMEOUT
 
 
-class SyncRemoteObserver(SyncCalls):
+class SyncRemoteObserver(SyncEventMethods):
     """The methods of RemoteObserver as plain calls; safe from any number of threads.
 
     The constructor connects (and opens or joins the run); ``close()``, or the end of a

@@ -15,8 +15,8 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from .. import __version__
 from .._events import COMMON_FIELDS
+from .._version import __version__
 from ._record import NodeAttempt, NodeRecord, RunRecord
 
 SPANS_PER_LINE = 1000

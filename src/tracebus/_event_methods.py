@@ -1,7 +1,9 @@
-"""The observer vocabulary, written once for every flavour of observer.
+"""The observer's event methods (``node_start``, ``node_success``... ``emit``), written once
+for every flavour of observer.
 
-``AsyncCalls`` serves Observer and RemoteObserver; ``SyncCalls`` serves the thread-side twins
-(ThreadProducer, SyncObserver, SyncRemoteObserver). A subclass only says where an event goes.
+``AsyncEventMethods`` serves Observer and RemoteObserver; ``SyncEventMethods`` serves the
+thread-side twins (ThreadProducer, BlockingObserver and so SyncObserver, SyncRemoteObserver).
+A subclass only says where an event goes.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from ._factory import EventFactory
 from ._node import NodeScope, SyncNodeScope
 
 
-class _Vocabulary:
+class _EventMethods:
     workflow_id: str
     run_id: str
     _events: EventFactory
@@ -38,18 +40,15 @@ class _Vocabulary:
         check_event(event, self._events.max_payload_bytes)
 
 
-class AsyncCalls(_Vocabulary):
-    """The awaitable vocabulary. A subclass provides ``_offer`` (enqueue at once if there is
-    room, or drop under its drop policy; False when the caller must wait), ``_emit`` (enqueue,
-    waiting for room) and ``_emit_lifecycle`` (never dropped)."""
+class AsyncEventMethods(_EventMethods):
+    """The awaitable event methods. A subclass provides ``_offer`` (enqueue at once if there
+    is room, or drop under its drop policy; False when the caller must wait) and ``_emit``
+    (enqueue, waiting for room; a lifecycle event is never dropped)."""
 
     def _offer(self, event: Event) -> bool:
         raise NotImplementedError
 
     async def _emit(self, event: Event) -> None:
-        raise NotImplementedError
-
-    async def _emit_lifecycle(self, event: Event) -> None:
         raise NotImplementedError
 
     def node(
@@ -98,9 +97,7 @@ class AsyncCalls(_Vocabulary):
         self, node_id: str, error: str, duration_seconds: float, cost_usd: float | None = 0.0
     ) -> None:
         """Never dropped."""
-        await self._emit_lifecycle(
-            self._events.node_failure(node_id, error, duration_seconds, cost_usd)
-        )
+        await self._emit(self._events.node_failure(node_id, error, duration_seconds, cost_usd))
 
     async def node_skipped(self, node_id: str, reason: str | None = "") -> None:
         event = self._events.node_skipped(node_id, reason)
@@ -141,12 +138,12 @@ class AsyncCalls(_Vocabulary):
         """Record completion; ``None`` reports the sum of the node costs."""
         event = self._events.workflow_complete(cumulative_cost_usd)  # a bad value ends nothing
         self.mark_finished()
-        await self._emit_lifecycle(event)
+        await self._emit(event)
 
     async def workflow_error(self, error: str) -> None:
         event = self._events.workflow_error(error)
         self.mark_finished()
-        await self._emit_lifecycle(event)
+        await self._emit(event)
 
     async def emit(self, event: Event) -> None:
         """Emit an event built with ``events``. Raises ValueError for an event of another run."""
@@ -155,8 +152,8 @@ class AsyncCalls(_Vocabulary):
             await self._emit(event)
 
 
-class SyncCalls(_Vocabulary):
-    """The same vocabulary as plain calls; a subclass provides ``_put``."""
+class SyncEventMethods(_EventMethods):
+    """The same event methods as plain calls; a subclass provides ``_put``."""
 
     def _put(self, event: Event) -> None:
         raise NotImplementedError

@@ -1,0 +1,236 @@
+"""The bounded event queue shared by producers (tasks and threads) and the one task that
+drains it (a bus's writer, a remote observer's delivery).
+
+The hot path is a ``deque.append`` plus a length check: no await, no lock, no syscall. The
+consumer is woken only when it sleeps, once per idle period; a producer only waits (or blocks
+its thread) when the queue is full. ``deque.append``/``popleft`` are atomic, so worker
+threads push onto the same queue as the event loop, and queue order is emit order.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from collections import deque
+from collections.abc import Callable
+from typing import Literal
+
+import anyio
+
+from ._events import LIFECYCLE_TYPES, Event
+from ._exceptions import BusClosedError, QueueFullError
+from ._loop import threadsafe_caller
+
+#: What a full queue does: ``"block"`` makes producers wait (``emit_nowait``, which never
+#: waits, raises QueueFullError), ``"drop"`` drops and counts non-lifecycle events.
+#: ``"raise"`` is the earlier spelling of ``"block"``, still accepted.
+Overflow = Literal["block", "drop", "raise"]
+
+#: Producers waiting for room are let in once this many places are free (see EventQueue.take).
+RESUME_ROOM = 1_024
+
+
+class EventQueue:
+    """A bounded FIFO shared by async producers, producer threads and the single writer."""
+
+    def __init__(self, capacity: int, overflow: Overflow) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, got {capacity}")
+        if overflow not in ("block", "drop", "raise"):
+            raise ValueError(f"overflow must be 'block' or 'drop', got {overflow!r}")
+        self.capacity = capacity
+        self.overflow: Literal["block", "drop"] = "drop" if overflow == "drop" else "block"
+        # producers waiting for room are let in once the queue is down to this (see take)
+        self._resume_at = capacity - min(RESUME_ROOM, max(1, capacity // 4))
+        self.items: deque[Event] = deque()
+        self.closed = True  # until the writer is running
+        self._opened = False
+        self.taken = 0
+        self.dropped = 0
+        self._drop_lock = threading.Lock()
+        self._loop_thread = 0
+        self._call_soon: Callable[[Callable[[], object]], object] | None = None
+        self._idle = False
+        self._wake_pending = False
+        self._wakeup = anyio.Event()
+        self._space = anyio.Event()
+        self._async_waiters = 0
+        self._thread_waiters = 0
+        self._thread_space = threading.Condition()
+        self._pid = os.getpid()
+        self._forked_from: int | None = None
+
+    @property
+    def accepted(self) -> int:
+        """Events accepted so far. Exact on the loop's thread (``take`` runs there); a
+        counter per append would need a lock, as ``+=`` is not atomic across threads."""
+        return self.taken + len(self.items)
+
+    def bind(self) -> None:
+        """Remember the event loop the writer runs on (called from that loop)."""
+        self._loop_thread = threading.get_ident()
+        self._opened = True
+        self.closed = False
+        self._call_soon = threadsafe_caller()
+        _open_queues.add(self)
+
+    def _forked(self) -> None:
+        """In a forked child: refuse every event, for the writer is the parent's."""
+        self._forked_from = self._pid
+        self.closed = True
+        self._call_soon = None
+        self._thread_space = threading.Condition()  # a parent's thread may have held it
+
+    def put_nowait(self, event: Event) -> None:
+        """Enqueue without blocking; raise (or drop and count) when full."""
+        if self.closed:
+            raise self._refusal()
+        if len(self.items) >= self.capacity:
+            if self.overflow == "block":
+                raise QueueFullError(
+                    f"event queue full ({self.capacity} events); "
+                    "await emit() to wait for room, or use overflow='drop'"
+                )
+            if self._dropped(event):
+                return
+        self._append(event)
+
+    def _dropped(self, event: Event) -> bool:
+        """Under ``drop``, count and drop ``event`` unless it is a lifecycle event."""
+        if self.overflow != "drop" or isinstance(event, LIFECYCLE_TYPES):
+            return False
+        with self._drop_lock:  # `+=` is not atomic across threads; drops are rare
+            self.dropped += 1
+        return True
+
+    def offer(self, event: Event) -> bool:
+        """Enqueue if there is room and say so; raise BusClosedError when closed."""
+        if self.closed:
+            raise self._refusal()
+        if len(self.items) >= self.capacity:
+            return False
+        self._append(event)
+        return True
+
+    async def put(self, event: Event) -> None:
+        """Enqueue, waiting while the queue is full (under ``drop``, only a lifecycle event
+        waits). Suspends only when it must wait."""
+        while len(self.items) >= self.capacity and not self.closed:
+            if self._dropped(event):
+                return
+            space = self._space
+            self._async_waiters += 1
+            try:
+                await space.wait()
+            finally:
+                self._async_waiters -= 1
+        if self.closed:
+            raise self._refusal()
+        self._append(event)
+
+    def put_blocking(self, event: Event, timeout: float | None) -> None:
+        """Enqueue from a thread other than the loop's, blocking it while the queue is full
+        (under ``drop``, only a lifecycle event waits)."""
+        if len(self.items) >= self.capacity and not self.closed:
+            if self._dropped(event):
+                return
+            with self._thread_space:
+                self._thread_waiters += 1
+                try:
+                    if not self._thread_space.wait_for(
+                        lambda: len(self.items) < self.capacity or self.closed, timeout
+                    ):
+                        raise QueueFullError(
+                            f"event queue still full ({self.capacity} events) after {timeout}s"
+                        )
+                finally:
+                    self._thread_waiters -= 1
+        if self.closed:
+            raise self._refusal()
+        self._append(event)
+
+    def _refusal(self) -> BusClosedError:
+        if self._forked_from is not None:
+            return forked_refusal(self._forked_from)
+        if not self._opened:
+            return BusClosedError(
+                "the bus is not open yet: enter it first (`async with ...`); "
+                "the event was not accepted"
+            )
+        return BusClosedError("the bus is closed; the event was not accepted")
+
+    def _append(self, event: Event) -> None:
+        self.items.append(event)
+        # Order matters: append first, then look at _idle (the writer sets _idle, then looks
+        # at the queue), so either we wake it or it sees the event.
+        if self._idle:
+            if threading.get_ident() == self._loop_thread:
+                self._idle = False  # one wake-up is enough: spare the producers that follow
+                self._wakeup.set()
+            elif not self._wake_pending and self._call_soon is not None:
+                self._wake_pending = True
+                try:
+                    self._call_soon(self._wakeup.set)
+                except RuntimeError:  # the loop is gone; close() reports what is queued
+                    pass
+
+    def take(self, limit: int) -> list[Event]:
+        """Pop up to ``limit`` events (writer only). Producers waiting for room are let in
+        once RESUME_ROOM places (a quarter of a small queue) are free: the writer takes a
+        step at a time, and waking every waiting producer for each step's few free places
+        would cost more than the steps."""
+        items = self.items
+        batch = [items.popleft() for _ in range(min(limit, len(items)))]
+        if batch:
+            self.taken += len(batch)
+            if len(items) <= self._resume_at:
+                self._release_waiters()
+        return batch
+
+    async def wait_for_events(self) -> None:
+        """Sleep until an event is queued or the queue is closed (writer only)."""
+        self._wakeup = anyio.Event()
+        self._idle = True
+        try:
+            if not self.items and not self.closed:
+                await self._wakeup.wait()
+        finally:
+            self._idle = False
+            self._wake_pending = False
+
+    def close(self) -> None:
+        """Refuse new events; wake the writer and every waiting producer."""
+        self.closed = True
+        self._wakeup.set()
+        self._release_waiters()
+
+    def _release_waiters(self) -> None:
+        if self._async_waiters:
+            self._space.set()
+            self._space = anyio.Event()
+        if self._thread_waiters:
+            with self._thread_space:
+                self._thread_space.notify_all()
+
+
+def forked_refusal(parent: int) -> BusClosedError:
+    """What a forked child is told when it emits to an observer of its parent's."""
+    return BusClosedError(
+        f"this observer belongs to process {parent}, and this process is a forked child of "
+        "it: nothing it emits reaches that run (open an observer of its own in the child); "
+        "the event was not accepted"
+    )
+
+
+_open_queues: weakref.WeakSet[EventQueue] = weakref.WeakSet()
+
+
+def _close_in_child() -> None:
+    for queue in list(_open_queues):
+        queue._forked()
+    _open_queues.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_in_child)
