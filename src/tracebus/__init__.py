@@ -24,6 +24,7 @@ from ._exceptions import SinkOverflowError as SinkOverflowError
 from ._exceptions import TracebusError as TracebusError
 from ._exceptions import TracebusWarning as TracebusWarning
 from ._exceptions import TraceFormatError as TraceFormatError
+from ._version import __version__ as __version__
 
 # Not ``typing.TYPE_CHECKING``: importing typing (and re, collections with it) would be most
 # of what ``import tracebus`` costs. Type checkers take any ``TYPE_CHECKING`` for true.
@@ -68,7 +69,6 @@ if TYPE_CHECKING:
     from ._tools._record import RunRecord as RunRecord
     from ._tools._record import read_run as read_run
 
-from ._version import __version__ as __version__
 
 #: Each lazily imported public name, and the private module that defines it.
 _LAZY: dict[str, str] = {
