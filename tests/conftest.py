@@ -1,18 +1,82 @@
 from __future__ import annotations
 
+import functools
+import inspect
 import json
+import time
 from collections import Counter
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 import tracebus
+from tracebus.testing import CapturingSink
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """The event loops every test marked ``anyio`` runs on (a module of the core sets
+    ``pytestmark = pytest.mark.anyio``)."""
+    backend: str = request.param
+    return backend
+
+
+@pytest.hookimpl(hookwrapper=True, trylast=True)
+def pytest_pycollect_makeitem(
+    collector: pytest.Module | pytest.Class, name: str, obj: object
+) -> Generator[None, Any, None]:
+    """pytest-asyncio's auto mode, but for the tests anyio runs: every other async test is
+    an asyncio test (pytest-asyncio's strict mode converts what is marked; this runs just
+    before it)."""
+    outcome = yield
+    made = outcome.get_result()
+    for item in made if isinstance(made, list) else [made]:
+        if not isinstance(item, pytest.Function) or item.get_closest_marker("anyio"):
+            continue
+        test = getattr(getattr(item.obj, "hypothesis", None), "inner_test", item.obj)
+        if inspect.iscoroutinefunction(test):
+            item.add_marker(pytest.mark.asyncio)
 
 
 @pytest.fixture
 def out(tmp_path: Path) -> Path:
     return tmp_path / "runs"
+
+
+class Quiet:
+    """The observers as most tests make them: no progress bar, nothing on the console."""
+
+    Observer = functools.partial(tracebus.Observer, progress=False, console=None)
+    SyncObserver = functools.partial(tracebus.SyncObserver, progress=False, console=None)
+
+
+@pytest.fixture
+def quiet() -> Quiet:
+    return Quiet()
+
+
+def note(i: int) -> tracebus.Note:
+    """A note whose message is ``i``, as a bare bus's tests emit them."""
+    return tracebus.Note(
+        epoch_seconds=time.time(), pid=1, workflow_id="wf", run_id="r", message=str(i)
+    )
+
+
+class GatedSink(CapturingSink):
+    """Blocks in write_batch until the gate opens: stands for a slow disk."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = anyio.Event()
+        self.entered = anyio.Event()
+
+    async def write_batch(self, events: Sequence[tracebus.Event]) -> None:
+        self.entered.set()
+        await self.gate.wait()
+        await super().write_batch(events)
 
 
 def trace_of(path: Path) -> list[dict[str, Any]]:

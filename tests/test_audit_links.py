@@ -11,12 +11,16 @@ import anyio.lowlevel
 import pytest
 
 import tracebus
-from tests.conftest import metadata_of, trace_of
+from tests.conftest import Quiet, metadata_of, trace_of
 from tests.disks import small_disk
 
+pytestmark = pytest.mark.anyio
 
-async def _run(out: Path, nodes: int, workflow_id: str = "step_03_links") -> tracebus.Observer:
-    async with tracebus.Observer(workflow_id, out, progress=False, console=None) as obs:
+
+async def _run(
+    quiet: Quiet, out: Path, nodes: int, workflow_id: str = "step_03_links"
+) -> tracebus.Observer:
+    async with quiet.Observer(workflow_id, out) as obs:
         for i in range(nodes):
             await obs.node_start(f"n{i}", i)
             await obs.node_success(f"n{i}", 0.01, output_summary={"i": i})
@@ -32,8 +36,8 @@ def _pairs(obs: tracebus.Observer) -> list[tuple[Path, Path]]:
     ]
 
 
-async def test_audit_copies_are_links_of_the_run_files(out: Path) -> None:
-    obs = await _run(out, 40)
+async def test_audit_copies_are_links_of_the_run_files(out: Path, quiet: Quiet) -> None:
+    obs = await _run(quiet, out, 40)
     for main, audit in _pairs(obs):
         assert os.path.samefile(main, audit)
         assert main.stat().st_nlink == audit.stat().st_nlink == 2
@@ -43,17 +47,19 @@ async def test_audit_copies_are_links_of_the_run_files(out: Path) -> None:
     assert metadata["events_written"] == 82 and metadata["write_errors"] == {}
 
 
-def test_sync_observer_links_its_audit_copies_too(out: Path) -> None:
-    with tracebus.SyncObserver("step_03_links", out, progress=False, console=None) as obs:
+def test_sync_observer_links_its_audit_copies_too(out: Path, quiet: Quiet) -> None:
+    with quiet.SyncObserver("step_03_links", out) as obs:
         obs.node_success("a", 0.1)
     assert os.path.samefile(obs.trace_file, obs.layout.audit_trace_file)
     assert os.path.samefile(obs.log_file, obs.layout.audit_log_file)
     assert len(trace_of(obs.layout.audit_trace_file)) == 3
 
 
-async def test_audit_copies_on_another_filesystem_are_written_in_full(out: Path) -> None:
+async def test_audit_copies_on_another_filesystem_are_written_in_full(
+    out: Path, quiet: Quiet
+) -> None:
     with small_disk(out / "audit"):
-        obs = await _run(out, 40)
+        obs = await _run(quiet, out, 40)
         for main, audit in _pairs(obs):
             assert main.stat().st_dev != audit.stat().st_dev
             assert main.stat().st_nlink == audit.stat().st_nlink == 1
@@ -62,16 +68,18 @@ async def test_audit_copies_on_another_filesystem_are_written_in_full(out: Path)
         assert metadata_of(obs.metadata_file)["events_written"] == 82
 
 
-async def test_truncating_one_name_empties_both(out: Path) -> None:
-    obs = await _run(out, 5)
+async def test_truncating_one_name_empties_both(out: Path, quiet: Quiet) -> None:
+    obs = await _run(quiet, out, 5)
     os.truncate(obs.layout.audit_log_file, 0)  # what logrotate's copytruncate does
     assert obs.log_file.stat().st_size == 0
     assert len(trace_of(obs.trace_file)) == 12  # the trace is a file of its own
 
 
 @pytest.mark.parametrize("removed", ["trace_file", "audit_trace_file"])
-async def test_removing_one_name_keeps_the_other_and_loses_nothing(out: Path, removed: str) -> None:
-    async with tracebus.Observer("step_03_links", out, progress=False, console=None) as obs:
+async def test_removing_one_name_keeps_the_other_and_loses_nothing(
+    out: Path, removed: str, quiet: Quiet
+) -> None:
+    async with quiet.Observer("step_03_links", out) as obs:
         for i in range(10):
             await obs.node_success(f"early{i}", 0.0)
         await obs.flush()
@@ -87,8 +95,10 @@ async def test_removing_one_name_keeps_the_other_and_loses_nothing(out: Path, re
     assert metadata["events_lost"] == 0 and metadata["events_written"] == 17
 
 
-async def test_a_trace_whose_two_names_were_removed_is_made_again_under_both(out: Path) -> None:
-    obs = tracebus.Observer("step_03_links", out, progress=False, console=None)
+async def test_a_trace_whose_two_names_were_removed_is_made_again_under_both(
+    out: Path, quiet: Quiet
+) -> None:
+    obs = quiet.Observer("step_03_links", out)
     with pytest.raises(tracebus.SinkError, match="was removed while the run wrote it"):
         async with obs:
             for i in range(10):
@@ -109,9 +119,9 @@ async def test_a_trace_whose_two_names_were_removed_is_made_again_under_both(out
     assert {error["events_lost"] for error in errors.values()} == {11}
 
 
-async def test_a_rerun_moves_only_the_audit_names_into_previous(out: Path) -> None:
-    first = await _run(out, 3)
-    second = await _run(out, 4)
+async def test_a_rerun_moves_only_the_audit_names_into_previous(out: Path, quiet: Quiet) -> None:
+    first = await _run(quiet, out, 3)
+    second = await _run(quiet, out, 4)
     (archived,) = (first.audit_dir / "previous").iterdir()
     assert os.path.samefile(archived / "trace_03.jsonl", first.trace_file)
     assert os.path.samefile(archived / "log_03.log", first.log_file)

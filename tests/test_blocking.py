@@ -9,7 +9,7 @@ from types import TracebackType
 import pytest
 
 import tracebus
-from tests.conftest import trace_of
+from tests.conftest import Quiet, trace_of
 from tracebus import BusStatistics, Event, EventBus
 from tracebus._blocking import BlockingObserver, ThreadProducer
 from tracebus._factory import EventFactory
@@ -92,10 +92,12 @@ def test_a_call_after_close_is_refused_naming_the_observer() -> None:
         obs.node_start("late")
 
 
-def test_sync_observer_ending_in_error_after_its_end_records_one_end(out: Path) -> None:
+def test_sync_observer_ending_in_error_after_its_end_records_one_end(
+    out: Path, quiet: Quiet
+) -> None:
     """As ``async with Observer`` does: the run's end was recorded, the error adds none."""
     with pytest.raises(ZeroDivisionError):
-        with tracebus.SyncObserver("wf", out, progress=False, console=None) as obs:
+        with quiet.SyncObserver("wf", out) as obs:
             obs.workflow_complete()
             1 / 0  # noqa: B018
     assert [e["event_type"] for e in trace_of(obs.trace_file)] == [

@@ -47,7 +47,8 @@ class _SeedSignatures:
     def workflow_error(self, error_msg: str) -> None: ...
 
     @staticmethod
-    def hash_output(data: Any) -> str: ...
+    def hash_output(data: Any) -> str:
+        raise NotImplementedError
 
 
 def _shape(func: Callable[..., Any]) -> list[tuple[str, Any, Any]]:

@@ -135,8 +135,8 @@ def test_every_output_reports_the_same_counts(tmp_path: Path) -> None:
 
     assert main(["export", str(out), "--format", "chrome", "-o", str(reports / "c.json")]) == 0
     chrome = json.loads((reports / "c.json").read_text())["traceEvents"]
-    (workflow,) = (e for e in chrome if e.get("cat") == "workflow")
-    assert _counts_in(workflow["args"]) == EXPECTED
+    (whole_run,) = (e for e in chrome if e.get("cat") == "workflow")
+    assert _counts_in(whole_run["args"]) == EXPECTED
     chrome_failed = [e for e in chrome if e.get("ph") == "X" and "failed" in e["cat"].split(",")]
     assert main(["export", str(out), "--format", "otlp", "-o", str(reports / "o.jsonl")]) == 0
     spans = [

@@ -5,13 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import anyio
+import pytest
 
 import tracebus
-from tests.conftest import trace_of
+from tests.conftest import Quiet, trace_of
 from tracebus._factory import EventFactory
 from tracebus._sinks._encoding import encode_log, log_line
 from tracebus._state import RunState
 from tracebus._writer import STEP_EVENTS
+
+pytestmark = pytest.mark.anyio
 
 
 class Opaque:
@@ -59,9 +62,11 @@ def test_batch_with_a_value_json_cannot_hold_falls_back_line_by_line() -> None:
     assert text.count("\n") == 3 and '"$repr"' in text
 
 
-async def test_a_batch_bigger_than_a_step_is_written_whole_and_in_order(out: Path) -> None:
+async def test_a_batch_bigger_than_a_step_is_written_whole_and_in_order(
+    out: Path, quiet: Quiet
+) -> None:
     count = 3 * STEP_EVENTS + 17
-    obs = tracebus.Observer("wf", out, progress=False, console=None)
+    obs = quiet.Observer("wf", out)
     async with obs:
         for i in range(count):  # no await in between: the writer gets them as one batch
             obs.bus.emit_nowait(obs.events.node_start(f"n{i}", i))

@@ -14,9 +14,11 @@ import anyio
 import pytest
 
 import tracebus
-from tests.conftest import metadata_of, trace_of
+from tests.conftest import Quiet, metadata_of, trace_of
 from tests.disks import fill, small_disk
 from tracebus.compat import ExecutionObserver
+
+pytestmark = pytest.mark.anyio
 
 
 async def _nodes(obs: tracebus.Observer, first: int, count: int) -> None:
@@ -37,9 +39,10 @@ def _summary_exit(path: Path) -> subprocess.CompletedProcess[str]:
 
 async def test_a_trace_truncated_under_the_writer_is_written_on_at_its_real_end(
     tmp_path: Path,
+    quiet: Quiet,
 ) -> None:
     with small_disk(tmp_path / "disk", "1m") as disk:
-        obs = tracebus.Observer("wf", disk / "runs", progress=False, console=None)
+        obs = quiet.Observer("wf", disk / "runs")
         with pytest.raises(tracebus.SinkError, match="No space left on device"):
             async with obs:
                 await _nodes(obs, 0, 200)
@@ -60,13 +63,13 @@ async def test_a_trace_truncated_under_the_writer_is_written_on_at_its_real_end(
     assert read.returncode == 0, read.stderr
 
 
-async def test_a_run_file_replaced_by_a_symlink_is_not_followed(out: Path) -> None:
+async def test_a_run_file_replaced_by_a_symlink_is_not_followed(out: Path, quiet: Quiet) -> None:
     # The audit copy on another filesystem is a file of its own, and the trace's path the only
     # name of the trace: the writer makes it again there, and refuses the link.
     victim = out.parent / "someone_elses_file"
     victim.write_text("precious\n")
     with small_disk(out / "audit"):
-        obs = tracebus.Observer("wf", out, progress=False, console=None)
+        obs = quiet.Observer("wf", out)
         with pytest.raises(tracebus.SinkError) as caught:
             async with obs:
                 await _nodes(obs, 0, 5)
@@ -83,12 +86,14 @@ async def test_a_run_file_replaced_by_a_symlink_is_not_followed(out: Path) -> No
         assert len(trace_of(obs.audit_dir / "trace_00.jsonl")) == 22  # the audit copy has all
 
 
-async def test_a_linked_run_file_replaced_by_a_symlink_is_not_followed(out: Path) -> None:
+async def test_a_linked_run_file_replaced_by_a_symlink_is_not_followed(
+    out: Path, quiet: Quiet
+) -> None:
     # The audit name is a second name of the trace: the writer goes on writing the trace
     # under it, and never through the link planted at the other.
     victim = out.parent / "someone_elses_file"
     victim.write_text("precious\n")
-    async with tracebus.Observer("wf", out, progress=False, console=None) as obs:
+    async with quiet.Observer("wf", out) as obs:
         await _nodes(obs, 0, 5)
         await obs.flush()
         obs.trace_file.unlink()
@@ -100,25 +105,27 @@ async def test_a_linked_run_file_replaced_by_a_symlink_is_not_followed(out: Path
     assert metadata_of(obs.metadata_file)["events_lost"] == 0
 
 
-async def test_a_symlink_where_a_run_file_goes_is_refused_at_entry(out: Path) -> None:
+async def test_a_symlink_where_a_run_file_goes_is_refused_at_entry(out: Path, quiet: Quiet) -> None:
     victim = out.parent / "planted_target"
     audit = out / "audit" / "step_00"
     with small_disk(out / "audit"):  # the audit copies files of their own, not links
         audit.mkdir(parents=True)
         (audit / "trace_00.jsonl").symlink_to(victim)  # dangling: nothing to archive
-        obs = tracebus.Observer("wf", out, progress=False, console=None)
+        obs = quiet.Observer("wf", out)
         with pytest.raises(OSError, match="is a symbolic link; refusing to write through it"):
             async with obs:
                 await _nodes(obs, 0, 1)
     assert not victim.exists()
 
 
-async def test_a_symlink_where_an_audit_link_goes_is_replaced_not_followed(out: Path) -> None:
+async def test_a_symlink_where_an_audit_link_goes_is_replaced_not_followed(
+    out: Path, quiet: Quiet
+) -> None:
     victim = out.parent / "planted_target"
     audit = out / "audit" / "step_00"
     audit.mkdir(parents=True)
     (audit / "trace_00.jsonl").symlink_to(victim)  # dangling: nothing to archive
-    async with tracebus.Observer("wf", out, progress=False, console=None) as obs:
+    async with quiet.Observer("wf", out) as obs:
         await _nodes(obs, 0, 1)
     assert not victim.exists()
     assert os.path.samefile(audit / "trace_00.jsonl", obs.trace_file)
@@ -163,9 +170,10 @@ def test_a_run_that_cannot_open_its_files_fails_at_entry(out: Path) -> None:
 
 async def test_flush_on_a_full_disk_raises_sink_error_and_the_run_goes_on(
     tmp_path: Path,
+    quiet: Quiet,
 ) -> None:
     with small_disk(tmp_path / "disk", "512k") as disk:
-        obs = tracebus.Observer("wf", disk / "runs", progress=False, console=None)
+        obs = quiet.Observer("wf", disk / "runs")
         with pytest.raises(tracebus.SinkError):
             async with obs:
                 await _nodes(obs, 0, 10)
@@ -198,9 +206,11 @@ def test_compat_workflow_error_on_a_full_disk_raises_sink_error(tmp_path: Path) 
     assert metadata["status"] == "error" and metadata["error"] == "the step failed"
 
 
-async def test_the_blocks_own_error_is_kept_and_the_sink_failure_noted(tmp_path: Path) -> None:
+async def test_the_blocks_own_error_is_kept_and_the_sink_failure_noted(
+    tmp_path: Path, quiet: Quiet
+) -> None:
     with small_disk(tmp_path / "disk", "512k") as disk:
-        obs = tracebus.Observer("wf", disk / "runs", progress=False, console=None)
+        obs = quiet.Observer("wf", disk / "runs")
         with pytest.raises(LookupError, match="the user's own error") as caught:
             async with obs:
                 await _nodes(obs, 0, 3)
@@ -213,10 +223,10 @@ async def test_the_blocks_own_error_is_kept_and_the_sink_failure_noted(tmp_path:
     assert "No space left on device" in note
 
 
-def test_the_with_blocks_own_error_is_kept_by_a_sync_observer(tmp_path: Path) -> None:
+def test_the_with_blocks_own_error_is_kept_by_a_sync_observer(tmp_path: Path, quiet: Quiet) -> None:
     with small_disk(tmp_path / "disk", "512k") as disk:
         with pytest.raises(LookupError, match="the user's own error") as caught:
-            with tracebus.SyncObserver("wf", disk / "runs", progress=False, console=None) as obs:
+            with quiet.SyncObserver("wf", disk / "runs") as obs:
                 obs.node_success("a", 0.1)
                 obs.flush()
                 fill(disk)
@@ -226,9 +236,9 @@ def test_the_with_blocks_own_error_is_kept_by_a_sync_observer(tmp_path: Path) ->
     assert "closing the run also failed: SinkError" in note
 
 
-def test_a_removed_output_dir_does_not_hide_the_blocks_own_error(out: Path) -> None:
+def test_a_removed_output_dir_does_not_hide_the_blocks_own_error(out: Path, quiet: Quiet) -> None:
     async def main() -> None:
-        async with tracebus.Observer("wf", out, progress=False, console=None) as obs:
+        async with quiet.Observer("wf", out) as obs:
             await obs.node_success("a", 0.0)
             await obs.flush()
             for path in sorted(out.rglob("*"), key=lambda p: len(p.parts), reverse=True):

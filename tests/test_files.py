@@ -5,72 +5,72 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
-import anyio.lowlevel
 import pytest
 
-import tracebus
-import tracebus._sinks._files as files
-from tests.conftest import metadata_of, trace_of
+from tracebus._sinks._files import AppendFile, BatchAppender, FileCalls
+
+pytestmark = pytest.mark.anyio
 
 
-async def _run(out: Path, nodes: int) -> tracebus.Observer:
-    obs = tracebus.Observer("wf", out, total_nodes=nodes, progress=False, console=None)
-    async with obs:
-        for i in range(nodes):
-            await obs.node_start(f"n{i}", i)
-            await obs.node_success(f"n{i}", 0.01, output_summary={"i": i})
-            await anyio.lowlevel.checkpoint()  # let the writer take small batches
-    return obs
+def _batch(first: int, count: int) -> list[bytes]:
+    return [
+        f'{{"seq": {seq}, "message": "{"x" * 60}"}}\n'.encode()
+        for seq in range(first, first + count)
+    ]
 
 
-async def test_short_writes_are_continued_until_every_line_is_whole(
-    out: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def writev_seven_bytes(fd: int, buffers: list[memoryview]) -> int:
+async def _append(
+    paths: Sequence[Path], calls: FileCalls, batches: int, per_batch: int = 2
+) -> tuple[list[AppendFile], bytes]:
+    """Append ``batches`` batches of ``per_batch`` lines to every file, as the writer does;
+    return the files, closed, and the bytes each should hold."""
+    files = [AppendFile(path) for path in paths]
+    for file in files:
+        await file.open()
+    appender = BatchAppender(calls)
+    written: list[bytes] = []
+    for index in range(batches):
+        chunks = _batch(index * per_batch, per_batch)
+        written += chunks
+        await appender.append([(file, chunks, per_batch) for file in files])
+    for file in files:
+        await file.aclose()
+    return files, b"".join(written)
+
+
+def _assert_whole(files: list[AppendFile], expected: bytes) -> None:
+    for file in files:
+        assert file.path.read_bytes() == expected
+        assert (file.error, file.lost, file.written) == (None, 0, expected.count(b"\n"))
+
+
+async def test_short_writes_are_continued_until_every_line_is_whole(tmp_path: Path) -> None:
+    def writev_seven_bytes(fd: int, buffers: Sequence[memoryview]) -> int:
         return os.write(fd, bytes(buffers[0][:7]))
 
-    monkeypatch.setattr(files, "_writev", writev_seven_bytes)
-    obs = await _run(out, 30)
-    for path in (obs.trace_file, obs.audit_dir / "trace_00.jsonl"):
-        assert len(trace_of(path)) == 62
-    assert obs.log_file.read_text().count(" NODE_SUCCESS n") == 30
-    assert metadata_of(obs.metadata_file)["events_written"] == 62
+    paths = [tmp_path / "trace.jsonl", tmp_path / "run.log"]
+    files, expected = await _append(paths, FileCalls(writev=writev_seven_bytes), batches=30)
+    _assert_whole(files, expected)
 
 
-def _record_writer_threads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+async def test_the_loop_thread_never_writes(tmp_path: Path) -> None:
     writers: list[int] = []
-    original = files._append_each
 
-    def recording(work: list[tuple[int, list[bytes], bool]]) -> list[OSError | None]:
+    def writev(fd: int, buffers: Sequence[memoryview]) -> int:
         writers.append(threading.get_ident())
-        return original(work)
+        return os.writev(fd, buffers)
 
-    monkeypatch.setattr(files, "_append_each", recording)
-    return writers
-
-
-async def test_the_loop_thread_never_writes(out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    writers = _record_writer_threads(monkeypatch)
-    obs = await _run(out, 50)
+    files, expected = await _append([tmp_path / "trace.jsonl"], FileCalls(writev=writev), 50)
     assert writers and threading.get_ident() not in writers
-    assert len(trace_of(obs.trace_file)) == 102
-    assert metadata_of(obs.metadata_file)["events_written"] == 102
+    _assert_whole(files, expected)
 
 
-def test_worker_thread_writes_on_trio_too(out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    writers = _record_writer_threads(monkeypatch)
-    obs = anyio.run(_run, out, 40, backend="trio")
-    assert writers and threading.get_ident() not in writers
-    assert len(trace_of(obs.trace_file)) == 82
-    assert metadata_of(obs.metadata_file)["events_written"] == 82
-
-
-def _record_writeback_hints(
-    monkeypatch: pytest.MonkeyPatch, every: int, error: OSError | None = None
-) -> list[tuple[str, int]]:
-    """Hint every ``every`` bytes; record (file name, advice) per hint, raising ``error``."""
+def _hinting(every: int, error: OSError | None = None) -> tuple[FileCalls, list[tuple[str, int]]]:
+    """Calls that hint every ``every`` bytes and record (file name, advice) per hint,
+    raising ``error``."""
     hints: list[tuple[str, int]] = []
 
     def fadvise(fd: int, offset: int, length: int, advice: int) -> None:
@@ -79,41 +79,30 @@ def _record_writeback_hints(
         if error is not None:
             raise error
 
-    monkeypatch.setattr(files, "WRITEBACK_BYTES", every)
-    monkeypatch.setattr(files, "_fadvise", fadvise)
-    return hints
+    return FileCalls(fadvise=fadvise, writeback_bytes=every), hints
 
 
-async def test_each_file_is_handed_to_writeback_as_it_grows(
-    out: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    hints = _record_writeback_hints(monkeypatch, every=4_096)
-    obs = await _run(out, 200)
-    names = {name for name, _ in hints}
-    layout = obs.layout
-    files_of_run = (layout.trace_file, layout.log_file)  # the audit copies are links of these
-    assert names == {path.name for path in files_of_run}
+async def test_each_file_is_handed_to_writeback_as_it_grows(tmp_path: Path) -> None:
+    calls, hints = _hinting(every=4_096)
+    paths = [tmp_path / "trace.jsonl", tmp_path / "run.log"]
+    files, expected = await _append(paths, calls, batches=200)
+    assert {name for name, _ in hints} == {"trace.jsonl", "run.log"}
     assert {advice for _, advice in hints} == {os.POSIX_FADV_DONTNEED}
     # at most one hint per batch, and none before a file has grown by 4 KiB
-    trace_hints = sum(1 for name, _ in hints if name == obs.trace_file.name)
-    assert 1 <= trace_hints <= obs.trace_file.stat().st_size // 4_096
-    assert len(trace_of(obs.trace_file)) == 402
+    trace_hints = sum(1 for name, _ in hints if name == "trace.jsonl")
+    assert 1 <= trace_hints <= len(expected) // 4_096
+    _assert_whole(files, expected)
 
 
-async def test_a_run_smaller_than_the_writeback_step_gets_no_hint(
-    out: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    hints = _record_writeback_hints(monkeypatch, every=1_000_000)
-    obs = await _run(out, 200)
-    assert hints == [] and len(trace_of(obs.trace_file)) == 402
+async def test_a_file_smaller_than_the_writeback_step_gets_no_hint(tmp_path: Path) -> None:
+    calls, hints = _hinting(every=1_000_000)
+    files, expected = await _append([tmp_path / "trace.jsonl"], calls, batches=200)
+    assert hints == []
+    _assert_whole(files, expected)
 
 
-async def test_a_refused_writeback_hint_loses_nothing(
-    out: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    hints = _record_writeback_hints(monkeypatch, every=1, error=OSError(22, "Invalid argument"))
-    obs = await _run(out, 20)
-    assert hints
-    assert len(trace_of(obs.trace_file)) == 42
-    metadata = metadata_of(obs.metadata_file)
-    assert metadata["events_written"] == 42 and metadata["write_errors"] == {}
+async def test_a_refused_writeback_hint_loses_nothing(tmp_path: Path) -> None:
+    calls, hints = _hinting(every=1, error=OSError(22, "Invalid argument"))
+    files, expected = await _append([tmp_path / "trace.jsonl"], calls, batches=20)
+    assert len(hints) == 20  # one per batch
+    _assert_whole(files, expected)

@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 
 import tracebus
-from tests.conftest import trace_of
+from tests.conftest import Quiet, trace_of
 from tracebus.compat import ExecutionObserver
+
+pytestmark = pytest.mark.anyio
 
 FORGED_LINE = '\n[2026-01-01T00:00:00.000000+00:00] WORKFLOW_COMPLETE | {"nodes_completed":3}'
 FORGED_BLOCK = "boom\n" + "=" * 80 + "\n Workflow completed: wf\n Nodes executed: 3/3"
@@ -91,8 +93,8 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-async def test_summary_and_tail_show_user_text_escaped(out: Path) -> None:
-    obs = tracebus.Observer("wf", out, total_nodes=1, progress=False, console=None)
+async def test_summary_and_tail_show_user_text_escaped(out: Path, quiet: Quiet) -> None:
+    obs = quiet.Observer("wf", out, total_nodes=1)
     async with obs:
         await obs.node_start(f"n{ESCAPES}", 0)
         await obs.node_failure(f"n{ESCAPES}", f"error {ESCAPES}{FORGED_LINE}", 0.1)
@@ -124,8 +126,8 @@ def test_a_cli_error_naming_a_bad_path_is_one_line() -> None:
     assert "run\\x1b[2J" in result.stderr
 
 
-async def test_a_timestamp_sent_with_an_event_cannot_forge_a_line(out: Path) -> None:
-    obs = tracebus.Observer("wf", out, progress=False, console=None)
+async def test_a_timestamp_sent_with_an_event_cannot_forge_a_line(out: Path, quiet: Quiet) -> None:
+    obs = quiet.Observer("wf", out)
     async with obs:
         event = obs.events.node_start("n", 0)
         event.timestamp = f"sent{FORGED_LINE}\x1b[2J"

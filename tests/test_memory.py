@@ -8,6 +8,7 @@ from pathlib import Path
 
 import anyio
 import anyio.lowlevel
+import pytest
 
 from tests.conftest import metadata_of
 from tracebus import EventBus, Note
@@ -15,6 +16,8 @@ from tracebus._factory import EventFactory
 from tracebus._state import MAX_NODE_DETAILS, RunState
 from tracebus.compat import ExecutionObserver
 from tracebus.testing import CapturingSink
+
+pytestmark = pytest.mark.anyio
 
 
 def note(i: int) -> Note:

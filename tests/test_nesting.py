@@ -14,7 +14,10 @@ import anyio.to_thread
 import pytest
 
 import tracebus
-from tests.conftest import trace_of
+from tests.conftest import Quiet, trace_of
+from tracebus._event_methods import SyncEventMethods
+
+pytestmark = pytest.mark.anyio
 
 
 def _starts(trace: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -27,9 +30,10 @@ def _notes(trace: list[dict[str, Any]]) -> dict[str, str | None]:
 
 async def test_a_node_is_current_inside_its_block_and_parents_the_nodes_opened_there(
     out: Path,
+    quiet: Quiet,
 ) -> None:
     seen: dict[str, str | None] = {"before": tracebus.current_node()}
-    async with tracebus.Observer("wf", out, progress=False, console=None) as obs:
+    async with quiet.Observer("wf", out) as obs:
         async with obs.node("agent"):
             seen["agent"] = tracebus.current_node()
             await obs.note("thinking")
@@ -65,8 +69,10 @@ async def test_a_node_is_current_inside_its_block_and_parents_the_nodes_opened_t
     assert '"parent_id"' not in next(line for line in log.splitlines() if "START agent" in line)
 
 
-async def test_tasks_and_worker_threads_started_inside_a_node_inherit_it(out: Path) -> None:
-    async with tracebus.Observer("wf", out, progress=False, console=None) as obs:
+async def test_tasks_and_worker_threads_started_inside_a_node_inherit_it(
+    out: Path, quiet: Quiet
+) -> None:
+    async with quiet.Observer("wf", out) as obs:
 
         async def child(name: str) -> None:
             async with obs.node(name):
@@ -101,13 +107,13 @@ def _on_asyncio() -> bool:
     return True
 
 
-def _sync_child(obs: tracebus.SyncObserver, name: str) -> None:
+def _sync_child(obs: SyncEventMethods, name: str) -> None:
     with obs.node(name):
         obs.note(f"{name} ran")
 
 
-async def test_explicit_parent_and_depends_on_are_recorded(out: Path) -> None:
-    async with tracebus.Observer("wf", out, progress=False, console=None) as obs:
+async def test_explicit_parent_and_depends_on_are_recorded(out: Path, quiet: Quiet) -> None:
+    async with quiet.Observer("wf", out) as obs:
         await obs.node_start("plan")
         await obs.node_success("plan", 0.1)
         await obs.node_start("step_1", parent="plan", depends_on=["plan"])
@@ -122,8 +128,8 @@ async def test_explicit_parent_and_depends_on_are_recorded(out: Path) -> None:
     assert starts["step_2"]["depends_on"] == ["plan", "step_1"]
 
 
-async def test_bad_parent_or_depends_on_is_refused_at_the_call(out: Path) -> None:
-    async with tracebus.Observer("wf", out, progress=False, console=None) as obs:
+async def test_bad_parent_or_depends_on_is_refused_at_the_call(out: Path, quiet: Quiet) -> None:
+    async with quiet.Observer("wf", out) as obs:
         with pytest.raises(TypeError, match="node_start: parent must be a str, not int"):
             await obs.node_start("a", parent=3)  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="depends_on must be a list of node ids, not str"):
@@ -136,10 +142,12 @@ async def test_bad_parent_or_depends_on_is_refused_at_the_call(out: Path) -> Non
     ]
 
 
-async def test_a_node_of_another_run_is_not_the_current_node_of_this_one(out: Path) -> None:
+async def test_a_node_of_another_run_is_not_the_current_node_of_this_one(
+    out: Path, quiet: Quiet
+) -> None:
     async with (
-        tracebus.Observer("one", out, progress=False, console=None) as one,
-        tracebus.Observer("two", out, progress=False, console=None) as two,
+        quiet.Observer("one", out) as one,
+        quiet.Observer("two", out) as two,
     ):
         async with one.node("in_one"):
             await two.node_start("in_two")
@@ -150,9 +158,11 @@ async def test_a_node_of_another_run_is_not_the_current_node_of_this_one(out: Pa
     assert _notes(trace) == {"two's note": None}
 
 
-def test_sync_observer_node_block_sets_the_current_node_of_its_thread(out: Path) -> None:
+def test_sync_observer_node_block_sets_the_current_node_of_its_thread(
+    out: Path, quiet: Quiet
+) -> None:
     seen: dict[str, str | None] = {}
-    with tracebus.SyncObserver("wf", out, progress=False, console=None) as obs:
+    with quiet.SyncObserver("wf", out) as obs:
         with obs.node("batch") as batch:
             obs.note("in batch")
             barrier = threading.Barrier(2)
@@ -195,8 +205,9 @@ def _pooled(obs: tracebus.SyncObserver, name: str) -> None:
 
 def test_sync_node_block_that_raises_records_failure_and_restores_the_current_node(
     out: Path,
+    quiet: Quiet,
 ) -> None:
-    with tracebus.SyncObserver("wf", out, progress=False, console=None) as obs:
+    with quiet.SyncObserver("wf", out) as obs:
         with pytest.raises(KeyError), obs.node("bad"):
             raise KeyError("x")
         assert tracebus.current_node() is None

@@ -13,7 +13,9 @@ import anyio.lowlevel
 import pytest
 
 import tracebus
-from tests.conftest import assert_consistent_run, metadata_of, trace_of
+from tests.conftest import Quiet, assert_consistent_run, metadata_of, trace_of
+
+pytestmark = pytest.mark.anyio
 
 
 async def test_run_writes_trace_log_and_metadata_in_the_seed_layout(
@@ -81,8 +83,8 @@ async def test_run_writes_trace_log_and_metadata_in_the_seed_layout(
     assert f" Trace file: {obs.trace_file.relative_to(out.parent)}" in stdout
 
 
-async def test_node_block_that_raises_records_failure_and_reraises(out: Path) -> None:
-    async with tracebus.Observer("wf", out, total_nodes=1, progress=False, console=None) as obs:
+async def test_node_block_that_raises_records_failure_and_reraises(out: Path, quiet: Quiet) -> None:
+    async with quiet.Observer("wf", out, total_nodes=1) as obs:
         with pytest.raises(KeyError):
             async with obs.node("n", 0):
                 raise KeyError("missing")
@@ -91,9 +93,9 @@ async def test_node_block_that_raises_records_failure_and_reraises(out: Path) ->
     assert failure[0]["error"] == "KeyError: 'missing'"
 
 
-async def test_block_that_raises_records_workflow_error(out: Path) -> None:
+async def test_block_that_raises_records_workflow_error(out: Path, quiet: Quiet) -> None:
     with pytest.raises(RuntimeError, match="boom"):
-        async with tracebus.Observer("wf", out, progress=False, console=None) as obs:
+        async with quiet.Observer("wf", out) as obs:
             await obs.node_start("a", 0)
             raise RuntimeError("boom")
     trace = trace_of(obs.trace_file)
@@ -104,8 +106,10 @@ async def test_block_that_raises_records_workflow_error(out: Path) -> None:
     assert obs.metadata["error"] == "RuntimeError: boom"
 
 
-async def test_explicit_completion_is_not_doubled_and_reports_given_cost(out: Path) -> None:
-    async with tracebus.Observer("wf", out, progress=False, console=None) as obs:
+async def test_explicit_completion_is_not_doubled_and_reports_given_cost(
+    out: Path, quiet: Quiet
+) -> None:
+    async with quiet.Observer("wf", out) as obs:
         await obs.node_success("a", 1.0, cost_usd=0.5)
         await obs.workflow_complete(cumulative_cost_usd=2.0)
     trace = trace_of(obs.trace_file)
@@ -114,8 +118,8 @@ async def test_explicit_completion_is_not_doubled_and_reports_given_cost(out: Pa
     assert obs.metadata is not None and obs.metadata["cumulative_cost_usd"] == 2.0
 
 
-async def test_skips_retries_and_notes_are_recorded(out: Path) -> None:
-    async with tracebus.Observer("wf", out, total_nodes=2, progress=False, console=None) as obs:
+async def test_skips_retries_and_notes_are_recorded(out: Path, quiet: Quiet) -> None:
+    async with quiet.Observer("wf", out, total_nodes=2) as obs:
         await obs.node_start("a", 0)
         await obs.node_retry("a", attempt=1, error="429", delay_seconds=0.5)
         await obs.node_success("a", 1.0)
@@ -131,12 +135,14 @@ async def test_skips_retries_and_notes_are_recorded(out: Path) -> None:
     assert "NOTE a: tokens used" in obs.log_file.read_text()
 
 
-async def test_unencodable_output_summary_is_stored_as_flagged_repr(out: Path) -> None:
+async def test_unencodable_output_summary_is_stored_as_flagged_repr(
+    out: Path, quiet: Quiet
+) -> None:
     class Opaque:
         def __repr__(self) -> str:
             return "<Opaque 7>"
 
-    async with tracebus.Observer("wf", out, progress=False, console=None) as obs:
+    async with quiet.Observer("wf", out) as obs:
         await obs.node_success("a", 0.1, output_summary={"obj": Opaque(), "n": 1})
         await obs.node_success("b", 0.1, output_summary={(1, 2): "tuple key"})
         cyclic: dict[str, object] = {}
@@ -149,14 +155,12 @@ async def test_unencodable_output_summary_is_stored_as_flagged_repr(out: Path) -
     assert obs.metadata is not None and obs.metadata["nodes_completed"] == 3
 
 
-async def test_thousand_tasks_and_eight_threads_lose_nothing(out: Path) -> None:
+async def test_thousand_tasks_and_eight_threads_lose_nothing(out: Path, quiet: Quiet) -> None:
     tasks, threads, per_thread = 1_000, 8, 250
-    async with tracebus.Observer(
+    async with quiet.Observer(
         "wf",
         out,
         total_nodes=tasks + threads * per_thread,
-        progress=False,
-        console=None,
         capacity=512,
     ) as obs:
         producer = obs.threads
@@ -189,7 +193,7 @@ async def test_thousand_tasks_and_eight_threads_lose_nothing(out: Path) -> None:
         assert seqs == sorted(seqs)
 
 
-async def test_cancelled_run_leaves_complete_readable_files(out: Path) -> None:
+async def test_cancelled_run_leaves_complete_readable_files(out: Path, quiet: Quiet) -> None:
     started = anyio.Event()
     count = 0
 
@@ -202,7 +206,7 @@ async def test_cancelled_run_leaves_complete_readable_files(out: Path) -> None:
             await anyio.sleep_forever()
 
     with anyio.CancelScope() as scope:
-        async with tracebus.Observer("wf", out, progress=False, console=None) as obs:
+        async with quiet.Observer("wf", out) as obs:
             async with anyio.create_task_group() as tg:
                 for i in range(20):
                     tg.start_soon(node, obs, i)
@@ -276,16 +280,16 @@ async def test_methods_before_entering_say_so(out: Path) -> None:
         await obs.node_start("a", 0)
 
 
-async def test_emit_after_close_raises(out: Path) -> None:
-    async with tracebus.Observer("wf", out, progress=False, console=None) as obs:
+async def test_emit_after_close_raises(out: Path, quiet: Quiet) -> None:
+    async with quiet.Observer("wf", out) as obs:
         pass
     with pytest.raises(tracebus.BusClosedError, match="closed"):
         await obs.node_start("late", 0)
 
 
-async def test_two_runs_in_the_same_second_get_separate_files(out: Path) -> None:
+async def test_two_runs_in_the_same_second_get_separate_files(out: Path, quiet: Quiet) -> None:
     async def run(tag: str) -> tracebus.Observer:
-        async with tracebus.Observer("step_01_x", out, progress=False, console=None) as obs:
+        async with quiet.Observer("step_01_x", out) as obs:
             for i in range(50):
                 await obs.node_success(f"{tag}{i}", 0.0)
                 await anyio.lowlevel.checkpoint()
@@ -308,10 +312,10 @@ async def test_two_runs_in_the_same_second_get_separate_files(out: Path) -> None
         assert len(trace) == 52
 
 
-async def test_rerun_moves_previous_audit_files_aside(out: Path) -> None:
-    async with tracebus.Observer("step_02_x", out, progress=False, console=None) as first:
+async def test_rerun_moves_previous_audit_files_aside(out: Path, quiet: Quiet) -> None:
+    async with quiet.Observer("step_02_x", out) as first:
         await first.node_success("a", 0.0)
-    async with tracebus.Observer("step_02_x", out, progress=False, console=None) as second:
+    async with quiet.Observer("step_02_x", out) as second:
         await second.node_success("b", 0.0)
     audit = out / "audit" / "step_02"
     current = trace_of(audit / "trace_02.jsonl")
@@ -322,10 +326,8 @@ async def test_rerun_moves_previous_audit_files_aside(out: Path) -> None:
     assert len(list((audit / "previous").glob("*/metadata_02.json"))) == 1
 
 
-async def test_drop_policy_counts_drops_and_keeps_lifecycle_events(out: Path) -> None:
-    async with tracebus.Observer(
-        "wf", out, progress=False, console=None, capacity=8, overflow="drop"
-    ) as obs:
+async def test_drop_policy_counts_drops_and_keeps_lifecycle_events(out: Path, quiet: Quiet) -> None:
+    async with quiet.Observer("wf", out, capacity=8, overflow="drop") as obs:
         for i in range(200):  # no await that yields: the writer cannot drain meanwhile
             obs.bus.emit_nowait(obs.events.note(f"n{i}", None, {}))
         dropped = obs.statistics().dropped

@@ -35,7 +35,9 @@ def test_every_public_name_imports_from_the_package() -> None:
     exec("from tracebus import *", namespace)
     assert set(tracebus.__all__) <= set(namespace)
     assert tracebus.Observer is tracebus._observer.Observer
-    assert tracebus.connect_sync is tracebus._service._sync_client.connect_sync
+    from tracebus._service import _sync_client
+
+    assert tracebus.connect_sync is _sync_client.connect_sync
 
 
 def test_a_name_the_package_does_not_have_raises_attribute_error() -> None:

@@ -7,12 +7,16 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import assert_consistent_run, metadata_of, trace_of
 from tracebus._factory import EventFactory
 from tracebus._layout import create_layout
 from tracebus._sinks._run_files import RunFiles
 from tracebus._stamping import Stamper
 from tracebus._state import RunState
+
+pytestmark = pytest.mark.anyio
 
 
 async def test_run_files_fed_as_a_plain_sink_write_the_whole_run(out: Path) -> None:

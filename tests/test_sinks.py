@@ -18,9 +18,11 @@ import pytest
 
 import tracebus
 import tracebus._run_parts
-from tests.conftest import metadata_of, trace_of
+from tests.conftest import Quiet, metadata_of, trace_of
 from tests.disks import full_file_at, small_disk
 from tracebus._layout import RunLayout, create_layout
+
+pytestmark = pytest.mark.anyio
 
 
 def _audit_trace_on_a_full_disk(
@@ -39,9 +41,9 @@ def _audit_trace_on_a_full_disk(
 
 
 async def test_disk_full_is_reported_and_producers_carry_on(
-    out: Path, monkeypatch: pytest.MonkeyPatch
+    out: Path, monkeypatch: pytest.MonkeyPatch, quiet: Quiet
 ) -> None:
-    obs = tracebus.Observer("wf", out, total_nodes=100, progress=False, console=None)
+    obs = quiet.Observer("wf", out, total_nodes=100)
     with ExitStack() as mounts:
         _audit_trace_on_a_full_disk(monkeypatch, out.parent / "full", mounts)
         with pytest.raises(tracebus.SinkError) as caught:
@@ -62,11 +64,13 @@ async def test_disk_full_is_reported_and_producers_carry_on(
     assert errors[str(obs.audit_dir / "trace_00.jsonl")]["events_lost"] == 202
 
 
-async def test_trace_removed_mid_run_is_recreated_and_the_loss_reported(out: Path) -> None:
+async def test_trace_removed_mid_run_is_recreated_and_the_loss_reported(
+    out: Path, quiet: Quiet
+) -> None:
     # The audit copy on another filesystem is a file of its own (elsewhere it is a second
     # name of the trace, which removing one name leaves whole: see test_audit_links).
     with small_disk(out / "audit"):
-        obs = tracebus.Observer("wf", out, progress=False, console=None)
+        obs = quiet.Observer("wf", out)
         with pytest.raises(tracebus.SinkError, match="was removed while the run wrote it"):
             async with obs:
                 for i in range(10):
@@ -127,9 +131,9 @@ def test_size_limit_leaves_only_whole_lines(out: Path) -> None:
         assert name.read_bytes().endswith(b"\n")
 
 
-def test_removed_output_dir_at_close_is_reported(out: Path) -> None:
+def test_removed_output_dir_at_close_is_reported(out: Path, quiet: Quiet) -> None:
     async def main() -> None:
-        async with tracebus.Observer("wf", out, progress=False, console=None) as obs:
+        async with quiet.Observer("wf", out) as obs:
             await obs.node_success("a", 0.0)
             await obs.flush()
             for path in sorted(out.rglob("*"), key=lambda p: len(p.parts), reverse=True):
@@ -144,7 +148,7 @@ def test_removed_output_dir_at_close_is_reported(out: Path) -> None:
 
 
 async def test_a_failed_fsync_at_close_is_reported_in_the_metadata(
-    out: Path, monkeypatch: pytest.MonkeyPatch
+    out: Path, monkeypatch: pytest.MonkeyPatch, quiet: Quiet
 ) -> None:
     real_fsync = os.fsync
 
@@ -154,7 +158,7 @@ async def test_a_failed_fsync_at_close_is_reported_in_the_metadata(
         real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", fsync)
-    obs = tracebus.Observer("wf", out, total_nodes=3, progress=False, console=None)
+    obs = quiet.Observer("wf", out, total_nodes=3)
     with pytest.raises(tracebus.SinkError, match="Input/output error") as caught:
         async with obs:
             for i in range(3):

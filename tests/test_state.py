@@ -10,16 +10,14 @@ from tracebus._state import RunState
 def test_per_node_details_are_capped_but_totals_are_not() -> None:
     events = EventFactory("wf", "r")
     state = RunState("wf", "r", 5, 0.0, max_node_details=3)
-    batch = []
-    for i in range(5):
-        batch.append(events.node_start(f"n{i}", i))
-        batch.append(events.node_success(f"n{i}", 1.0, None, None, 0.25))
-    state.apply(batch)
+    starts = [events.node_start(f"n{i}", i) for i in range(5)]
+    ends = [events.node_success(f"n{i}", 1.0, None, None, 0.25) for i in range(5)]
+    state.apply([event for pair in zip(starts, ends, strict=True) for event in pair])
     assert list(state.node_times) == ["n0", "n1", "n2"]
     assert state.node_details_dropped == 2
     assert state.nodes_completed == 5
     assert state.cost_usd == 1.25
-    assert [e.node_index for e in batch[1::2]] == [0, 1, 2, 3, 4]  # type: ignore[attr-defined]
+    assert [e.node_index for e in ends] == [0, 1, 2, 3, 4]
     assert state.in_flight == {}
 
 

@@ -12,14 +12,13 @@ from typing import Literal
 import pytest
 
 import tracebus
-import tracebus._sinks._files as files
-from tests.conftest import assert_consistent_run, metadata_of, trace_of
+from tests.conftest import Quiet, assert_consistent_run, metadata_of, trace_of
 from tracebus import Event
 
 
-def test_thread_pool_of_eight_loses_nothing(out: Path) -> None:
+def test_thread_pool_of_eight_loses_nothing(out: Path, quiet: Quiet) -> None:
     nodes = 4_000
-    with tracebus.SyncObserver("wf", out, total_nodes=nodes, progress=False, console=None) as obs:
+    with quiet.SyncObserver("wf", out, total_nodes=nodes) as obs:
 
         def run_node(i: int) -> None:
             obs.node_start(f"n{i}", i)
@@ -35,9 +34,9 @@ def test_thread_pool_of_eight_loses_nothing(out: Path) -> None:
     assert len({e["node_id"] for e in trace if e["event_type"] == "node_success"}) == nodes
 
 
-def test_with_block_that_raises_records_workflow_error(out: Path) -> None:
+def test_with_block_that_raises_records_workflow_error(out: Path, quiet: Quiet) -> None:
     with pytest.raises(ZeroDivisionError):
-        with tracebus.SyncObserver("wf", out, progress=False, console=None) as obs:
+        with quiet.SyncObserver("wf", out) as obs:
             obs.node_start("a", 0)
             1 / 0  # noqa: B018
     trace = trace_of(obs.trace_file)
@@ -46,8 +45,8 @@ def test_with_block_that_raises_records_workflow_error(out: Path) -> None:
     assert obs.metadata is not None and obs.metadata["status"] == "error"
 
 
-def test_flush_writes_metadata_while_the_run_goes_on(out: Path) -> None:
-    obs = tracebus.SyncObserver("wf", out, progress=False, console=None)
+def test_flush_writes_metadata_while_the_run_goes_on(out: Path, quiet: Quiet) -> None:
+    obs = quiet.SyncObserver("wf", out)
     obs.node_success("a", 0.1)
     obs.flush()
     assert metadata_of(obs.metadata_file)["nodes_completed"] == 1
@@ -60,8 +59,8 @@ def test_flush_writes_metadata_while_the_run_goes_on(out: Path) -> None:
         obs.node_start("late", 0)
 
 
-def test_sync_observer_runs_on_trio_too(out: Path) -> None:
-    with tracebus.SyncObserver("wf", out, progress=False, console=None, backend="trio") as obs:
+def test_sync_observer_runs_on_trio_too(out: Path, quiet: Quiet) -> None:
+    with quiet.SyncObserver("wf", out, backend="trio") as obs:
         obs.node_start("a", 0)
         obs.node_success("a", 0.1)
     assert [e["event_type"] for e in trace_of(obs.trace_file)] == [
@@ -72,11 +71,11 @@ def test_sync_observer_runs_on_trio_too(out: Path) -> None:
     ]
 
 
-def test_unwritable_output_dir_raises_at_construction(tmp_path: Path) -> None:
+def test_unwritable_output_dir_raises_at_construction(tmp_path: Path, quiet: Quiet) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     with pytest.raises(OSError):
-        tracebus.SyncObserver("wf", blocker / "runs", progress=False, console=None)
+        quiet.SyncObserver("wf", blocker / "runs")
 
 
 UNCLOSED = textwrap.dedent(
@@ -106,29 +105,20 @@ def test_unclosed_observer_is_flushed_at_exit(out: Path) -> None:
     assert trace[-1]["event_type"] == "workflow_complete"
 
 
-def _record_writing_threads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    names: list[str] = []
-    original = files._append_each
-
-    def recording(work: list[tuple[int, list[bytes], bool]]) -> list[OSError | None]:
-        names.append(threading.current_thread().name)
-        return original(work)
-
-    monkeypatch.setattr(files, "_append_each", recording)
-    return names
+def _bytes_written_by(thread: threading.Thread) -> int:
+    """What ``thread`` has handed to write calls so far (Linux's per-thread I/O counters)."""
+    counters = Path(f"/proc/self/task/{thread.native_id}/io").read_text().split()
+    return int(counters[counters.index("wchar:") + 1])
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_batches_are_written_on_the_observers_own_thread(
-    out: Path, monkeypatch: pytest.MonkeyPatch, backend: Literal["asyncio", "trio"]
+    out: Path, backend: Literal["asyncio", "trio"], quiet: Quiet
 ) -> None:
     # Its loop serves the run alone: a trip to a worker thread per batch would only add
     # wake-ups and GIL hand-offs between threads.
-    writers = _record_writing_threads(monkeypatch)
     nodes = 300
-    with tracebus.SyncObserver(
-        "wf", out, total_nodes=nodes, progress=False, console=None, backend=backend
-    ) as obs:
+    with quiet.SyncObserver("wf", out, total_nodes=nodes, backend=backend) as obs:
 
         def run_node(i: int) -> None:
             obs.node_start(f"n{i}", i)
@@ -136,15 +126,18 @@ def test_batches_are_written_on_the_observers_own_thread(
 
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(run_node, range(nodes)))
-    assert writers and set(writers) == {f"tracebus-{obs.run_id}"}
+        obs.flush()
+        (loop,) = (t for t in threading.enumerate() if t.name == f"tracebus-{obs.run_id}")
+        files_size = obs.trace_file.stat().st_size + obs.log_file.stat().st_size
+        assert _bytes_written_by(loop) >= files_size
     trace = trace_of(obs.trace_file)
     assert len(trace) == 2 * nodes + 2
     assert_consistent_run(trace, metadata_of(obs.metadata_file))
 
 
-def test_each_threads_events_keep_their_order_under_backpressure(out: Path) -> None:
+def test_each_threads_events_keep_their_order_under_backpressure(out: Path, quiet: Quiet) -> None:
     threads, notes = 8, 400
-    with tracebus.SyncObserver("wf", out, progress=False, console=None, capacity=16) as obs:
+    with quiet.SyncObserver("wf", out, capacity=16) as obs:
 
         def produce(thread: int) -> None:
             for k in range(notes):
@@ -180,9 +173,11 @@ class _HoldingSink:
         self.closed.set()
 
 
-def test_close_with_a_timeout_returns_while_the_loop_thread_is_held(out: Path) -> None:
+def test_close_with_a_timeout_returns_while_the_loop_thread_is_held(
+    out: Path, quiet: Quiet
+) -> None:
     sink = _HoldingSink()
-    obs = tracebus.SyncObserver("wf", out, progress=False, console=None, sinks=[sink])
+    obs = quiet.SyncObserver("wf", out, sinks=[sink])
     obs.node_start("a", 0)
     assert sink.entered.wait(30)
     try:
@@ -253,11 +248,9 @@ class LoopBlockingSink:
         self.gate.wait()
 
 
-def test_overflow_drop_drops_and_counts_instead_of_blocking(out: Path) -> None:
+def test_overflow_drop_drops_and_counts_instead_of_blocking(out: Path, quiet: Quiet) -> None:
     sink = LoopBlockingSink()
-    obs = tracebus.SyncObserver(
-        "wf", out, progress=False, console=None, sinks=[sink], capacity=4, overflow="drop"
-    )
+    obs = quiet.SyncObserver("wf", out, sinks=[sink], capacity=4, overflow="drop")
     try:
         assert sink.entered.wait(timeout=60)  # workflow_start written: the queue is empty
         for i in range(10):

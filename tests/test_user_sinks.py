@@ -13,8 +13,10 @@ import anyio
 import pytest
 
 import tracebus
-from tests.conftest import assert_consistent_run, metadata_of, trace_of
+from tests.conftest import Quiet, assert_consistent_run, metadata_of, trace_of
 from tracebus import Event
+
+pytestmark = pytest.mark.anyio
 
 
 class HungSink:
@@ -68,11 +70,9 @@ def _assert_complete(obs: tracebus.Observer, events: int) -> dict[str, object]:
     return metadata
 
 
-async def test_a_hung_user_sink_does_not_hold_up_the_run(out: Path) -> None:
+async def test_a_hung_user_sink_does_not_hold_up_the_run(out: Path, quiet: Quiet) -> None:
     sink = HungSink()
-    obs = tracebus.Observer(
-        "wf", out, progress=False, console=None, sinks=[sink], capacity=100, close_timeout=4
-    )
+    obs = quiet.Observer("wf", out, sinks=[sink], capacity=100, close_timeout=4)
     with anyio.fail_after(120):  # the run must not wait on the sink: it would, for ever
         with pytest.raises(tracebus.SinkError) as caught:
             async with obs:
@@ -92,11 +92,11 @@ async def test_a_hung_user_sink_does_not_hold_up_the_run(out: Path) -> None:
     assert metadata["events_lost"] == 0 and metadata["events_written"] == events
 
 
-async def test_a_lagging_user_sink_loses_and_counts_only_what_did_not_fit(out: Path) -> None:
+async def test_a_lagging_user_sink_loses_and_counts_only_what_did_not_fit(
+    out: Path, quiet: Quiet
+) -> None:
     sink = GatedSink()
-    obs = tracebus.Observer(
-        "wf", out, progress=False, console=None, sinks=[sink], capacity=300, close_timeout=60
-    )
+    obs = quiet.Observer("wf", out, sinks=[sink], capacity=300, close_timeout=60)
     with anyio.fail_after(120):
         with pytest.raises(tracebus.SinkError) as caught:
             async with obs:
@@ -113,8 +113,8 @@ async def test_a_lagging_user_sink_loses_and_counts_only_what_did_not_fit(out: P
     _assert_complete(obs, 2_002)
 
 
-async def test_a_user_sink_that_fails_is_reported_in_the_metadata(out: Path) -> None:
-    obs = tracebus.Observer("wf", out, progress=False, console=None, sinks=[BrokenSink()])
+async def test_a_user_sink_that_fails_is_reported_in_the_metadata(out: Path, quiet: Quiet) -> None:
+    obs = quiet.Observer("wf", out, sinks=[BrokenSink()])
     with pytest.raises(tracebus.SinkError, match="broken: 22 event"):
         async with obs:
             await _nodes(obs, 10)
@@ -124,10 +124,8 @@ async def test_a_user_sink_that_fails_is_reported_in_the_metadata(out: Path) -> 
     }
 
 
-def test_a_hung_user_sink_does_not_hold_up_a_sync_observer(out: Path) -> None:
-    obs = tracebus.SyncObserver(
-        "wf", out, progress=False, console=None, sinks=[HungSink()], capacity=50, close_timeout=2
-    )
+def test_a_hung_user_sink_does_not_hold_up_a_sync_observer(out: Path, quiet: Quiet) -> None:
+    obs = quiet.SyncObserver("wf", out, sinks=[HungSink()], capacity=50, close_timeout=2)
 
     def produce() -> None:
         for i in range(1_000):
@@ -171,10 +169,10 @@ class NeverOpens:
         pass
 
 
-async def test_a_user_sink_that_never_opens_fails_the_entry_in_bounded_time(out: Path) -> None:
-    obs = tracebus.Observer(
-        "wf", out, progress=False, console=None, sinks=[NeverOpens()], close_timeout=2
-    )
+async def test_a_user_sink_that_never_opens_fails_the_entry_in_bounded_time(
+    out: Path, quiet: Quiet
+) -> None:
+    obs = quiet.Observer("wf", out, sinks=[NeverOpens()], close_timeout=2)
     with anyio.fail_after(60):  # it would wait for ever
         with pytest.raises(TimeoutError, match=r"sink never opens: aopen\(\) did not return"):
             async with obs:

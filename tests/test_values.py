@@ -20,7 +20,9 @@ import msgspec
 import pytest
 
 import tracebus
-from tests.conftest import assert_consistent_run, metadata_of, trace_of
+from tests.conftest import Quiet, assert_consistent_run, metadata_of, trace_of
+
+pytestmark = pytest.mark.anyio
 
 #: What ``os.fsdecode`` returns for a file name that is not UTF-8.
 BAD_NAME = os.fsdecode(b"report_\xff.csv")
@@ -41,8 +43,10 @@ def _types(trace: list[dict[str, Any]]) -> list[str]:
     return [event["event_type"] for event in trace]
 
 
-async def test_lone_surrogates_are_written_escaped_and_the_run_goes_on(out: Path) -> None:
-    obs = tracebus.Observer("wf", out, total_nodes=2, progress=False, console=None)
+async def test_lone_surrogates_are_written_escaped_and_the_run_goes_on(
+    out: Path, quiet: Quiet
+) -> None:
+    obs = quiet.Observer("wf", out, total_nodes=2)
     async with obs:
         await obs.node_start(BAD_NAME, 0)
         await obs.node_failure(BAD_NAME, error=f"cannot read {BAD_NAME}", duration_seconds=0.1)
@@ -75,9 +79,11 @@ async def test_lone_surrogates_are_written_escaped_and_the_run_goes_on(out: Path
     assert len(re.findall(r"^\[\d{4}-\d\d-\d\dT", log, re.M)) == len(trace)  # a line each
 
 
-async def test_an_output_dir_that_is_not_utf8_is_shown_escaped(tmp_path: Path) -> None:
+async def test_an_output_dir_that_is_not_utf8_is_shown_escaped(
+    tmp_path: Path, quiet: Quiet
+) -> None:
     out = tmp_path / os.fsdecode(b"runs_\xfe")
-    async with tracebus.Observer("wf", out, progress=False, console=None) as obs:
+    async with quiet.Observer("wf", out) as obs:
         await obs.node_success("a", 0.1)
     assert obs.trace_file.parent.parent == out  # the real directory, by its real name
     trace = trace_of(obs.trace_file)
@@ -199,9 +205,9 @@ BAD_CALLS: list[tuple[str, Call, type[Exception], str]] = [
     ids=[case[0] for case in BAD_CALLS],
 )
 async def test_a_bad_value_is_refused_at_the_call_and_the_run_goes_on(
-    out: Path, call: Call, error: type[Exception], message: str
+    out: Path, call: Call, error: type[Exception], message: str, quiet: Quiet
 ) -> None:
-    obs = tracebus.Observer("wf", out, total_nodes=1, progress=False, console=None)
+    obs = quiet.Observer("wf", out, total_nodes=1)
     async with obs:
         await obs.node_start("first", 0)
         accepted = obs.statistics().emitted
@@ -216,8 +222,10 @@ async def test_a_bad_value_is_refused_at_the_call_and_the_run_goes_on(
     assert_consistent_run(trace, metadata)
 
 
-async def test_a_node_cost_that_is_not_a_number_fails_the_node_not_the_run(out: Path) -> None:
-    obs = tracebus.Observer("wf", out, progress=False, console=None)
+async def test_a_node_cost_that_is_not_a_number_fails_the_node_not_the_run(
+    out: Path, quiet: Quiet
+) -> None:
+    obs = quiet.Observer("wf", out)
     with pytest.raises(TypeError, match=re.escape("cost: usd must be a real number")):
         async with obs:
             async with obs.node("costly") as node:
@@ -228,10 +236,10 @@ async def test_a_node_cost_that_is_not_a_number_fails_the_node_not_the_run(out: 
     assert metadata_of(obs.metadata_file)["status"] == "error"
 
 
-async def test_other_real_numbers_are_stored_as_floats(out: Path) -> None:
-    async with tracebus.Observer("wf", out, progress=False, console=None) as obs:
+async def test_other_real_numbers_are_stored_as_floats(out: Path, quiet: Quiet) -> None:
+    async with quiet.Observer("wf", out) as obs:
         await obs.node_success("d", Decimal("0.5"), cost_usd=Decimal("0.0012"))  # type: ignore[arg-type]
-        await obs.node_success("f", Fraction(1, 4), cost_usd=1)
+        await obs.node_success("f", Fraction(1, 4), cost_usd=1)  # type: ignore[arg-type]
         await obs.node_failure("n", "boom", 2, cost_usd=None)
         await obs.node_retry("n", 2, error=None, delay_seconds=None)
         async with obs.node("s") as node:
@@ -249,7 +257,7 @@ async def test_other_real_numbers_are_stored_as_floats(out: Path) -> None:
     assert metadata["status"] == "complete"
 
 
-async def test_payload_values_json_would_lose_are_kept_visibly(out: Path) -> None:
+async def test_payload_values_json_would_lose_are_kept_visibly(out: Path, quiet: Quiet) -> None:
     summary = {
         "score": float("nan"),
         "best": float("inf"),
@@ -258,7 +266,7 @@ async def test_payload_values_json_would_lose_are_kept_visibly(out: Path) -> Non
         BAD_NAME: [1, None, (2, 3)],
         "fine": None,
     }
-    async with tracebus.Observer("wf", out, progress=False, console=None) as obs:
+    async with quiet.Observer("wf", out) as obs:
         await obs.node_success("a", 0.1, output_summary=summary)
         await obs.note("ratio", ratio=float("nan"), none=None)
         await obs.node_success("b", 0.1, output_summary={"fine": None})
@@ -278,8 +286,9 @@ async def test_payload_values_json_would_lose_are_kept_visibly(out: Path) -> Non
 
 async def test_an_event_the_writer_cannot_encode_leaves_an_encode_error_in_its_place(
     out: Path,
+    quiet: Quiet,
 ) -> None:
-    obs = tracebus.Observer("wf", out, progress=False, console=None)
+    obs = quiet.Observer("wf", out)
     async with obs:
         event = obs.events.node_start("n", 0)
         await obs.emit(event)
@@ -300,8 +309,10 @@ async def test_an_event_the_writer_cannot_encode_leaves_an_encode_error_in_its_p
     assert any("could not be encoded" in warning for warning in run.warnings)
 
 
-def test_sync_observer_with_a_full_queue_writes_every_event_of_odd_values(out: Path) -> None:
-    obs = tracebus.SyncObserver("wf", out, progress=False, console=None, capacity=4)
+def test_sync_observer_with_a_full_queue_writes_every_event_of_odd_values(
+    out: Path, quiet: Quiet
+) -> None:
+    obs = quiet.SyncObserver("wf", out, capacity=4)
 
     def produce() -> None:
         for i in range(300):
@@ -331,8 +342,8 @@ class SlowSink:
         await anyio.sleep(3)
 
 
-def test_sync_close_that_runs_out_of_time_says_so(out: Path) -> None:
-    obs = tracebus.SyncObserver("wf", out, progress=False, console=None, sinks=[SlowSink()])
+def test_sync_close_that_runs_out_of_time_says_so(out: Path, quiet: Quiet) -> None:
+    obs = quiet.SyncObserver("wf", out, sinks=[SlowSink()])
     obs.node_start("a", 0)
     with pytest.raises(tracebus.CloseTimeoutError, match="close timed out after 0.5s"):
         obs.close(timeout=0.5)
@@ -354,10 +365,12 @@ def _marker_of(value: Any) -> dict[str, Any]:
     }
 
 
-async def test_a_payload_over_the_bound_is_stored_as_its_hash_size_and_prefix(out: Path) -> None:
+async def test_a_payload_over_the_bound_is_stored_as_its_hash_size_and_prefix(
+    out: Path, quiet: Quiet
+) -> None:
     big = {"rows": [{"id": i, "name": f"row {i}"} for i in range(10_000)]}
     error = "E" * 100_000
-    async with tracebus.Observer("wf", out, progress=False, console=None) as obs:
+    async with quiet.Observer("wf", out) as obs:
         await obs.node_success("a", 0.1, output_summary=big)
         await obs.note("blob", data="y" * 100_000)
         await obs.node_failure("b", error, 0.1)
@@ -374,11 +387,9 @@ async def test_a_payload_over_the_bound_is_stored_as_its_hash_size_and_prefix(ou
     assert max(map(len, obs.log_file.read_bytes().splitlines())) < 4_096
 
 
-async def test_the_bound_is_an_option_of_the_observer(out: Path) -> None:
+async def test_the_bound_is_an_option_of_the_observer(out: Path, quiet: Quiet) -> None:
     kept, cut = {"text": "k" * 400}, {"text": "c" * 2_000}
-    async with tracebus.Observer(
-        "wf", out, progress=False, console=None, max_payload_bytes=1_000
-    ) as obs:
+    async with quiet.Observer("wf", out, max_payload_bytes=1_000) as obs:
         await obs.node_success("kept", 0.1, output_summary=kept)
         await obs.node_success("cut", 0.1, output_summary=cut)
     trace = trace_of(obs.trace_file)
@@ -386,10 +397,8 @@ async def test_the_bound_is_an_option_of_the_observer(out: Path) -> None:
     assert trace[2]["output_summary"] == _marker_of(cut)
 
 
-def test_the_bound_is_an_option_of_the_sync_observer(out: Path) -> None:
-    with tracebus.SyncObserver(
-        "wf", out, progress=False, console=None, max_payload_bytes=1_000
-    ) as obs:
+def test_the_bound_is_an_option_of_the_sync_observer(out: Path, quiet: Quiet) -> None:
+    with quiet.SyncObserver("wf", out, max_payload_bytes=1_000) as obs:
         obs.node_success("cut", 0.1, output_summary={"text": "c" * 2_000})
     assert trace_of(obs.trace_file)[1]["output_summary"] == _marker_of({"text": "c" * 2_000})
 
@@ -405,6 +414,7 @@ def test_a_bad_bound_is_refused_at_construction(out: Path, value: Any, error: ty
 
 async def test_a_payload_nested_too_deep_keeps_its_first_levels_and_stays_readable(
     out: Path,
+    quiet: Quiet,
 ) -> None:
     deep: list[Any] = []
     innermost = deep
@@ -412,7 +422,7 @@ async def test_a_payload_nested_too_deep_keeps_its_first_levels_and_stays_readab
         innermost.append([])
         innermost = innermost[0]
     wide = {"rows": [{"id": i, "tags": [i, [i]]} for i in range(200)]}  # many brackets, shallow
-    async with tracebus.Observer("wf", out, progress=False, console=None) as obs:
+    async with quiet.Observer("wf", out) as obs:
         await obs.node_success("deep", 0.1, output_summary=deep)
         await obs.node_success("wide", 0.1, output_summary=wide)
     trace = trace_of(obs.trace_file)  # readable: no line nests deeper than a reader takes
@@ -434,10 +444,10 @@ def test_a_total_no_run_can_hold_is_refused_at_construction(out: Path, total: An
     assert not out.exists()
 
 
-async def test_an_output_that_is_not_utf8_still_has_a_hash(out: Path) -> None:
+async def test_an_output_that_is_not_utf8_still_has_a_hash(out: Path, quiet: Quiet) -> None:
     expected = hashlib.sha256(BAD_NAME.encode("utf-8", "surrogatepass")).hexdigest()[:16]
     assert tracebus.hash_output(BAD_NAME) == expected
-    async with tracebus.Observer("wf", out, progress=False, console=None) as obs:
+    async with quiet.Observer("wf", out) as obs:
         async with obs.node("read", 0) as node:
             node.output(BAD_NAME)
     success = trace_of(obs.trace_file)[2]

@@ -42,3 +42,11 @@ def utf8_text(text: str) -> str:
     except UnicodeEncodeError:
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text
+
+
+def one_line(text: str, limit: int | None = None) -> str:
+    """``text`` on one line: each run of whitespace (newlines included) made one space, and
+    past ``limit`` characters cut to ``limit`` with ``...`` at the end (``None``: no limit).
+    What the readers show of an error or a warning in a list of them."""
+    flat = " ".join(text.split())
+    return flat if limit is None or len(flat) <= limit else flat[: limit - 3] + "..."

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeVar
 
 from ._events import Event, event_type_of
+
+E = TypeVar("E", bound=Event)
 
 
 class CapturingSink:
     """A sink that keeps every event the writer hands it, in order.
 
     Pass it in ``sinks=`` (Observer, SyncObserver, EventBus) and assert on ``events`` after
-    the run, or on ``types()`` for the sequence of event types.
+    the run, on ``of_type(Note)`` for the events of one type, typed, or on ``types()`` for
+    the sequence of event types.
     """
 
     name = "capture"
@@ -27,3 +31,7 @@ class CapturingSink:
     def types(self) -> list[str]:
         """The ``event_type`` of every captured event, in order."""
         return [event_type_of(event) for event in self.events]
+
+    def of_type(self, kind: type[E]) -> list[E]:
+        """The captured events of class ``kind`` (``Note``, ``NodeSuccess``...), in order."""
+        return [event for event in self.events if isinstance(event, kind)]

@@ -19,6 +19,7 @@ from typing import Any
 
 import nats
 import pytest
+import pytest_asyncio
 
 from tracebus._nats._settings import NatsSettings, NatsStream
 
@@ -111,7 +112,7 @@ async def delete_stream(url: str, name: str) -> None:
         await client.close()
 
 
-@pytest.fixture
+@pytest_asyncio.fixture
 async def shared() -> AsyncIterator[NatsSettings]:
     """Settings for the shared server, with a stream of this test's own, deleted after it."""
     require_nats(answers(4222), "no NATS server answers on 127.0.0.1:4222")

@@ -10,7 +10,8 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,8 @@ from tracebus._service._protocol import (
     decode_server_message,
     encode,
 )
-from tracebus._service._transport import FrameStream
+from tracebus._service._server import Collector
+from tracebus._service._transport import FrameStream, UnixAddress
 
 PRODUCER = Path(__file__).with_name("producer.py")
 
@@ -256,3 +258,15 @@ def numbered(events: list[Any], producer: str = "raw", first: int = 1) -> list[A
         event.producer = producer
         event.seq = first + offset
     return events
+
+
+@asynccontextmanager
+async def serving(out: Path, socket: Path) -> AsyncIterator[Collector]:
+    """A collector on ``socket`` in this process, stopped when the block ends."""
+    collector = Collector(out, address=UnixAddress(socket))
+    async with anyio.create_task_group() as service:
+        await service.start(collector.run)
+        try:
+            yield collector
+        finally:
+            collector.stop()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,21 +11,11 @@ import anyio.lowlevel
 import pytest
 
 import tracebus
+from tests.conftest import Quiet
 from tracebus._service._server import Collector
 from tracebus._service._transport import UnixAddress
 
-from .conftest import run_files
-
-
-@asynccontextmanager
-async def serving(out: Path, socket: Path) -> AsyncIterator[Collector]:
-    collector = Collector(out, address=UnixAddress(socket))
-    async with anyio.create_task_group() as service:
-        await service.start(collector.run)
-        try:
-            yield collector
-        finally:
-            collector.stop()
+from .conftest import run_files, serving
 
 
 async def _workflow(obs: Any) -> None:
@@ -71,10 +59,10 @@ def _log_shape(path: Path) -> list[str]:
     return [line for line in text.splitlines() if not line.startswith("[T] PROGRESS")]
 
 
-async def test_remote_run_files_look_like_an_in_process_run(tmp_path: Path, sockdir: Path) -> None:
-    async with tracebus.Observer(
-        "step_01_same", tmp_path / "local" / "runs", total_nodes=4, progress=False, console=None
-    ) as local:
+async def test_remote_run_files_look_like_an_in_process_run(
+    tmp_path: Path, sockdir: Path, quiet: Quiet
+) -> None:
+    async with quiet.Observer("step_01_same", tmp_path / "local" / "runs", total_nodes=4) as local:
         await _workflow(local)
     # the summary names each file from the output directory's parent: the same name for both
     async with serving(tmp_path / "remote" / "runs", sockdir / "c.sock"):
@@ -107,47 +95,6 @@ async def test_an_error_in_the_block_ends_the_run_with_workflow_error(
     assert trace[-1]["event_type"] == "workflow_error"
     assert trace[-1]["error"] == "RuntimeError: boom"
     assert metadata["status"] == "error"
-
-
-async def test_joining_needs_an_open_run_and_one_opener_per_run(
-    tmp_path: Path, sockdir: Path
-) -> None:
-    socket = sockdir / "c.sock"
-    async with serving(tmp_path / "out", socket) as collector:
-        with pytest.raises(tracebus.ServiceError, match="run_not_open") as refused:
-            async with tracebus.connect(socket, "step_03_j", run_id="nope", join=True):
-                pass
-        assert "is not open" in refused.value.message
-        async with tracebus.connect(socket, "step_03_j", run_id="r1") as opener:
-            with pytest.raises(tracebus.ServiceError, match="run_exists"):
-                async with tracebus.connect(socket, "step_03_j", run_id="r1"):
-                    pass
-            async with tracebus.connect(socket, "step_03_j", run_id="r1", join=True) as joiner:
-                await joiner.note("joined")
-            await opener.note("still open")
-        assert collector.statistics()["errors"] == {"run_not_open": 1, "run_exists": 1}
-    trace, _ = run_files(tmp_path / "out", "03")
-    assert [e["event_type"] for e in trace] == [
-        "workflow_start",
-        "note",
-        "note",
-        "workflow_complete",
-    ]
-
-
-async def test_events_after_the_run_ended_are_refused(tmp_path: Path, sockdir: Path) -> None:
-    socket = sockdir / "c.sock"
-    async with serving(tmp_path / "out", socket):
-        async with tracebus.connect(socket, "step_04_late", run_id="r") as opener:
-            with pytest.raises(tracebus.DeliveryError, match="run_ended") as failed:
-                async with tracebus.connect(socket, "step_04_late", run_id="r", join=True) as j:
-                    await opener.workflow_complete()
-                    await opener.flush()
-                    await j.note("too late")
-        assert failed.value.rejected == 1
-        assert opener.statistics().delivered == 2
-    trace, _ = run_files(tmp_path / "out", "04")
-    assert [e["event_type"] for e in trace] == ["workflow_start", "workflow_complete"]
 
 
 async def test_no_service_at_the_address(sockdir: Path) -> None:
@@ -232,11 +179,10 @@ DESCRIBED = [
 
 @pytest.mark.parametrize(("exc", "described"), DESCRIBED)
 async def test_an_exception_is_described_alike_by_every_flavour(
-    tmp_path: Path, sockdir: Path, exc: Boom, described: str
+    tmp_path: Path, sockdir: Path, exc: Boom, described: str, quiet: Quiet
 ) -> None:
     """Leaving any observer's block, or a node scope, with an exception records one text."""
     socket, local, remote = sockdir / "c.sock", tmp_path / "local", tmp_path / "remote"
-    quiet: dict[str, Any] = {"progress": False, "console": None}
 
     async def async_flavour(obs: Any) -> None:
         try:
@@ -255,10 +201,8 @@ async def test_an_exception_is_described_alike_by_every_flavour(
                 obs.node_failure("n", "stands for a node scope", 0.0)
                 raise exc
 
-    await async_flavour(tracebus.Observer("step_21_async", local, **quiet))
-    await anyio.to_thread.run_sync(
-        sync_flavour, lambda: tracebus.SyncObserver("step_22_sync", local, **quiet)
-    )
+    await async_flavour(quiet.Observer("step_21_async", local))
+    await anyio.to_thread.run_sync(sync_flavour, lambda: quiet.SyncObserver("step_22_sync", local))
     async with serving(remote, socket):
         await async_flavour(tracebus.connect(socket, "step_23_remote"))
         await anyio.to_thread.run_sync(

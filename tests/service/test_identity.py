@@ -95,44 +95,6 @@ async def test_an_event_refused_before_sending_leaves_no_gap_in_its_producers_se
     ]
 
 
-async def test_two_services_on_one_output_directory_never_write_one_run(
-    tmp_path: Path, sockdir: Path
-) -> None:
-    out = tmp_path / "out"
-    first = Service(out, sockdir / "a.sock").start()
-    second = Service(out, sockdir / "b.sock").start()
-    try:
-        run_id = uuid.uuid4().hex
-        async with tracebus.connect(
-            first.socket, "step_04_lock", run_id=run_id, producer="opener"
-        ) as opener:
-            await opener.note("on the first service")
-            await opener.flush()
-            assert run_is_locked(out, "step_04_lock", run_id)
-
-            with pytest.raises(tracebus.ServiceUnavailableError, match="run_locked") as refused:
-                async with tracebus.connect(
-                    second.socket, "step_04_lock", run_id=run_id, join=True,
-                    producer="joiner", reconnect_timeout=1.0,
-                ) as joiner:  # fmt: skip
-                    await joiner.note("through the second service")
-            assert first.process is not None
-            assert f"process {first.process.pid} is writing this run" in str(refused.value)
-            await opener.note("still the only writer")
-        assert not run_is_locked(out, "step_04_lock", run_id)
-        status = await second.astatus()
-        assert status["runs_resumed"] == 0 and status["errors"]["run_locked"] >= 1
-    finally:
-        first.close()
-        second.close()
-    trace, metadata = run_files(out, "04")
-    assert [e.get("message") for e in trace if e["event_type"] == "note"] == [
-        "on the first service",
-        "still the only writer",
-    ]
-    assert metadata["status"] == "complete" and metadata["write_errors"] == {}
-
-
 def test_the_run_lock_tells_a_run_being_written(tmp_path: Path) -> None:
     path = run_lock_path(tmp_path, "wf", "r1")
     assert path == tmp_path / ".tracebus" / "runs" / "wf" / "r1.lock"

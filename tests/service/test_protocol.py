@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tracebus import NodeStart, ProtocolError
+from tracebus import NodeStart, Note, ProtocolError
 from tracebus._factory import EventFactory
 from tracebus._service._protocol import (
     Batch,
@@ -137,5 +137,5 @@ def test_a_value_without_a_repr_is_sent_as_a_marker_not_an_error() -> None:
     note = numbered([EVENTS.note("m", None, {})], "me")[0]
     note.fields = {"value": _Unshowable()}
     got = decode_client_message(encode(_batch(note)))
-    assert isinstance(got, Batch)
+    assert isinstance(got, Batch) and isinstance(got.events[0], Note)
     assert got.events[0].fields == {"value": {"$repr": "<_Unshowable that cannot be shown>"}}

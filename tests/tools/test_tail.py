@@ -12,7 +12,8 @@ from typing import IO
 
 import pytest
 
-from tracebus import SyncObserver, read_run
+from tests.conftest import Quiet
+from tracebus import read_run
 from tracebus._tools._tail import format_event
 
 from . import runs
@@ -84,9 +85,9 @@ def tail(*args: str) -> Iterator[Tail]:
             follower.finish()
 
 
-def test_follows_a_live_run_until_it_completes(tmp_path: Path) -> None:
+def test_follows_a_live_run_until_it_completes(tmp_path: Path, quiet: Quiet) -> None:
     out = tmp_path / "live"
-    obs = SyncObserver("step_09_live", out, total_nodes=2, progress=False, console=None)
+    obs = quiet.SyncObserver("step_09_live", out, total_nodes=2)
     with tail(str(out), "--check") as follower:
         try:
             obs.flush()
@@ -157,12 +158,12 @@ def test_killed_run_times_out(tmp_path: Path) -> None:
     assert err.strip() == "tracebus tail: no new event for 0.3s; the run has not ended"
 
 
-def test_waits_for_a_run_to_start_in_an_empty_output_dir(tmp_path: Path) -> None:
+def test_waits_for_a_run_to_start_in_an_empty_output_dir(tmp_path: Path, quiet: Quiet) -> None:
     out = tmp_path / "later"
     (out / "traces").mkdir(parents=True)
     with tail(str(out)) as follower:
         _wait_for_run(follower, out)  # a run that ended before tail looked would not be shown
-        with SyncObserver("step_10_later", out, total_nodes=1, progress=False, console=None) as obs:
+        with quiet.SyncObserver("step_10_later", out, total_nodes=1) as obs:
             obs.node_start("x", 0)
             obs.node_success("x", 0.01)
         code, lines, _ = follower.finish()

@@ -18,10 +18,10 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from io import FileIO
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiofiles.os
 
@@ -68,10 +68,29 @@ def open_for_append(path: Path) -> int:
     return fd
 
 
+#: Bytes appended to a file between two writeback hints (see the module's docstring).
+WRITEBACK_BYTES = 4 * 1024 * 1024
+
+
+class FileCalls(NamedTuple):
+    """The system calls a batch append makes, and how often it hints writeback: the
+    system's own, unless a test gives its own to watch or to break them."""
+
+    writev: Callable[[int, Sequence[memoryview]], int] | None = getattr(os, "writev", None)
+    fadvise: Callable[[int, int, int, int], None] | None = getattr(os, "posix_fadvise", None)
+    writeback_bytes: int = WRITEBACK_BYTES
+
+
+SYSTEM_CALLS: FileCalls = FileCalls()
+
+
 class BatchAppender:
     """Appends a batch to several files, one vectored write per file, all in one trip to a
     worker thread: the event loop never waits on a write. Never raises OSError: each file
     records its own failure."""
+
+    def __init__(self, calls: FileCalls = SYSTEM_CALLS) -> None:
+        self.calls = calls
 
     async def append(self, jobs: Sequence[tuple[AppendFile, Sequence[bytes], int]]) -> None:
         """Append to each file its chunks (whole lines holding the given number of events)."""
@@ -81,17 +100,17 @@ class BatchAppender:
             size = sum(map(len, chunks))
             if size and (file.writable() or await file._reopened(events)):
                 ready.append((file, chunks, events, size))
-                work.append((file.fd, chunks, file._writeback_due(size)))
+                work.append((file.fd, chunks, file._writeback_due(size, self.calls)))
         if not ready:
             return
         if on_private_loop() or not threads_allowed():
             # A thread of its own already (a trip to a worker thread would only add two
             # wake-ups and GIL hand-offs per batch), or interpreter exit (no thread may start).
-            errors = _append_each(work)
+            errors = _append_each(work, self.calls)
         elif on_asyncio():
-            errors = await _append_each_in_executor(work)
+            errors = await _append_each_in_executor(work, self.calls)
         else:
-            errors = await run_blocking(_append_each, work)
+            errors = await run_blocking(_append_each, work, self.calls)
         for (file, _, events, size), error in zip(ready, errors, strict=True):
             if error is None:
                 file._appended(size, events)
@@ -99,37 +118,37 @@ class BatchAppender:
                 await file._failed(error, events)
 
 
-def _append_each(work: list[tuple[int, Sequence[bytes], bool]]) -> list[OSError | None]:
+def _append_each(
+    work: list[tuple[int, Sequence[bytes], bool]], calls: FileCalls
+) -> list[OSError | None]:
     """The syscalls of one batch, for every file, on a worker thread."""
     errors: list[OSError | None] = []
+    fadvise = calls.fadvise  # None on macOS
     for fd, chunks, writeback in work:
         try:
-            _append_all(fd, chunks)
+            _append_all(fd, chunks, calls.writev)
         except OSError as exc:
             errors.append(exc)
             continue
         errors.append(None)
-        if writeback and _fadvise is not None:
+        if writeback and fadvise is not None:
             try:
-                _fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
             except OSError:
                 pass  # only a hint: the data is written either way
     return errors
 
 
-#: Bytes appended to a file between two writeback hints (see the module's docstring).
-WRITEBACK_BYTES = 4 * 1024 * 1024
-_fadvise = getattr(os, "posix_fadvise", None)  # not on macOS
-
-
-def _append_all(fd: int, chunks: Sequence[bytes]) -> None:
+def _append_all(
+    fd: int, chunks: Sequence[bytes], writev: Callable[[int, Sequence[memoryview]], int] | None
+) -> None:
     # One vectored write per file per batch: the chunks are never joined into one buffer.
     pending = [memoryview(chunk) for chunk in chunks if chunk]
     while pending:
-        if _writev is None:
+        if writev is None:
             written = os.write(fd, pending[0])
         else:
-            written = _writev(fd, pending[:_IOV_MAX])
+            written = writev(fd, pending[:_IOV_MAX])
         while pending and written >= len(pending[0]):
             written -= len(pending[0])
             pending.pop(0)
@@ -137,16 +156,15 @@ def _append_all(fd: int, chunks: Sequence[bytes]) -> None:
             pending[0] = pending[0][written:]
 
 
-_writev = getattr(os, "writev", None)
 _IOV_MAX = 1024
+# On asyncio, aiofiles' executor path: the loop's default executor.
+_append_each_wrapped: Any = aiofiles.os.wrap(_append_each)
 
 
 async def _append_each_in_executor(
-    work: list[tuple[int, Sequence[bytes], bool]],
+    work: list[tuple[int, Sequence[bytes], bool]], calls: FileCalls
 ) -> list[OSError | None]:
-    # aiofiles' executor path, looked up at call time so tests can watch _append_each.
-    run: Any = aiofiles.os.wrap(_append_each)
-    errors: list[OSError | None] = await run(work)
+    errors: list[OSError | None] = await _append_each_wrapped(work, calls)
     return errors
 
 
@@ -207,10 +225,10 @@ class AppendFile:
         self._size = os.fstat(self.fd).st_size
         return True
 
-    def _writeback_due(self, size: int) -> bool:
+    def _writeback_due(self, size: int, calls: FileCalls) -> bool:
         """Count ``size`` more bytes; True when the file is due a writeback hint."""
         self._unhinted += size
-        if self._unhinted < WRITEBACK_BYTES:
+        if self._unhinted < calls.writeback_bytes:
             return False
         self._unhinted = 0
         return True

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .._counts import NodeCounts
-from .._text import printable
+from .._text import one_line, printable
 from ._lines import TraceLine
 from ._record import RunRecord
 from ._scan import scan_run
@@ -318,10 +318,10 @@ def render_summary(summary: dict[str, Any]) -> str:
         lines += ["", f"Failures ({len(s['failures'])})"]
         for failure in s["failures"]:
             tries = f" (after {failure['attempts']} attempts)" if failure["attempts"] > 1 else ""
-            lines.append(f"  {failure['node_id']}{tries}: {_one_line(failure['error'] or '')}")
+            lines.append(f"  {failure['node_id']}{tries}: {one_line(failure['error'] or '', 300)}")
     if s["warnings"]:
         lines += ["", "Warnings"]
-        lines += [f"  {_one_line(w)}" for w in s["warnings"]]
+        lines += [f"  {one_line(w, 300)}" for w in s["warnings"]]
     return "\n".join(map(printable, lines)) + "\n"
 
 
@@ -348,8 +348,3 @@ def format_seconds(value: float) -> str:
 
 def _usd(value: float | None) -> str:
     return "unknown" if value is None else f"${value:.4f}"
-
-
-def _one_line(text: str) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= 300 else flat[:297] + "..."

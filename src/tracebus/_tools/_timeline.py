@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
+from .._text import one_line
 from ._lanes import lay_out
 from ._record import RunRecord
 from ._summary import format_seconds, render_summary, summarize
@@ -135,7 +136,7 @@ def _header(run: RunRecord, summary: dict[str, Any]) -> str:
         for failure in failures[:_SHOWN_FAILURES]:
             parts.append(
                 f'<li><a href="#" data-node="{e(failure["node_id"])}">{e(failure["node_id"])}</a>'
-                f" {e(_one_line(failure['error'] or ''))}</li>"
+                f" {e(one_line(failure['error'] or '', 200))}</li>"
             )
         if len(failures) > _SHOWN_FAILURES:
             parts.append(f"<li>and {len(failures) - _SHOWN_FAILURES} more</li>")
@@ -165,8 +166,3 @@ def _iso(epoch: float | None) -> str | None:
     if epoch is None:
         return None
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
-
-
-def _one_line(text: str) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= 200 else flat[:197] + "..."
