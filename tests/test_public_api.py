@@ -114,3 +114,14 @@ def test_public_classes_and_functions_report_the_facade_as_their_module() -> Non
     with pytest.raises(tracebus.QueueFullError) as raised:
         raise tracebus.QueueFullError("full")
     assert "tracebus.QueueFullError: full" in "".join(traceback.format_exception(raised.value))
+
+
+def test_the_version_is_declared_once() -> None:
+    import importlib.metadata
+
+    with open(Path(__file__).parents[1] / "pyproject.toml", "rb") as handle:
+        project = tomllib.load(handle)
+    assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
+    assert project["tool"]["hatch"]["version"]["path"] == "src/tracebus/_version.py"
+    assert importlib.metadata.version("tracebus") == tracebus.__version__
+    assert tracebus.__version__ is tracebus._version.__version__
