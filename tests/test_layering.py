@@ -26,14 +26,7 @@ ALLOWED = {
 }
 
 #: Imports known to break the rules, each with the change that removes it.
-KNOWN: set[tuple[str, str]] = {
-    # The service picks its transport by isinstance of the NATS settings and opens the NATS
-    # link itself; the connectors chosen by the address's scheme (issue 17, point 2) remove
-    # these three.
-    ("tracebus._service._client", "tracebus._nats._settings"),
-    ("tracebus._service._client", "tracebus._nats._link"),
-    ("tracebus._service._sync_client", "tracebus._nats._settings"),
-}
+KNOWN: set[tuple[str, str]] = set()
 
 
 def layer_of(module: str) -> str:

@@ -85,14 +85,16 @@ def split_options(given: Mapping[str, Any], options: type) -> Any:
     return {name: value for name, value in given.items() if name in names}
 
 
-def with_defaults(func: str, given: Mapping[str, Any], options: type) -> Any:
-    """Every option of ``options``: ``given``'s, the defaults for the rest (typed by the caller
+def with_defaults(
+    func: str, given: Mapping[str, Any], options: type, defaults: Mapping[str, Any] = _DEFAULTS
+) -> Any:
+    """Every option of ``options``: ``given``'s, ``defaults`` for the rest (typed by the caller
     as that TypedDict).
 
     Raises TypeError, as a signature that spelled them out would, for a keyword that
     ``options`` does not declare.
     """
-    names, defaults = options.__annotations__, _DEFAULTS
+    names = options.__annotations__
     for name in given:
         if name not in names:
             raise TypeError(f"{func}() got an unexpected keyword argument {name!r}")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 from types import ModuleType
+from typing import Any
 
 import pytest
 
+import tracebus
 import tracebus.nats
 import tracebus.service
 from tracebus._nats._collector import NatsCollector
@@ -62,3 +64,29 @@ def test_every_code_the_service_sends_is_one_member_with_its_meaning() -> None:
     # a newer service's code is neither: an observer gives up rather than loop on it
     assert ErrorCode.of("a_new_code") is None
     assert not (is_fatal("a_new_code") or is_transient("a_new_code") or defers("a_new_code"))
+
+
+def test_the_service_imports_no_nats_until_a_nats_address_is_used() -> None:
+    code = (
+        "import sys\n"
+        "from tracebus._service import _client, _server, _sync_client, cli\n"
+        "print(sorted(m for m in sys.modules if m.startswith('tracebus._nats')))\n"
+        "obs = _client.RemoteObserver('nats://127.0.0.1:4222', 'wf')\n"
+        "print(type(obs.address).__name__, 'nats' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.splitlines()
+    assert out == ["[]", "NatsConnector False"]
+
+
+@pytest.mark.parametrize(
+    "flavour",
+    [tracebus.connect, tracebus.RemoteObserver, tracebus.connect_sync, tracebus.SyncRemoteObserver],
+)
+def test_a_remote_flavour_refuses_an_unknown_option_by_name(flavour: Any) -> None:
+    name = flavour.__name__
+    with pytest.raises(
+        TypeError, match=rf"^{name}\(\) got an unexpected keyword argument 'bogus'$"
+    ):
+        flavour("/nowhere.sock", "wf", bogus=1)

@@ -1,13 +1,14 @@
 """A remote observer's link to JetStream: each batch one message, each acknowledgement an Ack.
 
-The remote observer's delivery (``tracebus._service._delivery``) numbers, batches, bounds and
-resends; this link only carries. A batch becomes a message on ``<prefix>.<workflow>.<run>``
-with ``Nats-Msg-Id: <run_id>:<producer>:<first seq>`` (the ids written as subject tokens, so
-that no ``:`` inside an id makes two batches' ids alike), so a batch the delivery sends again
-after a reconnect is dropped by JetStream if it had stored it. JetStream's acknowledgements
-become the service's cumulative ``Ack``; a message JetStream refuses for good (too large,
-say) becomes an ``ErrorReply`` for its batch. A lost connection, an acknowledgement overdue
-by ``ACK_TIMEOUT`` seconds or a passing refusal (no stream answering yet) ends the link, and
+The remote observer's delivery (``tracebus._service._delivery``) numbers, batches, bounds
+and resends, and hands each batch sealed (``SealedBatch``); this link only carries. A batch
+becomes a message on ``<prefix>.<workflow>.<run>`` with ``Nats-Msg-Id:
+<run_id>:<producer>:<first seq>`` (the ids written as subject tokens, so that no ``:``
+inside an id makes two batches' ids alike), so a batch the delivery sends again after a
+reconnect is dropped by JetStream if it had stored it. JetStream's acknowledgements become
+the service's cumulative ``Ack``; a message JetStream refuses for good (too large, say)
+becomes an ``ErrorReply`` for its batch. A lost connection, an acknowledgement overdue by
+``ACK_TIMEOUT`` seconds or a passing refusal (no stream answering yet) ends the link, and
 the delivery reconnects and resends.
 """
 
@@ -18,15 +19,14 @@ import logging
 from dataclasses import replace
 
 import anyio
-import msgspec
 import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from .._service._codes import ErrorCode
-from .._service._limits import MAX_EVENTS_PER_FRAME, PROTOCOL_VERSION
-from .._service._protocol import Ack, ErrorReply, Hello, ServerMessage, Welcome
-from .._service._transport import HEADER
+from .._service._limits import MAX_EVENTS_PER_FRAME
+from .._service._link import SealedBatch
+from .._service._protocol import Ack, ErrorReply, Hello, ServerMessage
 from ._connection import close_connection, ensure_stream, open_connection
 from ._settings import NatsSettings, subject_token
 
@@ -37,25 +37,10 @@ ACK_TIMEOUT = 5.0
 _HEADER_ROOM = 1_024
 
 
-class _Seq(msgspec.Struct):
-    seq: int = 0
-
-
-class _Head(msgspec.Struct):
-    id: int
-    events: list[_Seq] = []
-
-
-_head_decoder = msgspec.msgpack.Decoder(_Head)
-
-
 class NatsLink:
     """One NATS connection carrying one producer's batches of one run (a ``Link``)."""
 
-    def __init__(
-        self, client: Client, welcome: Welcome, subject: str, run_id: str, producer: str
-    ) -> None:
-        self.welcome = welcome
+    def __init__(self, client: Client, subject: str, run_id: str, producer: str) -> None:
         self._client = client
         self._subject = subject
         self._run_id = run_id
@@ -91,37 +76,38 @@ class NatsLink:
         )
         try:
             await ensure_stream(client.jetstream(), settings.stream)
-            welcome = Welcome(
-                protocol=PROTOCOL_VERSION,
-                server=f"nats-server {client.connected_server_version}",
-                max_frame_bytes=client.max_payload - _HEADER_ROOM + HEADER.size,
-                max_events_per_frame=MAX_EVENTS_PER_FRAME,
-            )
             subject = settings.stream.subject(workflow_id, run_id)
-            link = cls(client, welcome, subject, run_id, hello.producer)
+            link = cls(client, subject, run_id, hello.producer)
             await client.subscribe(f"{link._inbox}.*", cb=link._on_reply)
         except BaseException:
             await close_connection(client)
             raise
         return link
 
-    async def send(self, body: bytes) -> None:
-        """Publish one encoded batch. Raises anyio.BrokenResourceError once the link broke."""
+    @property
+    def max_batch_bytes(self) -> int:
+        return self._client.max_payload - _HEADER_ROOM
+
+    @property
+    def max_batch_events(self) -> int:
+        return MAX_EVENTS_PER_FRAME
+
+    async def send(self, batch: SealedBatch) -> None:
+        """Publish one batch. Raises anyio.BrokenResourceError once the link broke."""
         if self._broken is not None:
             raise anyio.BrokenResourceError(self._broken)
-        head = _head_decoder.decode(body)
-        first = f"{head.events[0].seq}" if head.events else f"batch-{head.id}"
+        first = f"{batch.first_seq}" if batch.count else f"batch-{batch.id}"
         try:
             await self._client.publish(
                 self._subject,
-                body,
-                reply=f"{self._inbox}.{head.id}",
+                batch.body,
+                reply=f"{self._inbox}.{batch.id}",
                 headers={"Nats-Msg-Id": f"{self._msg_id_head}:{first}"},
             )
         except (nats.errors.Error, OSError) as exc:
             self._break(f"publishing failed: {exc}")
             raise anyio.BrokenResourceError(self._broken) from exc
-        self._sent[head.id] = anyio.current_time()
+        self._sent[batch.id] = anyio.current_time()
 
     async def receive(self) -> ServerMessage:
         """The next settlement, in batch order: ``Ack`` up to the last stored batch, or an

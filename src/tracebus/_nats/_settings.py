@@ -14,6 +14,7 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import urlsplit
 
 #: Environment variables read by ``NatsSettings.from_environment``.
@@ -136,7 +137,11 @@ class NatsSettings:
     ``servers`` are ``nats://HOST:PORT`` (or ``tls://``) URLs. Give ``user`` with
     ``password``, or ``token``, or neither. ``tls`` is
     passed to nats-py as it is; a ``tls://`` URL without it uses the system's CA bundle.
+
+    Given as a remote observer's address, the settings name their transport by ``scheme``.
     """
+
+    scheme: ClassVar[str] = "nats"
 
     servers: tuple[str, ...] = ("nats://127.0.0.1:4222",)
     user: str | None = None
@@ -164,6 +169,9 @@ class NatsSettings:
         """Settings for a comma-separated list of server URLs."""
         servers = tuple(part.strip() for part in url.split(",") if part.strip())
         return cls(servers=servers, **options)  # type: ignore[arg-type]
+
+    def _with_token(self, token: str) -> NatsSettings:
+        return replace(self, token=token, user=None, password=None)
 
     def with_credentials(
         self,
@@ -206,11 +214,13 @@ def nats_settings_of(address: object, token: str | None = None) -> NatsSettings 
         settings = NatsSettings.from_url(address).with_credentials()
     else:
         return None
+    _require_nats_py()
+    return settings if token is None else settings._with_token(token)
+
+
+def _require_nats_py() -> None:
     if importlib.util.find_spec("nats") is None:
         raise ImportError("the NATS transport needs nats-py: pip install 'tracebus[nats]'")
-    if token is not None:
-        settings = replace(settings, token=token, user=None, password=None)
-    return settings
 
 
 def _path(value: str | None) -> Path | None:

@@ -10,14 +10,13 @@ import gc
 import logging
 import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import anyio
 from anyio.abc import TaskStatus
 
 from .._service._limits import Limits
-from .._service.cli import raise_descriptor_limit
+from .._service.cli import Commands, add_serve_source, raise_descriptor_limit
 from ._settings import (
     ALL_RUNS,
     DEFAULT_CONNECT_TIMEOUT,
@@ -189,26 +188,32 @@ def _sole(error: BaseException) -> BaseException:
     return error
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the NATS options to the collector service's ``serve``, registered before."""
-    serve = commands.choices["serve"]
-    group = add_connection_options(serve)
-    group.add_argument(
-        "--nats-durable",
-        default=DEFAULT_DURABLE,
-        metavar="NAME",
-        help="with --nats: the durable consumer (%(default)s)",
-    )
-    group.add_argument(
-        "--partition",
-        type=Partition.parse,
-        default=ALL_RUNS,
-        metavar="I/N",
-        help="with --nats: be collector I of N sharing the stream, each writing its own runs",
-    )
-    socket_serve: Callable[[argparse.Namespace], int] = serve.get_default("handler")
+class _JetStreamSource:
+    """``serve --nats URL``: runs read from JetStream instead of sockets."""
 
-    def handler(args: argparse.Namespace) -> int:
-        return _serve(args) if args.nats else socket_serve(args)
+    def add_options(self, serve: argparse.ArgumentParser) -> None:
+        group = add_connection_options(serve)
+        group.add_argument(
+            "--nats-durable",
+            default=DEFAULT_DURABLE,
+            metavar="NAME",
+            help="with --nats: the durable consumer (%(default)s)",
+        )
+        group.add_argument(
+            "--partition",
+            type=Partition.parse,
+            default=ALL_RUNS,
+            metavar="I/N",
+            help="with --nats: be collector I of N sharing the stream, each writing its own runs",
+        )
 
-    serve.set_defaults(handler=handler)
+    def chosen(self, args: argparse.Namespace) -> bool:
+        return bool(args.nats)
+
+    def serve(self, args: argparse.Namespace) -> int:
+        return _serve(args)
+
+
+def register(commands: Commands) -> None:
+    """Add the NATS options to the collector service's ``serve``, registered before or after."""
+    add_serve_source(commands, _JetStreamSource())

@@ -4,8 +4,8 @@ A run is opened by one observer (``workflow_start`` carries ``total_nodes``) and
 others (``join=True`` with the opener's ``run_id``). Each observer is one producer: its
 events carry its ``producer`` id and its own ``seq`` 1, 2, 3...
 
-Sockets appear only in ``SocketLink`` and ``RemoteObserver._open_link``: another transport
-supplies its own ``Link`` (see ``_delivery``) by overriding ``_open_link``.
+The transport is the address's (``_connectors``): this module knows only ``Connector`` and
+``Link`` (``_link``).
 """
 
 from __future__ import annotations
@@ -15,14 +15,13 @@ import re
 import socket
 import uuid
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Unpack
 
 import anyio
 from anyio.abc import TaskGroup
 
-from .._bus import DEFAULT_CAPACITY, DEFAULT_CLOSE_TIMEOUT
 from .._event_methods import AsyncEventMethods
-from .._events import DEFAULT_MAX_PAYLOAD_BYTES, Event, check_total_nodes
+from .._events import Event, check_total_nodes
 from .._exceptions import (
     ProtocolError,
     ServiceError,
@@ -33,29 +32,18 @@ from .._exceptions import (
 )
 from .._factory import EventFactory
 from .._layout import new_run_id, validate_id
-from .._nats._settings import NatsSettings, nats_settings_of
+from .._options import shows_options, split_options, with_defaults
 from ._codes import ErrorCode
-from ._delivery import Delivery, Link, RemoteStatistics
+from ._connectors import RemoteAddress, connector_for
+from ._delivery import Delivery, RemoteStatistics
 from ._limits import (
-    CLIENT_MAX_BATCH,
-    CLIENT_RESEND_BUFFER,
-    CONNECT_TIMEOUT,
-    MAX_FRAME_BYTES,
     PROTOCOL_VERSION,
-    RECONNECT_TIMEOUT,
 )
-from ._protocol import (
-    ErrorReply,
-    Hello,
-    ServerMessage,
-    StatusReply,
-    StatusRequest,
-    Welcome,
-    decode_server_message,
-    encode,
-    software,
-)
-from ._transport import Address, FrameStream, TcpAddress, UnixAddress, open_stream, parse_address
+from ._link import Link
+from ._options import REMOTE_DEFAULTS, DeliveryOptions, RemoteOptions
+from ._protocol import ErrorReply, Hello, StatusReply, StatusRequest, encode, software
+from ._socket import SocketLink
+from ._transport import parse_address
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -64,58 +52,6 @@ def default_producer() -> str:
     """``{host}-{pid}-{8 hex}``: unique per observer, readable in the trace."""
     host = _UNSAFE.sub("-", socket.gethostname())[:64].strip(".-_") or "host"
     return f"{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-
-
-class SocketLink:
-    """A connection to the collector on a Unix or TCP socket, past its hello."""
-
-    def __init__(self, frames: FrameStream, welcome: Welcome) -> None:
-        self._frames = frames
-        self.welcome = welcome
-
-    @classmethod
-    async def open(cls, address: Address, hello: Hello) -> SocketLink:
-        """Connect and say hello.
-
-        Raises ServiceUnavailableError when nothing answers, ServiceError when the service
-        refuses (bad token, too many connections...).
-        """
-        stream = await open_stream(address)
-        frames = FrameStream(stream, MAX_FRAME_BYTES)
-        try:
-            reply = await _hello(frames, hello, address)
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await stream.aclose()
-            raise
-        return cls(frames, reply)
-
-    async def send(self, body: bytes) -> None:
-        await self._frames.send(body)
-
-    async def receive(self) -> ServerMessage:
-        return decode_server_message(await self._frames.receive())
-
-    async def aclose(self) -> None:
-        await self._frames.aclose()
-
-
-async def _hello(frames: FrameStream, hello: Hello, address: Address) -> Welcome:
-    try:
-        try:
-            await frames.send(encode(hello))
-        except (anyio.BrokenResourceError, OSError):
-            pass  # refused at once (too many connections): its error frame is waiting
-        reply = decode_server_message(await frames.receive())
-    except (OSError, anyio.EndOfStream, anyio.BrokenResourceError) as exc:
-        raise ServiceUnavailableError(
-            f"the collector at {address} did not answer the hello: {exc or type(exc).__name__}"
-        ) from exc
-    if isinstance(reply, ErrorReply):
-        raise ServiceError(reply.code, reply.message)
-    if not isinstance(reply, Welcome):
-        raise ProtocolError(ErrorCode.BAD_FRAME, f"expected a welcome, got {type(reply).__name__}")
-    return reply
 
 
 class RemoteObserver(AsyncEventMethods):
@@ -137,64 +73,47 @@ class RemoteObserver(AsyncEventMethods):
     refuses; on leaving, DeliveryError when events were not delivered.
     """
 
+    @shows_options(RemoteOptions, REMOTE_DEFAULTS)
     def __init__(
         self,
-        address: str | os.PathLike[str] | Address | NatsSettings,
+        address: RemoteAddress,
         workflow_id: str,
         total_nodes: int = 0,
-        *,
-        run_id: str | None = None,
-        join: bool = False,
-        producer: str | None = None,
-        token: str | None = None,
-        capacity: int = DEFAULT_CAPACITY,
-        overflow: Literal["block", "drop"] = "block",
-        max_batch: int = CLIENT_MAX_BATCH,
-        resend_buffer: int = CLIENT_RESEND_BUFFER,
-        reconnect_timeout: float = RECONNECT_TIMEOUT,
-        close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
-        connect_timeout: float = CONNECT_TIMEOUT,
-        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        **options: Unpack[RemoteOptions],
     ) -> None:
+        given: RemoteOptions = with_defaults(
+            "RemoteObserver", options, RemoteOptions, REMOTE_DEFAULTS
+        )
+        run_id, join, overflow = given["run_id"], given["join"], given["overflow"]
         self.workflow_id = validate_id(workflow_id, "workflow_id")
         if join and run_id is None:
             raise ValueError("join=True needs the run_id of the run to join")
         self.run_id = validate_id(run_id, "run_id") if run_id is not None else new_run_id()
-        self.producer = validate_id(producer or default_producer(), "producer")
+        self.producer = validate_id(given["producer"] or default_producer(), "producer")
         check_total_nodes(total_nodes)
         if overflow not in ("block", "drop"):
             raise ValueError(f"overflow must be 'block' or 'drop', got {overflow!r}")
-        self.address: Address | NatsSettings = (
-            address
-            if isinstance(address, UnixAddress | TcpAddress)
-            else nats_settings_of(address, token) or parse_address(address)  # type: ignore[arg-type]
-        )
+        self.address = connector_for(address)
         self.total_nodes = total_nodes
         self.join = join
         self.metadata: dict[str, Any] | None = None  # the files are the service's
         self._drop = overflow == "drop"
-        self._connect_timeout = connect_timeout
+        self._connect_timeout = given["connect_timeout"]
         self._events = EventFactory(
-            self.workflow_id, self.run_id, self.producer, max_payload_bytes=max_payload_bytes
+            self.workflow_id,
+            self.run_id,
+            self.producer,
+            max_payload_bytes=given["max_payload_bytes"],
         )
         hello = Hello(
             protocol=PROTOCOL_VERSION,
             producer=self.producer,
-            token=token,
+            token=given["token"],
             client=software(),
         )
+        delivery: DeliveryOptions = split_options(given, DeliveryOptions)
         self._delivery = Delivery(
-            self._open_link,
-            hello,
-            self.workflow_id,
-            self.run_id,
-            capacity=capacity,
-            overflow="drop" if self._drop else "block",
-            max_batch=max_batch,
-            resend_buffer=resend_buffer,
-            reconnect_timeout=reconnect_timeout,
-            close_timeout=close_timeout,
-            probe=join,
+            self._open_link, hello, self.workflow_id, self.run_id, probe=join, **delivery
         )
         self._queue = self._delivery.queue
         self._task_group: TaskGroup | None = None
@@ -273,18 +192,9 @@ class RemoteObserver(AsyncEventMethods):
         return self._delivery.statistics()
 
     async def _open_link(self, hello: Hello) -> Link:
-        timeout = self._connect_timeout
-        if isinstance(self.address, NatsSettings):
-            from .._nats._link import NatsLink
-
-            return await NatsLink.open(self.address, hello, self.workflow_id, self.run_id, timeout)
-        try:
-            with anyio.fail_after(timeout):
-                return await SocketLink.open(self.address, hello)
-        except TimeoutError:
-            raise ServiceUnavailableError(
-                f"the collector at {self.address} did not answer within {timeout:g}s"
-            ) from None
+        return await self.address.open_link(
+            hello, self.workflow_id, self.run_id, self._connect_timeout
+        )
 
     def _offer(self, event: Event) -> bool:
         queue = self._queue
@@ -305,44 +215,18 @@ class RemoteObserver(AsyncEventMethods):
             self._queue.put_blocking(event, None)
 
 
+@shows_options(RemoteOptions, REMOTE_DEFAULTS)
 def connect(
-    address: str | os.PathLike[str] | NatsSettings,
+    address: RemoteAddress,
     workflow_id: str,
     total_nodes: int = 0,
-    *,
-    run_id: str | None = None,
-    join: bool = False,
-    producer: str | None = None,
-    token: str | None = None,
-    capacity: int = DEFAULT_CAPACITY,
-    overflow: Literal["block", "drop"] = "block",
-    max_batch: int = CLIENT_MAX_BATCH,
-    resend_buffer: int = CLIENT_RESEND_BUFFER,
-    reconnect_timeout: float = RECONNECT_TIMEOUT,
-    close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
-    connect_timeout: float = CONNECT_TIMEOUT,
-    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    **options: Unpack[RemoteOptions],
 ) -> RemoteObserver:
     """A remote observer of a run held by the collector at ``address`` (a Unix socket's path,
     or ``tcp://HOST:PORT``), or published to NATS JetStream (``nats://HOST:PORT`` or
     NatsSettings); enter it with ``async with``. See RemoteObserver."""
-    return RemoteObserver(
-        address,
-        workflow_id,
-        total_nodes,
-        run_id=run_id,
-        join=join,
-        producer=producer,
-        token=token,
-        capacity=capacity,
-        overflow=overflow,
-        max_batch=max_batch,
-        resend_buffer=resend_buffer,
-        reconnect_timeout=reconnect_timeout,
-        close_timeout=close_timeout,
-        connect_timeout=connect_timeout,
-        max_payload_bytes=max_payload_bytes,
-    )
+    given: RemoteOptions = with_defaults("connect", options, RemoteOptions, REMOTE_DEFAULTS)
+    return RemoteObserver(address, workflow_id, total_nodes, **given)
 
 
 async def fetch_status(
@@ -361,7 +245,7 @@ async def fetch_status(
     )
     link = await SocketLink.open(target, hello)
     try:
-        await link.send(encode(StatusRequest()))
+        await link.send_message(encode(StatusRequest()))
         reply = await link.receive()
     except (OSError, anyio.EndOfStream) as exc:
         raise ServiceUnavailableError(f"the collector at {target} did not answer: {exc}") from exc

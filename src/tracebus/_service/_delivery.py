@@ -13,14 +13,15 @@ answering so, longer than ``reconnect_timeout`` without acknowledging anything, 
 the producer outright, the delivery gives up: what it holds is counted as undelivered and
 reported at close.
 
-The link (``Link``) is all that knows the transport; sockets are in ``_client``.
+The link (``Link``, see ``_link``) is all that knows the transport: it is handed each batch
+sealed (its id, first seq, count and encoded body) and only carries it.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from typing import NamedTuple, Protocol, cast
+from typing import NamedTuple, Unpack, cast
 
 import anyio
 from anyio.abc import TaskStatus
@@ -32,31 +33,19 @@ from .._exceptions import (
     ServiceError,
     ServiceUnavailableError,
 )
-from .._queue import EventQueue, Overflow
+from .._queue import EventQueue
 from ._codes import ErrorCode, is_transient
 from ._limits import MAX_RESEND_BUFFER
-from ._protocol import Ack, Batch, ErrorReply, Hello, ServerMessage, Welcome, encode
-from ._transport import HEADER
+from ._link import Link, SealedBatch
+from ._options import DeliveryOptions
+from ._protocol import Ack, Batch, ErrorReply, Hello, encode
 
 _FIRST_BACKOFF = 0.05
 _MAX_BACKOFF = 1.0
 
 
-class Link(Protocol):
-    """One connection to the collector, past its hello."""
-
-    welcome: Welcome
-
-    async def send(self, body: bytes) -> None: ...
-
-    async def receive(self) -> ServerMessage:
-        """The service's next message; raises anyio.EndOfStream once the link is closed."""
-        ...
-
-    async def aclose(self) -> None: ...
-
-
-Connector = Callable[[Hello], Awaitable[Link]]
+#: Opens a link to the collector, saying this hello.
+LinkOpener = Callable[[Hello], Awaitable[Link]]
 
 
 class RemoteStatistics(NamedTuple):
@@ -73,33 +62,20 @@ class RemoteStatistics(NamedTuple):
     reconnects: int
 
 
-class _Sent:
-    __slots__ = ("id", "body", "count")
-
-    def __init__(self, batch_id: int, body: bytes, count: int) -> None:
-        self.id = batch_id
-        self.body = body
-        self.count = count
-
-
 class Delivery:
     """Sends one run's events from one producer; see the module's docstring."""
 
     def __init__(
         self,
-        connector: Connector,
+        open_link: LinkOpener,
         hello: Hello,
         workflow_id: str,
         run_id: str,
         *,
-        capacity: int,
-        overflow: Overflow,
-        max_batch: int,
-        resend_buffer: int,
-        reconnect_timeout: float,
-        close_timeout: float,
         probe: bool,
+        **options: Unpack[DeliveryOptions],
     ) -> None:
+        max_batch, resend_buffer = options["max_batch"], options["resend_buffer"]
         if max_batch < 1 or resend_buffer < 1:
             raise ValueError("max_batch and resend_buffer must be at least 1")
         if resend_buffer > MAX_RESEND_BUFFER:
@@ -107,8 +83,8 @@ class Delivery:
                 f"resend_buffer must be at most {MAX_RESEND_BUFFER:,} (the collector refuses a "
                 f"seq further than that past what it has), got {resend_buffer}"
             )
-        self.queue = EventQueue(capacity, overflow)
-        self._connector = connector
+        self.queue = EventQueue(options["capacity"], options["overflow"])
+        self._open_link = open_link
         self._hello = hello
         self._workflow_id = workflow_id
         self._run_id = run_id
@@ -116,9 +92,9 @@ class Delivery:
         self._batch_limit = max_batch
         self._max_body = 0
         self._resend_buffer = resend_buffer
-        self._reconnect_timeout = reconnect_timeout
-        self.close_timeout = close_timeout
-        self._unacked: deque[_Sent] = deque()
+        self._reconnect_timeout = options["reconnect_timeout"]
+        self.close_timeout = options["close_timeout"]
+        self._unacked: deque[SealedBatch] = deque()
         self._unacked_events = 0
         self._next_id = 1
         self._next_seq = 1
@@ -230,10 +206,9 @@ class Delivery:
     # -- connecting -------------------------------------------------------------------------
 
     async def _connect(self) -> Link:
-        link = await self._connector(self._hello)
-        welcome = link.welcome
-        self._batch_limit = max(1, min(self._max_batch, welcome.max_events_per_frame))
-        self._max_body = welcome.max_frame_bytes - HEADER.size
+        link = await self._open_link(self._hello)
+        self._batch_limit = max(1, min(self._max_batch, link.max_batch_events))
+        self._max_body = link.max_batch_bytes
         return link
 
     async def _reconnect(self) -> Link | None:
@@ -298,7 +273,7 @@ class Delivery:
                 tasks.start_soon(self._receive, link, tasks.cancel_scope)
                 try:
                     for sent in list(self._unacked):
-                        await link.send(sent.body)
+                        await link.send(sent)
                     await self._send(link)
                 except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
                     tasks.cancel_scope.cancel()
@@ -332,7 +307,7 @@ class Delivery:
             for sent in sealed:  # all held before any is sent: a broken send loses none
                 self._hold(sent)
             for sent in sealed:
-                await link.send(sent.body)
+                await link.send(sent)
 
     def _number(self, events: Sequence[Event], first: int) -> None:
         seq = first
@@ -341,7 +316,7 @@ class Delivery:
             seq += 1
         self._next_seq = seq
 
-    def _seal(self, events: Sequence[Event]) -> list[_Sent]:
+    def _seal(self, events: Sequence[Event]) -> list[SealedBatch]:
         batch = Batch(
             id=self._next_id,
             workflow_id=self._workflow_id,
@@ -351,7 +326,8 @@ class Delivery:
         body = encode(batch)
         if len(body) <= self._max_body or not self._max_body:
             self._next_id += 1
-            return [_Sent(batch.id, body, len(events))]
+            first = events[0].seq if events else 0
+            return [SealedBatch(batch.id, first, len(events), body)]
         if len(events) == 1:
             self._oversize.append(events[0])
             self._refused(
@@ -363,7 +339,7 @@ class Delivery:
         half = len(events) // 2
         return self._seal(events[:half]) + self._seal(events[half:])
 
-    def _hold(self, sent: _Sent) -> None:
+    def _hold(self, sent: SealedBatch) -> None:
         self._unacked.append(sent)
         self._unacked_events += sent.count
         self.batches += 1

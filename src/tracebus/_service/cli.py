@@ -1,4 +1,9 @@
-"""``tracebus serve`` and ``tracebus status``."""
+"""``tracebus serve`` and ``tracebus status``.
+
+``serve`` reads from sockets unless a source registered with ``add_serve_source`` (NATS
+JetStream's ``--nats``) is chosen by its options; a source may register before or after
+``serve`` itself.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,10 @@ import json
 import logging
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeAlias
+from weakref import WeakKeyDictionary
 
 import anyio
 
@@ -26,8 +33,34 @@ from ._limits import (
 )
 from ._transport import Address, UnixAddress, default_socket_path, parse_tcp
 
+Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+
+class ServeSource(Protocol):
+    """Another source ``serve`` can write runs from, chosen by options of its own."""
+
+    def add_options(self, serve: argparse.ArgumentParser) -> None: ...
+
+    def chosen(self, args: argparse.Namespace) -> bool:
+        """Whether the parsed options ask for this source."""
+        ...
+
+    def serve(self, args: argparse.Namespace) -> int: ...
+
+
+_sources: WeakKeyDictionary[Commands, list[ServeSource]] = WeakKeyDictionary()
+
+
+def add_serve_source(commands: Commands, source: ServeSource) -> None:
+    """Let ``serve`` among ``commands`` read from ``source`` when its options choose it,
+    whether ``serve`` is registered yet or not."""
+    _sources.setdefault(commands, []).append(source)
+    serve = commands.choices.get("serve")
+    if serve is not None:
+        source.add_options(serve)
+
+
+def register(commands: Commands) -> None:
     """Add ``serve`` and ``status`` to the ``tracebus`` command."""
     serve = commands.add_parser(
         "serve",
@@ -56,7 +89,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="close a run no connected producer feeds after this long idle (%(default)g)",
     )
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
-    serve.set_defaults(handler=_serve)
+    sources = _sources.setdefault(commands, [])
+    for source in sources:
+        source.add_options(serve)
+    serve.set_defaults(handler=lambda args: _serve_from(sources, args))
 
     status = commands.add_parser(
         "status",
@@ -100,6 +136,13 @@ def _token(args: argparse.Namespace) -> str | None:
     if not token:
         raise ValueError(f"the token file {args.token_file} is empty")
     return token
+
+
+def _serve_from(sources: Sequence[ServeSource], args: argparse.Namespace) -> int:
+    for source in sources:
+        if source.chosen(args):
+            return source.serve(args)
+    return _serve(args)
 
 
 def _serve(args: argparse.Namespace) -> int:
