@@ -41,7 +41,6 @@ class RunState:
         total_nodes: int,
         started: float,
         *,
-        stamper: Stamper | None = None,
         max_node_details: int = MAX_NODE_DETAILS,
     ) -> None:
         self.workflow_id = workflow_id
@@ -49,8 +48,9 @@ class RunState:
         self.total_nodes = total_nodes
         self.started = started
         self.finished: float | None = None
-        #: The stamping of the run's writer (which holds what each producer delivered).
-        self.stamper = stamper if stamper is not None else Stamper()
+        #: The stamping of the run's writer, which knows what each producer delivered (its
+        #: own until ``open_run`` gives it the writer's).
+        self.stamper = Stamper()
         self.events = 0
         self.tally = NodeTally(max_node_details)
         self.node_times: dict[str, float] = {}

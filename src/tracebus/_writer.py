@@ -88,7 +88,6 @@ class Writer:
         sinks: Sequence[Sink],
         *,
         max_batch: int,
-        stamper: Stamper | None = None,
         detached: Sequence[Sink] = (),
         detached_capacity: int = 10_000,
         detached_close_timeout: float = SINK_CLOSE_TIMEOUT,
@@ -111,7 +110,7 @@ class Writer:
         self.feeds_deadline: float | None = None
         self._max_batch = max_batch
         #: The writer's stamping (``seq``, ``timestamp``, resends left out).
-        self.stamper = stamper if stamper is not None else Stamper()
+        self.stamper = Stamper()
         self._preparers: list[tuple[Sink, Callable[[list[Event]], list[Event]]]] = [
             (sink, prepare) for sink in sinks if (prepare := getattr(sink, "prepare", None))
         ]

@@ -36,6 +36,7 @@ class ErrorCode(StrEnum):
         member.defers = rank >= 3
         return member
 
+    # One line a code, alike by design: this table is the one place each code's kind is said.
     # -- the hello ----------------------------------------------------------------------------
     BAD_HELLO = "bad_hello", "fatal"
     UNSUPPORTED_VERSION = "unsupported_version", "fatal"

@@ -2,16 +2,16 @@
 
 Events wait on a bounded queue, as in process. One sender task takes them in batches,
 numbers them 1, 2, 3... for this producer, sends each batch as one message and keeps it
-until the service acknowledges it, that is until its events are written. When the
-connection drops, the sender reconnects and sends every unacknowledged batch again; the
-run's writer leaves out what it had written already. The unacknowledged events are bounded
+until the service acknowledges it, that is until its events are written. When the connection
+drops, the sender reconnects and sends every unacknowledged batch again; the run's writer
+leaves out what it had written already. The unacknowledged events are bounded
 (``resend_buffer``): past that the sender waits for acknowledgements, the queue fills, and
 producers wait (or drop, under ``overflow="drop"``). A service that could not write a batch
-(or cannot take it now: ``RETRY_LATER``) closes the connection without refusing it: the
-sender waits a little, reconnects and sends it again. If the service stays away, or keeps
-answering so, longer than ``reconnect_timeout`` without acknowledging anything, or refuses
-the producer outright, the delivery gives up: what it holds is counted as undelivered and
-reported at close.
+(or cannot take it now: an ``ErrorCode`` that ``defers``) closes the connection without
+refusing it: the sender waits a little, reconnects and sends it again. If the service stays
+away, or keeps answering so, longer than ``reconnect_timeout`` without acknowledging
+anything, or refuses the producer outright, the delivery gives up: what it holds is counted
+as undelivered and reported at close.
 
 The link (``Link``, see ``_link``) is all that knows the transport: it is handed each batch
 sealed (its id, first seq, count and encoded body) and only carries it.
