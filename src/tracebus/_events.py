@@ -120,6 +120,8 @@ class Usage(Event, tag="usage", kw_only=True):
     counters: dict[str, int] = {}
 
 
+# The run's counts (NodeCounts) are spelled out in both end events, not inherited from a
+# base: a base's fields come first, which would change the order of the trace line's keys.
 class WorkflowComplete(Event, tag="workflow_complete", kw_only=True):
     cumulative_cost_usd: float | None = None
     nodes_completed: int = 0

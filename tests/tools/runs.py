@@ -13,11 +13,8 @@ from typing import Any
 import anyio
 
 import tracebus
-from tracebus import Observer, SyncObserver
-
-
-def quiet() -> dict[str, Any]:
-    return {"progress": False, "console": None}
+from tests.conftest import Quiet
+from tracebus import Observer
 
 
 async def _together(obs: Observer, names: list[str], costs: dict[str, float]) -> None:
@@ -44,7 +41,7 @@ def success_run(out: Path) -> Path:
     """Three nodes in flight together, then a fourth alone; costs and a note. All succeed."""
 
     async def main() -> None:
-        async with Observer("step_03_load", out, total_nodes=4, **quiet()) as obs:
+        async with Quiet.Observer("step_03_load", out, total_nodes=4) as obs:
             await _together(obs, ["extract", "enrich", "score"], {"extract": 0.01, "enrich": 0.02})
             await obs.note("halfway", rows=30)
             async with obs.node("publish", 3) as node:
@@ -59,7 +56,7 @@ def failure_run(out: Path) -> Path:
     """Five nodes one after the other; ``b`` and ``d`` fail; the workflow completes."""
 
     async def main() -> None:
-        async with Observer("step_04_checks", out, total_nodes=5, **quiet()) as obs:
+        async with Quiet.Observer("step_04_checks", out, total_nodes=5) as obs:
             for index, name in enumerate("abcde"):
                 try:
                     async with obs.node(name, index) as node:
@@ -77,7 +74,7 @@ def error_run(out: Path) -> Path:
     """One node succeeds, then the workflow itself raises: workflow_error."""
 
     async def main() -> None:
-        async with Observer("step_05_sync", out, total_nodes=3, **quiet()) as obs:
+        async with Quiet.Observer("step_05_sync", out, total_nodes=3) as obs:
             async with obs.node("connect", 0):
                 pass
             raise ConnectionError("database unreachable")
@@ -92,7 +89,7 @@ def error_run(out: Path) -> Path:
 def retry_run(out: Path) -> Path:
     """Retries, with a SyncObserver: ``fetch`` fails then succeeds on its second attempt;
     ``parse`` retries inside one attempt; ``upload`` fails twice; ``cache`` is skipped."""
-    with SyncObserver("step_06_retry", out, total_nodes=4, **quiet()) as obs:
+    with Quiet.SyncObserver("step_06_retry", out, total_nodes=4) as obs:
         obs.node_start("fetch", 0)
         obs.node_failure("fetch", "TimeoutError: upstream slow", 0.2)
         obs.node_retry("fetch", 2, "TimeoutError: upstream slow", 0.5)
@@ -114,7 +111,7 @@ def empty_run(out: Path) -> Path:
     """A workflow with no nodes."""
 
     async def main() -> None:
-        async with Observer("step_07_nothing", out, total_nodes=0, **quiet()):
+        async with Quiet.Observer("step_07_nothing", out, total_nodes=0):
             pass
 
     anyio.run(main)
@@ -135,7 +132,7 @@ def synthetic_run(out: Path, nodes: int, workers: int, fail_every: int = 0) -> P
     an Observer from events whose clocks are set ahead (no sleeping)."""
 
     async def main() -> None:
-        async with Observer("step_08_big", out, total_nodes=nodes, **quiet()) as obs:
+        async with Quiet.Observer("step_08_big", out, total_nodes=nodes) as obs:
             t0 = time.time() + 0.001
             free_at = [t0] * workers
             for index in range(nodes):

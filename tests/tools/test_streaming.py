@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 import tracebus
+from tests.conftest import Quiet
 from tracebus._tools._summary import summarize
 from tracebus.cli import main
 
@@ -129,7 +130,7 @@ CAP_MIB = 256
 def test_summary_of_a_100k_node_run_fits_under_a_memory_cap(tmp_path: Path) -> None:
     nodes = 100_000
     out = tmp_path / "big"
-    with tracebus.SyncObserver("step_09_wide", out, total_nodes=nodes, **runs.quiet()) as obs:
+    with Quiet.SyncObserver("step_09_wide", out, total_nodes=nodes) as obs:
         for index in range(nodes):
             node_id = f"node_{index:06d}"
             obs.node_start(node_id, index)

@@ -6,17 +6,14 @@ Secrets are read from files or the environment only; a URL carrying a password i
 from __future__ import annotations
 
 import argparse
-import gc
-import logging
 import signal
-import sys
 from pathlib import Path
 
 import anyio
 from anyio.abc import TaskStatus
 
 from .._service._limits import Limits
-from .._service.cli import Commands, add_serve_source, raise_descriptor_limit
+from .._service.cli import Commands, add_serve_source, prepare_process, sole_error
 from ._settings import (
     ALL_RUNS,
     DEFAULT_CONNECT_TIMEOUT,
@@ -128,14 +125,7 @@ def _serve(args: argparse.Namespace) -> int:
         partition=args.partition,
         run_idle_timeout=args.run_idle_timeout,
     )
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s tracebus serve: %(message)s",
-    )
-    gc.freeze()  # as the socket collector does: events come by the ten thousand, no cycles
-    gc.set_threshold(100_000, 50, 50)
-    raise_descriptor_limit(Limits(max_connections=1, max_unidentified=1))  # its runs' files
+    prepare_process(args.log_level, Limits(max_connections=1, max_unidentified=1))  # its runs
 
     async def serve() -> None:
         consuming = anyio.Event()
@@ -169,7 +159,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         anyio.run(serve, backend="asyncio")
     except BaseExceptionGroup as group:
-        raise _sole(group) from None
+        raise sole_error(group) from None
     counters = collector.run_statistics()
     stats = collector.statistics()
     print(
@@ -179,13 +169,6 @@ def _serve(args: argparse.Namespace) -> int:
         flush=True,
     )
     return 0
-
-
-def _sole(error: BaseException) -> BaseException:
-    """The one error inside nested task-group wrappers, for a one-line message."""
-    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
-        error = error.exceptions[0]
-    return error
 
 
 class _JetStreamSource:

@@ -157,20 +157,11 @@ def _serve(args: argparse.Namespace) -> int:
         run_idle_timeout=args.run_idle_timeout,
     )
     collector = Collector(args.out, address=_address(args), token=_token(args), limits=limits)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s tracebus serve: %(message)s",
-    )
-    raise_descriptor_limit(limits)
-    # The service allocates events by the ten thousand, almost none in reference cycles: with
-    # the default gen-0 threshold (700) the collector rescans the queued events over and over.
-    gc.freeze()
-    gc.set_threshold(100_000, 50, 50)
+    prepare_process(args.log_level, limits)
     try:
         anyio.run(_serve_until_signal, collector)
     except BaseExceptionGroup as group:  # a task group's wrapping of one startup error
-        raise _sole(group) from None
+        raise sole_error(group) from None
     counters = collector.statistics()
     print(
         f"tracebus serve: stopped; {counters['events_written']} events written, "
@@ -204,6 +195,21 @@ async def _serve_until_signal(collector: Any) -> None:
                 else:
                     log.info("%s: draining every run", name)
                 collector.stop()
+
+
+def prepare_process(log_level: str, limits: Limits) -> None:
+    """Set up the process a collector serves in: its log on stderr at ``log_level``, the
+    open-file limit raised toward what ``limits`` may need, garbage collection tuned."""
+    logging.basicConfig(
+        level=log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s tracebus serve: %(message)s",
+    )
+    raise_descriptor_limit(limits)
+    # The service allocates events by the ten thousand, almost none in reference cycles: with
+    # the default gen-0 threshold (700) the collector rescans the queued events over and over.
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 50)
 
 
 def raise_descriptor_limit(limits: Limits) -> None:
@@ -260,7 +266,8 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sole(error: BaseException) -> BaseException:
+def sole_error(error: BaseException) -> BaseException:
+    """The one error inside nested task-group wrappers, for a one-line message."""
     while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
         error = error.exceptions[0]
     return error
