@@ -153,7 +153,12 @@ class AsyncEventMethods(_EventMethods):
 
 
 class SyncEventMethods(_EventMethods):
-    """The same event methods as plain calls; a subclass provides ``_put``."""
+    """The same event methods as plain calls; a subclass provides ``_put``.
+
+    Written out beside the awaitable ones rather than generated: each is typed and documented
+    where help() and mypy find it, and a consistency test holds the two sets to the event
+    types.
+    """
 
     def _put(self, event: Event) -> None:
         raise NotImplementedError

@@ -22,6 +22,8 @@ from ._hashing import hash_output
 from ._options import UNSET
 
 
+# The observer's methods a scope calls, restated here: the event methods make the scopes, so
+# importing them back would be a cycle. mypy holds both protocols to the methods they restate.
 class _AsyncObserver(Protocol):
     """What a NodeScope needs of its observer (AsyncEventMethods, which makes it)."""
 

@@ -14,6 +14,7 @@ from typing import Any, Unpack
 
 from ._blocking import BlockingObserver
 from ._bus import BusStatistics
+from ._layout import RunLayout
 from ._observer import Observer
 from ._options import (
     ObserverOptions,
@@ -56,7 +57,7 @@ class SyncObserver(BlockingObserver[Observer]):
             exit_timeout=given["exit_timeout"],
         )
 
-    # -- introspection ------------------------------------------------------------------
+    # -- introspection: Observer's, one by one (typed, so that help() and mypy show each) ----
 
     def statistics(self) -> BusStatistics:
         return self.async_observer.statistics()
@@ -92,5 +93,5 @@ class SyncObserver(BlockingObserver[Observer]):
         return self.async_observer.metadata_file
 
     @property
-    def layout(self) -> Any:
+    def layout(self) -> RunLayout:
         return self.async_observer.layout

@@ -33,6 +33,10 @@ class MemoryCollector:
         self.received: list[SealedBatch] = []
         self.hellos: list[Hello] = []
 
+    @property
+    def target(self) -> MemoryCollector:
+        return self
+
     async def open_link(
         self, hello: Hello, workflow_id: str, run_id: str, connect_timeout: float
     ) -> MemoryLink:

@@ -72,12 +72,12 @@ def test_the_service_imports_no_nats_until_a_nats_address_is_used() -> None:
         "from tracebus._service import _client, _server, _sync_client, cli\n"
         "print(sorted(m for m in sys.modules if m.startswith('tracebus._nats')))\n"
         "obs = _client.RemoteObserver('nats://127.0.0.1:4222', 'wf')\n"
-        "print(type(obs.address).__name__, 'nats' in sys.modules)\n"
+        "print(type(obs.address).__name__, type(obs.connector).__name__, 'nats' in sys.modules)\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     ).stdout.splitlines()
-    assert out == ["[]", "NatsConnector False"]
+    assert out == ["[]", "NatsSettings NatsConnector False"]
 
 
 @pytest.mark.parametrize(
@@ -90,3 +90,17 @@ def test_a_remote_flavour_refuses_an_unknown_option_by_name(flavour: Any) -> Non
         TypeError, match=rf"^{name}\(\) got an unexpected keyword argument 'bogus'$"
     ):
         flavour("/nowhere.sock", "wf", bogus=1)
+
+
+def test_a_remote_observer_shows_the_address_it_was_given_parsed(tmp_path: Any) -> None:
+    from tracebus._service._transport import TcpAddress, UnixAddress
+    from tracebus.nats import NatsSettings
+
+    assert tracebus.RemoteObserver(tmp_path / "s.sock", "wf").address == UnixAddress(
+        tmp_path / "s.sock"
+    )
+    assert tracebus.RemoteObserver("tcp://127.0.0.1:7000", "wf").address == TcpAddress(
+        "127.0.0.1", 7000
+    )
+    settings = NatsSettings(servers=("nats://127.0.0.1:4222",))
+    assert tracebus.RemoteObserver(settings, "wf").address is settings

@@ -20,6 +20,10 @@ class NatsConnector:
     def __init__(self, settings: NatsSettings) -> None:
         self.settings = settings
 
+    @property
+    def target(self) -> NatsSettings:
+        return self.settings
+
     def __str__(self) -> str:
         return ",".join(self.settings.servers)
 

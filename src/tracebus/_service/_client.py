@@ -93,7 +93,9 @@ class RemoteObserver(AsyncEventMethods):
         check_total_nodes(total_nodes)
         if overflow not in ("block", "drop"):
             raise ValueError(f"overflow must be 'block' or 'drop', got {overflow!r}")
-        self.address = connector_for(address)
+        self.connector = connector_for(address)
+        #: the address as given, parsed (a socket address, NatsSettings...)
+        self.address = self.connector.target
         self.total_nodes = total_nodes
         self.join = join
         self.metadata: dict[str, Any] | None = None  # the files are the service's
@@ -192,7 +194,7 @@ class RemoteObserver(AsyncEventMethods):
         return self._delivery.statistics()
 
     async def _open_link(self, hello: Hello) -> Link:
-        return await self.address.open_link(
+        return await self.connector.open_link(
             hello, self.workflow_id, self.run_id, self._connect_timeout
         )
 

@@ -55,6 +55,12 @@ class Link(Protocol):
 class Connector(Protocol):
     """Where a remote observer sends its events: opens one link per connection attempt."""
 
+    @property
+    def target(self) -> object:
+        """What it reaches, as a remote observer shows it in ``address`` (a socket address,
+        ``NatsSettings``...)."""
+        ...
+
     async def open_link(
         self, hello: Hello, workflow_id: str, run_id: str, connect_timeout: float
     ) -> Link:

@@ -82,6 +82,10 @@ class SocketConnector:
     def __init__(self, address: Address) -> None:
         self.address = address
 
+    @property
+    def target(self) -> Address:
+        return self.address
+
     def __str__(self) -> str:
         return str(self.address)
 

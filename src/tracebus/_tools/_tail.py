@@ -18,7 +18,7 @@ from typing import Any
 
 from .._events import COMMON_FIELDS
 from .._exceptions import TraceFormatError
-from .._text import printable
+from .._text import one_line, printable
 from ._find import find_trace, latest_trace
 from ._reader import decode_line
 
@@ -302,7 +302,7 @@ def _positive(value: Any) -> bool:
 
 
 def _line(value: Any) -> str:
-    return " ".join(str(value if value is not None else "").split())
+    return one_line(str(value if value is not None else ""))
 
 
 def _json(value: Any) -> str:
