@@ -35,6 +35,9 @@ class BareObserver:
     def put_from_thread(self, event: Event) -> None:
         self.bus.emit_from_thread(event)
 
+    def put_droppable(self, event: Event) -> None:
+        self.bus.emit_droppable(event)
+
     async def flush(self) -> None:
         await self.bus.wait_drained()
 

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from ._bus import BusStatistics as BusStatistics
     from ._bus import EventBus as EventBus
+    from ._capture import LoggingHandler as LoggingHandler
     from ._context import current_node as current_node
     from ._counts import NodeCounts as NodeCounts
     from ._events import SCHEMA_VERSION as SCHEMA_VERSION
@@ -75,6 +76,7 @@ _LAZY: dict[str, str] = {
     "BusStatistics": "._bus",
     "current_node": "._context",
     "EventBus": "._bus",
+    "LoggingHandler": "._capture",
     "NodeCounts": "._counts",
     "SCHEMA_VERSION": "._events",
     "AnyEvent": "._events",
@@ -122,6 +124,7 @@ __all__ = [
     "EventBus",
     "InvalidIdError",
     "Log",
+    "LoggingHandler",
     "NatsSettings",
     "NatsStream",
     "NodeAttempt",

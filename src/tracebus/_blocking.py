@@ -39,6 +39,10 @@ class AsyncObserver(Protocol):
         """Enqueue from a thread other than the loop's, blocking it while the queue is full."""
         ...
 
+    def put_droppable(self, event: Event) -> None:
+        """Enqueue from any thread without waiting (dropped and counted when full)."""
+        ...
+
     async def flush(self) -> None: ...
 
     def statistics(self) -> _Counters: ...
@@ -68,6 +72,9 @@ class ThreadProducer(SyncEventMethods, Generic[A]):
 
     def _put(self, event: Event) -> None:
         self.async_observer.put_from_thread(event)
+
+    def put_droppable(self, event: Event) -> None:
+        self.async_observer.put_droppable(event)
 
     def mark_finished(self) -> None:
         self.async_observer.mark_finished()
@@ -143,3 +150,8 @@ class BlockingObserver(SyncEventMethods, Generic[A]):
         if self._loop.closed:
             raise self._loop.refusal(self.kind)
         self.async_observer.put_from_thread(event)
+
+    def put_droppable(self, event: Event) -> None:
+        """Enqueue without waiting: dropped and counted when the queue is full, ignored once
+        closed (see ``LoggingHandler``)."""
+        self.async_observer.put_droppable(event)

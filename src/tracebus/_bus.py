@@ -124,6 +124,11 @@ class EventBus:
         """
         self._queue.put_nowait(event)
 
+    def emit_droppable(self, event: Event) -> None:
+        """Enqueue ``event`` from any thread if the queue has room, else drop and count it
+        (whatever the overflow policy); ignored after close. Never waits, never raises."""
+        self._queue.put_droppable(event)
+
     def emit_from_thread(self, event: Event, *, timeout: float | None = None) -> None:
         """Enqueue from a worker thread, blocking that thread while the queue is full (under
         ``drop`` a non-lifecycle event is dropped instead).

@@ -136,6 +136,9 @@ class WorkflowComplete(Event, tag="workflow_complete", kw_only=True):
     trace_file: str = ""
     log_file: str = ""
     node_times: dict[str, float] = {}
+    #: Per model: ``calls``, ``input_tokens``, ``output_tokens``, ``cost_usd`` and the other
+    #: counters of its ``usage`` events; absent from a run without any.
+    usage_by_model: dict[str, dict[str, float]] | msgspec.UnsetType = msgspec.UNSET
 
 
 class WorkflowError(Event, tag="workflow_error", kw_only=True):

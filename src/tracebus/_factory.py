@@ -306,6 +306,8 @@ class EventFactory:
     ) -> Usage:
         """One model call's usage; ``node_id`` None: the current node of this run."""
         method = "usage"
+        if "calls" in counters:
+            raise ValueError("usage: a counter cannot be named 'calls' (the totals' own)")
         return Usage(
             epoch_seconds=time.time(),
             pid=self.pid,

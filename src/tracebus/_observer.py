@@ -13,6 +13,7 @@ import anyio
 
 from ._blocking import ThreadProducer
 from ._bus import BusStatistics, EventBus
+from ._capture import RunCapture
 from ._event_methods import AsyncEventMethods
 from ._events import Event, check_total_nodes
 from ._exceptions import TracebusError, describe, keep_with_note
@@ -80,6 +81,7 @@ class Observer(AsyncEventMethods):
         self._events = EventFactory(
             self.workflow_id, self.run_id, max_payload_bytes=given["max_payload_bytes"]
         )
+        self._capture = RunCapture(self, given["capture_logging"], given["capture_warnings"])
         self._layout: RunLayout | None = None
         self._files: RunFiles | None = None
         self._bus: EventBus | None = None
@@ -103,6 +105,7 @@ class Observer(AsyncEventMethods):
         bus = run.bus
         await bus.__aenter__()
         await bus.emit(self._events.workflow_start(self.total_nodes, str(self.output_dir)))
+        self._capture.start()
         return self
 
     async def __aexit__(
@@ -111,6 +114,7 @@ class Observer(AsyncEventMethods):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._capture.stop()
         bus = self._require_bus()
         try:
             if not self._finished:
@@ -165,6 +169,13 @@ class Observer(AsyncEventMethods):
         """Enqueue from a thread other than the loop's, blocking it while the queue is full
         (under ``drop``, a non-lifecycle event is dropped instead)."""
         self._require_bus().emit_from_thread(event)
+
+    def put_droppable(self, event: Event) -> None:
+        """Enqueue from any thread without waiting: dropped and counted when the queue is
+        full, ignored when the run is not open (see EventBus.emit_droppable)."""
+        bus = self._bus
+        if bus is not None:
+            bus.emit_droppable(event)
 
     def statistics(self) -> BusStatistics:
         return self._require_bus().statistics()

@@ -39,7 +39,14 @@ class RunOptions(TypedDict, total=False):
     close_timeout: float
 
 
-class ObserverOptions(RunOptions, total=False):
+class CaptureOptions(TypedDict, total=False):
+    """What a run captures besides its events: every flavour's, remote ones included."""
+
+    capture_logging: int | str | None
+    capture_warnings: bool
+
+
+class ObserverOptions(RunOptions, CaptureOptions, total=False):
     """Observer's options."""
 
     run_id: str | None
@@ -69,6 +76,8 @@ DEFAULTS: SyncObserverOptions = {
     "close_timeout": DEFAULT_CLOSE_TIMEOUT,
     "run_id": None,
     "max_payload_bytes": DEFAULT_MAX_PAYLOAD_BYTES,
+    "capture_logging": None,
+    "capture_warnings": False,
     "backend": "asyncio",
     "exit_timeout": DEFAULT_EXIT_TIMEOUT,
     "end_on_close": True,

@@ -104,6 +104,18 @@ class EventQueue:
             self.dropped += 1
         return True
 
+    def put_droppable(self, event: Event) -> None:
+        """Enqueue if there is room, else drop and count ``event`` whatever the policy;
+        ignore it once the queue is closed. Never waits, never raises: for what must not hold
+        up its thread (a log record)."""
+        if self.closed:
+            return
+        if len(self.items) >= self.capacity:
+            with self._drop_lock:
+                self.dropped += 1
+            return
+        self._append(event)
+
     def offer(self, event: Event) -> bool:
         """Enqueue if there is room and say so; raise BusClosedError when closed."""
         if self.closed:

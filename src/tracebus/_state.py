@@ -17,6 +17,7 @@ from ._events import (
     NodeSkipped,
     NodeStart,
     NodeSuccess,
+    Usage,
     WorkflowComplete,
     WorkflowError,
     WorkflowStart,
@@ -57,6 +58,9 @@ class RunState:
         self.node_costs: dict[str, float] = {}
         self.node_details_dropped = 0
         self.cost_usd = 0.0
+        #: Per model and per node: the totals of their ``usage`` events (see ``add_usage``).
+        self.usage_by_model: dict[str, dict[str, float]] = {}
+        self.node_usage: dict[str, dict[str, float]] = {}
         self.in_flight: dict[str, int | None] = {}  # node_id -> node_index
         self.peak_in_flight = 0
         self.status = "running"
@@ -155,6 +159,8 @@ class RunState:
                     self._end(event)  # type: ignore[arg-type]
                 elif kind is NodeSkipped or kind is NodeRetry:
                     self._other_node_event(event)  # type: ignore[arg-type]
+                elif kind is Usage:
+                    self._usage(event)  # type: ignore[arg-type]
                 elif kind is WorkflowComplete or kind is WorkflowError:
                     tally.unfinished += began - succeeded  # the counts as of this event
                     tally.completed += succeeded
@@ -195,6 +201,25 @@ class RunState:
         else:
             self.tally.retry(event.node_id)
 
+    def _usage(self, event: Usage) -> None:
+        """Add a model call's tokens and cost to its model's totals, its node's (for the
+        first MAX_NODE_DETAILS nodes and models) and the run's cost."""
+        self.cost_usd += event.cost_usd
+        by_model = self.usage_by_model
+        totals = by_model.get(event.model)
+        if totals is None and len(by_model) < self._max_node_details:
+            totals = by_model[event.model] = {"calls": 0, **_NO_USAGE}
+        if totals is not None:
+            totals["calls"] += 1
+            _add_usage(totals, event)
+        node_id = event.node_id
+        if node_id is not None:
+            node = self.node_usage.get(node_id)
+            if node is None and len(self.node_usage) < self._max_node_details:
+                node = self.node_usage[node_id] = dict(_NO_USAGE)
+            if node is not None:
+                _add_usage(node, event)
+
     def _finish(self, event: WorkflowComplete | WorkflowError) -> None:
         self.finished = event.epoch_seconds
         for name, value in zip(NodeCounts._fields, self.tally.counts(), strict=True):
@@ -211,6 +236,8 @@ class RunState:
         else:
             self.reported_cost = event.cumulative_cost_usd
         event.node_times = dict(self.node_times)
+        if self.usage_by_model:
+            event.usage_by_model = {model: dict(t) for model, t in self.usage_by_model.items()}
         event.trace_file = self.trace_file
         event.log_file = self.log_file
 
@@ -224,3 +251,14 @@ class RunState:
         if self.status != "complete" and not self.node_costs and not self.cost_usd:
             return None
         return self.cost_usd
+
+
+_NO_USAGE: dict[str, float] = {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
+
+
+def _add_usage(totals: dict[str, float], event: Usage) -> None:
+    totals["input_tokens"] += event.input_tokens
+    totals["output_tokens"] += event.output_tokens
+    totals["cost_usd"] += event.cost_usd
+    for name, count in event.counters.items():
+        totals[name] = totals.get(name, 0) + count

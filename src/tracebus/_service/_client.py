@@ -20,6 +20,7 @@ from typing import Any, Unpack
 import anyio
 from anyio.abc import TaskGroup
 
+from .._capture import RunCapture
 from .._event_methods import AsyncEventMethods
 from .._events import Event, check_total_nodes
 from .._exceptions import (
@@ -118,6 +119,7 @@ class RemoteObserver(AsyncEventMethods):
             self._open_link, hello, self.workflow_id, self.run_id, probe=join, **delivery
         )
         self._queue = self._delivery.queue
+        self._capture = RunCapture(self, given["capture_logging"], given["capture_warnings"])
         self._task_group: TaskGroup | None = None
         self._finished = False
 
@@ -135,6 +137,7 @@ class RemoteObserver(AsyncEventMethods):
             await self._delivery.wait_batch(1)
             if self._delivery.first_batch_refusal is not None:
                 raise self._delivery.first_batch_refusal
+            self._capture.start()
         except BaseException:
             self._task_group.cancel_scope.cancel()
             await self._task_group.__aexit__(None, None, None)  # ours to raise, not a group's
@@ -148,6 +151,7 @@ class RemoteObserver(AsyncEventMethods):
         tb: TracebackType | None,
     ) -> None:
         assert self._task_group is not None
+        self._capture.stop()
         try:
             with anyio.CancelScope(shield=True):
                 # close_timeout bounds the whole close, waiting for room for the end included
@@ -207,6 +211,11 @@ class RemoteObserver(AsyncEventMethods):
 
     async def _emit(self, event: Event) -> None:
         await self._queue.put(event)
+
+    def put_droppable(self, event: Event) -> None:
+        """Enqueue from any thread without waiting: dropped and counted when the queue is
+        full, ignored once it is closed."""
+        self._queue.put_droppable(event)
 
     def put_from_thread(self, event: Event) -> None:
         """Enqueue from a thread other than the loop's, blocking it while the queue is full

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal, TypedDict
 
-from .._options import DEFAULTS, LoopOptions
+from .._options import DEFAULTS, CaptureOptions, LoopOptions
 from ._limits import CLIENT_MAX_BATCH, CLIENT_RESEND_BUFFER, CONNECT_TIMEOUT, RECONNECT_TIMEOUT
 
 
@@ -34,7 +34,7 @@ class DeliveryOptions(TypedDict, total=False):
     close_timeout: float
 
 
-class RemoteOptions(_RemoteRun, DeliveryOptions, total=False):
+class RemoteOptions(_RemoteRun, DeliveryOptions, CaptureOptions, total=False):
     """RemoteObserver's options."""
 
     connect_timeout: float
@@ -59,6 +59,8 @@ REMOTE_DEFAULTS: SyncRemoteOptions = {
     "close_timeout": DEFAULTS["close_timeout"],
     "connect_timeout": CONNECT_TIMEOUT,
     "max_payload_bytes": DEFAULTS["max_payload_bytes"],
+    "capture_logging": DEFAULTS["capture_logging"],
+    "capture_warnings": DEFAULTS["capture_warnings"],
     "backend": DEFAULTS["backend"],
     "exit_timeout": DEFAULTS["exit_timeout"],
 }

@@ -67,6 +67,7 @@ def summary(event: Event, state: RunState, layout: RunLayout, dropped: int) -> s
     cost = state.cumulative_cost_usd
     if cost is not None and cost > 0:
         lines.append(f" Cost: ${cost:.4f}")
+    lines += _usage_lines(state)
     if dropped:
         lines.append(f" Events dropped: {dropped}")
     lines += [
@@ -100,6 +101,24 @@ def _count_lines(state: RunState) -> list[str]:
         ]
     lines = [f" Nodes executed: {counts.nodes_completed}/{state.total_nodes}"]
     lines += [f" {label}: {value}" for label, value in shown if value]
+    return lines
+
+
+def _usage_lines(state: RunState) -> list[str]:
+    """``Tokens: N in / M out``, then one line per model (calls, tokens, cost), when the run
+    recorded usage."""
+    models = state.usage_by_model
+    if not models:
+        return []
+    tokens_in = sum(int(t["input_tokens"]) for t in models.values())
+    tokens_out = sum(int(t["output_tokens"]) for t in models.values())
+    lines = [f" Tokens: {tokens_in} in / {tokens_out} out"]
+    for model, t in sorted(models.items()):
+        calls = int(t["calls"])
+        lines.append(
+            f"   {model}: {calls} call{'' if calls == 1 else 's'}, "
+            f"{int(t['input_tokens'])} in / {int(t['output_tokens'])} out, ${t['cost_usd']:.4f}"
+        )
     return lines
 
 

@@ -43,6 +43,8 @@ def build_metadata(
         "node_times": state.node_times,
         "node_costs": state.node_costs,
         "node_details_dropped": state.node_details_dropped,
+        "usage_by_model": state.usage_by_model,
+        "node_usage": state.node_usage,
         "peak_in_flight": state.peak_in_flight,
         "error": state.error,
         "events_written": events_written,
