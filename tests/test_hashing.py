@@ -149,3 +149,30 @@ def test_plain_lists_and_text_keep_the_seeds_hash_without_warning() -> None:
         assert tracebus.hash_output([1, "x"]) == "f673bb2ed1633a6b"
         text = "loaded at 0x7f3a2c1b in memory"  # text is the output itself: stable
         assert tracebus.hash_output(text) == hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _nested(depth: int) -> Any:
+    value: Any = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+class _StrRaises:
+    def __str__(self) -> str:
+        raise RuntimeError("no text for you")
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        pytest.param({"deep": _nested(100_000)}, "RecursionError", id="deep-dict"),
+        pytest.param(_nested(100_000), "RecursionError", id="deep-list"),
+        pytest.param(_StrRaises(), "RuntimeError", id="str-raises"),
+    ],
+)
+def test_a_value_nothing_can_read_still_hashes_and_warns(data: Any, error: str) -> None:
+    with pytest.warns(tracebus.TracebusWarning, match=f"raised {error}") as caught:
+        digest = tracebus.hash_output(data)
+    assert len(caught) == 1 and "describes the output instead" in str(caught[0].message)
+    assert len(digest) == 16 and digest == tracebus.hash_output(data)  # stable

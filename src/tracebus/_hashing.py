@@ -8,7 +8,9 @@ The rule, in order:
   one: SHA-256 of its canonical encoding, JSON with keys and fields sorted;
 - anything else (text, numbers, None, lists of plain values...): SHA-256 of ``str(data)``
   (the seed's hash). When that text holds a memory address (``<Foo object at 0x7f...>``)
-  the hash differs from process to process: a ``TracebusWarning`` says so, once per type.
+  the hash differs from process to process: a ``TracebusWarning`` says so, once per type;
+- a value none of these can read (nested deeper than the interpreter recurses, a ``__str__``
+  that raises): SHA-256 of a marker naming its type and the error, with a warning.
 
 Each hash is the first 16 hex characters.
 """
@@ -35,16 +37,33 @@ def hash_output(data: Any) -> str:
     if isinstance(data, dict):
         try:
             return _digest(json.dumps(data, sort_keys=True))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             pass
     if _structured(data):
         canonical = _canonical(data)
         if canonical is not None:
             return _digest_bytes(canonical)
-    text = str(data)
+    try:
+        text = str(data)
+    except Exception as exc:  # noqa: BLE001 - a user's __str__ may raise anything
+        kind = type(data)
+        _warn(
+            kind,
+            f"str() of this {_name(kind)} raised {type(exc).__name__}, so its hash "
+            "says only its type and the error",
+        )
+        return _digest(f"<{_name(kind)}: str() raised {type(exc).__name__}>")
     if not isinstance(data, str) and _ADDRESS.search(text) is not None:
-        _warn_unstable(data)
+        _warn(
+            type(data),
+            f"str() of this {_name(type(data))} holds a memory address, so its "
+            "hash changes from process to process and every run would differ",
+        )
     return _digest(text)
+
+
+def _name(kind: type) -> str:
+    return f"{kind.__module__}.{kind.__qualname__}"
 
 
 def _structured(data: Any) -> bool:
@@ -84,16 +103,13 @@ def _canonical(data: Any) -> bytes | None:
         return None
 
 
-def _warn_unstable(data: Any) -> None:
-    kind = type(data)
+def _warn(kind: type, why: str) -> None:
     if kind in _warned:
         return
     _warned.add(kind)
     warnings.warn(
-        f"hash_output: str() of this {kind.__module__}.{kind.__qualname__} holds a memory "
-        "address, so its hash changes from process to process and every run would differ; "
-        "hash a value that describes the output instead (a dict, a dataclass, a msgspec "
-        "Struct), e.g. node.output({'rows': len(rows)})",
+        f"hash_output: {why}; hash a value that describes the output instead (a dict, a "
+        "dataclass, a msgspec Struct), e.g. node.output({'rows': len(rows)})",
         TracebusWarning,
         stacklevel=3,
     )
