@@ -78,6 +78,19 @@ def test_relative_links_lead_to_files_and_headings(page: Path) -> None:
             assert anchor in anchors(linked), f"{page.name}: {target} names no heading"
 
 
+#: Where a page's ``.py`` file may be, besides beside the page: a path from the root or from
+#: the package.
+SOURCES = [ROOT, ROOT / "src" / "tracebus"]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_cited_files_exist(page: Path) -> None:
+    for cited in re.findall(r"`((?:[\w.-]+/)*[\w.-]+\.py)`", page.read_text()):
+        assert any((where / cited).is_file() for where in [page.parent, *SOURCES]), (
+            f"{page.name}: `{cited}` is no file"
+        )
+
+
 def cited_names(page: Path) -> list[str]:
     """The ``tracebus.…`` names a page cites in code spans (a NATS subject is not one)."""
     return re.findall(r"`(tracebus(?:\.\w+)+)(?=[`(\[])", page.read_text())

@@ -7,9 +7,7 @@ NATS settings, the service client or the read-back tools it does not use.
 
 from __future__ import annotations
 
-import importlib
 import sys
-import typing
 
 from ._exceptions import BackendError as BackendError
 from ._exceptions import BusClosedError as BusClosedError
@@ -26,8 +24,14 @@ from ._exceptions import SinkOverflowError as SinkOverflowError
 from ._exceptions import TracebusError as TracebusError
 from ._exceptions import TracebusWarning as TracebusWarning
 from ._exceptions import TraceFormatError as TraceFormatError
+from ._version import __version__ as __version__
 
-if typing.TYPE_CHECKING:
+# Not ``typing.TYPE_CHECKING``: importing typing (and re, collections with it) would be most
+# of what ``import tracebus`` costs. Type checkers take any ``TYPE_CHECKING`` for true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
     from ._bus import BusStatistics as BusStatistics
     from ._bus import EventBus as EventBus
     from ._capture import LoggingHandler as LoggingHandler
@@ -66,7 +70,6 @@ if typing.TYPE_CHECKING:
     from ._tools._record import RunRecord as RunRecord
     from ._tools._record import read_run as read_run
 
-from ._version import __version__ as __version__
 
 #: Each lazily imported public name, and the private module that defines it.
 _LAZY: dict[str, str] = {
@@ -178,13 +181,15 @@ for _name in __all__:
 del _name
 
 
-if not typing.TYPE_CHECKING:  # for type checkers, the names above are imported eagerly
+if not TYPE_CHECKING:  # for type checkers, the names above are imported eagerly
 
-    def __getattr__(name: str) -> typing.Any:
-        module = _LAZY.get(name)
-        if module is None:
+    def __getattr__(name: str) -> Any:
+        home = _LAZY.get(name)
+        if home is None:
             raise AttributeError(f"module 'tracebus' has no attribute {name!r}")
-        value = getattr(importlib.import_module(module, __name__), name)
+        module = f"{__name__}{home}"
+        __import__(module)
+        value = getattr(sys.modules[module], name)
         # this name and those of every module loaded with it (``Observer`` loads ``_bus``)
         for other, where in _LAZY.items():
             loaded = sys.modules.get(f"{__name__}{where}")
@@ -194,3 +199,6 @@ if not typing.TYPE_CHECKING:  # for type checkers, the names above are imported 
 
     def __dir__() -> list[str]:
         return sorted({*globals(), *_LAZY})
+
+
+del TYPE_CHECKING

@@ -31,12 +31,6 @@ _STAMPED_TRACE = re.compile(r"trace_step_(\d+)_(\d{8}_\d{6})(?:_(\d+))?\.jsonl")
 _AUDIT_TRACE = re.compile(r"trace_(\d+)\.jsonl")
 _METADATA = re.compile(r"metadata_(\d+)\.json")
 
-RUN_HELP = (
-    "RUN is a trace file (.jsonl), an audit/step_NN/metadata_NN.json, an audit step "
-    "directory (audit/step_NN), or an output directory, meaning its latest run: the newest "
-    "trace in traces/, else the newest audit/step_NN trace."
-)
-
 
 @dataclass(frozen=True, slots=True)
 class FoundRun:

@@ -11,7 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from .._text import printable
-from ._find import RUN_HELP
+
+# The help is all that registering needs: the readers are imported when a command runs.
+RUN_HELP = (
+    "RUN is a trace file (.jsonl), an audit/step_NN/metadata_NN.json, an audit step "
+    "directory (audit/step_NN), or an output directory, meaning its latest run: the newest "
+    "trace in traces/, else the newest audit/step_NN trace."
+)
 
 EXIT_CODES = (
     "exit codes: 0 ok; 1 the run failed or has failed nodes, where --check is given{extra}; "
