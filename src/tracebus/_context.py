@@ -4,7 +4,7 @@ tasks and ``to_thread`` calls started inside a node inherit it, and plain thread
 from __future__ import annotations
 
 from contextvars import ContextVar, Token
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 
 class CurrentNode(NamedTuple):
@@ -14,6 +14,20 @@ class CurrentNode(NamedTuple):
 
 #: Read inline by the producers' hot path (``EventFactory``); set only through enter_node.
 CURRENT: ContextVar[CurrentNode | None] = ContextVar("tracebus_current_node", default=None)
+
+
+class _Scopes:
+    """Whether a node was ever made current in this process. Until one is, no context can
+    hold a current node, and the producers' hot path skips the context lookup (about 50 ns
+    a call on CPython 3.11): a run that never opens ``obs.node(...)`` pays nothing for it."""
+
+    __slots__ = ("opened",)
+
+    def __init__(self) -> None:
+        self.opened = False
+
+
+SCOPES: Final = _Scopes()
 
 
 def current_node() -> str | None:
@@ -34,6 +48,7 @@ def node_of_run(run_id: str) -> str | None:
 
 def enter_node(run_id: str, node_id: str) -> Token[CurrentNode | None]:
     """Make ``node_id`` the current node; ``leave_node`` with the token restores the last."""
+    SCOPES.opened = True
     return CURRENT.set(CurrentNode(run_id, node_id))
 
 

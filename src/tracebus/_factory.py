@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from ._context import CURRENT, node_of_run
+from ._context import CURRENT, SCOPES, node_of_run
 from ._events import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     MAX_DEPTH,
@@ -95,14 +95,23 @@ class EventFactory:
             type(node_index) is int and -(2**63) <= node_index < 2**63
         ):
             node_index = whole_number(node_index, "node_start", "node_index")
+        current = CURRENT.get() if SCOPES.opened else None
+        if current is None and parent is None and depends_on is None:  # the common case
+            return NodeStart(
+                epoch_seconds=time.time(),
+                pid=self.pid,
+                workflow_id=self.workflow_id,
+                run_id=self.run_id,
+                producer=self.producer,
+                node_id=node_id,
+                node_index=node_index,
+            )
         parent_id: str | msgspec.UnsetType = msgspec.UNSET
         if parent is not None:
             parent_id = node_id_value(parent, "node_start", "parent")
-        else:
-            current = CURRENT.get()
-            if current is not None and current.run_id == self.run_id:
-                if current.node_id != node_id:
-                    parent_id = current.node_id
+        elif current is not None and current.run_id == self.run_id:
+            if current.node_id != node_id:
+                parent_id = current.node_id
         upstream: list[str] | msgspec.UnsetType = msgspec.UNSET
         if depends_on is not None:
             upstream = node_ids_value(depends_on, "node_start", "depends_on")
