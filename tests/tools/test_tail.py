@@ -180,6 +180,19 @@ def test_lines_for_notes_and_unknown_events() -> None:
     base = {"epoch_seconds": 0.0, "pid": 1, "workflow_id": "wf", "run_id": "r", "seq": 3}
     note = {**base, "event_type": "note", "message": "rows", "node_id": "n", "fields": {"k": 1}}
     assert format_event(note).endswith('note               [n] rows {"k": 1}')
+    log = {**base, "event_type": "log", "node_id": "n", "logger": "agent.tools"}
+    log |= {"level": "WARNING", "levelno": 30, "message": "slow\nbackend", "exception": None}
+    assert format_event(log).endswith("log                [n] WARNING agent.tools: slow backend")
+    crash = {**log, "node_id": None, "level": "ERROR", "message": "boom"}
+    crash["exception"] = "Traceback (most recent call last):\n  File \"x.py\"\nKeyError: 'k'\n"
+    assert format_event(crash).endswith(
+        "log                ERROR agent.tools: boom (KeyError: 'k')"
+    )
+    usage = {**base, "event_type": "usage", "node_id": "n", "model": "big", "input_tokens": 300}
+    usage |= {"output_tokens": 40, "cost_usd": 0.0004, "counters": {"cached_tokens": 12}}
+    assert format_event(usage).endswith(
+        "usage              [n] big: 300 in, 40 out, 12 cached_tokens tokens, $0.000400"
+    )
     future = {**base, "event_type": "node_checkpoint", "node_id": "n", "step": 2}
     assert format_event(future).endswith('node_checkpoint    {"node_id": "n", "step": 2}')
 

@@ -263,6 +263,19 @@ def _what(kind: str, e: Mapping[str, Any]) -> str:
         fields = e.get("fields")
         extra = f" {_json(fields)}" if fields else ""
         return f"{owner}{_line(e.get('message'))}{extra}"
+    if kind == "log":
+        owner = f"[{node}] " if e.get("node_id") else ""
+        said = f"{e.get('level', '?')} {e.get('logger', '?')}: {_line(e.get('message'))}"
+        exception = str(e.get("exception") or "").rstrip()
+        # a traceback's last line names the exception and its message
+        raised = f" ({_line(exception.rpartition(chr(10))[2])})" if exception else ""
+        return f"{owner}{said}{raised}"
+    if kind == "usage":
+        owner = f"[{node}] " if e.get("node_id") else ""
+        parts = [f"{e.get('input_tokens', 0)} in", f"{e.get('output_tokens', 0)} out"]
+        parts += [f"{n} {name}" for name, n in sorted((e.get("counters") or {}).items())]
+        spent = f", ${e['cost_usd']:.6f}" if _positive(e.get("cost_usd")) else ""
+        return f"{owner}{e.get('model', '?')}: {', '.join(parts)} tokens{spent}"
     if kind == "workflow_complete":
         cost = e.get("cumulative_cost_usd")
         return (
