@@ -15,6 +15,7 @@ import pytest
 from nats.js.client import JetStreamContext
 
 import tracebus
+from tracebus._events import Event
 from tracebus._factory import EventFactory
 from tracebus._nats._collector import NatsCollector
 from tracebus._nats._connection import ensure_stream
@@ -130,7 +131,12 @@ async def test_republished_batch_is_written_once(
     stream = shared.stream
     subject = stream.subject("wf.dup", "run.1")
     events = EventFactory("wf.dup", "run.1", "p1")
-    batches = [[events.workflow_start(3, "")], [], [], [events.workflow_complete(None)]]
+    batches: list[list[Event]] = [
+        [events.workflow_start(3, "")],
+        [],
+        [],
+        [events.workflow_complete(None)],
+    ]
     for index in range(3):
         batches[1 + index // 2].append(events.node_start(f"n{index}", index))
     seq = 0

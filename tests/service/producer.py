@@ -8,6 +8,7 @@ import argparse
 import json
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import anyio
 
@@ -34,7 +35,7 @@ def main() -> None:
     print(json.dumps(stats), flush=True)
 
 
-async def _async(args: argparse.Namespace, nodes: int, options: dict) -> dict:
+async def _async(args: argparse.Namespace, nodes: int, options: dict[str, Any]) -> dict[str, Any]:
     async with tracebus.connect(args.socket, args.workflow_id, nodes, **options) as obs:
         print("connected", flush=True)
         for index in range(nodes):
@@ -47,7 +48,7 @@ async def _async(args: argparse.Namespace, nodes: int, options: dict) -> dict:
     return obs.statistics()._asdict()
 
 
-def _sync(args: argparse.Namespace, nodes: int, options: dict) -> dict:
+def _sync(args: argparse.Namespace, nodes: int, options: dict[str, Any]) -> dict[str, Any]:
     with tracebus.connect_sync(args.socket, args.workflow_id, nodes, **options) as obs:
         print("connected", flush=True)
 

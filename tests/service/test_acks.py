@@ -37,7 +37,12 @@ def _until_refused_or_flushed(service: Service, obs: tracebus.SyncRemoteObserver
     """Return once the service said it could not write, or once everything was acknowledged
     anyway (the files lack what the full disk refused: the assertions below say so)."""
     flushed = threading.Event()
-    threading.Thread(target=lambda: (obs.flush(), flushed.set()), daemon=True).start()
+
+    def flush() -> None:
+        obs.flush()
+        flushed.set()
+
+    threading.Thread(target=flush, daemon=True).start()
     deadline = time.monotonic() + 60
     while not flushed.is_set() and "the trace refused a write" not in service.log.read_text():
         assert time.monotonic() < deadline, service.log.read_text()

@@ -111,7 +111,7 @@ async def _shared_kinds(
     await client.send(StatusRequest())
     assert isinstance(await client.receive(), StatusReply)
     # leave cleanly, and wait for the service to close: then producer "fuzz" is free again
-    await client.frames.stream.send_eof()  # type: ignore[attr-defined]
+    await client.frames.stream.send_eof()
     with pytest.raises(anyio.EndOfStream):
         await client.receive()
     await client.aclose()
@@ -136,7 +136,7 @@ async def _fatal_kinds(
             else:
                 length = rng.randint(10, 1_000)
                 await client.send_raw(struct.pack(">I", length) + rng.randbytes(length // 2))
-                await client.frames.stream.send_eof()  # type: ignore[attr-defined]
+                await client.frames.stream.send_eof()
         if kind != "truncated":
             reply = await client.receive()
             assert isinstance(reply, ErrorReply) and reply.fatal, (kind, reply)

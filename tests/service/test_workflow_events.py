@@ -9,8 +9,8 @@ from typing import Any
 
 import tracebus
 
-from .conftest import run_files
-from .test_client import _log_shape, _shape, serving
+from .conftest import run_files, serving
+from .test_client import _log_shape, _shape
 
 
 async def agent_workflow(obs: Any) -> None:

@@ -27,7 +27,7 @@ def check_trace_event_format(trace: dict[str, Any]) -> None:
     events = trace["traceEvents"]
     assert isinstance(events, list)
     named_threads = {e["tid"] for e in events if e["ph"] == "M" and e["name"] == "thread_name"}
-    lanes: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    lanes: dict[int, list[tuple[float, float]]] = defaultdict(list)
     for event in events:
         assert event["ph"] in {"X", "i", "M"}
         assert isinstance(event["name"], str)

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from google.protobuf import json_format
+from google.protobuf import json_format  # type: ignore[import-untyped]
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status, TracesData
 
 from tracebus import read_run
@@ -32,7 +32,8 @@ def parse_otlp_json(line: str) -> TracesData:
                     if key in span:
                         assert re.fullmatch(rf"[0-9a-f]{{{length}}}", span[key]), span[key]
                         span[key] = base64.b64encode(bytes.fromhex(span[key])).decode()
-    return json_format.ParseDict(data, TracesData())
+    traces: TracesData = json_format.ParseDict(data, TracesData())
+    return traces
 
 
 def export(run: Path, tmp_path: Path) -> list[TracesData]:
@@ -85,7 +86,7 @@ def test_root_span_and_children(success_dir: Path, tmp_path: Path) -> None:
     assert enrich["tracebus.output_summary"] == '{"rows": 10}'
     assert re.fullmatch(r"[0-9a-f]{16}", str(enrich["tracebus.output_hash"]))
     assert [e.name for e in root.events] == ["halfway"]
-    assert attributes(root.events[0])["tracebus.fields.rows"] == 30  # type: ignore[arg-type]
+    assert attributes(root.events[0])["tracebus.fields.rows"] == 30
 
 
 def test_times_are_nanosecond_strings_and_ids_hex(success_dir: Path, tmp_path: Path) -> None:
@@ -119,7 +120,7 @@ def test_attempts_are_spans_and_retries_span_events(retry_dir: Path, tmp_path: P
     assert [s.status.code for s in fetch] == [Status.STATUS_CODE_ERROR, Status.STATUS_CODE_UNSET]
     (parse,) = [s for s in spans if s.name == "parse"]
     assert [e.name for e in parse.events] == ["retry"]
-    assert attributes(parse.events[0])["tracebus.error"] == "lock busy"  # type: ignore[arg-type]
+    assert attributes(parse.events[0])["tracebus.error"] == "lock busy"
     (cache,) = [s for s in spans if s.name == "cache"]
     assert attributes(cache)["tracebus.reason"] == "up to date"
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -10,9 +11,10 @@ from tracebus.cli import main
 from . import runs
 
 
-def summary_json(run: Path, capsys: pytest.CaptureFixture[str]) -> dict:  # type: ignore[type-arg]
+def summary_json(run: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
     assert main(["summary", str(run), "--json"]) == 0
-    return json.loads(capsys.readouterr().out)
+    result: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return result
 
 
 def test_success_figures(success_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
