@@ -49,8 +49,11 @@ def out(tmp_path: Path) -> Path:
 class Quiet:
     """The observers as most tests make them: no progress bar, nothing on the console."""
 
-    Observer = functools.partial(tracebus.Observer, progress=False, console=None)
-    SyncObserver = functools.partial(tracebus.SyncObserver, progress=False, console=None)
+    # staticmethod: a partial held by a class becomes a method in later Pythons (3.13 warns)
+    Observer = staticmethod(functools.partial(tracebus.Observer, progress=False, console=None))
+    SyncObserver = staticmethod(
+        functools.partial(tracebus.SyncObserver, progress=False, console=None)
+    )
 
 
 @pytest.fixture
