@@ -25,13 +25,12 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from startup import RESULTS, Command, measure  # noqa: E402
+from startup import RESULTS, Command, time_in_rounds  # noqa: E402
 
 IMPORT_TARGET_MS = 30.0
 SUMMARY_HELP_TARGET_MS = 60.0
@@ -61,17 +60,8 @@ def main() -> int:
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
     todo = commands()
-    walls: dict[str, list[float]] = {c.name: [] for c in todo}
-    cpus: dict[str, list[float]] = {c.name: [] for c in todo}
-    with tempfile.TemporaryDirectory(prefix="tracebus-imports-") as scratch:
-        for command in todo:  # compiles every module once: not counted
-            measure(command, Path(scratch))
-        for round_number in range(args.rounds):
-            shift = round_number % len(todo)
-            for command in todo[shift:] + todo[:shift]:
-                wall, cpu = measure(command, Path(scratch))
-                walls[command.name].append(wall * 1000)
-                cpus[command.name].append(cpu * 1000)
+    seconds = time_in_rounds(todo, args.rounds)
+    walls, cpus = ({name: [t * 1000 for t in ts] for name, ts in d.items()} for d in seconds)
     bare = todo[0].name
     bare_min = min(walls[bare])
     bare_wall, bare_cpu = statistics.median(walls[bare]), statistics.median(cpus[bare])

@@ -90,6 +90,25 @@ def measure(command: Command, scratch: Path) -> tuple[float, float]:
     return wall, cpu
 
 
+def time_in_rounds(
+    todo: list[Command], rounds: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Each command's wall and CPU seconds over ``rounds`` rounds, each round starting one
+    command later, after one uncounted run of each (it compiles every module)."""
+    walls: dict[str, list[float]] = {c.name: [] for c in todo}
+    cpus: dict[str, list[float]] = {c.name: [] for c in todo}
+    with tempfile.TemporaryDirectory(prefix="tracebus-bench-") as scratch:
+        for command in todo:
+            measure(command, Path(scratch))
+        for round_number in range(rounds):
+            shift = round_number % len(todo)
+            for command in todo[shift:] + todo[:shift]:
+                wall, cpu = measure(command, Path(scratch))
+                walls[command.name].append(wall)
+                cpus[command.name].append(cpu)
+    return walls, cpus
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=21)
@@ -98,17 +117,7 @@ def main() -> int:
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
     todo = commands(args.nodes, args.latency)
-    walls: dict[str, list[float]] = {c.name: [] for c in todo}
-    cpus: dict[str, list[float]] = {c.name: [] for c in todo}
-    with tempfile.TemporaryDirectory(prefix="tracebus-startup-") as scratch:
-        for command in todo:  # compiles every module once: not counted
-            measure(command, Path(scratch))
-        for round_number in range(args.rounds):
-            shift = round_number % len(todo)
-            for command in todo[shift:] + todo[:shift]:
-                wall, cpu = measure(command, Path(scratch))
-                walls[command.name].append(wall)
-                cpus[command.name].append(cpu)
+    walls, cpus = time_in_rounds(todo, args.rounds)
     bare = todo[0].name
     rows = []
     for command in todo:
