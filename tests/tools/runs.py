@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -300,3 +301,28 @@ def seed_run(out: Path) -> Path:
 def only_trace(out: Path) -> Path:
     """The trace file of a run dir (the newest in traces/)."""
     return max(out.glob("traces/*.jsonl"), key=os.path.getmtime)
+
+
+def agent_run(out: Path) -> Path:
+    """An agent's run: nested nodes, a ``logging`` warning and a note inside nodes, token
+    usage of two models, and a child that fails, is announced for a retry and succeeds."""
+    log = logging.getLogger("tests.agent")
+    with Quiet.SyncObserver(
+        "step_09_agent", out, total_nodes=4, capture_logging="WARNING"
+    ) as obs:
+        with obs.node("plan", 0):
+            obs.usage("small-model", 100, 20, 0.001)
+            with obs.node("search", 1):
+                log.warning("rate limited, waiting")
+                obs.usage("small-model", 50, 5)
+                obs.usage("large-model", 300, 80, 0.01, cached_tokens=40)
+            try:
+                with obs.node("flaky", 2):
+                    raise ValueError("tool timed out")
+            except ValueError:
+                obs.node_retry("flaky", 2, "ValueError: tool timed out")
+            with obs.node("flaky", 2):
+                pass
+            with obs.node("answer", 3):
+                obs.note("draft ready", words=120)
+    return out

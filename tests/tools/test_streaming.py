@@ -161,6 +161,9 @@ def test_summary_export_and_timeline_of_a_100k_node_run_fit_under_a_memory_cap(
     done = _capped("timeline", str(out), "-o", str(page))
     assert done.stdout == f"wrote {page} (timeline of {nodes} node attempt(s))\n"
     assert '"node_099999"' in page.read_text()
+    otlp = tmp_path / "run.otlp.jsonl"
+    done = _capped("export", str(out), "--format", "otlp", "-o", str(otlp))
+    assert done.stdout == f"wrote {otlp} ({nodes + 1} spans in 101 line(s))\n"
 
 
 def _capped(*args: str) -> subprocess.CompletedProcess[str]:

@@ -1,192 +1,169 @@
 """OpenTelemetry OTLP/JSON: one ``TracesData`` object per line (the OTLP file format).
 
-The workflow is the root span; each node attempt a child span with the node's fields as
-``tracebus.*`` attributes and status ERROR when it failed. Retries and notes become span
-events of the attempt running at that moment (else of the root). Ids are hex (trace id from
-the run id, span ids derived from it, so an export is repeatable); times are nanoseconds
-since the epoch, as strings, as the protobuf JSON mapping writes 64-bit integers.
+The spans are the core's (``SpanBuilder``: one span per node attempt, nested by parent span
+id, span events for retries, notes and logs, the GenAI usage attributes, the workflow as the
+root span, written last). The trace is read twice: once as the other readers read it (which
+checks every line and gives the run's counts and warnings), then line by line into the
+builder, whose spans are written out as they complete, ``SPANS_PER_LINE`` to a line, so
+memory holds the attempts still open, not the run. Ids are hex; times are nanoseconds since
+the epoch, as strings, as the protobuf JSON mapping writes 64-bit integers.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
-from collections.abc import Iterator, Mapping
-from typing import Any
+import os
+from collections.abc import Iterator
+from typing import Any, BinaryIO
 
-from .._events import COMMON_FIELDS
+import msgspec
+
+from .._otlp_spans import Attributes, AttributeValue, Span, SpanBuilder
 from .._version import __version__
-from ._record import NodeAttempt, NodeRecord, RunRecord
+from ._lines import TraceLine
+from ._scan import Progress, RunFacts, scan_run
 
 SPANS_PER_LINE = 1000
 
 _SPAN_KIND_INTERNAL = 1
 _STATUS_ERROR = 2
-_HEX32 = re.compile(r"[0-9a-f]{32}")
-_INT64 = range(-(2**63), 2**63)
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(dict[str, Any]).decode
 
 
-def otlp_lines(run: RunRecord) -> Iterator[str]:
-    """The run as OTLP/JSON lines (without newlines), the root span in the first."""
-    trace_id = _trace_id(run)
-    root_id = _span_id(trace_id, "workflow")
-    start_ns = _ns(run.started)
-    end_ns = _ns(run.ended)
-    root_events: list[dict[str, Any]] = []
-    by_node = {
-        (node.node_id, attempt.number): _node_span(trace_id, root_id, node, attempt, end_ns)
-        for node in run.nodes
-        for attempt in node.attempts
-    }
-    for node in run.nodes:
-        for retry in node.retries:
-            _attach(by_node, node, retry, "retry", root_events, end_ns)
-    nodes = {node.node_id: node for node in run.nodes}
-    for note in run.notes:
-        owner = nodes.get(str(note.get("node_id")))
-        message = note.get("message")
-        name = message if isinstance(message, str) and message else "note"
-        _attach(by_node, owner, note, name, root_events, end_ns)
-    root: dict[str, Any] = {
-        "traceId": trace_id,
-        "spanId": root_id,
-        "name": run.workflow_id or "workflow",
-        "kind": _SPAN_KIND_INTERNAL,
-        "startTimeUnixNano": str(start_ns),
-        "endTimeUnixNano": str(max(start_ns, end_ns)),
-        "attributes": _attributes(
-            {
-                "workflow_id": run.workflow_id,
-                "run_id": run.run_id,
-                "status": run.status,
-                "total_nodes": run.total_nodes,
-                **run.counts._asdict(),
-                "cost_usd": run.cost_usd,
-                "trace_file": str(run.trace_file),
-            }
-        ),
-        "events": root_events,
-    }
-    if run.error is not None:
-        root["status"] = {"code": _STATUS_ERROR, "message": run.error}
-    everything = [root, *by_node.values()]
-    for first in range(0, len(everything), SPANS_PER_LINE):
-        yield json.dumps(
-            _traces_data(run, everything[first : first + SPANS_PER_LINE]), separators=(",", ":")
-        )
+def read_for_otlp(
+    path: str | os.PathLike[str], progress: Progress | None = None
+) -> tuple[RunFacts, _NoNodes]:
+    """The first pass: the run's facts (see ``read_run`` for ``path`` and what it raises)."""
+    return scan_run(path, _NoNodes, progress)
 
 
-def _traces_data(run: RunRecord, spans: list[dict[str, Any]]) -> dict[str, Any]:
-    resource = {
-        "service.name": run.workflow_id or "tracebus",
-        "tracebus.workflow_id": run.workflow_id,
-        "tracebus.run_id": run.run_id,
-    }
-    return {
+def write_otlp(facts: RunFacts, output: BinaryIO, progress: Progress | None = None) -> int:
+    """Write the run that ``facts`` describes as OTLP/JSON lines to ``output``; returns how
+    many spans it wrote."""
+    builder = SpanBuilder(trace_file=str(facts.trace_file))
+    counts = facts.counts
+    events = _run_events(facts, progress)
+    written = 0
+    batch: list[Span] = []
+    for event in events:
+        batch += builder.add(event)
+        if len(batch) >= SPANS_PER_LINE:
+            output.write(_line(builder, batch[:SPANS_PER_LINE]))
+            written += SPANS_PER_LINE
+            del batch[:SPANS_PER_LINE]
+    batch += builder.finish(counts)
+    while batch:
+        output.write(_line(builder, batch[:SPANS_PER_LINE]))
+        written += min(len(batch), SPANS_PER_LINE)
+        del batch[:SPANS_PER_LINE]
+    return written
+
+
+def _run_events(facts: RunFacts, progress: Progress | None) -> Iterator[dict[str, Any]]:
+    """The events of the run ``facts`` describes (the trace's last), as dicts: the lines the
+    first pass read and checked, and no more (a trace still growing is read as far as then)."""
+    left = facts.events
+    skipped = facts.skipped_runs  # earlier runs in the same trace: the last one is read
+    starts = 0
+    meter = progress(facts.trace_file) if progress is not None else None
+    try:
+        with open(facts.trace_file, "rb") as handle:
+            for raw in handle:
+                if meter is not None:
+                    meter.update(len(raw))
+                if left <= 0:
+                    break
+                if not raw.strip():
+                    continue
+                event = _decode(raw)
+                if skipped:
+                    starts += event.get("event_type") == "workflow_start"
+                    if starts <= skipped:
+                        continue
+                    skipped = 0
+                left -= 1
+                yield event
+    finally:
+        if meter is not None:
+            meter.close()
+
+
+def _line(builder: SpanBuilder, spans: list[Span]) -> bytes:
+    data = {
         "resourceSpans": [
             {
-                "resource": {"attributes": _attributes(resource, prefix="")},
+                "resource": {"attributes": _json_attributes(builder.resource())},
                 "scopeSpans": [
-                    {"scope": {"name": "tracebus", "version": __version__}, "spans": spans}
+                    {
+                        "scope": {"name": "tracebus", "version": __version__},
+                        "spans": [_json_span(span) for span in spans],
+                    }
                 ],
             }
         ]
     }
+    return _encode(data) + b"\n"
 
 
-def _node_span(
-    trace_id: str, root_id: str, node: NodeRecord, attempt: NodeAttempt, run_end_ns: int
-) -> dict[str, Any]:
-    start = _ns(attempt.start)
-    end = _ns(attempt.end) if attempt.end is not None else run_end_ns
-    fields: dict[str, Any] = {
-        "node_id": node.node_id,
-        "node_index": node.node_index,
-        "status": attempt.status,
-        "attempt": attempt.number,
+def _json_span(span: Span) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "traceId": span.trace_id,
+        "spanId": span.span_id,
     }
-    fields.update((k, v) for k, v in attempt.fields.items() if k not in fields)
-    span: dict[str, Any] = {
-        "traceId": trace_id,
-        "spanId": _span_id(trace_id, f"node/{node.node_id}/{attempt.number}"),
-        "parentSpanId": root_id,
-        "name": node.node_id,
-        "kind": _SPAN_KIND_INTERNAL,
-        "startTimeUnixNano": str(start),
-        "endTimeUnixNano": str(max(start, end)),
-        "attributes": _attributes(fields),
-        "events": [],
-    }
-    if attempt.status == "failed":
-        span["status"] = {"code": _STATUS_ERROR, "message": attempt.error or "failed"}
-    return span
+    if span.parent_span_id:
+        data["parentSpanId"] = span.parent_span_id
+    data.update(
+        name=span.name,
+        kind=_SPAN_KIND_INTERNAL,
+        startTimeUnixNano=str(span.start_ns),
+        endTimeUnixNano=str(span.end_ns),
+        attributes=_json_attributes(span.attributes),
+        events=[
+            {
+                "timeUnixNano": str(event.time_ns),
+                "name": event.name,
+                "attributes": _json_attributes(event.attributes),
+            }
+            for event in span.events
+        ],
+    )
+    if span.dropped_events:
+        data["droppedEventsCount"] = span.dropped_events
+    if span.error is not None:
+        data["status"] = {"code": _STATUS_ERROR, "message": span.error}
+    return data
 
 
-def _attach(
-    by_node: dict[tuple[str, int], dict[str, Any]],
-    node: NodeRecord | None,
-    event: Mapping[str, Any],
-    name: str,
-    root_events: list[dict[str, Any]],
-    run_end_ns: int,
-) -> None:
-    epoch = event.get("epoch_seconds")
-    at = _ns(epoch if isinstance(epoch, int | float) else None)
-    span_event = {
-        "timeUnixNano": str(at),
-        "name": name,
-        "attributes": _attributes(
-            {k: v for k, v in event.items() if k not in COMMON_FIELDS and k != "message"}
-        ),
-    }
-    target = root_events
-    if node is not None and node.attempts:
-        chosen = node.attempts[-1]
-        for attempt in node.attempts:
-            end = _ns(attempt.end) if attempt.end is not None else run_end_ns
-            if _ns(attempt.start) <= at <= end:
-                chosen = attempt
-                break
-        target = by_node[(node.node_id, chosen.number)]["events"]
-    target.append(span_event)
+def _json_attributes(attributes: Attributes) -> list[dict[str, Any]]:
+    return [{"key": key, "value": _json_value(value)} for key, value in attributes]
 
 
-def _attributes(values: Mapping[str, Any], prefix: str = "tracebus.") -> list[dict[str, Any]]:
-    attributes = []
-    for key, value in values.items():
-        if value is None:
-            continue
-        if key == "fields" and isinstance(value, dict):
-            attributes += _attributes(value, prefix=f"{prefix}fields.")
-            continue
-        attributes.append({"key": f"{prefix}{key}", "value": _any_value(value)})
-    return attributes
-
-
-def _any_value(value: Any) -> dict[str, Any]:
+def _json_value(value: AttributeValue) -> dict[str, Any]:
     if isinstance(value, bool):
         return {"boolValue": value}
-    if isinstance(value, int) and value in _INT64:
+    if isinstance(value, int):
         return {"intValue": str(value)}
     if isinstance(value, float):
         return {"doubleValue": value}
-    if isinstance(value, str):
-        return {"stringValue": value}
-    return {"stringValue": json.dumps(value, sort_keys=True, default=repr)}
+    return {"stringValue": value}
 
 
-def _trace_id(run: RunRecord) -> str:
-    run_id = (run.run_id or "").lower()
-    if _HEX32.fullmatch(run_id) and run_id.strip("0"):
-        return run_id
-    seed = f"{run.workflow_id}/{run.run_id}/{run.started}/{run.trace_file.name}"
-    return hashlib.sha256(seed.encode()).hexdigest()[:32]
+class _NoNodes:
+    """The first pass keeps nothing of the attempts: the spans are made in the second."""
 
+    def attempt(
+        self,
+        slot: int,
+        node_id: str,
+        status: str,
+        start: float,
+        end: float | None,
+        line: TraceLine | None,
+    ) -> None:
+        pass
 
-def _span_id(trace_id: str, what: str) -> str:
-    return hashlib.sha256(f"{trace_id}/{what}".encode()).hexdigest()[:16]
+    def retry(self, slot: int, line: TraceLine) -> None:
+        pass
 
-
-def _ns(epoch: float | None) -> int:
-    return round(epoch * 1_000_000_000) if epoch is not None else 0
+    def note(self, line: TraceLine) -> None:
+        pass

@@ -173,16 +173,14 @@ def _export(args: argparse.Namespace) -> int:
         events = _stream(args.output, lambda out: write_chrome_trace(facts, table, out))
         _wrote(args.output, f"{events} trace events")
         return _verdict(facts.ok, args.check)
-    from ._otlp import otlp_lines
-    from ._record import read_run
+    from ._otlp import SPANS_PER_LINE, read_for_otlp, write_otlp
 
-    run = read_run(args.run)
-    _warn(args.command, run.warnings)
-    lines = list(otlp_lines(run))
-    text = "".join(line + "\n" for line in lines)
-    what = f"{sum(len(n.attempts) for n in run.nodes) + 1} spans in {len(lines)} line(s)"
-    _write(args.output, text, what)
-    return _verdict(run.ok, args.check)
+    facts, _ = read_for_otlp(args.run, _progress_bar())
+    _warn(args.command, facts.warnings)
+    spans = _stream(args.output, lambda out: write_otlp(facts, out, _progress_bar()))
+    lines = -(-spans // SPANS_PER_LINE)
+    _wrote(args.output, f"{spans} spans in {lines} line(s)")
+    return _verdict(facts.ok, args.check)
 
 
 def _timeline(args: argparse.Namespace) -> int:
