@@ -307,9 +307,7 @@ def agent_run(out: Path) -> Path:
     """An agent's run: nested nodes, a ``logging`` warning and a note inside nodes, token
     usage of two models, and a child that fails, is announced for a retry and succeeds."""
     log = logging.getLogger("tests.agent")
-    with Quiet.SyncObserver(
-        "step_09_agent", out, total_nodes=4, capture_logging="WARNING"
-    ) as obs:
+    with Quiet.SyncObserver("step_09_agent", out, total_nodes=4, capture_logging="WARNING") as obs:
         with obs.node("plan", 0):
             obs.usage("small-model", 100, 20, 0.001)
             with obs.node("search", 1):

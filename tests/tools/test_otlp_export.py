@@ -230,7 +230,6 @@ def test_usage_becomes_genai_attributes_of_the_node(tmp_path: Path) -> None:
     assert not any(key.startswith("gen_ai.") for key in answer)
 
 
-
 def test_odd_trace_exports_its_last_run(tmp_path: Path) -> None:
     from .test_streaming import _odd_trace
 
