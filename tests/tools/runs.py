@@ -326,7 +326,7 @@ def only_trace(out: Path) -> Path:
     return max(out.glob("traces/*.jsonl"), key=os.path.getmtime)
 
 
-def agent_run(out: Path) -> Path:
+def logged_agent_run(out: Path) -> Path:
     """An agent's run: nested nodes, a ``logging`` warning and a note inside nodes, token
     usage of two models, and a child that fails, is announced for a retry and succeeds."""
     log = logging.getLogger("tests.agent")

@@ -172,7 +172,7 @@ def test_torn_and_empty_runs(kind: str, tmp_path: Path) -> None:
 
 
 def test_nested_nodes_link_to_their_parent_span(tmp_path: Path) -> None:
-    out = runs.agent_run(tmp_path / "agent")
+    out = runs.logged_agent_run(tmp_path / "agent")
     root, children = root_and_children(spans_of(export(out, tmp_path)))
     by_name: dict[str, list[Span]] = {}
     for span in children:
@@ -188,7 +188,7 @@ def test_nested_nodes_link_to_their_parent_span(tmp_path: Path) -> None:
 
 
 def test_logs_notes_and_retries_are_span_events_of_their_node(tmp_path: Path) -> None:
-    out = runs.agent_run(tmp_path / "agent")
+    out = runs.logged_agent_run(tmp_path / "agent")
     spans = spans_of(export(out, tmp_path))
     (search,) = [s for s in spans if s.name == "search"]
     (log,) = search.events
@@ -212,7 +212,7 @@ def test_logs_notes_and_retries_are_span_events_of_their_node(tmp_path: Path) ->
 
 
 def test_usage_becomes_genai_attributes_of_the_node(tmp_path: Path) -> None:
-    out = runs.agent_run(tmp_path / "agent")
+    out = runs.logged_agent_run(tmp_path / "agent")
     spans = {s.name: attributes(s) for s in spans_of(export(out, tmp_path))}
     plan, search, answer = spans["plan"], spans["search"], spans["answer"]
     assert plan["gen_ai.request.model"] == "small-model"

@@ -167,3 +167,9 @@ class _NoNodes:
 
     def note(self, line: TraceLine) -> None:
         pass
+
+    def usage(self, slot: int | None, line: TraceLine, during: bool) -> None:
+        pass
+
+    def close(self, facts: RunFacts) -> None:
+        pass
