@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     from ._service._sync_client import SyncRemoteObserver as SyncRemoteObserver
     from ._service._sync_client import connect_sync as connect_sync
     from ._sinks import Sink as Sink
+    from ._sinks._otlp import OtlpExporter as OtlpExporter
     from ._sync import SyncObserver as SyncObserver
     from ._tools._reader import read_trace as read_trace
     from ._tools._record import NodeAttempt as NodeAttempt
@@ -110,6 +111,7 @@ _LAZY: dict[str, str] = {
     "RunRecord": "._tools._record",
     "read_run": "._tools._record",
     "Sink": "._sinks",
+    "OtlpExporter": "._sinks._otlp",
 }
 
 __all__ = [
@@ -138,6 +140,7 @@ __all__ = [
     "NodeSuccess",
     "Note",
     "Observer",
+    "OtlpExporter",
     "ProtocolError",
     "QueueFullError",
     "RemoteObserver",

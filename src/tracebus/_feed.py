@@ -9,8 +9,8 @@ its time at close runs out.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -24,6 +24,15 @@ if TYPE_CHECKING:
 def sink_name(sink: object) -> str:
     """The name a sink is reported under: its ``name``, else its class's."""
     return str(getattr(sink, "name", None) or type(sink).__name__)
+
+
+def sink_reports(sinks: Iterable[object]) -> dict[str, Any]:
+    """What each sink with a ``report()`` says of itself, by its name (for the metadata)."""
+    return {
+        sink_name(sink): report()
+        for sink in sinks
+        if callable(report := getattr(sink, "report", None))
+    }
 
 
 class SinkFeed:

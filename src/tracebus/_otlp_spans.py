@@ -469,13 +469,19 @@ def _attributes(values: Mapping[str, Any], prefix: str = "tracebus.") -> Attribu
     one attribute each, what OTLP cannot hold as is (lists, objects, integers past 64 bits)
     as its JSON."""
     attributes: Attributes = []
+    append = attributes.append
     for key, value in values.items():
-        if value is None:
+        kind = type(value)
+        if kind is str or kind is float or kind is bool:
+            append((prefix + key, value))
+        elif kind is int and MIN_INT <= value <= MAX_INT:
+            append((prefix + key, value))
+        elif value is None:
             continue
-        if key == "fields" and isinstance(value, dict):
+        elif key == "fields" and kind is dict:
             attributes += _attributes(value, prefix=f"{prefix}fields.")
-            continue
-        attributes.append((f"{prefix}{key}", _value(value)))
+        else:
+            append((prefix + key, _value(value)))
     return attributes
 
 

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Unpack
 
 from ._bus import EventBus
+from ._feed import sink_reports
 from ._layout import RunLayout, create_layout
 from ._options import UNSET, RunOptions, with_defaults
 from ._sinks._run_files import RunFiles
@@ -81,6 +82,7 @@ def open_run(
         console=console,
         dropped=lambda: bus.statistics().dropped,
         sink_failures=lambda: bus.sink_failures(),
+        sink_reports=lambda: sink_reports(sinks),
         events_before=events_before,
         on_trace_failure=on_trace_failure,
         taken=lambda: bus.taken,

@@ -47,7 +47,7 @@ from .._exceptions import ProtocolError, ServiceError, ServiceUnavailableError
 from .._service._codes import ErrorCode, defers
 from .._service._limits import RUN_IDLE_TIMEOUT
 from .._service._protocol import Batch, decode_client_message
-from .._service._router import Receipt, RunRouter
+from .._service._router import Receipt, RunRouter, RunSinks
 from ._connection import close_connection, ensure_stream, open_connection
 from ._lease import Lease, Positions
 from ._settings import ALL_RUNS, DEFAULT_DURABLE, NatsSettings, Partition
@@ -109,6 +109,7 @@ class NatsCollector:
         partition: Partition = ALL_RUNS,
         fetch_batch: int = FETCH_BATCH,
         run_idle_timeout: float = RUN_IDLE_TIMEOUT,
+        run_sinks: RunSinks | None = None,
     ) -> None:
         if not _DURABLE_RE.fullmatch(durable):
             raise ValueError(f"invalid durable name {durable!r}: use letters, digits, _ or -")
@@ -118,6 +119,7 @@ class NatsCollector:
         self.durable = partition.durable(durable)
         self._fetch_batch = fetch_batch
         self._idle_timeout = run_idle_timeout
+        self._run_sinks = run_sinks
         self._counts = dict.fromkeys(CollectorStatistics._fields, 0)
         self._router: RunRouter | None = None
         self._stopping = False
@@ -178,7 +180,9 @@ class NatsCollector:
         self._top = start - 1
         saved = self._top
         try:
-            async with RunRouter(self.output_dir, idle_timeout=self._idle_timeout) as router:
+            async with RunRouter(
+                self.output_dir, idle_timeout=self._idle_timeout, run_sinks=self._run_sinks
+            ) as router:
                 self._router = router
                 async with anyio.create_task_group() as tasks:
                     tasks.start_soon(self._save_positions, positions)

@@ -13,7 +13,13 @@ import anyio
 from anyio.abc import TaskStatus
 
 from .._service._limits import Limits
-from .._service.cli import Commands, add_serve_source, prepare_process, sole_error
+from .._service.cli import (
+    Commands,
+    add_serve_source,
+    prepare_process,
+    run_sinks_of,
+    sole_error,
+)
 from ._settings import (
     ALL_RUNS,
     DEFAULT_CONNECT_TIMEOUT,
@@ -124,6 +130,7 @@ def _serve(args: argparse.Namespace) -> int:
         durable=args.nats_durable,
         partition=args.partition,
         run_idle_timeout=args.run_idle_timeout,
+        run_sinks=run_sinks_of(args),
     )
     prepare_process(args.log_level, Limits(max_connections=1, max_unidentified=1))  # its runs
 

@@ -25,7 +25,7 @@ import logging
 import os
 import resource
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -46,6 +46,7 @@ from .._exceptions import (
 )
 from .._lock import RunLock, run_lock_path
 from .._run_parts import Run, open_run
+from .._sinks import Sink
 from ._codes import ErrorCode
 from ._limits import (
     CLOSED_RUN_RETENTION,
@@ -118,10 +119,16 @@ class _Slot:
         self.seen: dict[str, int] = {}
 
 
+#: Makes the sinks of each run a router opens or resumes, beside its files (``serve
+#: --otlp-endpoint``: an OtlpExporter each).
+RunSinks = Callable[[], Sequence[Sink]]
+
+
 class RunRouter:
     """Holds every run of one output directory and feeds each its batches.
 
-    Use as an async context manager; leaving it ends every run (``aclose``).
+    Use as an async context manager; leaving it ends every run (``aclose``). ``run_sinks``
+    makes the sinks each run it opens or resumes writes to beside its files.
     """
 
     def __init__(
@@ -133,6 +140,7 @@ class RunRouter:
         close_timeout: float = RUN_CLOSE_TIMEOUT,
         idle_timeout: float = RUN_IDLE_TIMEOUT,
         seq_window: int = SEQ_WINDOW,
+        run_sinks: RunSinks | None = None,
     ) -> None:
         # absolute: the registry must find the files again whatever the next cwd
         self.output_dir = Path(output_dir).absolute()
@@ -141,6 +149,7 @@ class RunRouter:
         self._close_timeout = close_timeout
         self._idle_timeout = idle_timeout
         self._seq_window = seq_window
+        self._run_sinks = run_sinks
         self._registry = RunRegistry(self.output_dir)
         self._runs: dict[RunKey, _Slot] = {}
         self._ended: OrderedDict[RunKey, dict[str, int]] = OrderedDict()
@@ -399,6 +408,7 @@ class RunRouter:
                 overflow="block",
                 close_timeout=self._close_timeout,
                 on_trace_failure=lambda exc: self._trace_failed(slot, exc),
+                sinks=self._sinks_of_a_run(),
             )
         except OSError as exc:
             raise ServiceError(
@@ -439,6 +449,7 @@ class RunRouter:
             close_timeout=self._close_timeout,
             resume=resume,
             on_trace_failure=lambda exc: self._trace_failed(slot, exc),
+            sinks=self._sinks_of_a_run(),
         )
         run.state.apply(replay)
         self.runs_resumed += 1
@@ -446,6 +457,9 @@ class RunRouter:
             "run %s of %s resumed after %d events", entry.run_id, entry.workflow_id, len(replay)
         )
         return run
+
+    def _sinks_of_a_run(self) -> Sequence[Sink]:
+        return tuple(self._run_sinks()) if self._run_sinks is not None else ()
 
     def _trace_failed(self, slot: _Slot, exc: OSError) -> None:
         """The run's trace refused a write (called by its writer): end this writer, and refuse

@@ -56,7 +56,7 @@ from ._protocol import (
     encode,
     software,
 )
-from ._router import Receipt, RunRouter
+from ._router import Receipt, RunRouter, RunSinks
 from ._transport import Address, FrameStream, TcpAddress, UnixAddress, default_socket_path
 
 log = logging.getLogger("tracebus.service")
@@ -87,8 +87,10 @@ class Collector:
         address: Address | None = None,
         token: str | None = None,
         limits: Limits | None = None,
+        run_sinks: RunSinks | None = None,
     ) -> None:
         self.output_dir = Path(output_dir)
+        self._run_sinks = run_sinks
         self.address: Address = address or UnixAddress(default_socket_path())
         if isinstance(self.address, TcpAddress) and not self.address.is_loopback and not token:
             raise ValueError(
@@ -130,6 +132,7 @@ class Collector:
             self.output_dir,
             max_open_runs=limits.max_open_runs,
             idle_timeout=limits.run_idle_timeout,
+            run_sinks=self._run_sinks,
         ) as router:
             self._router = router
             listener = await self._listen()

@@ -15,7 +15,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 from weakref import WeakKeyDictionary
 
 import anyio
@@ -32,6 +32,9 @@ from ._limits import (
     Limits,
 )
 from ._transport import Address, UnixAddress, default_socket_path, parse_tcp
+
+if TYPE_CHECKING:
+    from ._router import RunSinks
 
 Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -88,6 +91,14 @@ def register(commands: Commands) -> None:
         metavar="SECONDS",
         help="close a run no connected producer feeds after this long idle (%(default)g)",
     )
+    serve.add_argument(
+        "--otlp-endpoint",
+        metavar="URL",
+        type=_otlp_endpoint,
+        default=None,
+        help="also send every run it writes to this OTLP/HTTP endpoint while it runs "
+        "(http://host:4318; needs the otlp extra)",
+    )
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     sources = _sources.setdefault(commands, [])
     for source in sources:
@@ -138,6 +149,31 @@ def _token(args: argparse.Namespace) -> str | None:
     return token
 
 
+def _otlp_endpoint(text: str) -> str:
+    from .._sinks._otlp import traces_url
+
+    try:
+        traces_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def run_sinks_of(args: argparse.Namespace) -> RunSinks | None:
+    """What each run the collector writes gets beside its files: an OtlpExporter of
+    ``--otlp-endpoint`` (made now once, so that a missing extra is said at start)."""
+    endpoint = args.otlp_endpoint
+    if endpoint is None:
+        return None
+    from .._sinks._otlp import OtlpExporter, require_otlp_extra
+
+    try:
+        require_otlp_extra()
+    except ImportError as exc:  # said on one line, as bad usage is
+        raise ValueError(f"--otlp-endpoint: {exc}") from None
+    return lambda: [OtlpExporter(endpoint)]
+
+
 def _serve_from(sources: Sequence[ServeSource], args: argparse.Namespace) -> int:
     for source in sources:
         if source.chosen(args):
@@ -156,7 +192,13 @@ def _serve(args: argparse.Namespace) -> int:
         max_open_runs=args.max_open_runs,
         run_idle_timeout=args.run_idle_timeout,
     )
-    collector = Collector(args.out, address=_address(args), token=_token(args), limits=limits)
+    collector = Collector(
+        args.out,
+        address=_address(args),
+        token=_token(args),
+        limits=limits,
+        run_sinks=run_sinks_of(args),
+    )
     prepare_process(args.log_level, limits)
     try:
         anyio.run(_serve_until_signal, collector)

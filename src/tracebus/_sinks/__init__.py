@@ -18,8 +18,10 @@ class Sink(Protocol):
     """Anything with ``async def write_batch(events)``.
 
     Optional: ``async def aopen()`` (called before the first batch), ``async def aclose()``
-    (called after the last; may raise SinkError), ``def prepare(events)`` and a ``name`` for
-    error messages. An exception from ``write_batch`` is recorded, the batch counted as lost
+    (called after the last; may raise SinkError), ``def prepare(events)``, a ``name`` for
+    error messages, and ``def report()``: a JSON-able mapping of what the sink did, written
+    into the run's metadata under ``sinks`` and the sink's name each time the metadata is.
+    An exception from ``write_batch`` is recorded, the batch counted as lost
     for that sink, and the writer carries on.
 
     ``prepare`` sees each step of a batch as it is taken and stamped, on the writer's task,

@@ -25,9 +25,10 @@ def build_metadata(
     events_dropped: int,
     events_lost: int,
     write_errors: dict[str, dict[str, Any]],
+    sink_reports: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     counts = state.counts()
-    return {
+    metadata = {
         "workflow_id": layout.workflow_id,
         "run_id": layout.run_id,
         "step_number": layout.step_num,
@@ -57,6 +58,9 @@ def build_metadata(
         "execution_trace_file": utf8_text(str(layout.trace_file)),
         "schema_version": SCHEMA_VERSION,
     }
+    if sink_reports:  # what the sinks that report say of themselves (OtlpExporter's counts)
+        metadata["sinks"] = sink_reports
+    return metadata
 
 
 class MetadataFile:
@@ -71,6 +75,7 @@ class MetadataFile:
         started: datetime,
         events_before: int,
         dropped: Callable[[], int],
+        sink_reports: Callable[[], dict[str, Any]] = dict,
     ) -> None:
         self.layout = layout
         self.metadata: dict[str, Any] | None = None
@@ -79,6 +84,7 @@ class MetadataFile:
         self._started = started
         self._events_before = events_before  # already in the trace of a resumed run
         self._dropped = dropped
+        self._sink_reports = sink_reports
 
     async def write(
         self, *, written: int, lost: int, failures: dict[str, tuple[int, BaseException]]
@@ -97,5 +103,6 @@ class MetadataFile:
                 utf8_text(name): {"events_lost": count, "error": utf8_text(describe(error))}
                 for name, (count, error) in failures.items()
             },
+            sink_reports=self._sink_reports(),
         )
         await run_blocking(write_json_atomic, self.layout.metadata_file, self.metadata)

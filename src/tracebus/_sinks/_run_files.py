@@ -48,6 +48,7 @@ class RunFiles:
         console: TextIO | None = None,
         dropped: Callable[[], int] = lambda: 0,
         sink_failures: Callable[[], dict[str, tuple[int, BaseException]]] = dict,
+        sink_reports: Callable[[], dict[str, Any]] = dict,
         events_before: int = 0,
         on_trace_failure: Callable[[OSError], None] | None = None,
         taken: Callable[[], int] | None = None,
@@ -61,7 +62,13 @@ class RunFiles:
         self._dropped = dropped
         self._sink_failures = sink_failures
         self._metadata = MetadataFile(
-            layout, state, pid=pid, started=started, events_before=events_before, dropped=dropped
+            layout,
+            state,
+            pid=pid,
+            started=started,
+            events_before=events_before,
+            dropped=dropped,
+            sink_reports=sink_reports,
         )
         self._writer_taken = taken
         # an audit copy that is a link of its file is written with it, not a second time

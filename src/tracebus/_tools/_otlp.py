@@ -134,18 +134,26 @@ def _json_span(span: Span) -> dict[str, Any]:
     return data
 
 
+#: The AnyValue field of each attribute type (a subclass of one, say an IntEnum, is its base).
+_VALUE_FIELD: dict[type, str] = {
+    str: "stringValue",
+    float: "doubleValue",
+    bool: "boolValue",
+    int: "intValue",
+}
+
+
 def _json_attributes(attributes: Attributes) -> list[dict[str, Any]]:
     return [{"key": key, "value": _json_value(value)} for key, value in attributes]
 
 
 def _json_value(value: AttributeValue) -> dict[str, Any]:
-    if isinstance(value, bool):
-        return {"boolValue": value}
-    if isinstance(value, int):
-        return {"intValue": str(value)}
-    if isinstance(value, float):
-        return {"doubleValue": value}
-    return {"stringValue": value}
+    field = _VALUE_FIELD.get(type(value))
+    if field is None:
+        field = next(name for kind, name in _VALUE_FIELD.items() if isinstance(value, kind))
+    if field == "intValue":
+        return {field: str(value)}  # 64-bit integers are strings in protobuf's JSON
+    return {field: value}
 
 
 class _NoNodes:
