@@ -1,12 +1,18 @@
-"""Opening a page in Debian's headless Chromium and reading back its DOM."""
+"""Opening a page in Debian's headless Chromium and reading back its DOM (and the data a
+timeline page carries)."""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
+import re
 import shutil
 import subprocess
+import zlib
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,9 +48,12 @@ def run_chromium(page: Path, profile: Path, *action: str) -> str:
     return done.stdout
 
 
-def dump_dom(page: Path, profile: Path) -> str:
-    """The page's DOM as serialised after its load event (its scripts have run)."""
-    return run_chromium(page, profile, "--dump-dom")
+def dump_dom(page: Path, profile: Path, *, settle_ms: int | None = None) -> str:
+    """The page's DOM as serialised after its load event (its scripts have run); with
+    ``settle_ms``, after that much virtual time more, so that work the page does after its
+    load (decompressing its data) is done."""
+    wait = () if settle_ms is None else (f"--virtual-time-budget={settle_ms}",)
+    return run_chromium(page, profile, *wait, "--dump-dom")
 
 
 def element_attributes(dom: str, element_id: str) -> dict[str, str]:
@@ -60,3 +69,27 @@ def element_attributes(dom: str, element_id: str) -> dict[str, str]:
     Finder().feed(dom)
     assert found, f"no element #{element_id} in the page"
     return found
+
+
+_PART = '<script id="run-{part}" type="([^"]+)">(.*?)</script>'
+
+
+def page_data(page: Path) -> dict[str, Any]:
+    """The timeline data object a page carries: its two parts (JSON, or deflate-raw
+    compressed) in one."""
+    text = page.read_text()
+    data, details = (_page_part(text, part) for part in ("data", "details"))
+    data["attempts"].update(details)
+    return data
+
+
+def _page_part(text: str, part: str) -> dict[str, Any]:
+    found = re.search(_PART.format(part=part), text, re.S)
+    assert found, f"no run-{part} in the page"
+    kind, body = found.groups()
+    if kind == "application/json":
+        data: dict[str, Any] = json.loads(body)
+    else:
+        assert kind == "application/x-deflate-raw-base64", kind
+        data = json.loads(zlib.decompress(base64.b64decode(body), -15))
+    return data

@@ -1,26 +1,39 @@
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
 
+from tracebus._tools._attempts import read_attempts
+from tracebus._tools._timeline import INLINE_ATTEMPTS, TimelineFeed, write_timeline
 from tracebus.cli import main
 
 from . import runs
-from .browser import dump_dom, element_attributes
+from .browser import dump_dom, element_attributes, page_data
+
+#: Virtual time for a page to settle after its load: a compressed page is decoded after it.
+SETTLE_MS = 20_000
 
 
-def timeline(run: Path, tmp_path: Path) -> Path:
-    page = tmp_path / "timeline.html"
+def timeline(run: Path, tmp_path: Path, name: str = "timeline.html") -> Path:
+    page = tmp_path / name
     assert main(["timeline", str(run), "-o", str(page)]) == 0
     return page
 
 
-def drawn(page: Path, tmp_path: Path) -> dict[str, str]:
+def drawn(page: Path, tmp_path: Path, settle_ms: int | None = None) -> dict[str, str]:
     """What the page's script recorded in #drawn after its first frame."""
-    dom = dump_dom(page, tmp_path / "profile")
+    dom = dump_dom(page, tmp_path / "profile", settle_ms=settle_ms)
     return element_attributes(dom, "drawn")
+
+
+def write_page(run: Path, page: Path, *, compress: bool | None = None) -> Path:
+    facts, table = read_attempts(run)
+    with page.open("w", encoding="utf-8") as output:
+        write_timeline(facts, table, output, compress=compress)
+    return page
 
 
 def test_page_is_self_contained(failure_dir: Path, tmp_path: Path) -> None:
@@ -128,3 +141,93 @@ def test_hover_click_and_find_show_details(failure_dir: Path, tmp_path: Path) ->
         assert "status    failed" in shown and "error     ValueError: bad input in b" in shown
         assert "duration  " in shown
     assert result["data-found"].startswith("d  (index 3)")
+
+
+#: What the first frame drew, less what depends on the time it took.
+_DRAWN_KEYS = (
+    "data-bars", "data-lanes", "data-rows", "data-drawn", "data-full", "data-aggregated",
+    "data-failed-drawn", "data-failed-nodes", "data-shown", "data-pixels", "data-layout",
+)  # fmt: skip
+
+
+def test_compressed_page_draws_what_the_plain_page_draws(retry_dir: Path, tmp_path: Path) -> None:
+    plain = write_page(retry_dir, tmp_path / "plain.html", compress=False)
+    packed = write_page(retry_dir, tmp_path / "packed.html", compress=True)
+    assert 'type="application/json"' in plain.read_text()
+    assert 'type="application/x-deflate-raw-base64"' in packed.read_text()
+    assert page_data(plain) == page_data(packed)
+    seen = [drawn(page, tmp_path, SETTLE_MS) for page in (plain, packed)]
+    assert [{k: d[k] for k in _DRAWN_KEYS} for d in seen] == [
+        {k: seen[0][k] for k in _DRAWN_KEYS}
+    ] * 2
+    assert seen[0]["data-bars"] == "6" and seen[0]["data-shown"] == "6"
+
+
+def test_data_is_columns_of_small_numbers(failure_dir: Path, tmp_path: Path) -> None:
+    data = page_data(timeline(failure_dir, tmp_path))
+    attempts, nodes = data["attempts"], data["nodes"]
+    assert attempts["count"] == 5 and nodes["id"] == ["a", "b", "c", "d", "e"]
+    assert nodes["index"] == [0, 1, 1, 1, 1]  # delta-coded: indices 0 to 4
+    assert attempts["slot"] == [0, 1, 1, 1, 1]
+    starts = [sum(attempts["start"][: k + 1]) for k in range(5)]
+    assert starts == sorted(starts) and starts[0] >= 0  # µs from the workflow's start
+    ends = [start + length for start, length in zip(starts, attempts["length"], strict=True)]
+    assert all(start <= end <= data["run"]["span"] for start, end in zip(starts, ends))
+    failed = data["run"]["statuses"].index("failed")
+    assert [attempts["status"][k] == failed for k in range(5)] == [False, True, False, True, False]
+    assert attempts["message"][1] == "ValueError: bad input in b"
+    assert data["run"]["counts"]["nodes_failed"] == 2
+
+
+@pytest.fixture(scope="module")
+def wide_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """100,000 nodes on 4 workers, one in 10 failed."""
+    out = tmp_path_factory.mktemp("wide") / "run"
+    return runs.synthetic_run(out, nodes=100_000, workers=4, fail_every=10)
+
+
+def test_zoomed_out_failures_are_drawn_in_proportion(wide_run: Path, tmp_path: Path) -> None:
+    page = timeline(wide_run, tmp_path)
+    assert page.stat().st_size < 100_000 * 40  # under 40 bytes a node
+    assert (
+        100_000 > INLINE_ATTEMPTS and 'type="application/x-deflate-raw-base64"' in page.read_text()
+    )
+    assert page_data(page)["nodes"]["id"][-1] == "node_99999"
+    result = drawn(page, tmp_path, SETTLE_MS)
+    assert result["data-bars"] == "100000" and result["data-drawn"] == "100000"
+    # some 25,000 bars a lane on 1,300 pixels: drawn as per-pixel shares
+    assert int(result["data-aggregated"]) > 99_000
+    assert result["data-run-failed-share"] == "0.1000"
+    success, failed, skipped, running = map(int, result["data-pixels"].split())
+    assert success > 10 * 1300 and skipped == running == 0
+    # not a red wall over green: red covers about the share of the bars that failed
+    assert 0.08 <= float(result["data-failed-share"]) <= 0.12
+    assert 0.08 <= failed / (success + failed) <= 0.12
+
+
+def test_append_adds_and_ends_attempts(tmp_path: Path) -> None:
+    out = runs.synthetic_run(tmp_path / "run", nodes=40, workers=4)
+    trace = runs.only_trace(out)
+    lines = trace.read_bytes().splitlines(keepends=True)
+    starts = [i for i, line in enumerate(lines) if b'"node_start"' in line]
+    cut = tmp_path / "cut.jsonl"
+    cut.write_bytes(b"".join(lines[: starts[20] + 1]))  # 20 ended, the 21st running
+    page = write_page(cut, tmp_path / "live.html")
+    before = drawn(page, tmp_path)
+    assert before["data-bars"] == "21" and before["data-pixels"].split()[3] != "0"
+    # what a live page is handed: the attempts that are new, or ended since
+    feed = TimelineFeed()
+    early, early_table = read_attempts(cut)
+    feed.data(early, early_table)
+    late, table = read_attempts(trace)
+    known = {(early_table.slot[i], early_table.number[i]) for i in range(20)}
+    rows = [i for i in range(len(table)) if (table.slot[i], table.number[i]) not in known]
+    delta = feed.data(late, table, rows)
+    assert delta["nodes"]["first"] == 21 and len(delta["nodes"]["id"]) == 19
+    assert delta["attempts"]["count"] == 20
+    script = f"<script>window.tracebusPage.append({json.dumps(delta)});</script>"
+    page.write_text(page.read_text().replace("</body>", script + "</body>"))
+    after = drawn(page, tmp_path)
+    assert after["data-bars"] == "40" and after["data-drawn"] == "40"
+    assert after["data-lanes"] == "4" and after["data-shown"] == "40"
+    assert after["data-pixels"].split()[3] == "0"  # nothing running any more
