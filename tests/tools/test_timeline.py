@@ -172,7 +172,7 @@ def test_data_is_columns_of_small_numbers(failure_dir: Path, tmp_path: Path) -> 
     starts = [sum(attempts["start"][: k + 1]) for k in range(5)]
     assert starts == sorted(starts) and starts[0] >= 0  # µs from the workflow's start
     ends = [start + length for start, length in zip(starts, attempts["length"], strict=True)]
-    assert all(start <= end <= data["run"]["span"] for start, end in zip(starts, ends))
+    assert all(start <= end <= data["run"]["span"] for start, end in zip(starts, ends, strict=True))
     failed = data["run"]["statuses"].index("failed")
     assert [attempts["status"][k] == failed for k in range(5)] == [False, True, False, True, False]
     assert attempts["message"][1] == "ValueError: bad input in b"
