@@ -2,16 +2,20 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
+from typing import Any
 
+import anyio
 import pytest
 
+from tests.conftest import Quiet
 from tracebus._tools._attempts import read_attempts
 from tracebus._tools._timeline import INLINE_ATTEMPTS, TimelineFeed, write_timeline
 from tracebus.cli import main
 
 from . import runs
-from .browser import dump_dom, element_attributes, page_data
+from .browser import dump_dom, element_attributes, page_data, png_size, screenshot
 
 #: Virtual time for a page to settle after its load: a compressed page is decoded after it.
 SETTLE_MS = 20_000
@@ -231,3 +235,166 @@ def test_append_adds_and_ends_attempts(tmp_path: Path) -> None:
     assert after["data-bars"] == "40" and after["data-drawn"] == "40"
     assert after["data-lanes"] == "4" and after["data-shown"] == "40"
     assert after["data-pixels"].split()[3] == "0"  # nothing running any more
+
+
+def agent_run(out: Path) -> Path:
+    """An agent's run, its clocks set ahead: plan, then the agent (two tool calls side by
+    side, then a summary of both that calls a model), then a report of the agent's work.
+
+    ==========  ===========  ================  =====================  ==========
+    node        parent       seconds           depends on             model usage
+    ==========  ===========  ================  =====================  ==========
+    plan        -            0-1                                      1000/200, $0.01
+    agent       -            1-9
+    search      agent        1.5-4
+    fetch       agent        2-5 (fails)
+    summarize   agent        5.5-8.5           search, fetch
+    llm         summarize    6-8                                      3000/800, $0.05
+    report      -            9-10              agent
+    ==========  ===========  ================  =====================  ==========
+    """
+
+    async def main() -> None:
+        async with Quiet.Observer("agent_run", out, total_nodes=7) as obs:
+            t0 = time.time() + 0.001
+            made = obs.events
+            plan: list[tuple[float, Any]] = [
+                (0, made.node_start("plan", 0)),
+                (0.5, made.usage("gpt-test", 1000, 200, 0.01, "plan", {})),
+                (1, made.node_success("plan", 1.0, None, "a plan", 0.0)),
+                (1, made.node_start("agent", 1)),
+                (1.5, made.node_start("search", 2, parent="agent")),
+                (2, made.node_start("fetch", 3, parent="agent")),
+                (4, made.node_success("search", 2.5, "5ea7c4", {"hits": 3}, 0.002)),
+                (5, made.node_failure("fetch", "TimeoutError: fetch took too long", 3.0)),
+                (5.5, made.node_start("summarize", 4, "agent", ["search", "fetch"])),
+                (6, made.node_start("llm", 5, parent="summarize")),
+                (7, made.usage("claude-test", 3000, 800, 0.05, "llm", {})),
+                (8, made.node_success("llm", 2.0, None, "three findings", 0.0)),
+                (8.5, made.node_success("summarize", 3.0, None, None, 0.0)),
+                (9, made.node_success("agent", 8.0, None, None, 0.0)),
+                (9, made.node_start("report", 6, None, ["agent"])),
+                (10, made.node_success("report", 1.0, None, "done", 0.001)),
+            ]
+            for at, event in plan:
+                event.epoch_seconds = t0 + at
+                await obs.emit(event)
+
+    anyio.run(main)
+    return out
+
+
+def test_children_are_drawn_under_their_parent(tmp_path: Path) -> None:
+    page = timeline(agent_run(tmp_path / "run"), tmp_path)
+    data = page_data(page)
+    ids = data["nodes"]["id"]
+    parents = {ids[k]: ids[p] for k, p in enumerate(data["nodes"]["parent"]) if p >= 0}
+    assert parents == {
+        "search": "agent",
+        "fetch": "agent",
+        "summarize": "agent",
+        "llm": "summarize",
+    }
+    result = drawn(page, tmp_path)
+    # lane 1: plan, agent, report; under it the agent's children on two lanes (search then
+    # summarize, fetch beside them), and under summarize's lane its model call
+    rows = dict(item.split("@") for item in result["data-layout"].split())
+    assert rows == {
+        "plan": "0:0", "agent": "0:0", "report": "0:0",
+        "search": "1:1", "summarize": "1:1", "llm": "2:2",
+        "fetch": "3:1",
+    }  # fmt: skip
+    assert result["data-rows"] == "4" and result["data-lanes"] == "1"
+    assert result["data-shown"] == "7" and result["data-collapsed"] == ""
+
+
+def test_collapsed_parent_hides_its_children(tmp_path: Path) -> None:
+    page = timeline(agent_run(tmp_path / "run"), tmp_path)
+    dom = dump_dom(page, tmp_path / "profile", fragment="collapse=summarize")
+    result = element_attributes(dom, "drawn")
+    assert result["data-collapsed"] == "summarize" and result["data-rows"] == "3"
+    assert "llm@hidden" in result["data-layout"] and result["data-drawn"] == "6"
+
+
+_CLICK_TRIANGLE = """
+<script>
+(function () {
+  const page = window.tracebusPage, out = document.getElementById("drawn");
+  const canvas = document.getElementById("canvas"), box = canvas.getBoundingClientRect();
+  const click = ([x, y, w, h], dx) => {
+    const at = { clientX: box.left + x + dx, clientY: box.top + y + h / 2, bubbles: true };
+    canvas.dispatchEvent(new MouseEvent("mousedown", at));
+    canvas.dispatchEvent(new MouseEvent("mouseup", at));
+  };
+  click(page.rectOf("agent"), 5);  // on the triangle at the bar's left end
+  out.dataset.afterCollapse = out.dataset.rows + " " + out.dataset.collapsed;
+  out.dataset.agentTip = page.describe("agent");
+  click(page.rectOf("agent"), 5);
+  out.dataset.afterExpand = out.dataset.rows + " " + (out.dataset.collapsed || "-");
+  click(page.rectOf("llm"), page.rectOf("llm")[2] / 2);  // the middle: details
+  out.dataset.clicked = document.getElementById("details").textContent;
+  const edges = document.querySelector('[data-role="edges"]');
+  out.dataset.edgesOn = out.dataset.edges;
+  edges.checked = false;
+  edges.dispatchEvent(new Event("change"));
+  out.dataset.edgesOff = out.dataset.edges;
+})();
+</script>
+"""
+
+
+def test_clicks_collapse_and_expand_and_edges_toggle(tmp_path: Path) -> None:
+    page = timeline(agent_run(tmp_path / "run"), tmp_path)
+    page.write_text(page.read_text().replace("</body>", _CLICK_TRIANGLE + "</body>"))
+    result = drawn(page, tmp_path)
+    assert result["data-after-collapse"] == "1 agent"
+    assert "children  collapsed (4 attempts)" in result["data-agent-tip"]
+    assert result["data-after-expand"] == "4 -"
+    # summarize waits for search and fetch, report for agent: three edges, then none
+    assert result["data-edges-on"] == "3" and result["data-edges-off"] == "0"
+    clicked = result["data-clicked"]
+    assert clicked.startswith("llm  (index 5)") and "parent    summarize" in clicked
+    assert "tokens    3000 in / 800 out   usage cost $0.050000" in clicked
+    assert "output    three findings" in clicked
+
+
+def test_dependencies_tokens_and_cost_curve(tmp_path: Path) -> None:
+    page = timeline(agent_run(tmp_path / "run"), tmp_path)
+    data = page_data(page)
+    ids = data["nodes"]["id"]
+    depends = {
+        ids[k]: [ids[d] for d in upstream]
+        for k, upstream in enumerate(data["nodes"]["depends"])
+        if upstream
+    }
+    assert depends == {"summarize": ["search", "fetch"], "report": ["agent"]}
+    attempts = data["attempts"]
+    order = [ids[s] for s in _undelta(attempts["slot"])]
+    tokens = {
+        node: (attempts["input_tokens"][k], attempts["output_tokens"][k], attempts["usage_cost"][k])
+        for k, node in enumerate(order)
+        if attempts["input_tokens"][k]
+    }
+    assert tokens == {"plan": (1000, 200, 0.01), "llm": (3000, 800, 0.05)}
+    result = drawn(page, tmp_path)
+    assert result["data-edges"] == "3"
+    # node costs (0.002 + 0.001) and model calls (0.01 + 0.05), summed along the time axis
+    assert result["data-cost-total"] == "0.063000"
+    assert int(result["data-cost-inked"]) > 1000
+    assert "$0.0630" in page.read_text() or "0.0630" in result["data-cost-total"]
+
+
+def test_screenshot_of_an_agent_run(tmp_path: Path) -> None:
+    page = timeline(agent_run(tmp_path / "run"), tmp_path)
+    png = screenshot(page, tmp_path / "profile")
+    assert png_size(png) == (1400, 900) and png.stat().st_size > 20_000
+    result = drawn(page, tmp_path)
+    assert result["data-shown"] == "7" and result["data-failed-shown"] == "1"
+
+
+def _undelta(values: list[int]) -> list[int]:
+    total, out = 0, []
+    for value in values:
+        total += value
+        out.append(total)
+    return out

@@ -127,8 +127,9 @@ class TimelineFeed:
         }
         yield "run", run
         first_node, self._nodes = self._nodes, len(facts.node_ids)
-        yield "nodes", {"first": first_node, **_node_columns(facts, table, first_node)}
-        yield "attempts", {"count": len(order), **_attempt_columns(table, order, starts, ends)}
+        yield "nodes", {"first": first_node, **_node_columns(facts, first_node)}
+        columns = _attempt_columns(table, order, starts, ends, bool(facts.usage_by_model))
+        yield "attempts", {"count": len(order), **columns}
         first_note, self._notes = self._notes, len(table.notes)
         notes = [
             [lanes.offset_us(note.epoch_seconds), str(note.message or ""), note.node_id]
@@ -138,19 +139,33 @@ class TimelineFeed:
         yield "notes", notes
 
 
-def _node_columns(facts: RunFacts, table: AttemptTable, first: int) -> dict[str, Any]:
+def _node_columns(facts: RunFacts, first: int) -> dict[str, Any]:
+    """The nodes' columns from slot ``first``; those no node has a value in left out."""
     slots = range(first, len(facts.node_ids))
-    return {
+    columns: dict[str, Any] = {
         "id": islice(facts.node_ids, first, None),
         "index": _delta(map(facts.node_index, slots)),
     }
+    if facts.children:
+        columns["parent"] = islice(facts.parents, first, None)
+    if facts.depends:
+        depends = facts.depends
+        columns["depends"] = (
+            (facts.upstream_slots(slot) or None) if slot in depends else None for slot in slots
+        )
+    return columns
 
 
 def _attempt_columns(
-    table: AttemptTable, order: Sequence[int], starts: Sequence[int], ends: Sequence[int]
+    table: AttemptTable,
+    order: Sequence[int],
+    starts: Sequence[int],
+    ends: Sequence[int],
+    usage: bool,
 ) -> dict[str, Iterable[Any]]:
+    """The attempts' columns; the tokens and usage cost only when the run has ``usage``."""
     status, errors, reasons = table.status, table.errors, table.reasons
-    return {
+    columns: dict[str, Iterable[Any]] = {
         "slot": _delta(table.slot[i] for i in order),
         "start": _delta(starts),
         "length": (
@@ -165,6 +180,11 @@ def _attempt_columns(
         "output": (_output_text(table.summary[i]) for i in order),
         "message": (errors.get(i) or reasons.get(i) for i in order),
     }
+    if usage:
+        columns["input_tokens"] = (table.input_tokens[i] for i in order)
+        columns["output_tokens"] = (table.output_tokens[i] for i in order)
+        columns["usage_cost"] = (table.usage_cost[i] for i in order)
+    return columns
 
 
 def timeline_data(facts: RunFacts, table: AttemptTable) -> dict[str, Any]:
