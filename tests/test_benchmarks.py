@@ -205,3 +205,14 @@ def test_the_readers_benchmark_times_every_reader_on_one_run(tmp_path: Path) -> 
     assert names[-1] == "msgspec 15-line loop" and report["events"] == 402
     assert all(row["exit_code"] == 0 and row["peak_rss_mib"] > 0 for row in report["readers"])
     assert "| tracebus timeline |" in (tmp_path / "readers.md").read_text()
+
+
+def test_the_live_otlp_benchmark_runs_both_sides_and_counts_the_spans(tmp_path: Path) -> None:
+    done = _bench("otlp_live.py", "--nodes", "200", "--rounds", "1", "--results", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "otlp_live.json").read_text())
+    assert [row["name"] for row in report["rows"]] == ["no sink", "OtlpExporter"]
+    exporter = report["rows"][1]
+    assert report["spans_received"] == exporter["spans_sent"] == 201
+    assert exporter["spans_dropped"] == 0
+    assert "| OtlpExporter |" in (tmp_path / "otlp_live.md").read_text()

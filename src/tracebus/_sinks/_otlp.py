@@ -134,7 +134,7 @@ class OtlpExporter:
         self._builder = SpanBuilder(parent=parent)
         self._resource: Attributes | None = None
         self._sender = SpanSender(
-            httpx.Client(timeout=timeout),
+            lambda: httpx.Client(timeout=timeout),
             self.url,
             self._encode,
             _rejected,

@@ -32,14 +32,15 @@ MAX_BACKOFF = 4.0
 
 
 class SpanSender:
-    """Posts spans to ``url`` from a thread started by ``start`` and ended by ``close``.
+    """Posts spans to ``url`` from a thread started by ``start`` and ended by ``close``, with
+    the HTTP client ``connect`` makes there (and closes when it ends).
 
     ``encode`` makes the request body of a batch; ``decode_rejected`` reads how many spans a
     2xx response says the server rejected (OTLP's partial success)."""
 
     def __init__(
         self,
-        client: httpx.Client,
+        connect: Callable[[], httpx.Client],
         url: str,
         encode: Callable[[list[Span]], bytes],
         decode_rejected: Callable[[bytes], tuple[int, str]],
@@ -56,7 +57,7 @@ class SpanSender:
         #: Requests that met a retryable failure and were (or were to be) tried again.
         self.retried = 0
         self.error: str | None = None
-        self._client = client
+        self._connect = connect
         self._encode = encode
         self._decode_rejected = decode_rejected
         self._headers = {"Content-Type": "application/x-protobuf", **headers}
@@ -112,6 +113,7 @@ class SpanSender:
             self._ready.notify()
 
     def _run(self) -> None:
+        client = self._connect()
         try:
             while True:
                 with self._ready:
@@ -124,19 +126,19 @@ class SpanSender:
                     ]
                     self._in_flight = len(batch)
                 if batch:
-                    self._post(batch)
+                    self._post(client, batch)
         finally:
-            self._client.close()
+            client.close()
             self.done.set()
 
-    def _post(self, batch: list[Span]) -> None:
+    def _post(self, client: httpx.Client, batch: list[Span]) -> None:
         body = self._encode(batch)
         deadline = time.monotonic() + self._retry_window
         backoff = FIRST_BACKOFF
         while True:
             wait = backoff
             try:
-                response = self._client.post(self.url, content=body, headers=self._headers)
+                response = client.post(self.url, content=body, headers=self._headers)
             except Exception as exc:  # httpx.TransportError and what the socket may raise
                 problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             else:
