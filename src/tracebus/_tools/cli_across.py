@@ -9,6 +9,7 @@ from typing import Any
 
 from .cli import RUN_HELP, _closed_pipe_quiet, _Formatter
 
+QUERY_HELP = "run SQL over every run in output directories, with DuckDB (tracebus[query])"
 DIFF_HELP = "compare two runs node by node: failures, outputs, durations, cost and tokens"
 DIFF_EXIT_CODES = (
     "exit codes: 0 ok; 1 where --check is given and a gate tripped (hash: a node's output "
@@ -57,6 +58,36 @@ def register(commands: Any) -> None:
     )
     diff.set_defaults(handler=_closed_pipe_quiet(_diff))
 
+    query: argparse.ArgumentParser = commands.add_parser(
+        "query",
+        help=QUERY_HELP,
+        description=f"{QUERY_HELP[0].upper()}{QUERY_HELP[1:]}.",
+        epilog=QUERY_EPILOG,
+        formatter_class=_Formatter,
+    )
+    query.add_argument(
+        "dirs", nargs="+", metavar="DIR", help="an output directory (or a trace file)"
+    )
+    query.add_argument("sql", metavar="SQL", help="the query, over the views below")
+    form = query.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="print the rows as a JSON list")
+    form.add_argument("--csv", action="store_true", help="print the rows as CSV, with a header")
+    query.set_defaults(handler=_closed_pipe_quiet(_query))
+
+
+QUERY_EPILOG = (
+    "The views: runs (one row per run), nodes (one row per node attempt), events (one row "
+    "per trace line), usage (one row per model call) and logs (one row per log record); "
+    "docs/reading-runs.md lists their columns. Each DIR's runs are the traces in its traces/ "
+    "(else in audit/step_NN and its previous/ archives), read as the query runs.\n\n"
+    "exit codes: 0 ok; 2 bad usage, a missing DIR, SQL that DuckDB refuses, or DuckDB not "
+    "installed (one line on stderr)."
+)
+#: What ``query`` says when DuckDB cannot be imported.
+NO_DUCKDB = (
+    "tracebus query: error: DuckDB is not installed; install it with: pip install 'tracebus[query]'"
+)
+
 
 def _gates(known: tuple[str, ...]) -> Any:
     def parse(text: str) -> tuple[str, ...]:
@@ -98,3 +129,45 @@ def _diff(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(render_diff(diff))
     return 1 if diff["check"]["tripped"] else 0
+
+
+def _query(args: argparse.Namespace) -> int:
+    try:
+        from ._query import plain, run_query
+    except ImportError as exc:
+        if exc.name != "duckdb" and not str(exc).startswith("No module named 'duckdb"):
+            raise
+        print(NO_DUCKDB, file=sys.stderr)
+        return 2
+    columns, rows = run_query(args.dirs, args.sql)
+    if args.json:
+        objects = [
+            {name: plain(value, kind) for (name, kind), value in zip(columns, row, strict=True)}
+            for row in rows
+        ]
+        sys.stdout.write(json.dumps(objects, indent=2) + "\n")
+    elif args.csv:
+        import csv
+
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow([name for name, _ in columns])
+        for row in rows:
+            writer.writerow(
+                [
+                    _csv_cell(plain(value, kind))
+                    for (_, kind), value in zip(columns, row, strict=True)
+                ]
+            )
+    else:
+        from ._query_text import render_rows
+
+        sys.stdout.write(render_rows(columns, rows))
+    return 0
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return value
