@@ -1,25 +1,25 @@
 """Two runs compared node by node: what was added or removed, what newly fails or passes,
 whose output changed, what got slower, and where the cost and tokens went.
 
-Each run is read in one pass of ``_scan`` with a sink that keeps a few figures per node (its
-time and cost summed over its attempts, and the outcome, output hash and output summary of
-its last attempt) and the tokens and cost of the ``usage`` events per node and per model: memory
-in proportion to the nodes, never the events. Nodes are matched by their id, so runs of either
-schema version and traces of the seed observer compare alike.
+Each run is read in one pass of ``_scan`` with a sink that keeps a few columns per node (its
+time and cost summed over its attempts; the output hash, output summary and error of its
+last attempt), beside the scan's own totals of the ``usage`` events per node and per model:
+memory in proportion to the nodes, never the events. Nodes are matched by their id, so runs
+of either schema version and traces of the seed observer compare alike.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from array import array
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
-from ._find import find_run
-from ._lines import NULL, TraceLine, iter_blocks
-from ._scan import RunFacts, RunScan
+from ._lines import TraceLine
+from ._scan import RunFacts, scan_run
 
 #: What ``--check`` gates on, and the gates it uses when given none.
 GATES = ("hash", "fail", "slower")
@@ -27,42 +27,20 @@ DEFAULT_GATES = ("hash", "fail")
 #: The defaults of ``--slower`` and ``--min-seconds``.
 SLOWER = 1.5
 MIN_SECONDS = 0.1
-
-
-@dataclass(slots=True)
-class _Node:
-    """What a diff keeps of one node of a run."""
-
-    seconds: float = 0.0
-    cost_usd: float = 0.0
-    last_start: float = float("-inf")
-    output_hash: str | None = None
-    output_summary: bytes = bytes(NULL)
-    error: str | None = None
-
-
-@dataclass(slots=True)
-class _Spend:
-    """The ``usage`` events of a node or a model, added up."""
-
-    calls: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float = 0.0
-
-    @property
-    def tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
+_NO_USAGE: Mapping[str, float] = {}
 
 
 class _DiffSink:
-    """Keeps what ``diff_runs`` compares of each node, as its attempts end."""
+    """Keeps what ``diff_runs`` compares of each node (by slot), as its attempts end."""
 
     def __init__(self) -> None:
-        self.nodes: list[_Node] = []
-        self.by_node: dict[str, _Spend] = {}
-        self.by_model: dict[str, _Spend] = {}
-        self.run_spend = _Spend()
+        self.seconds = array("d")
+        self.cost = array("d")
+        self.last_start = array("d")
+        self.hashes: list[str | None] = []
+        #: the output summary of the last attempt, as the JSON bytes of the trace (None: null)
+        self.summaries: list[bytes | None] = []
+        self.errors: dict[int, str] = {}
 
     def attempt(
         self,
@@ -73,21 +51,34 @@ class _DiffSink:
         end: float | None,
         line: TraceLine | None,
     ) -> None:
-        while slot >= len(self.nodes):
-            self.nodes.append(_Node())
-        node = self.nodes[slot]
+        if slot >= len(self.hashes):
+            self._grow(max(slot + 1, 2 * len(self.hashes)))
         if line is not None and line.duration_seconds is not None:
-            node.seconds += max(0.0, line.duration_seconds)
+            self.seconds[slot] += max(0.0, line.duration_seconds)
         elif end is not None:
-            node.seconds += end - start
+            self.seconds[slot] += end - start
         if line is not None:
-            node.cost_usd += line.cost_usd or 0.0
-        if start >= node.last_start:  # the last attempt by start is the node's outcome
-            node.last_start = start
-            node.output_hash = line.output_hash if line is not None else None
-            raw = line.output_summary if line is not None else NULL
-            node.output_summary = bytes(raw) if raw else bytes(NULL)
-            node.error = line.error if line is not None and status == "failed" else None
+            self.cost[slot] += line.cost_usd or 0.0
+        if start < self.last_start[slot]:
+            return  # the last attempt by start is the node's outcome
+        self.last_start[slot] = start
+        self.hashes[slot] = line.output_hash if line is not None else None
+        raw = bytes(line.output_summary) if line is not None else b"null"
+        self.summaries[slot] = None if raw == b"null" else raw
+        if line is not None and status == "failed" and line.error is not None:
+            self.errors[slot] = line.error
+        else:
+            self.errors.pop(slot, None)
+
+    def _grow(self, size: int) -> None:
+        missing = size - len(self.hashes)
+        if missing <= 0:
+            return
+        self.seconds.extend(array("d", bytes(8 * missing)))
+        self.cost.extend(array("d", bytes(8 * missing)))
+        self.last_start.extend(array("d", (float("-inf"),)) * missing)
+        self.hashes.extend([None] * missing)
+        self.summaries.extend([None] * missing)
 
     def retry(self, slot: int, line: TraceLine) -> None:
         pass
@@ -95,29 +86,14 @@ class _DiffSink:
     def note(self, line: TraceLine) -> None:
         pass
 
-    def spent(self, line: TraceLine) -> None:
-        """A ``usage`` event: its tokens and cost, for its node (if any) and its model."""
-        model = getattr(line, "model", None)
-        spend = _Spend(
-            1,
-            _whole(getattr(line, "input_tokens", 0)),
-            _whole(getattr(line, "output_tokens", 0)),
-            line.cost_usd or 0.0,
-        )
-        targets = [self.run_spend]
-        if line.node_id is not None:
-            targets.append(self.by_node.setdefault(line.node_id, _Spend()))
-        if isinstance(model, str):
-            targets.append(self.by_model.setdefault(model, _Spend()))
-        for target in targets:
-            target.calls += spend.calls
-            target.input_tokens += spend.input_tokens
-            target.output_tokens += spend.output_tokens
-            target.cost_usd += spend.cost_usd
+    def usage(self, slot: int | None, line: TraceLine, during: bool) -> None:
+        pass  # the scan totals them per node and per model
 
-
-def _whole(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    def close(self, facts: RunFacts) -> None:
+        """Cut the columns to the run's nodes (they grow ahead of them)."""
+        self._grow(len(facts.node_ids))
+        for column in (self.seconds, self.cost, self.last_start, self.hashes, self.summaries):
+            del column[len(facts.node_ids) :]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,47 +102,60 @@ class RunSide:
 
     facts: RunFacts
     sink: _DiffSink
-    slots: dict[str, int] = field(default_factory=dict)
 
-    def node(self, node_id: str) -> _Node | None:
-        slot = self.slots.get(node_id)
-        if slot is None:
-            return None
-        return self.sink.nodes[slot] if slot < len(self.sink.nodes) else _Node()
+    def has(self, node_id: str) -> bool:
+        return node_id in self.facts.slots
 
     def status(self, node_id: str) -> str:
         return self.facts.tally.status(node_id) or "pending"
 
+    def _slot(self, node_id: str) -> int | None:
+        slot = self.facts.slots.get(node_id)
+        return slot if slot is not None and slot < len(self.sink.hashes) else None
+
+    def seconds(self, node_id: str) -> float:
+        slot = self._slot(node_id)
+        return self.sink.seconds[slot] if slot is not None else 0.0
+
+    def output(self, node_id: str) -> tuple[str | None, bytes | None]:
+        """The output hash and summary of the node's last attempt."""
+        slot = self._slot(node_id)
+        return (None, None) if slot is None else (self.sink.hashes[slot], self.sink.summaries[slot])
+
+    def error(self, node_id: str) -> str | None:
+        slot = self._slot(node_id)
+        return self.sink.errors.get(slot) if slot is not None else None
+
     def node_cost(self, node_id: str) -> float:
-        node = self.node(node_id)
-        spend = self.sink.by_node.get(node_id)
-        return (node.cost_usd if node else 0.0) + (spend.cost_usd if spend else 0.0)
+        """The node's own cost and its ``usage`` events'."""
+        slot = self._slot(node_id)
+        own = self.sink.cost[slot] if slot is not None else 0.0
+        return own + self.facts.node_usage.get(node_id, _NO_USAGE).get("cost_usd", 0.0)
 
     def node_tokens(self, node_id: str) -> int:
-        spend = self.sink.by_node.get(node_id)
-        return spend.tokens if spend else 0
+        return _tokens(self.facts.node_usage.get(node_id, _NO_USAGE))
+
+    @property
+    def tokens(self) -> int:
+        return sum(_tokens(totals) for totals in self.facts.usage_by_model.values())
 
     @property
     def cost_usd(self) -> float:
         reported = self.facts.reported_cost_usd
         if reported is not None:
             return reported
-        return sum((n.cost_usd for n in self.sink.nodes), 0.0) + self.sink.run_spend.cost_usd
+        return sum(self.sink.cost, 0.0) + self.facts.usage_cost_usd
+
+
+def _tokens(totals: Mapping[str, float]) -> int:
+    return int(totals.get("input_tokens", 0) + totals.get("output_tokens", 0))
 
 
 def read_side(path: str | os.PathLike[str]) -> RunSide:
     """Read one run for a diff, in one pass (see ``read_run`` for ``path`` and what it
     raises)."""
-    found = find_run(path)
-    torn: list[int] = []
-    scan = RunScan(_DiffSink)
-    for block in iter_blocks(found.trace_file, lambda n, _raw: torn.append(n)):
-        for line in block:
-            scan.add(line)
-            if line.event_type == "usage":
-                scan.sink.spent(line)
-    facts = scan.finish(found, torn_line=torn[0] if torn else None)
-    return RunSide(facts, scan.sink, {node_id: i for i, node_id in enumerate(facts.node_ids)})
+    facts, sink = scan_run(path, _DiffSink)
+    return RunSide(facts, sink)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,9 +172,9 @@ def diff_runs(
 ) -> dict[str, Any]:
     """The comparison of run ``a`` with run ``b``, as plain JSON-ready data; ``check`` says
     which of ``gates`` (of ``GATES``) tripped."""
-    common = [node_id for node_id in a.facts.node_ids if node_id in b.slots]
-    added = [node_id for node_id in b.facts.node_ids if node_id not in a.slots]
-    removed = [node_id for node_id in a.facts.node_ids if node_id not in b.slots]
+    common = [node_id for node_id in a.facts.node_ids if b.has(node_id)]
+    added = [node_id for node_id in b.facts.node_ids if not a.has(node_id)]
+    removed = [node_id for node_id in a.facts.node_ids if not b.has(node_id)]
     newly_failing = [
         _failure(b, node_id, a.status(node_id))
         for node_id in common
@@ -255,11 +244,9 @@ def _totals(a: RunSide, b: RunSide) -> dict[str, Any]:
         a.facts.counts.nodes_unfinished, b.facts.counts.nodes_unfinished
     )
     rows["wall_seconds"] = _pair(a.facts.wall_seconds, b.facts.wall_seconds)
-    rows["node_seconds"] = _pair(
-        sum(n.seconds for n in a.sink.nodes), sum(n.seconds for n in b.sink.nodes)
-    )
+    rows["node_seconds"] = _pair(sum(a.sink.seconds, 0.0), sum(b.sink.seconds, 0.0))
     rows["cost_usd"] = _pair(a.cost_usd, b.cost_usd)
-    rows["tokens"] = _pair(a.sink.run_spend.tokens, b.sink.run_spend.tokens)
+    rows["tokens"] = _pair(a.tokens, b.tokens)
     return rows
 
 
@@ -268,26 +255,25 @@ def _pair(before: float, after: float) -> dict[str, float]:
 
 
 def _failure(side: RunSide, node_id: str, before: str | None) -> dict[str, Any]:
-    node = side.node(node_id)
-    return {"node_id": node_id, "before": before, "error": node.error if node else None}
+    return {"node_id": node_id, "before": before, "error": side.error(node_id)}
 
 
 def _output_changes(a: RunSide, b: RunSide, common: list[str]) -> Iterator[dict[str, Any]]:
     for node_id in common:
-        before, after = a.node(node_id), b.node(node_id)
-        if before is None or after is None:
-            continue
-        if before.output_hash is None or after.output_hash is None:
+        (hash_a, summary_a), (hash_b, summary_b) = a.output(node_id), b.output(node_id)
+        if hash_a is None or hash_b is None:
             continue  # no hash on one side: nothing to compare
-        if before.output_hash != after.output_hash:
+        if hash_a != hash_b:
             yield {
                 "node_id": node_id,
-                "a": {"hash": before.output_hash, "summary": _decoded(before.output_summary)},
-                "b": {"hash": after.output_hash, "summary": _decoded(after.output_summary)},
+                "a": {"hash": hash_a, "summary": _decoded(summary_a)},
+                "b": {"hash": hash_b, "summary": _decoded(summary_b)},
             }
 
 
-def _decoded(raw: bytes) -> Any:
+def _decoded(raw: bytes | None) -> Any:
+    if raw is None:
+        return None
     try:
         return msgspec.json.decode(raw)
     except msgspec.DecodeError:  # a value msgspec refuses that the line reader accepted
@@ -300,18 +286,16 @@ def _time_changes(
     slower: list[dict[str, Any]] = []
     faster: list[dict[str, Any]] = []
     for node_id in common:
-        before, after = a.node(node_id), b.node(node_id)
-        if before is None or after is None:
-            continue
+        before, after = a.seconds(node_id), b.seconds(node_id)
         row = {
             "node_id": node_id,
-            "a_seconds": before.seconds,
-            "b_seconds": after.seconds,
-            "ratio": after.seconds / before.seconds if before.seconds > 0 else None,
+            "a_seconds": before,
+            "b_seconds": after,
+            "ratio": after / before if before > 0 else None,
         }
-        if _grew(before.seconds, after.seconds, thresholds):
+        if _grew(before, after, thresholds):
             slower.append(row)
-        elif _grew(after.seconds, before.seconds, thresholds):
+        elif _grew(after, before, thresholds):
             faster.append(row)
     slower.sort(key=lambda row: row["a_seconds"] - row["b_seconds"])
     faster.sort(key=lambda row: row["b_seconds"] - row["a_seconds"])
@@ -324,7 +308,9 @@ def _grew(before: float, after: float, thresholds: Thresholds) -> bool:
 
 def _spend_changes(a: RunSide, b: RunSide) -> Iterator[dict[str, Any]]:
     """The nodes whose cost or tokens differ, both runs' nodes, in order of appearance."""
-    seen = dict.fromkeys([*a.facts.node_ids, *b.facts.node_ids, *a.sink.by_node, *b.sink.by_node])
+    seen = dict.fromkeys(
+        [*a.facts.node_ids, *b.facts.node_ids, *a.facts.node_usage, *b.facts.node_usage]
+    )
     for node_id in seen:
         cost = _pair(a.node_cost(node_id), b.node_cost(node_id))
         tokens = _pair(a.node_tokens(node_id), b.node_tokens(node_id))
@@ -334,15 +320,12 @@ def _spend_changes(a: RunSide, b: RunSide) -> Iterator[dict[str, Any]]:
 
 def _model_changes(a: RunSide, b: RunSide) -> Iterator[dict[str, Any]]:
     """The models whose calls, tokens or cost differ."""
-    for model in sorted({*a.sink.by_model, *b.sink.by_model}):
-        before = a.sink.by_model.get(model, _Spend())
-        after = b.sink.by_model.get(model, _Spend())
-        if before == after:
-            continue
-        yield {
-            "model": model,
-            "calls": _pair(before.calls, after.calls),
-            "input_tokens": _pair(before.input_tokens, after.input_tokens),
-            "output_tokens": _pair(before.output_tokens, after.output_tokens),
-            "cost_usd": _pair(before.cost_usd, after.cost_usd),
+    for model in sorted({*a.facts.usage_by_model, *b.facts.usage_by_model}):
+        before = a.facts.usage_by_model.get(model, _NO_USAGE)
+        after = b.facts.usage_by_model.get(model, _NO_USAGE)
+        pairs = {
+            key: _pair(before.get(key, 0), after.get(key, 0))
+            for key in ("calls", "input_tokens", "output_tokens", "cost_usd")
         }
+        if any(pair["delta"] for pair in pairs.values()):
+            yield {"model": model, **pairs}
