@@ -268,13 +268,15 @@ class SpanBuilder:
             done += self.finish()
         return done
 
-    def finish(self, counts: NodeCounts | None = None) -> list[Span]:
+    def finish(
+        self, counts: NodeCounts | None = None, total_nodes: int | None = None
+    ) -> list[Span]:
         """The run ends (its end event came, or the trace stops): the attempts still open,
         as ``running`` until the run's end, then the root span. Once only: later calls (and
         events until the next ``workflow_start``) give nothing.
 
-        ``counts`` are the root's node counts when the caller knows them better than the end
-        event (a reader's, for a trace with no end event)."""
+        ``counts`` and ``total_nodes`` are the root's when the caller knows them better than
+        the events (a reader's, for a trace with no end event)."""
         if self._ended or not self._started:
             return []
         self._ended = True
@@ -288,7 +290,7 @@ class SpanBuilder:
             for span_event in waiting:
                 self._attach(self._root, span_event)
         self._pending.clear()
-        spans.append(self._root_span(end_ns, counts))
+        spans.append(self._root_span(end_ns, counts, total_nodes))
         return spans
 
     # -- the run -----------------------------------------------------------------------------
@@ -312,7 +314,7 @@ class SpanBuilder:
         self._root.span_id = self._root_id
         self._root.parent_span_id = self._parent.span_id if self._parent is not None else ""
 
-    def _root_span(self, end_ns: int, counts: NodeCounts | None) -> Span:
+    def _root_span(self, end_ns: int, counts: NodeCounts | None, total_nodes: int | None) -> Span:
         end = self._end or {}
         status = "incomplete"
         if end.get("event_type") == "workflow_error":
@@ -326,7 +328,9 @@ class SpanBuilder:
             "workflow_id": self.workflow_id,
             "run_id": self.run_id,
             "status": status,
-            "total_nodes": max(self._total_nodes or 0, len(self._attempts)),
+            "total_nodes": total_nodes
+            if total_nodes is not None
+            else max(self._total_nodes or 0, len(self._attempts)),
         }
         if counts is not None:
             fields.update(counts._asdict())

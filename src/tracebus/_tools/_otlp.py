@@ -51,7 +51,7 @@ def write_otlp(facts: RunFacts, output: BinaryIO, progress: Progress | None = No
             output.write(_line(builder, batch[:SPANS_PER_LINE]))
             written += SPANS_PER_LINE
             del batch[:SPANS_PER_LINE]
-    batch += builder.finish(counts)
+    batch += builder.finish(counts, facts.total_nodes)
     while batch:
         output.write(_line(builder, batch[:SPANS_PER_LINE]))
         written += min(len(batch), SPANS_PER_LINE)
