@@ -19,6 +19,7 @@ from ._events import Event, check_total_nodes
 from ._exceptions import TracebusError, describe, keep_with_note
 from ._factory import EventFactory
 from ._layout import RunLayout, new_run_id, validate_id
+from ._lock import RunLock, run_lock_path
 from ._node import NodeScope as NodeScope
 from ._options import (
     UNSET,
@@ -86,20 +87,28 @@ class Observer(AsyncEventMethods):
         self._files: RunFiles | None = None
         self._bus: EventBus | None = None
         self._finished = False
+        self._lock: RunLock | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def __aenter__(self) -> Observer:
         if self._bus is not None:
             raise RuntimeError("an Observer can be entered only once")
-        run = open_run(
-            self.output_dir,
-            self.workflow_id,
-            self.run_id,
-            self.total_nodes,
-            pid=self._events.pid,
-            **self._run_options,
-        )
+        # held until the run is written: how ``tracebus runs`` and ``prune`` tell it is live
+        self._lock = RunLock(run_lock_path(self.output_dir, self.workflow_id, self.run_id))
+        self._lock.acquire()
+        try:
+            run = open_run(
+                self.output_dir,
+                self.workflow_id,
+                self.run_id,
+                self.total_nodes,
+                pid=self._events.pid,
+                **self._run_options,
+            )
+        except BaseException:
+            self._lock.release(remove=True)
+            raise
         self._layout, self._files, self._bus = run.layout, run.files, run.bus
         self.started = run.started
         bus = run.bus
@@ -136,6 +145,8 @@ class Observer(AsyncEventMethods):
             finally:
                 assert self._files is not None
                 self.metadata = self._files.metadata
+                if self._lock is not None:
+                    self._lock.release(remove=True)
 
     async def flush(self) -> None:
         """Wait until everything emitted so far is written, then write the metadata as it

@@ -37,6 +37,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "._tools.cli",
         "follow a live run, one line per event, until workflow_complete or workflow_error",
     ),
+    "runs": (
+        "._tools._runs_cli",
+        "list the runs of output directories, newest first, with status, times, cost, tokens",
+    ),
     "serve": (
         "._service.cli",
         "run the collector service: many producer processes, one writer per run",
