@@ -88,6 +88,7 @@ class StoredRun:
     archive: Path | None = None
     service_files: tuple[Path, ...] = ()
     _head_read: bool = field(default=False, repr=False)
+    _seen: dict[Path, os.stat_result] = field(default_factory=dict, repr=False)
 
     @property
     def files(self) -> tuple[Path, ...]:
@@ -97,32 +98,39 @@ class StoredRun:
         unique = dict.fromkeys(path for path in named if path is not None)
         return (*unique, *self.service_files)
 
+    def _stats(self) -> dict[Path, os.stat_result]:
+        """Each existing file's status, as the listing saw it (else asked now)."""
+        stats = {}
+        for path in self.files:
+            info = self._seen.get(path)
+            if info is None:
+                try:
+                    info = path.stat()
+                except OSError:
+                    continue
+            stats[path] = info
+        return stats
+
     def sizes(self) -> dict[Path, int]:
         """Each existing file's size in bytes."""
-        sizes = {}
-        for path in self.files:
-            try:
-                sizes[path] = path.stat().st_size
-            except OSError:
-                continue
-        return sizes
+        return {path: info.st_size for path, info in self._stats().items()}
 
     def freed_bytes(self) -> int:
         """The bytes removing every file of the run gives back: each file once (a trace and
         its audit copy are one file under two names where they are linked), and only a file
         whose every name is the run's."""
         names: dict[tuple[int, int], list[os.stat_result]] = {}
-        for path in self.files:
-            try:
-                info = path.stat()
-            except OSError:
-                continue
+        for info in self._stats().values():
             names.setdefault((info.st_dev, info.st_ino), []).append(info)
         return sum(infos[0].st_size for infos in names.values() if len(infos) >= infos[0].st_nlink)
 
+    def forget_stats(self) -> None:
+        """Ask the file system again next time (the files changed since the listing)."""
+        self._seen = {}
+
     def locked(self) -> bool:
         """Whether a writer holds the run's lock: the run is being written now."""
-        if not _lockable(self.workflow_id, self.run_id):
+        if not lockable(self.workflow_id, self.run_id):
             return False  # the seed's runs have no run id, and no lock
         assert self.workflow_id is not None and self.run_id is not None
         try:
@@ -131,8 +139,9 @@ class StoredRun:
             return False
 
 
-def catalog(output_dir: str | os.PathLike[str]) -> list[StoredRun]:
-    """Every run under ``output_dir``, in no particular order (see the module's docstring).
+def catalog(output_dir: str | os.PathLike[str], *, step: str | None = None) -> list[StoredRun]:
+    """Every run under ``output_dir`` (of step ``NN`` only, with ``step``), in no particular
+    order (see the module's docstring).
 
     Raises FileNotFoundError when ``output_dir`` does not exist, NotADirectoryError when it
     is not a directory.
@@ -145,28 +154,29 @@ def catalog(output_dir: str | os.PathLike[str]) -> list[StoredRun]:
     runs: list[StoredRun] = []
     by_inode: dict[tuple[int, int], StoredRun] = {}
     by_name: dict[str, StoredRun] = {}
-    for trace in _listed(out / "traces"):
+    seen: dict[Path, os.stat_result] = {}
+    for trace in _listed(out / "traces", seen):
         if not trace.name.endswith(".jsonl"):
             continue
-        try:
-            info = trace.stat()
-        except OSError:
+        if step is not None and not trace.name.startswith(f"trace_step_{step}_"):
             continue
+        info = seen[trace]
         match = STAMPED_TRACE.fullmatch(trace.name)
         stored = StoredRun(
             out,
             trace,
             stamp=match.group(2) if match else None,
             step_num=match.group(1) if match else "00",
+            _seen=seen,
         )
         runs.append(stored)
         by_inode[(info.st_dev, info.st_ino)] = stored
         by_name[trace.name] = stored
     by_ids: dict[tuple[str, str], StoredRun] | None = None
-    for audit in _audits(out / "audit"):
+    for audit in _audits(out / "audit", step, seen):
         meta = _read_metadata(audit.metadata) if audit.metadata is not None else None
         head = meta[1] if meta is not None else None
-        run = _owner(audit, head, by_inode, by_name, runs)
+        run = _owner(audit, seen, head, by_inode, by_name, runs)
         if run is None and audit.trace is not None and head is None:
             if by_ids is None:
                 by_ids = {}
@@ -180,7 +190,7 @@ def catalog(output_dir: str | os.PathLike[str]) -> list[StoredRun]:
         if run is None:
             if audit.trace is None:
                 continue  # a metadata file or a log without a trace: not a run to read
-            run = StoredRun(out, audit.trace, stamp=None, step_num=audit.number)
+            run = StoredRun(out, audit.trace, stamp=None, step_num=audit.number, _seen=seen)
             runs.append(run)
         elif run.audit_trace is not None or run.metadata_file is not None:
             continue  # the run has its audit files already: these are a stray copy
@@ -194,12 +204,13 @@ def catalog(output_dir: str | os.PathLike[str]) -> list[StoredRun]:
             run.metadata, head, run.metadata_problem = meta[0], meta[1], meta[2]
             if head is not None:
                 _take_ids(run, head, from_metadata=True)
-    logs = {path.name: path for path in _listed(out / "logs")}
+    logs = {path.name: path for path in _listed(out / "logs", seen)}
+    service = _service_names(out, seen)
     for run in runs:
         _read_head(run)
         run.log = _log_of(run, logs)
         if run.workflow_id is not None and run.run_id is not None:
-            run.service_files = _service_files(out, run.workflow_id, run.run_id)
+            run.service_files = _service_files(out, run.workflow_id, run.run_id, service)
         if run.started is None and run.stamp is not None:
             run.started = _stamp_epoch(run.stamp)
         if run.started is None:
@@ -210,30 +221,44 @@ def catalog(output_dir: str | os.PathLike[str]) -> list[StoredRun]:
     return runs
 
 
-def _listed(directory: Path) -> list[Path]:
+def _listed(directory: Path, seen: dict[Path, os.stat_result]) -> list[Path]:
+    """The regular files in ``directory``, their status put in ``seen``."""
+    found = []
     try:
         with os.scandir(directory) as entries:
-            return [Path(entry.path) for entry in entries if entry.is_file(follow_symlinks=False)]
+            for entry in entries:
+                if entry.is_file(follow_symlinks=False):
+                    try:
+                        info = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    path = Path(entry.path)
+                    seen[path] = info
+                    found.append(path)
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    return found
+
+
+def _subdirectories(directory: Path) -> list[Path]:
+    try:
+        with os.scandir(directory) as entries:
+            names = sorted(e.name for e in entries if e.is_dir(follow_symlinks=False))
+        return [directory / name for name in names]
     except (FileNotFoundError, NotADirectoryError):
         return []
 
 
-def _audits(audit_root: Path) -> list[_Audit]:
+def _audits(audit_root: Path, only: str | None, seen: dict[Path, os.stat_result]) -> list[_Audit]:
     found: list[_Audit] = []
-    try:
-        steps = sorted(p for p in audit_root.iterdir() if re.fullmatch(r"step_\d+", p.name))
-    except (FileNotFoundError, NotADirectoryError):
-        return found
+    steps = [p for p in _subdirectories(audit_root) if re.fullmatch(r"step_\d+", p.name)]
+    if only is not None:
+        steps = [p for p in steps if p.name == f"step_{only}"]
     for step in steps:
         number = step.name[len("step_") :]
-        directories = [step]
-        try:
-            directories += sorted(p for p in (step / "previous").iterdir() if p.is_dir())
-        except (FileNotFoundError, NotADirectoryError):
-            pass
-        for directory in directories:
+        for directory in (step, *_subdirectories(step / "previous")):
             audit = _Audit(directory, number)
-            for path in _listed(directory):
+            for path in _listed(directory, seen):
                 match = _AUDIT_NAMES.fullmatch(path.name)
                 if match is None or match.group(2) != number:
                     continue
@@ -246,20 +271,17 @@ def _audits(audit_root: Path) -> list[_Audit]:
 
 def _owner(
     audit: _Audit,
+    seen: dict[Path, os.stat_result],
     head: _Head | None,
     by_inode: dict[tuple[int, int], StoredRun],
     by_name: dict[str, StoredRun],
     runs: list[StoredRun],
 ) -> StoredRun | None:
     if audit.trace is not None:
-        try:
-            info = audit.trace.stat()
-        except OSError:
-            pass
-        else:
-            run = by_inode.get((info.st_dev, info.st_ino))
-            if run is not None:
-                return run
+        info = seen[audit.trace]
+        run = by_inode.get((info.st_dev, info.st_ino))
+        if run is not None:
+            return run
     if head is None:
         return None
     named = head.execution_trace_file
@@ -346,17 +368,23 @@ def _log_of(run: StoredRun, logs: dict[str, Path]) -> Path | None:
     return logs.get(f"execution_{run.workflow_id}_{run.stamp}.log")
 
 
-def _service_files(out: Path, workflow_id: str, run_id: str) -> tuple[Path, ...]:
+def _service_names(out: Path, seen: dict[Path, os.stat_result]) -> set[Path]:
+    """The files under ``.tracebus/runs/*/``: the collector's entries, the runs' locks."""
+    names: set[Path] = set()
+    for directory in _subdirectories(out / ".tracebus" / "runs"):
+        names.update(_listed(directory, seen))
+    return names
+
+
+def _service_files(out: Path, workflow_id: str, run_id: str, names: set[Path]) -> tuple[Path, ...]:
     """The collector's registry entry and the run's lock, where they exist."""
-    if not _lockable(workflow_id, run_id):
+    if not names or not lockable(workflow_id, run_id):
         return ()
     lock = run_lock_path(out, workflow_id, run_id)
-    if not lock.parent.is_dir():
-        return ()
-    return tuple(p for p in (lock.with_suffix(".json"), lock) if p.is_file())
+    return tuple(p for p in (lock.with_suffix(".json"), lock) if p in names)
 
 
-def _lockable(workflow_id: str | None, run_id: str | None) -> bool:
+def lockable(workflow_id: str | None, run_id: str | None) -> bool:
     """Whether the ids can name a lock: both given, and safe as file-name parts."""
     if workflow_id is None or run_id is None:
         return False

@@ -23,6 +23,9 @@ from pathlib import Path
 
 from ._exceptions import RunLockedError
 
+#: How often ``acquire`` makes the directory again when a release removed it meanwhile.
+_ATTEMPTS = 100
+
 
 def run_lock_path(output_dir: str | os.PathLike[str], workflow_id: str, run_id: str) -> Path:
     """Where the lock of a run written under ``output_dir`` lives (ids checked by
@@ -51,13 +54,14 @@ class RunLock:
         """
         if self._fd is not None:
             return
-        while True:
+        for attempt in range(_ATTEMPTS):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
                 break
             except FileNotFoundError:  # another run's release removed the empty directory
-                continue
+                if attempt == _ATTEMPTS - 1:
+                    raise
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -41,6 +41,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "._tools._runs_cli",
         "list the runs of output directories, newest first, with status, times, cost, tokens",
     ),
+    "prune": (
+        "._tools._runs_cli",
+        "remove old runs per workflow: keep the newest N and/or those younger than DAYS",
+    ),
     "serve": (
         "._service.cli",
         "run the collector service: many producer processes, one writer per run",
