@@ -257,3 +257,17 @@ def test_a_missing_directory_is_a_one_line_error(tmp_path: Path) -> None:
 def test_the_status_choices_are_the_statuses() -> None:
     assert STATUS_CHOICES == STATUSES
     assert RunInfo.__dataclass_fields__["status"].type == "Status"
+
+
+def test_the_compat_observer_holds_the_lock_while_it_runs(tmp_path: Path) -> None:
+    from tracebus.compat import ExecutionObserver
+
+    out = tmp_path / "compat"
+    obs = ExecutionObserver("step_10_compat", out, 1, use_tqdm=False)
+    obs.node_start("a", 0)
+    (run,) = find_runs([out])
+    assert run.status == "running"
+    obs.node_success("a", 0.1, "done")
+    obs.workflow_complete()
+    (run,) = find_runs([out])
+    assert (run.status, run.nodes_ok) == ("complete", 1)
