@@ -22,7 +22,7 @@ from .._counts import NodeCounts
 from .._exceptions import RunNotFoundError, TracebusError
 from ._find import FoundRun
 from ._lines import TraceLine, iter_blocks
-from ._scan import RunScan
+from ._scan import RunFacts, RunScan
 
 Status = Literal["complete", "error", "incomplete", "running"]
 #: Every status a run can have, in the order the docs list them.
@@ -254,25 +254,21 @@ class _Costs:
     def note(self, line: TraceLine) -> None:
         pass
 
+    def usage(self, slot: int | None, line: TraceLine, during: bool) -> None:
+        pass
+
+    def close(self, facts: RunFacts) -> None:
+        pass
+
 
 def _from_trace(stored: StoredRun) -> tuple[_Figures, tuple[str, ...]]:
     """One pass over the trace; ``running`` when the writer holds the run's lock."""
     scan = RunScan(_Costs)
-    tokens = [0, 0]
-    usage_cost = 0.0
     torn: list[int] = []
     problem: str | None = None
     try:
         for block in iter_blocks(stored.trace, lambda number, _raw: torn.append(number)):
             scan.add_all(block)
-            for line in block:
-                kind = line.event_type
-                if kind == "workflow_start":  # a later start begins the run again
-                    tokens, usage_cost = [0, 0], 0.0
-                elif kind == "usage":
-                    usage_cost += _number(getattr(line, "cost_usd", None))
-                    tokens[0] += int(_number(getattr(line, "input_tokens", None)))
-                    tokens[1] += int(_number(getattr(line, "output_tokens", None)))
     except (TracebusError, OSError) as exc:
         problem = f"{stored.trace}: {exc}"
     found = FoundRun(stored.trace, stored.metadata_file, stored.metadata)
@@ -283,11 +279,11 @@ def _from_trace(stored: StoredRun) -> tuple[_Figures, tuple[str, ...]]:
     else:
         status = "error" if facts.status == "error" else facts.status  # type: ignore[assignment]
     cost = facts.reported_cost_usd
-    if cost is None:
-        spent = scan.sink.costed or usage_cost != 0.0
-        total = scan.sink.cost + usage_cost
+    if cost is None:  # the metadata's rule: the nodes' and the usage events' costs
+        spent = scan.sink.costed or facts.usage_cost_usd != 0.0
+        total = scan.sink.cost + facts.usage_cost_usd
         cost = total if spent or facts.status == "complete" else None
-    notes = tuple(w for w in facts.warnings if problem is None or w != problem)
+    models = facts.usage_by_model.values()
     return (
         _Figures(
             workflow_id=facts.workflow_id or None,
@@ -296,10 +292,10 @@ def _from_trace(stored: StoredRun) -> tuple[_Figures, tuple[str, ...]]:
             wall_s=facts.wall_seconds,
             counts=facts.counts,
             cost_usd=cost,
-            input_tokens=tokens[0],
-            output_tokens=tokens[1],
+            input_tokens=int(sum(totals.get("input_tokens", 0) for totals in models)),
+            output_tokens=int(sum(totals.get("output_tokens", 0) for totals in models)),
         ),
-        (problem, *notes) if problem is not None else notes,
+        (problem, *facts.warnings) if problem is not None else facts.warnings,
     )
 
 
