@@ -9,11 +9,12 @@ others archived under ``previous/``, the audit traces and logs hard links of the
 ``logs/`` files). ``--incomplete`` of them have no metadata (killed runs): their figures come
 from their traces.
 
-Then each command runs ``--rounds`` times as a fresh process, taking turns within each round
-(``startup.time_in_rounds``): bare ``python -c pass``; a plain Python script that only decodes
-every metadata file (the floor of reading the metadata, with nothing matched or checked);
-``tracebus runs DIR``; ``tracebus runs DIR --json``. The target: ``tracebus runs DIR`` under a
-second (median wall time). Prints a table; writes ``runs.json`` to ``--results`` (default
+``tracebus runs --json`` is checked to list them all. Then each command runs ``--rounds``
+times as a fresh process, taking turns within each round (``startup.time_in_rounds``): bare
+``python -c pass``; a plain Python script that only decodes every metadata file (the floor of
+reading the metadata, with nothing matched or checked); ``tracebus runs DIR``; ``tracebus runs
+DIR --json``. The target: ``tracebus runs DIR`` under a second (median wall time). Prints a
+table; writes ``runs.json`` to ``--results`` (default
 ``benchmarks/results``). Exits 1 when the target is missed.
 """
 
@@ -24,6 +25,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 from datetime import datetime, timedelta
@@ -104,6 +106,20 @@ _METADATA_FLOOR = (
 )
 
 
+def check_listing(out: Path, count: int, incomplete: int) -> None:
+    """``tracebus runs --json`` lists every run made, those without metadata from traces."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tracebus", "runs", str(out), "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    listed = json.loads(done.stdout)
+    from_traces = sum(1 for run in listed if run["source"] == "trace")
+    if len(listed) != count or from_traces != incomplete:
+        raise SystemExit(f"listed {len(listed)} runs, {from_traces} from traces")
+
+
 def commands(out: Path) -> list[Command]:
     python = sys.executable
     script = Path(python).with_name("tracebus")
@@ -126,6 +142,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="tracebus-runs-") as scratch:
         out = Path(scratch) / "runs"
         make_runs(out, args.runs, args.incomplete)
+        check_listing(out, args.runs, args.incomplete)
         todo = commands(out)
         walls, cpus = time_in_rounds(todo, args.rounds)
     rows = []

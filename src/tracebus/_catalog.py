@@ -29,7 +29,7 @@ import msgspec
 
 from ._exceptions import InvalidIdError
 from ._layout import step_number, validate_id
-from ._lock import run_is_locked, run_lock_path
+from ._lock import lock_trace_name, run_is_locked, run_lock_path
 
 STAMPED_TRACE = re.compile(r"trace_step_(\d+)_(\d{8}_\d{6}(?:_\d+)?)\.jsonl")
 _AUDIT_NAMES = re.compile(r"(trace|log|metadata)_(\d+)\.(jsonl|log|json)")
@@ -208,6 +208,12 @@ def catalog(output_dir: str | os.PathLike[str], *, step: str | None = None) -> l
     service = _service_names(out, seen)
     for run in runs:
         _read_head(run)
+    if service and any(run.run_id is None for run in runs):
+        claimed = _claimed_traces(service)
+        for run in runs:
+            if run.run_id is None and run.trace.name in claimed:
+                run.workflow_id, run.run_id = claimed[run.trace.name]
+    for run in runs:
         run.log = _log_of(run, logs)
         if run.workflow_id is not None and run.run_id is not None:
             run.service_files = _service_files(out, run.workflow_id, run.run_id, service)
@@ -313,7 +319,14 @@ def _read_metadata(path: Path) -> tuple[dict[str, Any] | None, _Head | None, str
             return None, None, f"metadata {path} unreadable ({exc})"
     if not isinstance(decoded, dict):
         return None, None, f"metadata {path} is not a JSON object"
-    return decoded, msgspec.convert(decoded, _Head, strict=False), None
+    head = _Head(
+        workflow_id=decoded.get("workflow_id"),
+        run_id=decoded.get("run_id"),
+        start_time=decoded.get("start_time"),
+        execution_trace_file=decoded.get("execution_trace_file"),
+        execution_log_file=decoded.get("execution_log_file"),
+    )
+    return decoded, head, None
 
 
 def _first_line(trace: Path) -> _Head | None:
@@ -374,6 +387,27 @@ def _service_names(out: Path, seen: dict[Path, os.stat_result]) -> set[Path]:
     for directory in _subdirectories(out / ".tracebus" / "runs"):
         names.update(_listed(directory, seen))
     return names
+
+
+def _claimed_traces(names: set[Path]) -> dict[str, tuple[str, str]]:
+    """Trace file name -> the ids of its run, from the lock files that name their trace and
+    the collector's entries: for traces whose first line is not written yet."""
+    claimed: dict[str, tuple[str, str]] = {}
+    for path in names:
+        ids = (path.parent.name, path.stem)
+        if path.suffix == ".lock":
+            trace_name = lock_trace_name(path)
+            if trace_name is not None:
+                claimed[trace_name] = ids
+        elif path.suffix == ".json":
+            try:
+                entry = msgspec.json.decode(path.read_bytes())
+            except (OSError, msgspec.DecodeError):
+                continue
+            named = entry.get("trace_file") if isinstance(entry, dict) else None
+            if isinstance(named, str) and named:
+                claimed[Path(named).name] = ids
+    return claimed
 
 
 def _service_files(out: Path, workflow_id: str, run_id: str, names: set[Path]) -> tuple[Path, ...]:

@@ -5,7 +5,9 @@ A collector holds ``{out}/.tracebus/runs/{workflow_id}/{run_id}.lock`` (an exclu
 it held leaves the run alone. Anything that must not touch a live run (a collector resuming
 it, a tool removing old runs) asks ``run_is_locked`` first. ``flock`` locks belong to an
 open file and vanish with the process, so a killed collector never leaves a run locked. The
-file holds the holder's pid, for messages; it is never removed while a run can be written,
+file holds the holder's pid, for messages, and an in-process observer's the name of its trace
+file under it (a reader that finds a trace still empty learns from it which run it is); it is
+never removed while a run can be written,
 as removing a lock file lets two processes lock two different files of the same name.
 
 An in-process observer holds its run's lock too, from entry to close, and removes the file
@@ -78,6 +80,18 @@ class RunLock:
             pass  # the pid is only for messages; the lock is what counts
         self._fd = fd
 
+    def name_trace(self, trace_name: str) -> None:
+        """Write the run's trace file's name under the pid, for readers that find the trace
+        before its first line says which run it is (best effort)."""
+        if self._fd is None:
+            return
+        try:
+            data = f"{os.getpid()}\n{trace_name}\n".encode()
+            os.pwrite(self._fd, data, 0)
+            os.ftruncate(self._fd, len(data))
+        except (OSError, UnicodeEncodeError):
+            pass
+
     def release(self, *, remove: bool = False) -> None:
         """Let the lock go (idempotent). With ``remove``, for a run that is never written
         again: first remove the file, while still held, and then the directories that held
@@ -124,9 +138,18 @@ def run_is_locked(output_dir: str | os.PathLike[str], workflow_id: str, run_id: 
 
 def _read_pid(fd: int) -> int | None:
     try:
-        return int(os.pread(fd, 32, 0).decode().strip())
+        return int(os.pread(fd, 32, 0).split(b"\n", 1)[0].decode().strip())
     except (OSError, ValueError):
         return None
+
+
+def lock_trace_name(path: Path) -> str | None:
+    """The trace file name a lock file holds (see ``RunLock.name_trace``), or None."""
+    try:
+        lines = path.read_bytes().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+    return lines[1] if len(lines) > 1 and lines[1] else None
 
 
 #: Every lock object of the process, for a forked child to drop its copies.

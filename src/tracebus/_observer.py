@@ -133,6 +133,8 @@ class Observer(AsyncEventMethods):
             if self._lock is not None:
                 self._lock.release(remove=True)
             raise
+        if self._lock is not None:
+            self._lock.name_trace(run.layout.trace_file.name)
         self._layout, self._files, self._bus = run.layout, run.files, run.bus
         self.started = run.started
         bus = run.bus
