@@ -147,3 +147,10 @@ def test_bad_usage_is_a_one_line_error(tmp_path: Path) -> None:
     assert prune(out, "--keep", "-1").returncode == 2
     assert prune(out, "--older-than", "soon").returncode == 2
     assert len(find_runs([out])) == 1
+
+
+def test_workflow_limits_what_is_pruned(several: tuple[Path, list[str]]) -> None:
+    out, ids = several
+    done = prune(out, "--keep", "0", "--workflow", "step_05_sync", "--json")
+    assert [r["workflow_id"] for r in json.loads(done.stdout)["removed"]] == ["step_05_sync"]
+    assert [r.run_id for r in find_runs([out])] == ids[::-1]
