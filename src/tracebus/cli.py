@@ -45,6 +45,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "._tools._runs_cli",
         "remove old runs per workflow: keep the newest N and/or those younger than DAYS",
     ),
+    "diff": (
+        "._tools.cli_across",
+        "compare two runs node by node: failures, outputs, durations, cost and tokens",
+    ),
+    "query": (
+        "._tools.cli_across",
+        "run SQL over every run in output directories, with DuckDB (tracebus[query])",
+    ),
     "serve": (
         "._service.cli",
         "run the collector service: many producer processes, one writer per run",
