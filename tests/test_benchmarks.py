@@ -216,3 +216,21 @@ def test_the_live_otlp_benchmark_runs_both_sides_and_counts_the_spans(tmp_path: 
     assert report["spans_received"] == exporter["spans_sent"] == 201
     assert exporter["spans_dropped"] == 0
     assert "| OtlpExporter |" in (tmp_path / "otlp_live.md").read_text()
+
+
+def test_the_runs_benchmark_lists_the_runs_it_made(tmp_path: Path) -> None:
+    done = _bench(
+        "runs.py", "--runs", "30", "--incomplete", "3", "--rounds", "1",
+        "--results", str(tmp_path),
+    )  # fmt: skip
+    # 1: the target missed, which a loaded machine may do; the figures are still there
+    assert done.returncode in (0, 1), done.stderr
+    report = json.loads((tmp_path / "runs.json").read_text())
+    assert (report["runs"], report["incomplete"]) == (30, 3)
+    assert [row["command"] for row in report["rows"]] == [
+        "python -c pass",
+        "decode every metadata file",
+        "tracebus runs DIR",
+        "tracebus runs DIR --json",
+    ]
+    assert report["target_met"] == (done.returncode == 0)
