@@ -173,6 +173,11 @@ def test_seed_traces_and_several_directories(tmp_path: Path) -> None:
     assert slowest == [{"node_id": "node_2", "duration_seconds": 2.0}]
 
 
+def test_a_torn_last_line_is_left_out(torn_dir: Path, success_dir: Path) -> None:
+    sql = "SELECT count(*) AS lines, count(DISTINCT event_type) AS kinds FROM events"
+    assert query_json(torn_dir, sql) == query_json(success_dir, sql)
+
+
 def test_a_directory_without_runs_has_empty_views(tmp_path: Path) -> None:
     for view in ("runs", "nodes", "events", "usage", "logs"):
         assert query_json(tmp_path, f"SELECT * FROM {view}") == []

@@ -90,7 +90,8 @@ def _source(traces: Sequence[Path]) -> str:
         return f"(SELECT {typed}, NULL::VARCHAR AS filename WHERE false)"
     files = ", ".join(_literal(str(path)) for path in traces)
     spec = ", ".join(f"{_literal(name)}: {_literal(kind)}" for name, kind in columns.items())
-    # ignore_errors: a torn last line (a killed writer) is skipped, as the readers skip it
+    # ignore_errors: a line that is not JSON (the torn last line of a killed writer) becomes
+    # a row of NULLs, which the events view leaves out
     return (
         f"read_ndjson([{files}], columns={{{spec}}}, filename=true, ignore_errors=true, "
         "format='newline_delimited')"
@@ -106,7 +107,8 @@ def _views(traces: Sequence[Path]) -> list[str]:
             SELECT * EXCLUDE (filename, trace_file)
                      REPLACE (coalesce(run_id, filename) AS run_id),
                    to_timestamp(epoch_seconds) AS time, filename AS trace_file
-            FROM {_source(traces)}""",
+            FROM {_source(traces)}
+            WHERE event_type IS NOT NULL""",
         """CREATE VIEW usage AS
             SELECT run_id, workflow_id, node_id, model, input_tokens, output_tokens,
                    coalesce(input_tokens, 0) + coalesce(output_tokens, 0) AS tokens, cost_usd,
