@@ -148,7 +148,14 @@ class EventQueue:
     def put_blocking(self, event: Event, timeout: float | None) -> None:
         """Enqueue from a thread other than the loop's, blocking it while the queue is full
         (under ``drop``, only a lifecycle event waits)."""
-        if len(self.items) >= self.capacity and not self.closed:
+        items = self.items
+        if len(items) < self.capacity and not self.closed:
+            # _append, inlined: this is every call's path from a thread while there is room
+            items.append(event)
+            if self._idle:
+                self._wake()
+            return
+        if not self.closed:
             if self._dropped(event):
                 return
             with self._thread_space:
