@@ -37,6 +37,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "._tools.cli",
         "follow a live run, one line per event, until workflow_complete or workflow_error",
     ),
+    "diff": (
+        "._tools.cli_across",
+        "compare two runs node by node: failures, outputs, durations, cost and tokens",
+    ),
+    "query": (
+        "._tools.cli_across",
+        "run SQL over every run in output directories, with DuckDB (tracebus[query])",
+    ),
     "serve": (
         "._service.cli",
         "run the collector service: many producer processes, one writer per run",
