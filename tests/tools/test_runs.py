@@ -283,3 +283,8 @@ def test_unreadable_metadata_is_a_warning_and_the_trace_answers(tmp_path: Path) 
     assert after.source == "trace"
     assert after.metadata == before.metadata  # still the run's file, to remove with it
     assert any("unreadable" in warning for warning in after.warnings)
+    done = run_cli(out)
+    assert done.returncode == 0
+    assert done.stderr.startswith("tracebus runs: 1 run(s) with warnings, the first: metadata ")
+    assert done.stderr.rstrip().endswith("(--json lists them all)")
+    assert run_cli(out, "--json").stderr == ""
