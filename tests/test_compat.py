@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import assert_consistent_run
-from tracebus import BusClosedError, read_run, read_trace
+from tracebus import BusClosedError, current_node, read_run, read_trace
 from tracebus.cli import main
 from tracebus.compat import ExecutionObserver, ProgressView
 
@@ -593,3 +593,42 @@ def test_failed_run_then_completed_with_a_cost_keeps_that_cost(tmp_path: Path) -
     obs.workflow_complete(cumulative_cost_usd=0.0125)
     _, _, metadata = _files(obs)
     assert (metadata["status"], metadata["cumulative_cost_usd"]) == ("error", 0.0125)
+
+
+def test_node_blocks_nest_count_and_record_usage_like_the_seeds_calls(tmp_path: Path) -> None:
+    obs = ExecutionObserver("step_09_nested", tmp_path, 3, use_tqdm=False)
+    seen: list[str | None] = []
+    with obs.node("agent", 0) as agent:
+        seen.append(current_node())
+        with obs.node("search", 1, depends_on=["plan"]) as search:
+            seen.append(current_node())
+            search.usage("small-model", input_tokens=120, output_tokens=30, cost_usd=0.002)
+            search.output({"hits": 3})
+        obs.usage("big-model", 800, 200, 0.05)
+        agent.cost(0.25)
+        with pytest.raises(ValueError, match="no answer"), obs.node("answer", 2):
+            raise ValueError("no answer")
+    seen.append(current_node())
+    assert seen == ["agent", "search", None]
+    assert (obs.nodes_completed, obs.nodes_failed) == (2, 1)
+    assert set(obs.node_times) == {"agent", "search", "answer"}
+    assert obs.node_outputs == {"search": {"hits": 3}}
+    assert obs.current_node_id == "answer"
+    obs.workflow_complete()
+
+    trace, log, metadata = _files(obs)
+    starts = {e["node_id"]: e for e in trace if e["event_type"] == "node_start"}
+    assert "parent_id" not in starts["agent"]
+    assert starts["search"]["parent_id"] == "agent"
+    assert starts["search"]["depends_on"] == ["plan"]
+    assert starts["answer"]["parent_id"] == "agent"
+    usage = [(e["node_id"], e["model"]) for e in trace if e["event_type"] == "usage"]
+    assert usage == [("search", "small-model"), ("agent", "big-model")]
+    ends = {e["node_id"]: e for e in trace if e["event_type"] in ("node_success", "node_failure")}
+    assert ends["agent"]["cost_usd"] == 0.25
+    assert ends["search"]["output_hash"] == ExecutionObserver.hash_output({"hits": 3})
+    assert ends["answer"]["error"] == "ValueError: no answer"
+    assert "NODE_FAILURE answer" in log
+    assert (metadata["nodes_completed"], metadata["nodes_failed"]) == (2, 1)
+    assert metadata["usage_by_model"]["small-model"]["input_tokens"] == 120
+    assert metadata["usage_by_model"]["big-model"]["output_tokens"] == 200

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import ast
 import inspect
 import pickle
 import subprocess
@@ -28,6 +29,27 @@ def test_all_lists_exactly_the_public_names() -> None:
     # dir() lists the names imported on first use too; resolving them all adds nothing else
     assert sorted(tracebus.__all__) == sorted(_public(dir(tracebus)))
     assert sorted(tracebus.__all__) == sorted(_public(list(vars(tracebus))))
+
+
+def test_the_names_type_checkers_see_are_the_names_loaded_lazily() -> None:
+    """The facade names each lazy name twice, for type checkers (its ``if TYPE_CHECKING:``
+    imports) and for ``__getattr__`` (``_LAZY``); they must say the same."""
+    assert tracebus.__file__ is not None
+    tree = ast.parse(Path(tracebus.__file__).read_text(encoding="utf-8"))
+    guarded = next(
+        node
+        for node in tree.body
+        if isinstance(node, ast.If)
+        and isinstance(node.test, ast.Name)
+        and node.test.id == "TYPE_CHECKING"
+    )
+    seen = {
+        alias.name: f"{'.' * statement.level}{statement.module}"
+        for statement in guarded.body
+        if isinstance(statement, ast.ImportFrom) and statement.level
+        for alias in statement.names
+    }
+    assert seen == tracebus._LAZY
 
 
 def test_every_public_name_imports_from_the_package() -> None:

@@ -20,6 +20,13 @@ What differs from the seed, on purpose:
   like the seed's, it counts the nodes that succeeded.
 - Without tqdm, the per-node console lines are printed by the writer as nodes finish, one
   line per finished node.
+
+Beyond the seed's calls, changing nothing written for code that does not use them:
+``with obs.node(id, index) as node:`` (the node is current in the calling thread's context,
+nodes started inside are its children, the block is timed and its success or failure
+recorded and counted as the seed's calls count them; ``parent=``, ``depends_on=``,
+``node.output(...)``, ``node.cost(...)``, ``node.usage(...)`` as on SyncObserver's ``node``),
+and ``usage(...)`` for the tokens and cost of a model call.
 """
 
 from __future__ import annotations
@@ -28,12 +35,14 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ._exceptions import SinkError
 from ._hashing import hash_output as _hash_output
 
 if TYPE_CHECKING:
+    from ._node import SyncNodeScope
     from ._sinks import Sink
     from ._sync import SyncObserver
 
@@ -104,9 +113,7 @@ class ExecutionObserver:
 
     def node_start(self, node_id: str, node_index: int) -> None:
         """Record that a node started. Raises BusClosedError after ``workflow_complete``."""
-        self._run.node_start(node_id, node_index)
-        self.node_start_time = time.time()
-        self.current_node_id = node_id
+        self._started(node_id, node_index, None, None)
 
     def node_success(
         self,
@@ -117,8 +124,62 @@ class ExecutionObserver:
     ) -> None:
         """Record that a node succeeded. Raises BusClosedError after ``workflow_complete``,
         TypeError or ValueError for a value the value rules refuse."""
+        self._succeeded(node_id, duration_seconds, output_hash, output_summary, 0.0)
+
+    def node_failure(self, node_id: str, error_msg: str, duration_seconds: float) -> None:
+        """Record that a node failed. Raises BusClosedError after ``workflow_complete``,
+        TypeError or ValueError for a value the value rules refuse."""
+        self._failed(node_id, error_msg, duration_seconds, 0.0)
+
+    def node(
+        self,
+        node_id: str,
+        node_index: int | None = None,
+        *,
+        parent: str | None = None,
+        depends_on: Iterable[str] | None = None,
+    ) -> SyncNodeScope:
+        """``with obs.node(id, index) as node``: the node's start, then its success, or its
+        failure (re-raising what the block raised), as SyncObserver's ``node``."""
+        from ._node import SyncNodeScope
+
+        return SyncNodeScope(_ScopeCalls(self), node_id, node_index, parent, depends_on)
+
+    def usage(
+        self,
+        model: str,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cost_usd: float | None = 0.0,
+        *,
+        node_id: str | None = None,
+        **counters: int,
+    ) -> None:
+        """Record the tokens and cost of one call of ``model``, of ``node_id`` (default: the
+        current node), as SyncObserver's ``usage``."""
+        self._run.usage(model, input_tokens, output_tokens, cost_usd, node_id=node_id, **counters)
+
+    def _started(
+        self,
+        node_id: str,
+        node_index: int | None,
+        parent: str | None,
+        depends_on: Iterable[str] | None,
+    ) -> None:
+        self._run.node_start(node_id, node_index, parent=parent, depends_on=depends_on)
+        self.node_start_time = time.time()
+        self.current_node_id = node_id
+
+    def _succeeded(
+        self,
+        node_id: str,
+        duration_seconds: float,
+        output_hash: str | None,
+        output_summary: Any,
+        cost_usd: float | None,
+    ) -> None:
         event = self._run.events.node_success(
-            node_id, duration_seconds, output_hash, output_summary, 0.0
+            node_id, duration_seconds, output_hash, output_summary, cost_usd
         )
         self._run._put(event)
         with self._counts:
@@ -127,10 +188,10 @@ class ExecutionObserver:
             if output_summary:
                 self._keep(self.node_outputs, event.node_id, event.output_summary)
 
-    def node_failure(self, node_id: str, error_msg: str, duration_seconds: float) -> None:
-        """Record that a node failed. Raises BusClosedError after ``workflow_complete``,
-        TypeError or ValueError for a value the value rules refuse."""
-        event = self._run.events.node_failure(node_id, error_msg, duration_seconds)
+    def _failed(
+        self, node_id: str, error: str, duration_seconds: float, cost_usd: float | None
+    ) -> None:
+        event = self._run.events.node_failure(node_id, error, duration_seconds, cost_usd)
         self._run._put(event)
         with self._counts:
             self.nodes_failed += 1
@@ -184,6 +245,54 @@ class ExecutionObserver:
     def hash_output(data: Any) -> str:
         """First 16 hex digits of SHA-256 over sort-keyed JSON (a dict) or ``str(data)``."""
         return _hash_output(data)
+
+
+class _ScopeCalls:
+    """The calls a node scope makes, onto an ExecutionObserver: its counters and attributes
+    move as with the seed's calls, and the scope's cost reaches the events."""
+
+    def __init__(self, observer: ExecutionObserver) -> None:
+        self._observer = observer
+        self.run_id = observer._run.run_id
+
+    def node_start(
+        self,
+        node_id: str,
+        node_index: int | None = None,
+        *,
+        parent: str | None = None,
+        depends_on: Iterable[str] | None = None,
+    ) -> None:
+        self._observer._started(node_id, node_index, parent, depends_on)
+
+    def node_success(
+        self,
+        node_id: str,
+        duration_seconds: float,
+        output_hash: str | None = None,
+        output_summary: Any = None,
+        cost_usd: float | None = 0.0,
+    ) -> None:
+        self._observer._succeeded(node_id, duration_seconds, output_hash, output_summary, cost_usd)
+
+    def node_failure(
+        self, node_id: str, error: str, duration_seconds: float, cost_usd: float | None = 0.0
+    ) -> None:
+        self._observer._failed(node_id, error, duration_seconds, cost_usd)
+
+    def usage(
+        self,
+        model: str,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cost_usd: float | None = 0.0,
+        *,
+        node_id: str | None = None,
+        **counters: int,
+    ) -> None:
+        self._observer.usage(
+            model, input_tokens, output_tokens, cost_usd, node_id=node_id, **counters
+        )
 
 
 class ProgressView:
