@@ -62,14 +62,14 @@ def test_a_partial_line_waits_for_its_newline(success_dir: Path, tmp_path: Path)
 
 def test_running_nodes_keep_their_lane_and_tokens_add_up(tmp_path: Path) -> None:
     trace = tmp_path / "t.jsonl"
-    lines = [
+    lines: list[dict[str, Any]] = [
         {"event_type": "workflow_start", "workflow_id": "w", "total_nodes": 3},
         {"event_type": "node_start", "node_id": "a"},
         {"event_type": "node_start", "node_id": "b"},
         {"event_type": "usage", "node_id": "b", "model": "m", "input_tokens": 10,
          "output_tokens": 4, "cost_usd": 0.5},
     ]  # fmt: skip
-    later = [
+    later: list[dict[str, Any]] = [
         {"event_type": "node_success", "node_id": "a", "cost_usd": 0.25},
         {"event_type": "node_start", "node_id": "c"},
         {"event_type": "log", "level": "WARNING", "logger": "x", "message": "slow disk"},
