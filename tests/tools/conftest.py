@@ -40,3 +40,8 @@ def torn_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def seed_dir(tmp_path: Path) -> Path:
     return runs.seed_run(tmp_path / "seed")
+
+
+@pytest.fixture
+def agent_dir(tmp_path: Path) -> Path:
+    return runs.agent_run(tmp_path / "agent")

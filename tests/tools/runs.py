@@ -107,6 +107,29 @@ def retry_run(out: Path) -> Path:
     return out
 
 
+def agent_run(out: Path) -> Path:
+    """An agent: ``plan``, then ``research`` (after plan) with the tool calls ``search``
+    and ``fetch`` nested in it, then ``answer`` (after research); tokens of two models,
+    one call outside every node."""
+
+    async def main() -> None:
+        async with Quiet.Observer("step_09_agent", out, total_nodes=5) as obs:
+            async with obs.node("plan", 0) as plan:
+                await plan.usage("big-model", 1000, 200, 0.02)
+            async with obs.node("research", 1, depends_on=["plan"]):
+                async with obs.node("search", 2) as search:
+                    await search.usage("small-model", 300, 50, 0.001, cached_tokens=100)
+                    await search.usage("small-model", 200, 25, 0.0005)
+                async with obs.node("fetch", 3, depends_on=["search"]) as fetch:
+                    fetch.cost(0.003)
+            async with obs.node("answer", 4, depends_on=["research", "plan"]) as answer:
+                await answer.usage("big-model", 500, 100, 0.01)
+            await obs.usage("small-model", 10, 5)
+
+    anyio.run(main)
+    return out
+
+
 def empty_run(out: Path) -> Path:
     """A workflow with no nodes."""
 

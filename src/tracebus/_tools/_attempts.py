@@ -4,6 +4,12 @@ An attempt costs some fifty bytes here (numbers in arrays, its output summary as
 bytes it was in the trace), against the kilobyte of a dict per event; texts that
 few attempts have (errors, skip reasons) are kept by attempt number. Retries and notes are
 kept as their lines. The summary's figures are taken on the way (``figures``).
+
+Each attempt also has its node's parent (``parent``, a slot, ``NO_PARENT`` at the top) and
+upstream nodes (``depends_on``, slots, for the attempts whose node names some), filled in
+when the trace has been read, and the tokens and cost of the ``usage`` lines of its node
+while it ran (``input_tokens``, ``output_tokens``, ``usage_cost``; a line after the node's
+last end counts for that last attempt, one before its first start for the first).
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from array import array
 from dataclasses import dataclass
 
 from ._lines import NULL, TraceLine
-from ._scan import Progress, RunFacts, scan_run
+from ._scan import NO_PARENT, Progress, RunFacts, scan_run
 from ._summary import Figures
 
 STATUS_CODES = ("success", "failed", "skipped", "running")
@@ -58,6 +64,14 @@ class AttemptTable:
         self.retries: list[tuple[int, TraceLine]] = []
         self.notes: list[TraceLine] = []
         self.figures = Figures()
+        self.parent = array("q")
+        self.depends_on: dict[int, tuple[int, ...]] = {}
+        self.input_tokens = array("q")
+        self.output_tokens = array("q")
+        self.usage_cost = array("d")
+        #: each node's latest attempt (an index), and usage waiting for its next attempt
+        self._last = array("q")
+        self._pending: dict[int, list[float]] = {}
 
     def __len__(self) -> int:
         return len(self.slot)
@@ -73,9 +87,21 @@ class AttemptTable:
     ) -> None:
         self.figures.attempt(slot, node_id, status, start, end, line)
         if slot >= len(self.tries):
-            self.tries.extend(array("L", (0,)) * (slot + 1 - len(self.tries)))
+            missing = slot + 1 - len(self.tries)
+            self.tries.extend(array("L", (0,)) * missing)
+            self._last.extend(array("q", (-1,)) * missing)
         self.tries[slot] += 1
         here = len(self.slot)
+        self._last[slot] = here
+        spent = self._pending.pop(slot, None) if self._pending else None
+        if spent is None:
+            self.input_tokens.append(0)
+            self.output_tokens.append(0)
+            self.usage_cost.append(0.0)
+        else:
+            self.input_tokens.append(int(spent[0]))
+            self.output_tokens.append(int(spent[1]))
+            self.usage_cost.append(spent[2])
         self.slot.append(slot)
         self.number.append(self.tries[slot])
         self.status.append(_CODE[status])
@@ -102,6 +128,35 @@ class AttemptTable:
 
     def note(self, line: TraceLine) -> None:
         self.notes.append(line)
+
+    def usage(self, slot: int | None, line: TraceLine, during: bool) -> None:
+        if slot is None:
+            return
+        tokens_in, tokens_out, cost = line.input_tokens or 0, line.output_tokens or 0, line.cost_usd
+        last = self._last[slot] if slot < len(self._last) else -1
+        if during or last < 0:
+            spent = self._pending.setdefault(slot, [0, 0, 0.0])
+            spent[0] += tokens_in
+            spent[1] += tokens_out
+            spent[2] += cost or 0.0
+        else:
+            self.input_tokens[last] += tokens_in
+            self.output_tokens[last] += tokens_out
+            self.usage_cost[last] += cost or 0.0
+
+    def close(self, facts: RunFacts) -> None:
+        """Give each attempt its node's parent and upstream nodes, now all are known."""
+        parents = facts.parents
+        self.parent = array("q", (parents[slot] for slot in self.slot))
+        if facts.depends:
+            for index, slot in enumerate(self.slot):
+                if slot in facts.depends:
+                    self.depends_on[index] = tuple(facts.upstream_slots(slot))
+
+    def parent_of(self, index: int) -> int | None:
+        """The slot of attempt ``index``'s node's parent, or None for a top-level node."""
+        parent = self.parent[index]
+        return None if parent == NO_PARENT else parent
 
     def tries_of(self, slot: int) -> int:
         return self.tries[slot] if slot < len(self.tries) else 0

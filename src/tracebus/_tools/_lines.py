@@ -60,6 +60,12 @@ class TraceLine(msgspec.Struct, gc=False):
     attempt: Whole | None = None
     delay_seconds: Real | None = None
     fields: dict[str, Any] | None = None
+    parent_id: str | None = None
+    depends_on: list[str] | None = None
+    model: str | None = None
+    input_tokens: Whole | None = None
+    output_tokens: Whole | None = None
+    counters: msgspec.Raw = NULL
 
 
 def _type_of(name: str, annotation: Any) -> Any:
@@ -76,6 +82,8 @@ def _type_of(name: str, annotation: Any) -> Any:
         return Whole | None
     if base is str:
         return str | None
+    if base == list[str]:
+        return list[str] | None
     if base == dict[str, float]:
         return dict[str, Real] | None
     if base == dict[str, Any]:

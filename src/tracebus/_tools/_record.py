@@ -20,7 +20,8 @@ from .._events import COMMON_FIELDS
 from ._find import FoundRun, find_run
 from ._lines import TraceLine, decode_typed
 from ._reader import iter_trace
-from ._scan import KNOWN_TYPES, RunScan
+from ._scan import KNOWN_TYPES, RunFacts, RunScan
+from ._usage import add_usage, counters_of, new_totals
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +52,11 @@ class NodeRecord:
     """A node of the run: its attempts in order and its ``node_retry`` events.
 
     ``status`` is that of its latest attempt in trace order (``"running"`` while it has not
-    ended), or ``"pending"`` when only retries were seen; see ``NodeCounts``.
+    ended), or ``"pending"`` when only retries were seen (or it was only named as a parent);
+    see ``NodeCounts``. ``parent_id`` is the enclosing node (None at the top level),
+    ``children`` the ids of the nodes it encloses in order of start, ``depends_on`` the
+    upstream nodes its start named. ``usage_by_model`` totals its ``usage`` events per model
+    (``calls``, ``input_tokens``, ``output_tokens``, ``cost_usd`` and other counters).
     """
 
     node_id: str
@@ -59,6 +64,23 @@ class NodeRecord:
     status: str
     attempts: tuple[NodeAttempt, ...]
     retries: tuple[Mapping[str, Any], ...] = ()
+    parent_id: str | None = None
+    children: tuple[str, ...] = ()
+    depends_on: tuple[str, ...] = ()
+    usage_by_model: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+
+    @property
+    def input_tokens(self) -> int:
+        return int(sum(u["input_tokens"] for u in self.usage_by_model.values()))
+
+    @property
+    def output_tokens(self) -> int:
+        return int(sum(u["output_tokens"] for u in self.usage_by_model.values()))
+
+    @property
+    def usage_cost_usd(self) -> float:
+        """What its model calls cost (``cost_usd`` is the node's own cost, as reported)."""
+        return sum((u["cost_usd"] for u in self.usage_by_model.values()), 0.0)
 
     @property
     def retried(self) -> bool:
@@ -89,7 +111,8 @@ class RunRecord:
     trace again each time it is iterated, so that a large run is not held in memory); ``warnings``
     says what was tolerated (a torn last line, earlier runs in the same file, unknown event
     types, unreadable metadata, events the producer dropped). ``counts`` are the run's node
-    and attempt counts, defined as the writer's (``NodeCounts``).
+    and attempt counts, defined as the writer's (``NodeCounts``). ``usage_by_model`` totals
+    the ``usage`` events per model, as the metadata's key of that name does.
     """
 
     workflow_id: str
@@ -110,6 +133,20 @@ class RunRecord:
     torn_line: int | None = None
     warnings: tuple[str, ...] = ()
     counts: NodeCounts = NodeCounts(0, 0, 0, 0, 0, 0, 0, 0)
+    usage_by_model: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    usage_cost_usd: float = 0.0
+
+    @property
+    def top_level(self) -> tuple[NodeRecord, ...]:
+        """The nodes without a parent, in order of first appearance."""
+        return tuple(n for n in self.nodes if n.parent_id is None)
+
+    def node(self, node_id: str) -> NodeRecord:
+        """The node of that id; raises KeyError when the run has none."""
+        for node in self.nodes:
+            if node.node_id == node_id:
+                return node
+        raise KeyError(node_id)
 
     @property
     def wall_seconds(self) -> float:
@@ -123,11 +160,14 @@ class RunRecord:
 
     @property
     def cost_usd(self) -> float | None:
-        """The cost reported at completion, else the sum of the nodes' costs; None (unknown)
-        for a run that did not complete and reported no cost at all, as its metadata says."""
+        """The cost reported at completion, else the sum of the nodes' costs and the model
+        calls'; None (unknown) for a run that did not complete and reported no cost at all,
+        as its metadata says."""
         if self.reported_cost_usd is not None:
             return self.reported_cost_usd
         costs = [n.cost_usd for n in self.nodes if n.cost_usd]
+        if self.usage_cost_usd:
+            costs.append(self.usage_cost_usd)
         if self.status != "complete" and not costs:
             return None
         return sum(costs, 0.0)
@@ -186,6 +226,10 @@ def _build(
                 facts.node_status(slot),
                 tuple(attempts),
                 tuple(sink.retries.get(slot, ())),
+                parent_id=facts.parent_id(slot),
+                children=tuple(facts.children_of(slot)),
+                depends_on=facts.depends_on(slot),
+                usage_by_model=sink.node_usage.get(node_id, {}),
             )
         )
     kept: Sequence[Mapping[str, Any]]
@@ -212,6 +256,8 @@ def _build(
         torn_line=facts.torn_line,
         warnings=facts.warnings,
         counts=facts.counts,
+        usage_by_model=facts.usage_by_model,
+        usage_cost_usd=facts.usage_cost_usd,
     )
 
 
@@ -223,6 +269,8 @@ class _RecordSink:
         self.attempts: dict[int, list[NodeAttempt]] = {}
         self.retries: dict[int, list[Mapping[str, Any]]] = {}
         self.notes: list[Mapping[str, Any]] = []
+        #: per node id, per model
+        self.node_usage: dict[str, dict[str, dict[str, float]]] = {}
 
     def attempt(
         self,
@@ -259,6 +307,19 @@ class _RecordSink:
 
     def note(self, line: TraceLine) -> None:
         self.notes.append(self.event)
+
+    def usage(self, slot: int | None, line: TraceLine, during: bool) -> None:
+        if line.node_id is None:
+            return
+        models = self.node_usage.setdefault(line.node_id, {})
+        model = line.model if line.model is not None else ""
+        totals = models.get(model)
+        if totals is None:
+            totals = models[model] = new_totals(calls=True)
+        add_usage(totals, line, counters_of(line))
+
+    def close(self, facts: RunFacts) -> None:
+        pass
 
 
 class TraceEvents(Sequence[Mapping[str, Any]]):

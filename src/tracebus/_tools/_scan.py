@@ -2,9 +2,13 @@
 
 Works on TraceLines, so traces of the seed observer (no ``run_id``, no ``seq``,
 ``node_index`` often missing) and of later schema versions (unknown event types and fields)
-read as well as today's. Only what the run's facts need is kept: the nodes' ids, indices and
-counts, and the start times of the attempts still open. What an output needs of each
-attempt is for its ``NodeSink`` to keep.
+read as well as today's. Only what the run's facts need is kept: the nodes' ids, indices,
+counts, parents and dependencies, the token usage totals, and the start times of the
+attempts still open. What an output needs of each attempt is for its ``NodeSink`` to keep.
+
+A node's parent and dependencies are those its first ``node_start`` that names them gives
+(a version 1 trace has neither: every node is top-level). A parent named before it starts
+(``parent=`` a node started later, or never) is a node of the run from then on.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from .._counts import COMPLETED, FAILED, SKIPPED, NodeCounts, NodeTally
 from .._events import TRACE_EVENT_TYPES
 from ._find import FoundRun, find_run
 from ._lines import TraceLine, iter_blocks
+from ._usage import UsageTally
 
 #: The event types of this schema; events of others are kept as raw data.
 KNOWN_TYPES = frozenset(TRACE_EVENT_TYPES)
@@ -30,6 +35,8 @@ KNOWN_TYPES = frozenset(TRACE_EVENT_TYPES)
 END_STATUS = {"node_success": "success", "node_failure": "failed", "node_skipped": "skipped"}
 _TALLIED = {"node_success": COMPLETED, "node_failure": FAILED, "node_skipped": SKIPPED}
 _NO_INDEX = -(2**63)
+#: No parent: a top-level node.
+NO_PARENT = -1
 
 
 class NodeSink(Protocol):
@@ -52,6 +59,13 @@ class NodeSink(Protocol):
 
     def note(self, line: TraceLine) -> None: ...
 
+    def usage(self, slot: int | None, line: TraceLine, during: bool) -> None:
+        """A ``usage`` line of the node numbered ``slot`` (None: of the run, or of a node
+        with no other event so far); ``during`` when an attempt of that node is open."""
+
+    def close(self, facts: RunFacts) -> None:
+        """The trace has been read: these are the run's facts."""
+
 
 S = TypeVar("S", bound=NodeSink)
 
@@ -60,7 +74,11 @@ S = TypeVar("S", bound=NodeSink)
 class RunFacts:
     """A run's facts from one pass over its trace (see ``RunRecord`` for what each means).
 
-    ``node_ids`` lists the nodes in order of first appearance (their slots)."""
+    ``node_ids`` lists the nodes in order of first appearance (their slots), ``slots``
+    maps each back; ``parents`` holds each node's parent's slot (``NO_PARENT`` for a
+    top-level node), ``children`` each parent's children's slots in order of start, and
+    ``depends`` the upstream node ids of the nodes that name some. ``usage_by_model`` and
+    ``node_usage`` total the ``usage`` lines, as the metadata's keys of those names do."""
 
     workflow_id: str
     run_id: str | None
@@ -81,6 +99,13 @@ class RunFacts:
     pid: int
     events: int
     skipped_runs: int
+    slots: dict[str, int]
+    parents: array[int]
+    children: dict[int, list[int]]
+    depends: dict[int, tuple[str, ...]]
+    usage_by_model: dict[str, dict[str, float]]
+    node_usage: dict[str, dict[str, float]]
+    usage_cost_usd: float
 
     def node_index(self, slot: int) -> int | None:
         index = self.node_indices[slot]
@@ -88,6 +113,26 @@ class RunFacts:
 
     def node_status(self, slot: int) -> str:
         return self.tally.status(self.node_ids[slot]) or "pending"
+
+    def parent_slot(self, slot: int) -> int | None:
+        parent = self.parents[slot]
+        return None if parent == NO_PARENT else parent
+
+    def parent_id(self, slot: int) -> str | None:
+        parent = self.parents[slot]
+        return None if parent == NO_PARENT else self.node_ids[parent]
+
+    def children_of(self, slot: int) -> list[str]:
+        """The ids of the node's children, in order of start."""
+        return [self.node_ids[child] for child in self.children.get(slot, ())]
+
+    def depends_on(self, slot: int) -> tuple[str, ...]:
+        return self.depends.get(slot, ())
+
+    def upstream_slots(self, slot: int) -> list[int]:
+        """The slots of the nodes this one depends on (ids that name no node left out)."""
+        found = (self.slots.get(node_id) for node_id in self.depends.get(slot, ()))
+        return [upstream for upstream in found if upstream is not None]
 
     @property
     def ok(self) -> bool:
@@ -122,6 +167,10 @@ class RunScan(Generic[S]):
         self.sink = self._make_sink()
         self.slots: dict[str, int] = {}
         self.indices: array[int] = array("q")
+        self.parents: array[int] = array("q")
+        self.children: dict[int, list[int]] = {}
+        self.depends: dict[int, tuple[str, ...]] = {}
+        self.usage = UsageTally()
         #: the start of each node's earliest attempt still open, and of its later ones
         self.open: dict[str, float] = {}
         self.more_open: dict[str, deque[float]] = {}
@@ -177,11 +226,17 @@ class RunScan(Generic[S]):
                 else:
                     self.open[node_id] = epoch
                 self.tally.start(node_id)
+                if line.parent_id is not None or line.depends_on:
+                    self._place(node_id, line)
         elif kind in END_STATUS:
             if node_id is not None:
                 self._ended(node_id, kind, line, epoch)
         elif kind == "note":
             self.sink.note(line)
+        elif kind == "usage":
+            self.usage.add(line)
+            slot = self.slots.get(node_id) if node_id is not None else None
+            self.sink.usage(slot, line, node_id in self.open)
         elif kind == "node_retry":
             if node_id is not None:
                 self.sink.retry(self._slot(node_id, line.node_index), line)
@@ -202,9 +257,30 @@ class RunScan(Generic[S]):
         if slot is None:
             slot = self.slots[node_id] = len(self.slots)
             self.indices.append(_NO_INDEX if index is None else index)
+            self.parents.append(NO_PARENT)
         elif index is not None:
             self.indices[slot] = index
         return slot
+
+    def _place(self, node_id: str, line: TraceLine) -> None:
+        """Record a node's parent and upstream nodes, from its first start naming them."""
+        slot = self.slots[node_id]
+        parent_id = line.parent_id
+        if parent_id is not None and parent_id != node_id and self.parents[slot] == NO_PARENT:
+            parent = self._slot(parent_id, None)
+            # only a node that is a parent already can be an ancestor of its parent-to-be
+            if slot not in self.children or not self._descends(parent, slot):
+                self.parents[slot] = parent
+                self.children.setdefault(parent, []).append(slot)
+        if line.depends_on and slot not in self.depends:
+            self.depends[slot] = tuple(line.depends_on)
+
+    def _descends(self, slot: int, ancestor: int) -> bool:
+        while slot != NO_PARENT:
+            if slot == ancestor:
+                return True
+            slot = self.parents[slot]
+        return False
 
     def _ended(self, node_id: str, kind: str, line: TraceLine, end: float) -> None:
         slot = self._slot(node_id, line.node_index)
@@ -277,7 +353,7 @@ class RunScan(Generic[S]):
         if self.end is not None:
             status = "error" if self.error is not None else "complete"
         pid = self.first_line.pid if self.first_line is not None else None
-        return RunFacts(
+        facts = RunFacts(
             workflow_id=(first.workflow_id if first else None)
             or _text(metadata.get("workflow_id"))
             or "",
@@ -299,7 +375,16 @@ class RunScan(Generic[S]):
             pid=pid if pid is not None else 1,
             events=self.events,
             skipped_runs=max(0, self.runs - 1),
+            slots=self.slots,
+            parents=self.parents,
+            children=self.children,
+            depends=self.depends,
+            usage_by_model=self.usage.by_model,
+            node_usage=self.usage.by_node,
+            usage_cost_usd=self.usage.cost_usd,
         )
+        self.sink.close(facts)
+        return facts
 
 
 class Meter(Protocol):

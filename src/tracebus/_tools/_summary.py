@@ -14,7 +14,7 @@ from .._counts import NodeCounts
 from .._text import one_line, printable
 from ._lines import TraceLine
 from ._record import RunRecord
-from ._scan import Progress, scan_run
+from ._scan import Progress, RunFacts, scan_run
 
 TOP = 10
 
@@ -119,6 +119,12 @@ class Figures:
         pass
 
     def note(self, line: TraceLine) -> None:
+        pass
+
+    def usage(self, slot: int | None, line: TraceLine, during: bool) -> None:
+        pass
+
+    def close(self, facts: RunFacts) -> None:
         pass
 
     def add(
