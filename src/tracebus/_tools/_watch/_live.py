@@ -22,8 +22,9 @@ from ..._exceptions import TraceFormatError
 from .._attempts import STATUS_CODES
 from .._lines import TraceLine, decode_typed
 from .._reader import decode_line
-from .._scan import RunScan
+from .._scan import RunFacts, RunScan
 from .._tail import AppendedLines, format_event
+from .._usage import UsageTally
 
 #: Bytes read from the trace at a time: a long trace is read in several steps of one poll.
 READ_BYTES = 1 << 22
@@ -42,7 +43,6 @@ _SHOWN = frozenset(
         "encode_error",
     }
 )
-_DECODED = _SHOWN | {"usage"}
 _CODE = {status: code for code, status in enumerate(STATUS_CODES)}
 
 
@@ -57,8 +57,6 @@ class LiveRun:
         self.lanes = 0
         self.ended: dict[str, list[Any]] = {name: [] for name in _ENDED}
         self.cost_usd = 0.0
-        self.input_tokens = 0
-        self.output_tokens = 0
         self.lines: deque[str] = deque(maxlen=MAX_LINES)
         self.lines_missed = 0
 
@@ -109,6 +107,12 @@ class LiveRun:
         pass
 
     def note(self, line: TraceLine) -> None:
+        pass
+
+    def usage(self, slot: int | None, line: TraceLine, during: bool) -> None:
+        pass  # the scan totals it
+
+    def close(self, facts: RunFacts) -> None:
         pass
 
     def said(self, text: str) -> None:
@@ -192,7 +196,7 @@ class RunFeed:
         try:
             line = decode_typed(raw, number, self.trace)
             kind = line.event_type
-            event = decode_line(number, raw, self.trace) if kind in _DECODED else None
+            event = decode_line(number, raw, self.trace) if kind in _SHOWN else None
         except TraceFormatError as exc:
             self._problems.append(str(exc))
             return
@@ -207,15 +211,7 @@ class RunFeed:
         run = self.scan.sink
         if epoch is not None:
             run.since_origin(epoch)
-        if event is None:
-            return
-        if kind == "usage":
-            run.input_tokens += _whole(event.get("input_tokens"))
-            run.output_tokens += _whole(event.get("output_tokens"))
-            cost = event.get("cost_usd")
-            if isinstance(cost, int | float) and not isinstance(cost, bool):
-                run.cost_usd += cost
-        else:
+        if event is not None:
             run.said(format_event(event))
 
     def _update(self) -> dict[str, Any]:
@@ -224,7 +220,8 @@ class RunFeed:
         status = "running"
         if end is not None:
             status = "error" if scan.error is not None else "complete"
-        cost: float | None = run.cost_usd
+        usage = scan.usage
+        cost: float | None = run.cost_usd + usage.cost_usd
         if end is not None and end.event_type == "workflow_complete":
             if end.cumulative_cost_usd is not None:
                 cost = end.cumulative_cost_usd
@@ -247,8 +244,8 @@ class RunFeed:
                 "total_nodes": max(start.total_nodes or 0 if start else 0, len(scan.slots)),
                 "counts": scan.tally.counts()._asdict(),
                 "cost_usd": cost,
-                "input_tokens": run.input_tokens,
-                "output_tokens": run.output_tokens,
+                "input_tokens": _tokens(usage, "input_tokens"),
+                "output_tokens": _tokens(usage, "output_tokens"),
                 "events": scan.events,
                 "started": origin,
                 "elapsed": run.since_origin(now) if now is not None else 0.0,
@@ -266,8 +263,8 @@ class RunFeed:
         return update
 
 
-def _whole(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+def _tokens(usage: UsageTally, kind: str) -> int:
+    return int(sum(totals[kind] for totals in usage.by_model.values()))
 
 
 def encode(update: Any) -> bytes:
