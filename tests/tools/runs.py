@@ -130,6 +130,47 @@ def agent_run(out: Path) -> Path:
     return out
 
 
+def pipeline_trace(out: Path) -> Path:
+    """A version 2 trace on a set clock (seconds from 1,000): ``fetch_a`` (0-2) and
+    ``fetch_b`` (0-1) side by side; ``merge`` (2-5) after both, holding ``parse`` (2-3) and
+    ``join`` (3-4.5, after parse); ``report`` (5-6) after merge; usage in parse and join."""
+    base = {"pid": 7, "workflow_id": "step_10_pipeline", "run_id": "f" * 32}
+    seq = 0
+
+    def line(kind: str, at: float, **fields: Any) -> str:
+        nonlocal seq
+        seq += 1
+        event = {"event_type": kind, "epoch_seconds": 1000.0 + at, **base, "seq": seq}
+        return json.dumps({**event, "schema_version": 2, **fields}) + "\n"
+
+    def node(node_id: str, start: float, end: float, **fields: Any) -> list[str]:
+        return [
+            line("node_start", start, node_id=node_id, **fields),
+            line("node_success", end, node_id=node_id, duration_seconds=end - start),
+        ]
+
+    lines = [line("workflow_start", 0.0, message="m", total_nodes=6)]
+    lines += [
+        line("node_start", 0.0, node_id="fetch_a"),
+        *node("fetch_b", 0.0, 1.0),
+        line("node_success", 2.0, node_id="fetch_a", duration_seconds=2.0),
+        line("node_start", 2.0, node_id="merge", depends_on=["fetch_a", "fetch_b"]),
+        line("node_start", 2.0, node_id="parse", parent_id="merge"),
+        line("usage", 2.5, node_id="parse", model="m-1", input_tokens=40, output_tokens=4),
+        line("node_success", 3.0, node_id="parse", duration_seconds=1.0),
+        line("node_start", 3.0, node_id="join", parent_id="merge", depends_on=["parse"]),
+        line("usage", 3.5, node_id="join", model="m-2", input_tokens=90, cost_usd=0.5),
+        line("node_success", 4.5, node_id="join", duration_seconds=1.5),
+        line("node_success", 5.0, node_id="merge", duration_seconds=3.0),
+        *node("report", 5.0, 6.0, depends_on=["merge"]),
+        line("workflow_complete", 6.0),
+    ]
+    out.mkdir(parents=True, exist_ok=True)
+    trace = out / "trace.jsonl"
+    trace.write_text("".join(lines), encoding="utf-8")
+    return trace
+
+
 def empty_run(out: Path) -> Path:
     """A workflow with no nodes."""
 

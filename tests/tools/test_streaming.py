@@ -80,6 +80,8 @@ RUNS: dict[str, Callable[[Path], Path]] = {
     "seed": runs.seed_run,
     "synthetic": lambda out: runs.synthetic_run(out, 300, 7, fail_every=11),
     "odd": _odd_trace,
+    "agent": runs.agent_run,
+    "pipeline": runs.pipeline_trace,
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import heapq
 import os
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from operator import neg
 from pathlib import Path
 from typing import Any, Protocol
@@ -13,8 +13,10 @@ from typing import Any, Protocol
 from .._counts import NodeCounts
 from .._text import one_line, printable
 from ._lines import TraceLine
+from ._paths import Shape, critical_path, spans_of, top_level
 from ._record import RunRecord
-from ._scan import Progress, RunFacts, scan_run
+from ._scan import NO_PARENT, Progress, RunFacts, scan_run
+from ._usage import TOKEN_KEYS
 
 TOP = 10
 
@@ -52,6 +54,10 @@ class RunHead(Protocol):
     def reported_cost_usd(self) -> float | None: ...
     @property
     def warnings(self) -> tuple[str, ...]: ...
+    @property
+    def usage_by_model(self) -> Mapping[str, Mapping[str, float]]: ...
+    @property
+    def usage_cost_usd(self) -> float: ...
 
 
 def summarize(run: RunRecord) -> dict[str, Any]:
@@ -70,7 +76,28 @@ def summarize(run: RunRecord) -> dict[str, Any]:
                 attempt.status == "failed",
             )
     nodes = run.nodes
-    return figures.summary(run, [n.node_id for n in nodes], lambda slot: nodes[slot].status)
+    slots = {node.node_id: slot for slot, node in enumerate(nodes)}
+    parents = array("q", (NO_PARENT if n.parent_id is None else slots[n.parent_id] for n in nodes))
+    children = {slot: [slots[c] for c in n.children] for slot, n in enumerate(nodes) if n.children}
+    upstream = {
+        slot: [slots[u] for u in n.depends_on if u in slots]
+        for slot, n in enumerate(nodes)
+        if n.depends_on
+    }
+    shape = Shape(parents, children, lambda slot: upstream.get(slot, ()), bool(upstream))
+    node_usage = {}
+    for node in nodes:
+        if node.usage_by_model:
+            node_usage[node.node_id] = {
+                key: sum(u[key] for u in node.usage_by_model.values()) for key in TOKEN_KEYS
+            }
+    return figures.summary(
+        run, [n.node_id for n in nodes], lambda slot: nodes[slot].status, None, shape, node_usage
+    )
+
+
+def _shape_of(facts: RunFacts) -> Shape:
+    return Shape(facts.parents, facts.children, facts.upstream_slots, bool(facts.depends))
 
 
 def summarize_trace(
@@ -98,6 +125,10 @@ class Figures:
         self.several: dict[int, list[tuple[float, float, float]]] = {}
         self.starts: array[float] = array("d")
         self.ends: array[float] = array("d")
+        #: each node's first attempt start and last attempt end (NaN: none yet)
+        self.first_start: array[float] = array("d")
+        self.last_end: array[float] = array("d")
+        self.running: set[int] = set()
 
     def attempt(
         self,
@@ -167,6 +198,12 @@ class Figures:
                 self.errors.pop(slot, None)
         self.starts.append(start)
         self.ends.append(end if end is not None else _RUNNING)
+        if not self.first_start[slot] <= start:  # also when NaN: the first attempt seen
+            self.first_start[slot] = start
+        if end is None:
+            self.running.add(slot)
+        elif not self.last_end[slot] >= end:
+            self.last_end[slot] = end
 
     def _grow(self, size: int) -> None:
         missing = size - len(self.tries)
@@ -175,6 +212,8 @@ class Figures:
             self.cost.extend(_ZEROS * missing)
             self.tries.extend(array("L", bytes(missing * self.tries.itemsize)))
             self.last_start.extend(array("d", (float("-inf"),)) * missing)
+            self.first_start.extend(_NANS * missing)
+            self.last_end.extend(_NANS * missing)
 
     def peak_in_flight(self, started: float | None, ended: float | None) -> int:
         """The most attempts in flight at once: the lanes ``lay_out`` would use."""
@@ -205,7 +244,8 @@ class Figures:
     def _settle(self, nodes: int) -> None:
         """Each node's time and cost summed over its attempts in order of start."""
         self._grow(nodes)
-        for column in (self.seconds, self.cost, self.tries, self.last_start):
+        columns = (self.seconds, self.cost, self.tries, self.last_start)
+        for column in (*columns, self.first_start, self.last_end):
             del column[nodes:]
         for slot, several in self.several.items():
             several.sort(key=lambda attempt: attempt[0])
@@ -219,6 +259,8 @@ class Figures:
         cost = run.reported_cost_usd
         if cost is None:
             costs = [c for c in self.cost if c]
+            if run.usage_cost_usd:
+                costs.append(run.usage_cost_usd)
             cost = None if run.status != "complete" and not costs else sum(costs, 0.0)
         return cost
 
@@ -228,8 +270,15 @@ class Figures:
         node_ids: list[str],
         status_of: Callable[[int], str],
         peak_in_flight: int | None = None,
+        shape: Shape | None = None,
+        node_usage: Mapping[str, Mapping[str, float]] | None = None,
     ) -> dict[str, Any]:
-        """The figures; ``peak_in_flight`` when the caller has laid the attempts out."""
+        """The figures; ``peak_in_flight`` when the caller has laid the attempts out;
+        ``shape`` and ``node_usage`` (by node id) unless ``run`` is the RunFacts."""
+        if shape is None or node_usage is None:
+            assert isinstance(run, RunFacts)
+            shape = _shape_of(run)
+            node_usage = run.node_usage
         cost = self.cost_usd(run, len(node_ids))
         if peak_in_flight is None:
             peak_in_flight = self.peak_in_flight(run.started, run.ended)
@@ -279,12 +328,65 @@ class Figures:
                 for slot in sorted(self.failed)
                 if status_of(slot) == "failed"
             ],
+            **_usage_figures(run.usage_by_model, node_usage, node_ids),
+            **self._time_figures(run, shape, node_ids, status_of),
             "warnings": list(run.warnings),
         }
+
+    def _time_figures(
+        self, run: RunHead, shape: Shape, node_ids: list[str], status_of: Callable[[int], str]
+    ) -> dict[str, Any]:
+        nodes = len(node_ids)
+        if self.running:
+            for slot in self.running:
+                at = run.ended if run.ended is not None else self.first_start[slot]
+                if not self.last_end[slot] >= at:
+                    self.last_end[slot] = at
+        spans = spans_of(shape, self.first_start, self.last_end, self.seconds, nodes)
+        count, longest = top_level(shape, spans, node_ids, status_of)
+        path = critical_path(shape, spans, node_ids, status_of, run.started, run.wall_seconds)
+        return {
+            "nested": shape.nested,
+            "has_dependencies": shape.has_dependencies,
+            "top_level_nodes": count,
+            "top_level": longest,
+            "critical_path": path,
+        }
+
+
+def _usage_figures(
+    by_model: Mapping[str, Mapping[str, float]],
+    node_usage: Mapping[str, Mapping[str, float]],
+    node_ids: list[str],
+) -> dict[str, Any]:
+    """Tokens and cost per model and in all, and the nodes that spent the most tokens."""
+    totals: dict[str, float] = {"calls": 0, "input_tokens": 0, "output_tokens": 0}
+    totals["cost_usd"] = 0.0
+    for model in by_model.values():
+        for key in totals:
+            totals[key] += model.get(key, 0)
+    ranked = []
+    if node_usage:
+        for slot, node_id in enumerate(node_ids):
+            spent = node_usage.get(node_id)
+            if spent is not None:
+                ranked.append((-(spent["input_tokens"] + spent["output_tokens"]), slot, spent))
+    return {
+        "usage_by_model": {model: dict(figures) for model, figures in by_model.items()},
+        "tokens": totals,
+        "most_tokens": [
+            {
+                "node_id": node_ids[slot],
+                **{key: spent[key] for key in TOKEN_KEYS},
+            }
+            for _, slot, spent in heapq.nsmallest(TOP, ranked, key=lambda r: r[:2])
+        ],
+    }
 
 
 _RUNNING = float("nan")
 _ZEROS = array("d", (0.0,))
+_NANS = array("d", (float("nan"),))
 
 
 def _us(epoch: float) -> int:
@@ -322,6 +424,9 @@ def render_summary(summary: dict[str, Any]) -> str:
         ),
         ("peak in flight", str(s["peak_in_flight"])),
         ("cost", _usd(s["cost_usd"])),
+        ("tokens", _tokens(s["tokens"], len(s["usage_by_model"])))
+        if s.get("usage_by_model")
+        else None,
         ("trace", s["trace_file"]),
         ("figures from", s["source"]) if "source" in s else None,
     ]
@@ -341,6 +446,63 @@ def render_summary(summary: dict[str, Any]) -> str:
                 for n in s["slowest"]
             ],
             right=(False, True, False),
+        )
+    if s.get("usage_by_model"):
+        lines += ["", "Tokens and cost by model"]
+        models: list[tuple[str, ...]] = [("model", "calls", "input", "output", "cost")]
+        models += [_usage_row(model, figures) for model, figures in s["usage_by_model"].items()]
+        if len(s["usage_by_model"]) > 1:
+            models.append(_usage_row("all models", s["tokens"]))
+        lines += _table(models, right=(False, True, True, True, True))
+        if s["most_tokens"]:
+            lines += ["", f"Most tokens by node (top {TOP})"]
+            lines += _table(
+                [
+                    (
+                        n["node_id"],
+                        f"{int(n['input_tokens']):,} in",
+                        f"{int(n['output_tokens']):,} out",
+                        _usd(n["cost_usd"]),
+                    )
+                    for n in s["most_tokens"]
+                ],
+                right=(False, True, True, True),
+            )
+    if s.get("nested") and s["top_level"]:
+        lines += ["", f"Time per top-level node, with its children (top {TOP})"]
+        lines += _table(
+            [
+                (
+                    n["node_id"],
+                    format_seconds(n["seconds"]),
+                    f"{n['nodes']} node{'s' if n['nodes'] != 1 else ''}",
+                    n["status"],
+                )
+                for n in s["top_level"]
+            ],
+            right=(False, True, True, False),
+        )
+    path = s.get("critical_path")
+    if (s.get("nested") or s.get("has_dependencies")) and path and path["nodes"]:
+        share = f", {path['share']:.0%}" if path["share"] is not None else ""
+        count = len(path["nodes"])
+        lines += [
+            "",
+            f"Critical path ({count} node{'s' if count != 1 else ''}, "
+            f"{format_seconds(path['seconds'])} of {format_seconds(path['wall_seconds'])} "
+            f"wall time{share})",
+        ]
+        lines += _table(
+            [
+                (
+                    f"+{format_seconds(n['start_seconds'])}",
+                    format_seconds(n["duration_seconds"]),
+                    " > ".join([*n["path"], n["node_id"]]),
+                    n["status"],
+                )
+                for n in path["nodes"]
+            ],
+            right=(True, True, False, False),
         )
     if s["failures"]:
         lines += ["", f"Failures ({len(s['failures'])})"]
@@ -372,6 +534,24 @@ def format_seconds(value: float) -> str:
     if value >= 1:
         return f"{value:.2f}s"
     return f"{value * 1000:.1f}ms"
+
+
+def _usage_row(name: str, figures: Mapping[str, float]) -> tuple[str, ...]:
+    return (
+        name,
+        str(int(figures.get("calls", 0))),
+        f"{int(figures['input_tokens']):,}",
+        f"{int(figures['output_tokens']):,}",
+        _usd(figures["cost_usd"]),
+    )
+
+
+def _tokens(totals: Mapping[str, float], models: int) -> str:
+    return (
+        f"{int(totals['input_tokens']):,} in / {int(totals['output_tokens']):,} out, "
+        f"{_usd(totals['cost_usd'])} in {int(totals['calls'])} call"
+        f"{'s' if totals['calls'] != 1 else ''} of {models} model{'s' if models != 1 else ''}"
+    )
 
 
 def _usd(value: float | None) -> str:
