@@ -16,6 +16,11 @@ as a fresh process, on the same trace, and reports its wall time and peak RSS (`
   event_type`` counting events and summing cost;
 - a 15-line msgspec loop over the lines that counts the types and sums the cost.
 
+Each timeline page is then opened in headless Chromium (through Selenium and Debian's
+chromedriver, the ``bench`` extra; left out without them): the time to its first frame, as
+the page records it (from navigation start, its data read and decoded), and the time of a
+frame zoomed in to a tenth of the run and out again.
+
 Prints a table; writes ``readers.json`` and ``readers.md`` to ``--results`` (default
 ``benchmarks/results``), with the machine's load average before and after.
 """
@@ -91,6 +96,46 @@ class Reader:
     argv: tuple[str, ...]
     output: str | None = None  # the file it writes, whose size is reported
     pythonpath: str | None = None
+    page: bool = False  # the output is a timeline page, opened in Chromium
+
+
+PAGE_FRAMES = """
+const page = window.tracebusPage, drawn = page.drawn, span = drawn.span;
+const zoomed = page.zoom(span * 0.45, span * 0.55), out = page.zoom(0, span);
+return [drawn.renderMs, zoomed.frameMs, out.frameMs];
+"""
+
+
+def open_page(path: str) -> dict[str, Any]:
+    """The page's first frame in headless Chromium, and a frame zoomed in and out; {} when
+    Selenium or chromedriver is missing."""
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support.ui import WebDriverWait
+    except ImportError:
+        return {}
+    driver_path = shutil.which("chromedriver")
+    if driver_path is None:
+        return {}
+    options = webdriver.ChromeOptions()
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--window-size=1400,900"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        driver.get(Path(path).resolve().as_uri())
+        drawn = WebDriverWait(driver, 120, poll_frequency=0.05).until(
+            lambda d: d.find_element(By.ID, "drawn").get_attribute("data-render-ms")
+        )
+        result: dict[str, Any] = {"first_frame_ms": float(drawn)}
+        if driver.execute_script("return !!window.tracebusPage"):  # the old page has none
+            _, zoom_in, zoom_out = driver.execute_script(PAGE_FRAMES)
+            result["zoom_in_frame_ms"] = float(zoom_in)
+            result["zoom_out_frame_ms"] = float(zoom_out)
+        return result
+    finally:
+        driver.quit()
 
 
 def readers(trace: Path, work: Path, old_src: Path | None) -> list[Reader]:
@@ -111,7 +156,7 @@ def readers(trace: Path, work: Path, old_src: Path | None) -> list[Reader]:
             Reader(f"{label}tracebus export --format otlp",
                    (*cli, "export", str(trace), "--format", "otlp", "-o", otlp), otlp, path),
             Reader(f"{label}tracebus timeline",
-                   (*cli, "timeline", str(trace), "-o", page), page, path),
+                   (*cli, "timeline", str(trace), "-o", page), page, path, page=True),
         ]  # fmt: skip
     try:
         import duckdb  # noqa: F401
@@ -150,6 +195,8 @@ def measure(reader: Reader) -> dict[str, Any]:
         result["error"] = errors.strip().splitlines()[-1:] or [f"exit {code}"]
     if reader.output is not None and os.path.exists(reader.output):
         result["output_mib"] = round(os.path.getsize(reader.output) / 2**20, 1)
+        if reader.page and code == 0:
+            result.update(open_page(reader.output))
         os.unlink(reader.output)
     return result
 
@@ -171,15 +218,19 @@ def old_sources(commit: str, into: Path) -> Path | None:
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| reader | time | CPU | peak RSS | output |",
-        "|---|---:|---:|---:|---:|",
+        "| reader | time | CPU | peak RSS | output | page's first frame | zoom frame |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         output = f"{row['output_mib']} MiB" if "output_mib" in row else ""
         time_cell = f"{row['seconds']:.2f} s" if row["exit_code"] == 0 else "failed"
+        first = f"{row['first_frame_ms'] / 1000:.2f} s" if "first_frame_ms" in row else ""
+        zoom = ""
+        if "zoom_in_frame_ms" in row:
+            zoom = f"{row['zoom_in_frame_ms']:.0f} / {row['zoom_out_frame_ms']:.0f} ms"
         lines.append(
             f"| {row['name']} | {time_cell} | {row['cpu_seconds']:.2f} s "
-            f"| {row['peak_rss_mib']:.0f} MiB | {output} |"
+            f"| {row['peak_rss_mib']:.0f} MiB | {output} | {first} | {zoom} |"
         )
     return "\n".join(lines)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from hypothesis import strategies as st
 
 import tracebus
 from tests.conftest import assert_consistent_run, metadata_of, reference_counts, trace_of
+from tests.tools.browser import page_data
 from tracebus._counts import NodeTally
 from tracebus._events import Event
 from tracebus._factory import EventFactory
@@ -126,10 +126,10 @@ def test_every_output_reports_the_same_counts(tmp_path: Path) -> None:
 
     assert main(["timeline", str(out), "-o", str(reports / "t.html")]) == 0
     page = (reports / "t.html").read_text()
-    data = json.loads(re.search(r'id="run-data">(.*?)</script>', page, re.S).group(1))  # type: ignore[union-attr]
-    assert data["counts"] == EXPECTED
-    failed_code = data["statuses"].index("failed")
-    assert data["bars"]["status"].count(failed_code) == EXPECTED["attempts_failed"]
+    data = page_data(reports / "t.html")
+    assert data["run"]["counts"] == EXPECTED
+    failed_code = data["run"]["statuses"].index("failed")
+    assert data["attempts"]["status"].count(failed_code) == EXPECTED["attempts_failed"]
     assert "180 completed / 60 failed / 30 skipped / 30 unfinished of 300" in page
     assert "180 failed / 120 retries / 120 nodes retried" in page
 
