@@ -113,6 +113,11 @@ class TraceFormatError(TracebusError, ValueError):
     """
 
 
+class QueryError(TracebusError, ValueError):
+    """Raised by ``tracebus query`` when DuckDB refuses the SQL or cannot read a trace; the
+    message is DuckDB's, on one line."""
+
+
 class ServiceError(TracebusError):
     """Raised by a remote observer when the collector service refused it: a bad token, a
     limit reached (connections, open runs, frame size), a run that is not open or already

@@ -41,6 +41,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "._tools._watch.cli",
         "serve a live web page of the runs under DIR..., updated as they run",
     ),
+    "diff": (
+        "._tools.cli_across",
+        "compare two runs node by node: failures, outputs, durations, cost and tokens",
+    ),
+    "query": (
+        "._tools.cli_across",
+        "run SQL over every run in output directories, with DuckDB (tracebus[query])",
+    ),
     "serve": (
         "._service.cli",
         "run the collector service: many producer processes, one writer per run",

@@ -132,10 +132,11 @@ _CAPPED = textwrap.dedent(
 )
 #: Address space for reading a 100,000-node run: the readers that held every event as a dict
 #: needed about 470 MiB for its summary; these need about 130 MiB, 160 MiB for the exports.
+#: A diff of the run with itself holds both sides' columns and fits too.
 CAP_MIB = 256
 
 
-def test_summary_export_and_timeline_of_a_100k_node_run_fit_under_a_memory_cap(
+def test_summary_export_diff_and_timeline_of_a_100k_node_run_fit_under_a_memory_cap(
     tmp_path: Path,
 ) -> None:
     nodes = 100_000
@@ -160,6 +161,10 @@ def test_summary_export_and_timeline_of_a_100k_node_run_fit_under_a_memory_cap(
     events = json.loads(chrome.read_bytes())["traceEvents"]
     bars = [e for e in events if e["ph"] == "X" and e["cat"] != "workflow"]
     assert len(bars) == nodes and sum(e["cat"] == "node,failed" for e in bars) == 100
+    done = _capped("diff", "--json", str(out), str(out), "--check=hash,fail,slower")
+    diff = json.loads(done.stdout)
+    assert diff["totals"]["nodes_failed"] == {"a": 100, "b": 100, "delta": 0}
+    assert diff["check"]["tripped"] == [] and diff["output_changed"] == []
     page = tmp_path / "run.html"
     done = _capped("timeline", str(out), "-o", str(page))
     assert done.stdout == f"wrote {page} (timeline of {nodes} node attempt(s))\n"
