@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,8 @@ from tracebus._tools._summary import summarize_trace
 from tracebus._tools._watch._live import RunFeed
 
 from .. import runs
+
+STATUSES = ("success", "failed", "skipped", "running")
 
 
 def grown(trace: Path, cuts: list[int], target: Path) -> list[dict[str, Any] | None]:
@@ -31,6 +34,23 @@ def grown(trace: Path, cuts: list[int], target: Path) -> list[dict[str, Any] | N
     return updates
 
 
+def attempts(updates: list[dict[str, Any]]) -> dict[tuple[str, int], str]:
+    """What a page holds after the updates: each attempt's (node, number) and status."""
+    nodes: list[str] = []
+    held: dict[tuple[str, int], str] = {}
+    for update in updates:
+        timeline = update["timeline"]
+        if update["reset"]:
+            nodes, held = [], {}
+        first = timeline["nodes"]["first"]
+        nodes[first:] = timeline["nodes"]["id"]
+        rows = timeline["attempts"]
+        slots = list(accumulate(rows["slot"]))
+        for slot, number, status in zip(slots, rows["attempt"], rows["status"], strict=True):
+            held[nodes[slot], number] = STATUSES[status]
+    return held
+
+
 def test_updates_add_up_to_the_whole_run(failure_dir: Path, tmp_path: Path) -> None:
     trace = runs.only_trace(failure_dir)
     data = trace.read_bytes()
@@ -40,15 +60,18 @@ def test_updates_add_up_to_the_whole_run(failure_dir: Path, tmp_path: Path) -> N
     assert updates[0]["run"]["events"] == 0 and updates[-1] is None  # nothing new, no update
     sent = [u for u in updates if u is not None]
     assert [u["reset"] for u in sent] == [True] + [False] * (len(sent) - 1)
-    nodes = [n for u in sent for n in u["ended"]["node"]]
-    assert nodes == ["a", "b", "c", "d", "e"]
+    assert attempts(sent) == {
+        ("a", 1): "success", ("b", 1): "failed", ("c", 1): "success", ("d", 1): "failed",
+        ("e", 1): "success",
+    }  # fmt: skip
     last = sent[-1]["run"]
     figures, _ = summarize_trace(trace)
     assert last["counts"]["nodes_failed"] == figures["nodes_failed"] == 2
     assert last["status"] == "complete" and last["events"] == data.count(b"\n")
-    errors = [e for u in sent for e in u["ended"]["error"] if e]
-    assert errors == ["ValueError: bad input in b", "ValueError: bad input in d"]
-    assert sum(u["lines"].__len__() for u in sent) >= 3  # start, two failures, complete
+    failures = [f for u in sent for f in u["failures"]]
+    assert failures == [["b", "ValueError: bad input in b"], ["d", "ValueError: bad input in d"]]
+    lines = [line for u in sent for line in u["lines"]]
+    assert sum("NODE_FAILURE" in line for line in lines) == 2 and "workflow_complete" in lines[-1]
 
 
 def test_a_partial_line_waits_for_its_newline(success_dir: Path, tmp_path: Path) -> None:
@@ -60,7 +83,7 @@ def test_a_partial_line_waits_for_its_newline(success_dir: Path, tmp_path: Path)
     assert updates[2] is None  # seven bytes of a line: nothing to show yet
 
 
-def test_running_nodes_keep_their_lane_and_tokens_add_up(tmp_path: Path) -> None:
+def test_running_attempts_are_sent_again_when_they_end(tmp_path: Path) -> None:
     trace = tmp_path / "t.jsonl"
     lines: list[dict[str, Any]] = [
         {"event_type": "workflow_start", "workflow_id": "w", "total_nodes": 3},
@@ -84,15 +107,17 @@ def test_running_nodes_keep_their_lane_and_tokens_add_up(tmp_path: Path) -> None
     feed = RunFeed(trace)
     first = feed.poll()
     assert first is not None
-    assert first["running"]["node"] == ["a", "b"] and first["running"]["lane"] == [0, 1]
+    assert attempts([first]) == {("a", 1): "running", ("b", 1): "running"}
+    assert first["run"]["running"] == 2 and first["run"]["status"] == "running"
     assert (first["run"]["input_tokens"], first["run"]["output_tokens"]) == (10, 4)
     write(later)
     second = feed.poll()
-    assert second is not None
-    assert second["ended"]["node"] == ["a"] and second["ended"]["lane"] == [0]
-    # c takes the lane a left
-    assert dict(zip(second["running"]["node"], second["running"]["lane"], strict=True)) == {
-        "b": 1, "c": 0
+    assert second is not None and not second["reset"]
+    # only what changed: a ended, c began; b, still running, is not sent again
+    assert second["timeline"]["attempts"]["count"] == 2
+    assert second["timeline"]["nodes"]["id"] == ["c"]
+    assert attempts([first, second]) == {
+        ("a", 1): "success", ("b", 1): "running", ("c", 1): "running"
     }  # fmt: skip
     assert second["run"]["cost_usd"] == 0.75
     assert any("WARNING x: slow disk" in line for line in second["lines"])
@@ -110,7 +135,7 @@ def test_a_new_run_in_the_same_trace_or_a_new_file_starts_the_page_again(
         handle.write(runs.only_trace(failure_dir).read_bytes())
     again = feed.poll()
     assert again is not None and again["reset"]
-    assert sorted(again["ended"]["node"]) == ["a", "b", "c", "d", "e"]
+    assert sorted(node for node, _ in attempts([again])) == ["a", "b", "c", "d", "e"]
     assert again["run"]["workflow_id"] == "step_04_checks"
     replacement = tmp_path / "new.jsonl"
     replacement.write_bytes(runs.only_trace(success_dir).read_bytes())
@@ -121,14 +146,13 @@ def test_a_new_run_in_the_same_trace_or_a_new_file_starts_the_page_again(
     feed.close()
 
 
-def test_a_broken_line_is_said_and_skipped(success_dir: Path, tmp_path: Path) -> None:
+def test_a_broken_line_is_said(success_dir: Path, tmp_path: Path) -> None:
     target = tmp_path / "t.jsonl"
     data = runs.only_trace(success_dir).read_bytes()
     first = data.index(b"\n") + 1
     target.write_bytes(data[:first] + b"not json\n" + data[first:])
     feed = RunFeed(target)
     update = feed.poll()
-    assert update is not None
-    assert len(update["problems"]) == 1 and ":2:" in update["problems"][0]
-    assert update["run"]["status"] == "complete"
+    assert update is not None and "run" not in update and not update["reset"]
+    assert update["problems"] and all(":2:" in problem for problem in update["problems"])
     feed.close()

@@ -9,7 +9,8 @@ from typing import Any
 from .conftest import Watch, Writer
 from .pixels import png_colours
 
-SUCCESS, FAILED, RUNNING = (0x2E, 0x9E, 0x5B), (0xD6, 0x45, 0x45), (0x3B, 0x82, 0xF6)
+#: The timeline's colours (those of ``tracebus timeline``'s page).
+SUCCESS, FAILED, RUNNING = (0x2E, 0x9E, 0x5B), (0xD7, 0x26, 0x3D), (0xE8, 0xA3, 0x17)
 
 
 def wait_for(driver: Any, condition: Callable[[Any], object], what: str) -> None:
@@ -76,14 +77,14 @@ def test_run_page_grows_as_the_run_goes_on(
     link.click()
     wait_for(browser, lambda d: page_state(d).get("running") == "1", "fetch running")
     mark_loaded(browser)
-    assert page_state(browser)["bars"] == "0" and shown(browser, "workflow") == "live_flow"
+    assert page_state(browser)["bars"] == "1" and shown(browser, "workflow") == "live_flow"
 
     writer.send("ok fetch 0.5")
     writer.send("start parse")
     writer.send("start load")
     wait_for(
         browser,
-        lambda d: page_state(d)["bars"] == "1" and page_state(d)["running"] == "2",
+        lambda d: page_state(d)["bars"] == "3" and page_state(d)["running"] == "2",
         "fetch ended and two nodes running",
     )
     writer.send("fail parse ValueError: bad row 7")
@@ -96,8 +97,8 @@ def test_run_page_grows_as_the_run_goes_on(
     assert shown(browser, "cost") == "$0.7500"
     state = page_state(browser)
     assert state["status"] == "running" and state["done"] == "2" and state["running"] == "1"
-    # every ended bar has its status colour, read back from the canvas
-    assert state["shown"] == state["probed"] == "2"
+    # every bar has its status colour, read back from the canvas
+    assert state["bars"] == state["shown"] == "3"
 
     screenshot = tmp_path / "run-page.png"
     assert browser.save_screenshot(str(screenshot))
@@ -112,7 +113,8 @@ def test_run_page_grows_as_the_run_goes_on(
     writer.send("end")
     wait_for(browser, lambda d: page_state(d)["status"] == "complete", "the run complete")
     assert shown(browser, "status") == "complete, 1 failed"
-    assert page_state(browser)["running"] == "0" and page_state(browser)["bars"] == "3"
+    state = page_state(browser)
+    assert state["running"] == "0" and state["bars"] == state["shown"] == "3"
     assert loaded_once(browser)
 
 

@@ -15,6 +15,7 @@ from tracebus.cli import main
 
 from .. import runs
 from .conftest import Watch, Writer
+from .test_live import attempts
 
 
 def get(
@@ -74,10 +75,15 @@ def test_pages_of_a_finished_run(watched: tuple[Watch, Path, str]) -> None:
     assert (run["workflow_id"], run["status"], run["counts"]["nodes_failed"]) == (
         "step_04_checks", "complete", 2,
     )  # fmt: skip
-    ended = update["ended"]
-    assert sorted(ended["node"]) == ["a", "b", "c", "d", "e"]
-    failed = {n for n, s in zip(ended["node"], ended["status"], strict=True) if s == 1}
-    assert failed == {"b", "d"}
+    held = attempts([update])
+    assert sorted(node for node, _ in held) == ["a", "b", "c", "d", "e"]
+    assert {node for (node, _), status in held.items() if status == "failed"} == {"b", "d"}
+    assert update["failures"] == [
+        ["b", "ValueError: bad input in b"], ["d", "ValueError: bad input in d"]
+    ]  # fmt: skip
+    status, headers, body = get(watch, "/static/timeline.js")
+    assert status == 200 and body.startswith(b'"use strict";\nwindow.tracebusTimeline =')
+    assert headers["content-type"].startswith("text/javascript")
     assert any("ValueError: bad input in b" in line for line in update["lines"])
 
 
@@ -190,14 +196,16 @@ def test_hundreds_of_events_a_second_come_as_a_few_updates(
     for _ in range(4):
         writer.send("burst 1000")
     writer.send("end")
-    updates, bars = 1, 0
+    seen = [first]
     for update in stream:
-        updates += 1
+        seen.append(update)
         assert not update["reset"]
-        bars += len(update["ended"]["node"])
         if update["run"]["status"] == "complete":
             break
-    assert bars == 4000 and update["run"]["counts"]["nodes_completed"] == 4000
+    updates = len(seen)
+    held = attempts(seen)
+    assert len(held) == 4000 and set(held.values()) == {"success"}
+    assert update["run"]["counts"]["nodes_completed"] == 4000
     assert update["run"]["events"] == 8002
     # 8002 events, a few updates: each update carries hundreds of them
     assert updates * 100 < 8002, updates
@@ -218,7 +226,7 @@ def test_page_survives_a_restart_of_the_watch(
     again = Watch(str(out), "--port", str(first.port))
     watches.append(again)
     update = next(events(again, f"/events/run/{address}"))
-    assert update["reset"] and update["ended"]["node"] == ["a"]
+    assert update["reset"] and attempts([update]) == {("a", 1): "success"}
 
 
 def test_watch_help_and_bad_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -25,21 +25,17 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..._token import is_loopback, token_matches
 from ._board import Board
-from ._live import RunFeed, encode
+from ._live import PUSH, RunFeed, encode
 from ._paths import Roots
 
-#: Seconds between two updates of a page, at most one update each.
-PUSH = 0.25
 #: Seconds without an update after which a stream sends a comment, to notice a gone page.
 KEEP_ALIVE = 15.0
 COOKIE = "tracebus_watch_token"
 
-_ASSETS = {
-    "watch.js": "text/javascript; charset=utf-8",
-    "watch.css": "text/css; charset=utf-8",
-}
+_JS, _CSS = "text/javascript; charset=utf-8", "text/css; charset=utf-8"
 _SECURITY = {
-    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; "
+    "style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
     "frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
@@ -52,12 +48,30 @@ def _asset(name: str) -> str:
     return resources.files(__package__).joinpath(name).read_text("utf-8")
 
 
+def _assets() -> dict[str, tuple[str, str]]:
+    """The page's script and style, and those of the timeline's renderer, taken from the
+    page ``tracebus timeline`` writes (its script without the part that mounts the page's
+    own data, its style): the same drawing on both pages."""
+    page = resources.files(__package__.rpartition(".")[0]).joinpath("timeline.html")
+    html = page.read_text("utf-8")
+    style = html[html.index("<style>") + len("<style>") : html.index("</style>")]
+    start = html.index("window.tracebusTimeline = (function () {")
+    end = html.index("\n})();\n", start) + len("\n})();\n")
+    return {
+        "watch.js": (_asset("watch.js"), _JS),
+        "watch.css": (_asset("watch.css"), _CSS),
+        "timeline.js": ('"use strict";\n' + html[start:end], _JS),
+        "timeline.css": (style, _CSS),
+    }
+
+
 def create_app(roots: Roots, *, token: str | None, loopback: bool) -> ASGIApp:
     """The application serving the runs under ``roots``; with ``token``, only to requests
     that present it; bound to a ``loopback`` address, only to requests naming a loopback
     host (no other site's page can reach it through a name that resolves to 127.0.0.1)."""
     board = Board(roots)
     pages = {name: _asset(f"{name}.html") for name in ("runs", "run")}
+    assets = _assets()
 
     async def runs_page(request: Request) -> Response:
         return Response(pages["runs"], media_type="text/html", headers=_SECURITY)
@@ -68,10 +82,10 @@ def create_app(roots: Roots, *, token: str | None, loopback: bool) -> ASGIApp:
         return Response(pages["run"], media_type="text/html", headers=_SECURITY)
 
     async def asset(request: Request) -> Response:
-        name = request.path_params["name"]
-        if name not in _ASSETS:
+        found = assets.get(request.path_params["name"])
+        if found is None:
             return _not_found()
-        return Response(_asset(name), media_type=_ASSETS[name], headers=_SECURITY)
+        return Response(found[0], media_type=found[1], headers=_SECURITY)
 
     async def runs_events(request: Request) -> Response:
         return _stream(_runs_updates(board))
@@ -132,10 +146,10 @@ async def _run_updates(feed: RunFeed) -> AsyncIterator[bytes]:
             if update is not None:
                 quiet = 0.0
                 yield b"data: " + encode(update) + b"\n\n"
-            elif (quiet := quiet + PUSH) >= KEEP_ALIVE:
+            elif (quiet := quiet + feed.pause) >= KEEP_ALIVE:
                 quiet = 0.0
                 yield b": still here\n\n"
-            await anyio.sleep(PUSH)
+            await anyio.sleep(feed.pause)
     finally:
         feed.close()
 

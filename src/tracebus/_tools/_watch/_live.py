@@ -1,35 +1,38 @@
 """A run's page, fed from its trace as the trace grows: each ``poll`` returns what changed.
 
-The trace is read as ``tracebus tail`` reads it (``AppendedLines``) and its lines are fed to
-the readers' one-pass scan, whose counts are the ones ``summary`` reports. Every attempt is
-given a lane when it starts (the lowest one free), so a running attempt is drawn where it
-will stay when it ends. An update holds the attempts that ended since the last one, every
-attempt still running, the run's figures, and the readable lines (``tail``'s) of the logs,
-failures and notes that came meanwhile.
+The new lines are read as ``tracebus tail`` reads them (``AppendedLines``): they tell that the
+run moved on, and give the readable lines (``tail``'s) of its logs, failures and notes. The
+run's figures and its timeline come from the readers' one pass (``read_attempts``), made
+again when the trace grew; the timeline goes to the page as the renderer's data object
+(``TimelineFeed``): the whole run first, then only the attempts that are new or changed
+state (a running attempt that ended) since. The pass over a long trace costs time, so the
+page's stream waits ``pause`` seconds between two polls, longer as the trace grows.
 """
 
 from __future__ import annotations
 
-import heapq
 import os
-from collections import deque
+import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import msgspec
 
 from ..._exceptions import TraceFormatError
-from .._attempts import STATUS_CODES
-from .._lines import TraceLine, decode_typed
+from .._attempts import STATUS_CODES, AttemptTable, read_attempts
+from .._lines import decode_typed
 from .._reader import decode_line
-from .._scan import RunFacts, RunScan
+from .._scan import RunFacts
 from .._tail import AppendedLines, format_event
-from .._usage import UsageTally
+from .._timeline import TimelineFeed
 
-#: Bytes read from the trace at a time: a long trace is read in several steps of one poll.
+#: Bytes of new lines read at a time.
 READ_BYTES = 1 << 22
-#: Readable lines kept between two updates: more arrive as "N more lines" (the trace has all).
+#: Readable lines sent in one update: more arrive as "N more lines" (the trace has them all).
 MAX_LINES = 200
+#: The shortest wait between two polls, and how many times the last pass's time it is at least.
+PUSH = 0.25
+PAUSE_FACTOR = 4.0
 #: The events whose line the page shows as it comes.
 _SHOWN = frozenset(
     {
@@ -43,117 +46,31 @@ _SHOWN = frozenset(
         "encode_error",
     }
 )
-_CODE = {status: code for code, status in enumerate(STATUS_CODES)}
-
-
-class LiveRun:
-    """One run of a trace as far as it has been read (a ``NodeSink`` of the scan): lanes,
-    the attempts not yet sent, tokens and cost, the lines not yet sent."""
-
-    def __init__(self) -> None:
-        self.origin: float | None = None
-        self.running: dict[str, deque[tuple[int, float]]] = {}
-        self._free: list[int] = []
-        self.lanes = 0
-        self.ended: dict[str, list[Any]] = {name: [] for name in _ENDED}
-        self.cost_usd = 0.0
-        self.lines: deque[str] = deque(maxlen=MAX_LINES)
-        self.lines_missed = 0
-
-    def since_origin(self, epoch: float) -> float:
-        if self.origin is None:
-            self.origin = epoch
-        return round(epoch - self.origin, 6)
-
-    def _lane(self) -> int:
-        if self._free:
-            return heapq.heappop(self._free)
-        self.lanes += 1
-        return self.lanes - 1
-
-    def started(self, node_id: str, epoch: float) -> None:
-        self.running.setdefault(node_id, deque()).append((self._lane(), epoch))
-
-    def attempt(
-        self,
-        slot: int,
-        node_id: str,
-        status: str,
-        start: float,
-        end: float | None,
-        line: TraceLine | None,
-    ) -> None:
-        waiting = self.running.get(node_id)
-        if waiting:
-            lane = waiting.popleft()[0]
-            if not waiting:
-                del self.running[node_id]
-        else:  # an end without a start of its own
-            lane = self._lane()
-        heapq.heappush(self._free, lane)
-        ended = self.ended
-        ended["node"].append(node_id)
-        ended["lane"].append(lane)
-        ended["start"].append(self.since_origin(start))
-        ended["end"].append(self.since_origin(end if end is not None else start))
-        ended["status"].append(_CODE[status])
-        ended["error"].append(line.error if line is not None and status == "failed" else None)
-        cost = line.cost_usd if line is not None else None
-        ended["cost"].append(cost or None)
-        if cost:
-            self.cost_usd += cost
-
-    def retry(self, slot: int, line: TraceLine) -> None:
-        pass
-
-    def note(self, line: TraceLine) -> None:
-        pass
-
-    def usage(self, slot: int | None, line: TraceLine, during: bool) -> None:
-        pass  # the scan totals it
-
-    def close(self, facts: RunFacts) -> None:
-        pass
-
-    def said(self, text: str) -> None:
-        if len(self.lines) == self.lines.maxlen:
-            self.lines_missed += 1
-        self.lines.append(text)
-
-    def take_ended(self) -> dict[str, list[Any]]:
-        ended, self.ended = self.ended, {name: [] for name in _ENDED}
-        return ended
-
-    def take_lines(self) -> tuple[list[str], int]:
-        lines, missed = list(self.lines), self.lines_missed
-        self.lines.clear()
-        self.lines_missed = 0
-        return lines, missed
-
-
-_ENDED = ("node", "lane", "start", "end", "status", "error", "cost")
+_FAILED = STATUS_CODES.index("failed")
+_RUNNING = STATUS_CODES.index("running")
 
 
 class RunFeed:
     """The page of the run whose trace is at ``trace``, read on at each ``poll``.
 
-    A trace replaced by another file (a new inode) is read again from its start, and so is a
-    trace that holds a later ``workflow_start``: the update says ``reset``.
+    The first update, and the first after the trace was replaced by another file or began
+    another run, says ``reset``: it holds the whole run.
     """
 
     def __init__(self, trace: Path) -> None:
         self.trace = trace
+        #: seconds to wait before the next poll
+        self.pause = PUSH
         self._handle: BinaryIO | None = None
         self._identity: tuple[int, int] | None = None
         self._appended: AppendedLines | None = None
+        self._run: tuple[Any, ...] | None = None
+        self._timeline = TimelineFeed()
+        self._sent: dict[tuple[int, int], int] = {}
         self._reset = True
-        self._last: float | None = None
+        self._lines: list[str] = []
+        self._missed = 0
         self._problems: list[str] = []
-        self._begin()
-
-    def _begin(self) -> None:
-        self.scan: RunScan[LiveRun] = RunScan(LiveRun)
-        self._reset = True
 
     def close(self) -> None:
         if self._handle is not None:
@@ -162,109 +79,112 @@ class RunFeed:
 
     def poll(self) -> dict[str, Any] | None:
         """Read what was appended since the last poll: the page's update, or None when
-        nothing changed. Lines that break the format are skipped, and said so."""
-        self._reopen_if_replaced()
-        if self._appended is None:
-            return None
-        news = False
-        while (lines := self._appended.read(READ_BYTES)) is not None:
-            for number, raw in lines:
-                self._add(number, raw)
-            news = news or bool(lines)
+        nothing changed."""
+        news = self._read_lines()
         if not news and not self._reset:
             return None
-        return self._update()
+        began = time.perf_counter()
+        try:
+            facts, table = read_attempts(self.trace)
+        except (TraceFormatError, OSError) as exc:
+            self._problems.append(str(exc))
+            return self._take(None)
+        finally:
+            self.pause = max(PUSH, PAUSE_FACTOR * (time.perf_counter() - began))
+        run = (self._identity, facts.skipped_runs)
+        if run != self._run:
+            self._run, self._reset = run, True
+        return self._take(self._update(facts, table))
 
-    def _reopen_if_replaced(self) -> None:
+    def _read_lines(self) -> bool:
+        """Read the lines appended since the last poll; whether there were any (or the
+        trace was replaced: then it is read again from its start)."""
         try:
             info = os.stat(self.trace)
         except OSError:
-            return  # gone for now: what was read stays shown
-        identity = (info.st_dev, info.st_ino)
-        if identity == self._identity:
-            return
-        self.close()
-        try:
-            self._handle = open(self.trace, "rb")  # kept open between polls
-        except OSError:
-            return
-        self._identity = identity
-        self._appended = AppendedLines(self._handle)
-        self._begin()
+            return False  # gone for now: what was read stays shown
+        if (info.st_dev, info.st_ino) != self._identity:
+            self.close()
+            try:
+                self._handle = open(self.trace, "rb")  # kept open between polls
+            except OSError:
+                return False
+            self._identity = (info.st_dev, info.st_ino)
+            self._appended = AppendedLines(self._handle)
+            self._reset = True
+        assert self._appended is not None
+        news = False
+        while (lines := self._appended.read(READ_BYTES)) is not None:
+            news = news or bool(lines)
+            for number, raw in lines:
+                self._said(number, raw)
+        return news
 
-    def _add(self, number: int, raw: bytes) -> None:
+    def _said(self, number: int, raw: bytes) -> None:
         try:
-            line = decode_typed(raw, number, self.trace)
-            kind = line.event_type
-            event = decode_line(number, raw, self.trace) if kind in _SHOWN else None
+            kind = decode_typed(raw, number, self.trace).event_type
+            if kind in _SHOWN:
+                line = format_event(decode_line(number, raw, self.trace))
+                if len(self._lines) < MAX_LINES:
+                    self._lines.append(line)
+                else:
+                    self._missed += 1
         except TraceFormatError as exc:
             self._problems.append(str(exc))
-            return
-        epoch = line.epoch_seconds
-        if epoch is not None:
-            self._last = epoch
-        if kind == "workflow_start" and self.scan.runs:
-            self._reset = True  # the scan begins the run again, with a new LiveRun
-        elif kind == "node_start" and line.node_id is not None:
-            self.scan.sink.started(line.node_id, epoch if epoch is not None else self._last or 0.0)
-        self.scan.add(line)
-        run = self.scan.sink
-        if epoch is not None:
-            run.since_origin(epoch)
-        if event is not None:
-            run.said(format_event(event))
 
-    def _update(self) -> dict[str, Any]:
-        scan, run = self.scan, self.scan.sink
-        start, end = scan.start, scan.end
-        status = "running"
-        if end is not None:
-            status = "error" if scan.error is not None else "complete"
-        usage = scan.usage
-        cost: float | None = run.cost_usd + usage.cost_usd
-        if end is not None and end.event_type == "workflow_complete":
-            if end.cumulative_cost_usd is not None:
-                cost = end.cumulative_cost_usd
-        running: dict[str, list[Any]] = {"node": [], "lane": [], "start": []}
-        for node_id, attempts in run.running.items():
-            for lane, epoch in attempts:
-                running["node"].append(node_id)
-                running["lane"].append(lane)
-                running["start"].append(run.since_origin(epoch))
-        lines, missed = run.take_lines()
-        origin = run.origin
-        now = self._last
-        update = {
-            "reset": self._reset,
+    def _update(self, facts: RunFacts, table: AttemptTable) -> dict[str, Any]:
+        if self._reset:
+            self._timeline = TimelineFeed()
+            self._sent = {}
+        rows = []
+        for row, (slot, number, status) in enumerate(
+            zip(table.slot, table.number, table.status, strict=True)
+        ):
+            if self._sent.get((slot, number)) != status:
+                self._sent[slot, number] = status
+                rows.append(row)
+        timeline = self._timeline.data(facts, table, None if self._reset else rows)
+        cost = facts.reported_cost_usd
+        if cost is None:
+            cost = sum(table.cost, 0.0) + facts.usage_cost_usd
+        tokens = facts.usage_by_model.values()
+        return {
             "run": {
-                "workflow_id": (start.workflow_id if start else None) or "",
-                "run_id": start.run_id if start and isinstance(start.run_id, str) else None,
-                "status": status,
-                "error": scan.error,
-                "total_nodes": max(start.total_nodes or 0 if start else 0, len(scan.slots)),
-                "counts": scan.tally.counts()._asdict(),
+                "workflow_id": facts.workflow_id,
+                "run_id": facts.run_id,
+                "status": "running" if facts.status == "incomplete" else facts.status,
+                "error": facts.error,
+                "total_nodes": facts.total_nodes,
+                "counts": facts.counts._asdict(),
+                "running": sum(1 for status in table.status if status == _RUNNING),
                 "cost_usd": cost,
-                "input_tokens": _tokens(usage, "input_tokens"),
-                "output_tokens": _tokens(usage, "output_tokens"),
-                "events": scan.events,
-                "started": origin,
-                "elapsed": run.since_origin(now) if now is not None else 0.0,
-                "lanes": run.lanes,
+                "input_tokens": int(sum(t.get("input_tokens", 0) for t in tokens)),
+                "output_tokens": int(sum(t.get("output_tokens", 0) for t in tokens)),
+                "events": facts.events,
+                "started": facts.started,
+                "elapsed": facts.wall_seconds,
             },
-            "ended": run.take_ended(),
-            "running": running,
-            "lines": lines,
-            "lines_missed": missed,
-            "problems": self._problems,
-            "statuses": STATUS_CODES,
+            "timeline": timeline,
+            "failures": [
+                [facts.node_ids[table.slot[row]], table.errors.get(row)]
+                for row in rows
+                if table.status[row] == _FAILED
+            ],
         }
-        self._reset = False
-        self._problems = []
-        return update
 
-
-def _tokens(usage: UsageTally, kind: str) -> int:
-    return int(sum(totals[kind] for totals in usage.by_model.values()))
+    def _take(self, update: dict[str, Any] | None) -> dict[str, Any]:
+        """The update with the lines and problems gathered since the last one."""
+        taken = {
+            **(update or {}),
+            "reset": self._reset and update is not None,
+            "lines": self._lines,
+            "lines_missed": self._missed,
+            "problems": self._problems,
+        }
+        if update is not None:
+            self._reset = False
+        self._lines, self._missed, self._problems = [], 0, []
+        return taken
 
 
 def encode(update: Any) -> bytes:

@@ -2,8 +2,9 @@
 // Every stream begins with the whole state (reset), so a reconnection makes the page whole.
 "use strict";
 
+// the timeline's colours (timeline.css)
 const COLORS = {
-  success: "#2e9e5b", failed: "#d64545", skipped: "#9aa0a6", running: "#3b82f6",
+  success: "#2e9e5b", failed: "#d7263d", skipped: "#9aa0a6", running: "#e8a317",
 };
 const state = document.getElementById("state");
 
@@ -105,39 +106,35 @@ function runRow(run) {
 }
 
 // ---- a run's page --------------------------------------------------------------------------
+// The timeline is the one `tracebus timeline` draws (window.tracebusTimeline): mounted with
+// the whole run, then handed each update's attempts.
 
 function runPage() {
-  const chart = document.getElementById("chart");
+  const element = document.getElementById("timeline");
   const failures = document.getElementById("failures");
   const log = document.getElementById("log");
-  let run = null;
-  let statuses = [];
-  let received = 0;
-  let bars = newBars();
-  let running = { node: [], lane: [], start: [] };
-
-  function newBars() {
-    return { node: [], lane: [], start: [], end: [], status: [], error: [], cost: [] };
-  }
+  let chart = null;
 
   function onUpdate(update) {
     if (update.reset) {
-      bars = newBars();
       failures.replaceChildren();
       log.textContent = "";
+      text("failure-count", "0");
+      chart = window.tracebusTimeline.mount(element, update.timeline);
+    } else if (update.timeline) {
+      chart.append(update.timeline);
     }
-    run = update.run;
-    statuses = update.statuses;
-    received = performance.now();
-    const ended = update.ended;
-    for (const key of Object.keys(bars)) bars[key].push(...ended[key]);
-    running = update.running;
-    for (let i = 0; i < ended.node.length; i++) {
-      if (statuses[ended.status[i]] === "failed") addFailure(ended.node[i], ended.error[i]);
-    }
+    window.watchTimeline = chart;
+    for (const [node, error] of update.failures || []) addFailure(node, error);
     addLines(update.lines, update.lines_missed, update.problems);
-    showFigures();
-    draw();
+    if (update.run) showFigures(update.run);
+    if (chart) {
+      const drawn = chart.drawn;
+      state.dataset.bars = String(drawn.bars);
+      state.dataset.shown = String(drawn.shown);
+      state.dataset.drawn = String(drawn.drawn);
+      state.dataset.pixels = String(drawn.pixels);
+    }
   }
 
   function addFailure(node, error) {
@@ -163,22 +160,22 @@ function runPage() {
     }
   }
 
-  function showFigures() {
+  function showFigures(run) {
     const c = run.counts;
     const done = c.nodes_completed + c.nodes_failed + c.nodes_skipped;
     const total = Math.max(run.total_nodes, c.nodes_seen);
     document.title = `${run.workflow_id || "run"} - tracebus watch`;
     text("workflow", run.workflow_id || "(unnamed workflow)");
     const badge = document.getElementById("status");
-    const state_ = run.status === "complete" && c.nodes_failed ? "complete-with-failures"
+    const shown = run.status === "complete" && c.nodes_failed ? "complete-with-failures"
       : run.status;
-    badge.className = `badge ${state_}`;
-    badge.textContent = state_ === "complete-with-failures" ? `complete, ${c.nodes_failed} failed`
+    badge.className = `badge ${shown}`;
+    badge.textContent = shown === "complete-with-failures" ? `complete, ${c.nodes_failed} failed`
       : run.status;
     badge.dataset.final = run.status === "running" ? "no" : "yes";
     text("nodes", `${c.nodes_completed} ok / ${c.nodes_failed} failed / ${c.nodes_skipped} `
       + `skipped of ${total}`);
-    text("running", String(running.node.length));
+    text("running", String(run.running));
     text("elapsed", seconds(run.elapsed));
     text("cost", usd(run.cost_usd));
     text("tokens", `${run.input_tokens} / ${run.output_tokens}`);
@@ -191,71 +188,10 @@ function runPage() {
     state.dataset.status = run.status;
     state.dataset.done = String(done);
     state.dataset.failed = String(c.nodes_failed);
-    state.dataset.running = String(running.node.length);
-    state.dataset.bars = String(bars.node.length);
-    state.dataset.lanes = String(run.lanes);
-  }
-
-  // Seconds since the run's first event that the chart spans: while the run goes on, the
-  // clock keeps moving between updates, so running bars grow.
-  function span() {
-    let end = run.elapsed;
-    if (run.status === "running") end += (performance.now() - received) / 1000;
-    return Math.max(end, 0.001);
-  }
-
-  function draw() {
-    if (run === null) return;
-    const ratio = window.devicePixelRatio || 1;
-    const width = chart.clientWidth;
-    const lanes = Math.max(run.lanes, 1);
-    const lane = Math.max(2, Math.min(18, Math.floor(480 / lanes)));
-    const height = Math.max(60, lanes * lane + 24);
-    chart.style.height = `${height}px`;
-    chart.width = Math.round(width * ratio);
-    chart.height = Math.round(height * ratio);
-    const g = chart.getContext("2d");
-    g.setTransform(ratio, 0, 0, ratio, 0, 0);
-    g.clearRect(0, 0, width, height);
-    const total = span();
-    const x = (t) => (Math.max(0, t) / total) * (width - 2) + 1;
-    const gap = lane > 6 ? 2 : lane > 3 ? 1 : 0;
-    g.fillStyle = "#656d76";
-    g.font = "11px system-ui, sans-serif";
-    for (let i = 0; i <= 4; i++) {
-      const at = (total * i) / 4;
-      g.fillText(seconds(at), Math.min(x(at), width - 48), height - 6);
-    }
-    const probes = [];
-    for (let i = 0; i < bars.node.length; i++) {
-      const status = statuses[bars.status[i]];
-      const left = x(bars.start[i]);
-      const w = Math.max(1.5, x(bars.end[i]) - left);
-      g.fillStyle = COLORS[status];
-      g.fillRect(left, bars.lane[i] * lane + gap / 2, w, lane - gap);
-      if (probes.length < 200) probes.push([left + w / 2, bars.lane[i] * lane + lane / 2, status]);
-    }
-    const now = total;
-    g.fillStyle = COLORS.running;
-    for (let i = 0; i < running.node.length; i++) {
-      const left = x(running.start[i]);
-      g.fillRect(left, running.lane[i] * lane + gap / 2, Math.max(1.5, x(now) - left), lane - gap);
-    }
-    // read back from the canvas: how many bars show their status colour
-    let shown = 0;
-    for (const [px, py, status] of probes) {
-      const [r, gr, b] = g.getImageData(Math.floor(px * ratio), Math.floor(py * ratio), 1, 1).data;
-      const want = COLORS[status];
-      const hex = `#${[r, gr, b].map((v) => v.toString(16).padStart(2, "0")).join("")}`;
-      if (hex === want) shown += 1;
-    }
-    state.dataset.shown = String(shown);
-    state.dataset.probed = String(probes.length);
+    state.dataset.running = String(run.running);
   }
 
   listen(`/events${location.pathname}`, onUpdate);
-  setInterval(() => { if (run !== null && run.status === "running") draw(); }, 250);
-  window.addEventListener("resize", draw);
 }
 
 if (document.body.dataset.page === "runs") runsPage();
