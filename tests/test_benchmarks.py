@@ -205,3 +205,21 @@ def test_the_readers_benchmark_times_every_reader_on_one_run(tmp_path: Path) -> 
     assert names[-1] == "msgspec 15-line loop" and report["events"] == 402
     assert all(row["exit_code"] == 0 and row["peak_rss_mib"] > 0 for row in report["readers"])
     assert "| tracebus timeline |" in (tmp_path / "readers.md").read_text()
+
+
+def test_the_runs_benchmark_lists_the_runs_it_made(tmp_path: Path) -> None:
+    done = _bench(
+        "runs.py", "--runs", "30", "--incomplete", "3", "--rounds", "1",
+        "--results", str(tmp_path),
+    )  # fmt: skip
+    # 1: the target missed, which a loaded machine may do; the figures are still there
+    assert done.returncode in (0, 1), done.stderr
+    report = json.loads((tmp_path / "runs.json").read_text())
+    assert (report["runs"], report["incomplete"]) == (30, 3)
+    assert [row["command"] for row in report["rows"]] == [
+        "python -c pass",
+        "decode every metadata file",
+        "tracebus runs DIR",
+        "tracebus runs DIR --json",
+    ]
+    assert report["target_met"] == (done.returncode == 0)

@@ -16,6 +16,7 @@ from ._exceptions import DeliveryError as DeliveryError
 from ._exceptions import InvalidIdError as InvalidIdError
 from ._exceptions import ProtocolError as ProtocolError
 from ._exceptions import QueueFullError as QueueFullError
+from ._exceptions import RunLockedError as RunLockedError
 from ._exceptions import RunNotFoundError as RunNotFoundError
 from ._exceptions import ServiceError as ServiceError
 from ._exceptions import ServiceUnavailableError as ServiceUnavailableError
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
     from ._node import NodeScope as NodeScope
     from ._node import SyncNodeScope as SyncNodeScope
     from ._observer import Observer as Observer
+    from ._retention import Retention as Retention
     from ._service._client import RemoteObserver as RemoteObserver
     from ._service._client import connect as connect
     from ._service._delivery import RemoteStatistics as RemoteStatistics
@@ -108,6 +110,7 @@ _LAZY: dict[str, str] = {
     "NodeAttempt": "._tools._record",
     "NodeRecord": "._tools._record",
     "RunRecord": "._tools._record",
+    "Retention": "._retention",
     "read_run": "._tools._record",
     "Sink": "._sinks",
 }
@@ -142,6 +145,8 @@ __all__ = [
     "QueueFullError",
     "RemoteObserver",
     "RemoteStatistics",
+    "Retention",
+    "RunLockedError",
     "RunNotFoundError",
     "RunRecord",
     "ServiceError",

@@ -4,21 +4,30 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Unpack
 
 import anyio
+import anyio.to_thread
 
 from ._blocking import ThreadProducer
 from ._bus import BusStatistics, EventBus
 from ._capture import RunCapture
 from ._event_methods import AsyncEventMethods
 from ._events import Event, check_total_nodes
-from ._exceptions import TracebusError, describe, keep_with_note
+from ._exceptions import (
+    RunLockedError,
+    TracebusError,
+    TracebusWarning,
+    describe,
+    keep_with_note,
+)
 from ._factory import EventFactory
 from ._layout import RunLayout, new_run_id, validate_id
+from ._lock import RunLock, run_lock_path
 from ._node import NodeScope as NodeScope
 from ._options import (
     UNSET,
@@ -28,6 +37,7 @@ from ._options import (
     split_options,
     with_defaults,
 )
+from ._retention import Retention, apply_retention
 from ._run_parts import open_run
 from ._sinks._progress import PROGRESS_OPTIONS
 from ._sinks._run_files import RunFiles
@@ -45,9 +55,12 @@ class Observer(AsyncEventMethods):
     the run's header and summary (default: stdout; None for silence). ``progress`` draws a
     tqdm bar on stderr of the finished nodes (``"succeeded"``: of the succeeded ones only).
     A free-form payload or text over ``max_payload_bytes`` encoded is stored as a marker (its
-    hash, size, a prefix).
+    hash, size, a prefix). ``retention`` (a ``Retention``; off by default) removes this
+    workflow's older runs once the run is written, as ``tracebus prune`` would.
 
-    Raises InvalidIdError (a ValueError) at construction for an unsafe workflow id.
+    Raises InvalidIdError (a ValueError) at construction for an unsafe workflow id, and
+    RunLockedError at entry when another writer holds the run's lock (the same run id on the
+    same output directory).
     """
 
     @shows_options(ObserverOptions)
@@ -69,6 +82,12 @@ class Observer(AsyncEventMethods):
             )
         if given["overflow"] not in ("block", "drop"):
             raise ValueError(f"overflow must be 'block' or 'drop', got {given['overflow']!r}")
+        if given["retention"] is not None and not isinstance(given["retention"], Retention):
+            raise TypeError(
+                "retention must be a tracebus.Retention or None, "
+                f"not {type(given['retention']).__name__}"
+            )
+        self._retention = given["retention"]
         if given["console"] is UNSET:
             given["console"] = sys.stdout
         given["sinks"] = tuple(given["sinks"])
@@ -86,20 +105,36 @@ class Observer(AsyncEventMethods):
         self._files: RunFiles | None = None
         self._bus: EventBus | None = None
         self._finished = False
+        self._lock: RunLock | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def __aenter__(self) -> Observer:
         if self._bus is not None:
             raise RuntimeError("an Observer can be entered only once")
-        run = open_run(
-            self.output_dir,
-            self.workflow_id,
-            self.run_id,
-            self.total_nodes,
-            pid=self._events.pid,
-            **self._run_options,
-        )
+        # held until the run is written: how ``tracebus runs`` and ``prune`` tell it is live
+        self._lock = RunLock(run_lock_path(self.output_dir, self.workflow_id, self.run_id))
+        try:
+            self._lock.acquire()
+        except RunLockedError:
+            raise
+        except OSError:  # no flock here (some network file systems): the run goes unlocked
+            self._lock = None
+        try:
+            run = open_run(
+                self.output_dir,
+                self.workflow_id,
+                self.run_id,
+                self.total_nodes,
+                pid=self._events.pid,
+                **self._run_options,
+            )
+        except BaseException:
+            if self._lock is not None:
+                self._lock.release(remove=True)
+            raise
+        if self._lock is not None:
+            self._lock.name_trace(run.layout.trace_file.name)
         self._layout, self._files, self._bus = run.layout, run.files, run.bus
         self.started = run.started
         bus = run.bus
@@ -136,6 +171,23 @@ class Observer(AsyncEventMethods):
             finally:
                 assert self._files is not None
                 self.metadata = self._files.metadata
+                if self._lock is not None:
+                    self._lock.release(remove=True)
+        if self._retention is not None:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._apply_retention, self._retention)
+
+    def _apply_retention(self, policy: Retention) -> None:
+        """The retention policy, on this workflow's runs (never this one); warns, never
+        raises, when the output directory cannot be listed."""
+        try:
+            apply_retention(self.output_dir, self.workflow_id, policy, spare=self.trace_file)
+        except OSError as exc:
+            warnings.warn(
+                f"tracebus: retention not applied to {self.output_dir}: {exc}",
+                TracebusWarning,
+                stacklevel=2,
+            )
 
     async def flush(self) -> None:
         """Wait until everything emitted so far is written, then write the metadata as it

@@ -17,6 +17,7 @@ from ._bus import DEFAULT_CAPACITY, DEFAULT_CLOSE_TIMEOUT
 from ._events import DEFAULT_MAX_PAYLOAD_BYTES
 
 if TYPE_CHECKING:
+    from ._retention import Retention
     from ._sinks import Sink
     from ._sinks._progress import ProgressOption
 
@@ -51,6 +52,7 @@ class ObserverOptions(RunOptions, CaptureOptions, total=False):
 
     run_id: str | None
     max_payload_bytes: int
+    retention: Retention | None
 
 
 class LoopOptions(TypedDict, total=False):
@@ -76,6 +78,7 @@ DEFAULTS: SyncObserverOptions = {
     "close_timeout": DEFAULT_CLOSE_TIMEOUT,
     "run_id": None,
     "max_payload_bytes": DEFAULT_MAX_PAYLOAD_BYTES,
+    "retention": None,
     "capture_logging": None,
     "capture_warnings": False,
     "backend": "asyncio",

@@ -37,6 +37,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "._tools.cli",
         "follow a live run, one line per event, until workflow_complete or workflow_error",
     ),
+    "runs": (
+        "._tools._runs_cli",
+        "list the runs of output directories, newest first, with status, times, cost, tokens",
+    ),
+    "prune": (
+        "._tools._runs_cli",
+        "remove old runs per workflow: keep the newest N and/or those younger than DAYS",
+    ),
     "watch": (
         "._tools._watch.cli",
         "serve a live web page of the runs under DIR..., updated as they run",

@@ -169,7 +169,10 @@ class Lanes:
     are in that order. Times are whole microseconds from the run's start, so what the
     exports write is exactly what was checked for overlap. Each attempt takes the lowest
     free lane when it starts (interval partitioning), so there are as many lanes as
-    attempts in flight at the peak."""
+    attempts in flight at the peak. Laid out ``nested``, a child's attempt goes on the
+    lane of its parent's attempt, inside it, where it fits (inside that attempt's span, and
+    no sibling open there), and only else takes a free lane: a lane then holds attempts
+    that are disjoint or nested, never crossing."""
 
     order: array[int]
     lane: array[int]
@@ -184,8 +187,8 @@ class Lanes:
         return min(self.span_us, max(0, _us(epoch) - _us(self.origin)))
 
 
-def lay_out(facts: RunFacts, table: AttemptTable) -> Lanes:
-    """Place every attempt of the run on a lane."""
+def lay_out(facts: RunFacts, table: AttemptTable, nested: bool = False) -> Lanes:
+    """Place every attempt of the run on a lane (``nested``: children inside parents)."""
     origin = facts.started if facts.started is not None else 0.0
     end_of_run = facts.ended if facts.ended is not None else origin
     base = _us(origin)
@@ -197,6 +200,8 @@ def lay_out(facts: RunFacts, table: AttemptTable) -> Lanes:
         end = _us(end_of_run if end_epoch != end_epoch else end_epoch) - base
         starts.append(start)
         ends.append(max(start, end))
+    if nested and facts.children:
+        return _lay_out_nested(facts, table, starts, ends, origin, span)
     # by start, then end, node and attempt: stable sorts from the last key to the first
     ranked = list(range(len(starts)))
     for key in (table.number, table.slot, ends, starts):
@@ -225,6 +230,75 @@ def lay_out(facts: RunFacts, table: AttemptTable) -> Lanes:
         if end > span:
             span = end
     return Lanes(order, lanes, sorted_starts, sorted_ends, count, origin, span)
+
+
+def _lay_out_nested(
+    facts: RunFacts,
+    table: AttemptTable,
+    starts: array[int],
+    ends: array[int],
+    origin: float,
+    span: int,
+) -> Lanes:
+    depth = _depths(facts)
+    slots = table.slot
+    # by start, the longer first (a parent before the children it holds), then depth
+    ranked = sorted(
+        range(len(starts)),
+        key=lambda i: (starts[i], -ends[i], depth[slots[i]], slots[i], table.number[i]),
+    )
+    order = array("L", ranked)
+    del ranked
+    busy: list[tuple[int, int]] = []  # (end of the lane's outermost attempt, lane)
+    free: list[int] = []
+    stacks: list[list[tuple[int, int]]] = []  # per lane, the open attempts: (end, position)
+    placed: dict[int, tuple[int, int, int]] = {}  # slot -> (start, end, position) of its last
+    lanes = array("L")
+    sorted_starts = array("q")
+    sorted_ends = array("q")
+    parents = facts.parents
+    for position, index in enumerate(order):
+        start, end, slot = starts[index], ends[index], slots[index]
+        while busy and busy[0][0] <= start:
+            heapq.heappush(free, heapq.heappop(busy)[1])
+        lane = -1
+        parent = parents[slot]
+        host = placed.get(parent) if parent != NO_PARENT else None
+        if host is not None and host[0] <= start and end <= host[1]:
+            stack = stacks[lanes[host[2]]]
+            while stack and stack[-1][0] <= start and stack[-1][1] != host[2]:
+                stack.pop()
+            if stack and stack[-1][1] == host[2]:
+                lane = lanes[host[2]]
+                stack.append((end, position))
+        if lane < 0:
+            if free:
+                lane = heapq.heappop(free)
+            else:
+                lane = len(stacks)
+                stacks.append([])
+            stacks[lane][:] = [(end, position)]
+            heapq.heappush(busy, (end, lane))
+        placed[slot] = (start, end, position)
+        lanes.append(lane)
+        sorted_starts.append(start)
+        sorted_ends.append(end)
+        if end > span:
+            span = end
+    return Lanes(order, lanes, sorted_starts, sorted_ends, len(stacks), origin, span)
+
+
+def _depths(facts: RunFacts) -> array[int]:
+    """How many nodes enclose each node."""
+    parents = facts.parents
+    depth = array("q", bytes(8 * len(parents)))
+    for slot in range(len(parents)):
+        parent, steps = parents[slot], 0
+        while parent != NO_PARENT:
+            steps += 1
+            parent = parents[parent]
+        depth[slot] = steps
+    return depth
 
 
 def read_attempts(

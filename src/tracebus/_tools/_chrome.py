@@ -1,10 +1,16 @@
 """Chrome Trace Event Format (JSON object form), for ui.perfetto.dev and chrome://tracing.
 
 The workflow is a complete (``X``) event on a track of its own spanning the whole run; each
-node attempt is an ``X`` event on its lane (one thread per lane, so none overlap); a failed
-attempt carries the ``failed`` category, the ``terrible`` colour and its error; notes,
-retries, skips and a workflow error are instant (``i``) events. Times are microseconds from
-the run's start. The events are written as they are made, from the run's attempt table.
+node attempt is an ``X`` event on its lane (one thread per lane); a failed attempt carries
+the ``failed`` category, the ``terrible`` colour and its error; notes, retries, skips and a
+workflow error are instant (``i``) events. Times are microseconds from the run's start.
+
+A child node's attempt is on its parent's lane, nested inside the parent's event, unless a
+sibling running at the same time holds that place (then it takes a lane of its own); so
+events on a lane are disjoint or nested, as viewers draw them. Each ``depends_on`` is a
+flow (an ``s`` event on the upstream node's attempt, an ``f`` event binding to the start
+of the dependent one), drawn as an arrow. The events are written as they are made, from
+the run's attempt table.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ _BATCH = 4096
 def write_chrome_trace(facts: RunFacts, table: AttemptTable, output: BinaryIO) -> int:
     """Write the run as a Chrome trace (``{"traceEvents": [...], ...}``, one line) to
     ``output``; returns how many trace events it holds."""
-    lanes = lay_out(facts, table)
+    lanes = lay_out(facts, table, nested=True)
     output.write(b'{"traceEvents":[')
     written = 0
     batch: list[bytes] = []
@@ -60,6 +66,11 @@ class _NodeArgs(msgspec.Struct, omit_defaults=True):
     output_hash: str | None = None
     output_summary: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
     error: str | None = None
+    parent_id: str | None = None
+    depends_on: tuple[str, ...] = ()
+    input_tokens: int = 0
+    output_tokens: int = 0
+    usage_cost_usd: float | None = None
 
 
 class _NodeEvent(msgspec.Struct, omit_defaults=True):
@@ -114,6 +125,7 @@ def _events(facts: RunFacts, table: AttemptTable, lanes: Lanes) -> Iterator[Any]
     slots, numbers, codes = table.slot, table.number, table.status
     durations, costs, summaries = table.duration, table.cost, table.summary
     starts, ends, lane_of = lanes.start_us, lanes.end_us, lanes.lane
+    tokens_in, tokens_out, usage_cost = table.input_tokens, table.output_tokens, table.usage_cost
     for position, index in enumerate(lanes.order):
         slot = slots[index]
         status = STATUS_CODES[codes[index]]
@@ -137,10 +149,48 @@ def _events(facts: RunFacts, table: AttemptTable, lanes: Lanes) -> Iterator[Any]
                 output_hash=table.hashes[index],
                 output_summary=msgspec.UNSET if summary == b"null" else msgspec.Raw(summary),
                 error=table.errors.get(index),
+                parent_id=facts.parent_id(slot),
+                depends_on=facts.depends_on(slot),
+                input_tokens=tokens_in[index],
+                output_tokens=tokens_out[index],
+                usage_cost_usd=usage_cost[index] or None,
             ),
             cname=_COLOURS.get(status),
         )
+    yield from _flows(facts, table, lanes, pid)
     yield from _instants(facts, table, lanes, pid)
+
+
+def _flows(
+    facts: RunFacts, table: AttemptTable, lanes: Lanes, pid: int
+) -> Iterator[dict[str, Any]]:
+    """An arrow from each upstream node's attempt to each attempt that depends on it: the
+    upstream's latest attempt that started no later than the dependent one."""
+    if not table.depends_on:
+        return
+    wanted = {upstream for slots in table.depends_on.values() for upstream in slots}
+    positions: dict[int, list[int]] = {}  # by start, as laid out
+    dependents: list[int] = []
+    for position, index in enumerate(lanes.order):
+        slot = table.slot[index]
+        if slot in wanted:
+            positions.setdefault(slot, []).append(position)
+        if table.depends_on.get(index):
+            dependents.append(position)
+    flow = 0
+    for position in dependents:
+        index = lanes.order[position]
+        start = lanes.start_us[position]
+        for upstream in table.depends_on[index]:
+            before = [p for p in positions.get(upstream, ()) if lanes.start_us[p] <= start]
+            if not before:
+                continue
+            source = before[-1]
+            flow += 1
+            name = f"{facts.node_ids[upstream]} -> {facts.node_ids[table.slot[index]]}"
+            common = {"name": name, "cat": "depends_on", "id": flow, "pid": pid}
+            yield {**common, "ph": "s", "ts": lanes.start_us[source], "tid": lanes.lane[source] + 1}
+            yield {**common, "ph": "f", "bp": "e", "ts": start, "tid": lanes.lane[position] + 1}
 
 
 def _instants(
