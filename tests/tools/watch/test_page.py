@@ -122,14 +122,14 @@ def test_runs_list_shows_a_new_run_when_it_starts(
     tmp_path: Path, writers: list[Writer], watches: list[Watch], browser: Any
 ) -> None:
     out = tmp_path / "runs"
-    first = Writer(out, "first_flow", 2)
+    first = Writer(out, "step_01_first", 2)
     writers.append(first)
     watch = Watch(str(out), "--port", "0")
     watches.append(watch)
     browser.get(watch.url)
     wait_for(browser, lambda d: page_state(d).get("runs") == "1", "the first run")
     mark_loaded(browser)
-    second = Writer(out, "second_flow", 2)
+    second = Writer(out, "step_02_second", 2)
     writers.append(second)
     wait_for(
         browser,
@@ -141,7 +141,7 @@ def test_runs_list_shows_a_new_run_when_it_starts(
     first.send("end")
     wait_for(
         browser,
-        lambda d: listed(d) == {"first_flow": "complete", "second_flow": "running"},
+        lambda d: listed(d) == {"step_01_first": "complete", "step_02_second": "running"},
         "the first run complete",
     )
     assert loaded_once(browser)

@@ -82,7 +82,7 @@ def test_pages_of_a_finished_run(watched: tuple[Watch, Path, str]) -> None:
         ["b", "ValueError: bad input in b"], ["d", "ValueError: bad input in d"]
     ]  # fmt: skip
     status, headers, body = get(watch, "/static/timeline.js")
-    assert status == 200 and body.startswith(b'"use strict";\nwindow.tracebusTimeline =')
+    assert status == 200 and b"window.tracebusTimeline = (function" in body
     assert headers["content-type"].startswith("text/javascript")
     assert any("ValueError: bad input in b" in line for line in update["lines"])
 
@@ -227,6 +227,27 @@ def test_page_survives_a_restart_of_the_watch(
     watches.append(again)
     update = next(events(again, f"/events/run/{address}"))
     assert update["reset"] and attempts([update]) == {("a", 1): "success"}
+
+
+def test_a_killed_writer_leaves_its_run_incomplete(
+    tmp_path: Path, writers: list[Writer], watches: list[Watch]
+) -> None:
+    out = tmp_path / "runs"
+    writer = Writer(out, "step_03_killed", 2)
+    writers.append(writer)
+    writer.send("start a")
+    watch = Watch(str(out), "--port", "0")
+    watches.append(watch)
+    runs_list = events(watch, "/events/runs")
+    listed = next(runs_list)["runs"]
+    assert [run["status"] for run in listed] == ["running"]
+    stream = events(watch, f"/events/run/{listed[0]['address']}")
+    assert next(stream)["run"]["status"] == "running"
+    writer.process.kill()
+    writer.process.wait()
+    # nothing more is written: the lock the writer held, gone with it, says so
+    assert next(stream)["run"]["status"] == "incomplete"
+    assert [run["status"] for run in next(runs_list)["runs"]] == ["incomplete"]
 
 
 def test_watch_help_and_bad_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

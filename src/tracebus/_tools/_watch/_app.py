@@ -24,6 +24,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..._token import is_loopback, token_matches
+from .._timeline import renderer_script
 from ._board import Board
 from ._live import PUSH, RunFeed, encode
 from ._paths import Roots
@@ -49,19 +50,12 @@ def _asset(name: str) -> str:
 
 
 def _assets() -> dict[str, tuple[str, str]]:
-    """The page's script and style, and those of the timeline's renderer, taken from the
-    page ``tracebus timeline`` writes (its script without the part that mounts the page's
-    own data, its style): the same drawing on both pages."""
-    page = resources.files(__package__.rpartition(".")[0]).joinpath("timeline.html")
-    html = page.read_text("utf-8")
-    style = html[html.index("<style>") + len("<style>") : html.index("</style>")]
-    start = html.index("window.tracebusTimeline = (function () {")
-    end = html.index("\n})();\n", start) + len("\n})();\n")
+    """The page's script and style, and the timeline's renderer: the one ``tracebus
+    timeline``'s page holds, so both pages draw a run alike."""
     return {
         "watch.js": (_asset("watch.js"), _JS),
         "watch.css": (_asset("watch.css"), _CSS),
-        "timeline.js": ('"use strict";\n' + html[start:end], _JS),
-        "timeline.css": (style, _CSS),
+        "timeline.js": (renderer_script(), _JS),
     }
 
 

@@ -18,7 +18,9 @@ from typing import Any, BinaryIO
 
 import msgspec
 
+from ..._catalog import lockable
 from ..._exceptions import TraceFormatError
+from ..._lock import run_is_locked
 from .._attempts import STATUS_CODES, AttemptTable, read_attempts
 from .._lines import decode_typed
 from .._reader import decode_line
@@ -71,6 +73,8 @@ class RunFeed:
         self._lines: list[str] = []
         self._missed = 0
         self._problems: list[str] = []
+        #: the ids of the run shown as running, whose writer holds its lock
+        self._writing: tuple[str, str] | None = None
 
     def close(self) -> None:
         if self._handle is not None:
@@ -81,7 +85,7 @@ class RunFeed:
         """Read what was appended since the last poll: the page's update, or None when
         nothing changed."""
         news = self._read_lines()
-        if not news and not self._reset:
+        if not news and not self._reset and not self._writer_gone():
             return None
         began = time.perf_counter()
         try:
@@ -152,7 +156,7 @@ class RunFeed:
             "run": {
                 "workflow_id": facts.workflow_id,
                 "run_id": facts.run_id,
-                "status": "running" if facts.status == "incomplete" else facts.status,
+                "status": self._status(facts),
                 "error": facts.error,
                 "total_nodes": facts.total_nodes,
                 "counts": facts.counts._asdict(),
@@ -172,6 +176,34 @@ class RunFeed:
             ],
         }
 
+    def _status(self, facts: RunFacts) -> str:
+        """The run's status as ``tracebus runs`` says it: a run with no end is ``running``
+        while its writer holds the run's lock, else ``incomplete``."""
+        self._writing = None
+        if facts.status != "incomplete" or not lockable(facts.workflow_id, facts.run_id):
+            return facts.status
+        assert facts.run_id is not None
+        self._writing = (facts.workflow_id, facts.run_id)
+        if self._locked():
+            return "running"
+        self._writing = None
+        return "incomplete"
+
+    def _locked(self) -> bool:
+        if self._writing is None:
+            return False
+        try:
+            return run_is_locked(_output_dir(self.trace), *self._writing)
+        except OSError:
+            return False
+
+    def _writer_gone(self) -> bool:
+        """Whether the run shown as running lost its writer (killed) since the last poll."""
+        if self._writing is None or self._locked():
+            return False
+        self._writing = None
+        return True
+
     def _take(self, update: dict[str, Any] | None) -> dict[str, Any]:
         """The update with the lines and problems gathered since the last one."""
         taken = {
@@ -185,6 +217,11 @@ class RunFeed:
             self._reset = False
         self._lines, self._missed, self._problems = [], 0, []
         return taken
+
+
+def _output_dir(trace: Path) -> Path:
+    """The output directory of a trace in ``traces/`` or ``audit/step_NN/``."""
+    return trace.parent.parent if trace.parent.name == "traces" else trace.parent.parent.parent
 
 
 def encode(update: Any) -> bytes:

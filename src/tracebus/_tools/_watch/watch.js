@@ -94,7 +94,7 @@ function runRow(run) {
     part.style.background = color;
     bar.append(part);
   }
-  const started = run.started ? when(new Date(run.started * 1000)) : "-";
+  const started = run.started ? when(new Date(run.started)) : "-";
   tr.append(
     cell(badge), cell(link), cell((run.run_id || "-").slice(0, 8)), cell(started), cell(bar),
     cell(String(run.nodes_ok), "num"), cell(String(run.nodes_failed), "num"),
