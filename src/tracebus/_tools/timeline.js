@@ -7,7 +7,7 @@ window.tracebusTimeline = (function () {
   "use strict";
   const FAILED = 1, SKIPPED = 2, RUNNING = 3;
   const AXIS = 26, NOTE_ROW = 8, GUTTER = 84, MIN_BAR = 2, COST_BAND = 36, TRI = 12;
-  const EDGE_LIMIT = 4000, RECORD_ROWS = 500, CHECKED = 50000;
+  const EDGE_LIMIT = 4000, RECORD_ROWS = 500, CHECKED = 50000, COST_BINS = 1 << 20;
   const COST_INK = "#7b4fd6", EDGE_INK = "#3b6fd8";
 
   // The status colours are the page's own when it sets them (:where adds no specificity).
@@ -197,7 +197,7 @@ window.tracebusTimeline = (function () {
     // one row) is laid on lanes so that no two on a lane overlap; a row's children follow it.
     let rows = [], rowOf = null, lanes = 0, byNode = null;
     let tries = null, lastOf = null, hidden = null, hasKids = null;
-    let costTotal = 0;
+    let costTotal = 0, bins = null;
 
     function layout() {
       const count = A.slot.length, nodes = N.id.length;
@@ -265,6 +265,7 @@ window.tracebusTimeline = (function () {
       }
       costTotal = 0;
       for (let i = 0; i < count; i++) costTotal += spent(i);
+      if (costTotal > 0) costBins();
     }
 
     // What an attempt cost: its own cost and its node's model calls while it ran.
@@ -354,7 +355,7 @@ window.tracebusTimeline = (function () {
     // MIN_BAR pixels wide is drawn whole (failed ones last, so they stay visible), narrower
     // ones are counted per pixel column and the column drawn with each status's share of
     // its height; then dependency edges, notes, and the hovered/selected outlines.
-    function draw() {
+    function draw(check) {
       ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
       ctx.clearRect(0, 0, width, height);
       ctx.font = "11px system-ui, sans-serif";
@@ -394,26 +395,34 @@ window.tracebusTimeline = (function () {
       let drawn = 0, failedDrawn = 0, aggregated = 0;
       const deferred = [];
       fullBars = []; narrowBars = [];
+      // the hot loop: every bar in view of every row in view, so xOf and endOf are inlined
+      const per = scale(), from = view.start, to = view.end, runEnd = run.span;
+      const starts = A.start, ends = A.end, status = A.status;
       for (let r = first; r < last; r++) {
         const y = Math.round(rowY(r) + (ROW - BAR) / 2);
         const bars = rows[r].bars;
         let narrow = 0;
-        for (let k = firstEndingAfter(bars, view.start); k < bars.length; k++) {
+        for (let k = firstEndingAfter(bars, from); k < bars.length; k++) {
           const i = bars[k];
-          if (A.start[i] > view.end) break;
+          const start = starts[i];
+          if (start > to) break;
           drawn++;
-          const failed = A.status[i] === FAILED;
-          if (failed) { failedDrawn++; if (failedIds.length < 1000) failedIds.push(N.id[A.slot[i]]); }
-          const x0 = xOf(A.start[i]), x1 = xOf(endOf(i));
+          const code = status[i];
+          if (code === FAILED) {
+            failedDrawn++;
+            if (failedIds.length < 1000) failedIds.push(N.id[A.slot[i]]);
+          }
+          const end = ends[i] === ends[i] ? ends[i] : Math.max(runEnd, start);
+          const x0 = GUTTER + (start - from) * per, x1 = GUTTER + (end - from) * per;
           if (x1 - x0 >= MIN_BAR) {
-            if (failed) deferred.push([i, y]); else paint(i, y);
+            if (code === FAILED) deferred.push([i, y]); else paint(i, y);
             fullBars.push(i);
             continue;
           }
           const column = Math.floor((x0 + x1) / 2) - GUTTER;
           if (column < 0 || column >= pw) continue;
-          counts[A.status[i] * pw + column]++;
-          if (narrowBars.length < CHECKED) narrowBars.push([i, GUTTER + column, y]);
+          counts[code * pw + column]++;
+          if (check && narrowBars.length < CHECKED) narrowBars.push([i, GUTTER + column, y]);
           narrow++;
         }
         if (narrow) { aggregated += narrow; paintShares(counts, pw, y); counts.fill(0); }
@@ -544,7 +553,23 @@ window.tracebusTimeline = (function () {
     }
 
     // The cumulative cost along the time axis: what each attempt cost (its own cost and its
-    // model calls' usage cost) at its end, summed per pixel column.
+    // model calls' usage cost) at its end. Summed at layout into COST_BINS bins of the run's
+    // span (a bin is a millionth of it), so a frame reads the sums, not the attempts.
+    function costBins() {
+      bins = new Float64Array(COST_BINS + 1);
+      const per = COST_BINS / Math.max(1, run.span);
+      for (let i = 0; i < A.slot.length; i++) {
+        const amount = spent(i);
+        if (amount > 0) bins[Math.min(COST_BINS, Math.max(0, Math.floor(endOf(i) * per)))] += amount;
+      }
+      for (let b = 1; b <= COST_BINS; b++) bins[b] += bins[b - 1];
+    }
+
+    function costBy(us) {
+      const b = Math.floor(us * COST_BINS / Math.max(1, run.span));
+      return b < 0 ? 0 : bins[Math.min(COST_BINS, b)];
+    }
+
     function drawCost() {
       if (!(costTotal > 0)) return 0;
       const y0 = AXIS + NOTE_ROW + 4, h = COST_BAND - 8, bottom = y0 + h;
@@ -552,24 +577,12 @@ window.tracebusTimeline = (function () {
       ctx.fillText("cost", 6, y0 + h / 2 - 5);
       ctx.fillText("$" + costTotal.toFixed(4), 6, y0 + h / 2 + 7, GUTTER - 10);
       const columns = Math.max(1, Math.ceil(width - GUTTER)) + 1;
-      const sums = new Float64Array(columns + 1);  // [0]: before the view
-      const per = scale();
-      const at = (us, amount) => {
-        const c = Math.floor((us - view.start) * per);
-        sums[c < 0 ? 0 : c >= columns ? columns : c + 1] += amount;
-      };
-      for (let i = 0; i < A.slot.length; i++) {
-        const amount = spent(i);
-        if (amount > 0) at(endOf(i), amount);
-      }
       ctx.save();
       ctx.beginPath(); ctx.rect(GUTTER, y0 - 2, width - GUTTER, h + 4); ctx.clip();
       ctx.beginPath();
-      let sum = sums[0];
-      ctx.moveTo(GUTTER, bottom - (sum / costTotal) * h);
+      ctx.moveTo(GUTTER, bottom - (costBy(usOf(GUTTER)) / costTotal) * h);
       for (let c = 1; c < columns; c++) {
-        sum += sums[c];
-        ctx.lineTo(GUTTER + c, bottom - (sum / costTotal) * h);
+        ctx.lineTo(GUTTER + c, bottom - (costBy(usOf(GUTTER + c)) / costTotal) * h);
       }
       ctx.strokeStyle = COST_INK;
       ctx.lineWidth = 1.5;
@@ -714,7 +727,7 @@ window.tracebusTimeline = (function () {
     let frames = 0, drawn = {};
     function render(check) {
       const began = performance.now();
-      const result = draw();
+      const result = draw(check);
       frames++;
       drawn = {
         bars: A.slot.length, lanes, rows: rows.length, span: run.span, drawn: result.drawn,
