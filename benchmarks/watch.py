@@ -75,8 +75,8 @@ class Page:
                 if raw.startswith(b"data: "):
                     self.updates.append((time.time(), json.loads(raw[6:])))
                     self.first.set()
-        except (OSError, ValueError):
-            pass
+        except (OSError, ValueError, AttributeError):
+            pass  # closed by close(): http.client drops its file under the reading thread
 
     def completed_at(self) -> float | None:
         for arrived, update in self.updates:
