@@ -58,12 +58,12 @@ def test_runs_nodes_usage_and_logs_of_several_runs(tmp_path: Path) -> None:
         live.node_start("answer", 0)
         live.flush()
         in_progress = query_json(
-            out, "SELECT status, nodes_unfinished, nodes_completed FROM runs ORDER BY started"
+            out, "SELECT status, nodes_unfinished, nodes_ok FROM runs ORDER BY started"
         )
     assert in_progress == [
-        {"status": "complete", "nodes_unfinished": 0, "nodes_completed": 2},
-        {"status": "complete", "nodes_unfinished": 0, "nodes_completed": 1},
-        {"status": "incomplete", "nodes_unfinished": 1, "nodes_completed": 0},
+        {"status": "complete", "nodes_unfinished": 0, "nodes_ok": 2},
+        {"status": "complete", "nodes_unfinished": 0, "nodes_ok": 1},
+        {"status": "running", "nodes_unfinished": 1, "nodes_ok": 0},
     ]
     listed = query_json(
         out,
@@ -158,19 +158,25 @@ def test_seed_traces_and_several_directories(tmp_path: Path) -> None:
     rows = query_json(
         seed,
         success,
-        "SELECT workflow_id, status, nodes_completed, nodes_failed, round(cost_usd, 4) AS cost,"
-        " run_id = trace_file AS named_by_file FROM runs ORDER BY workflow_id",
+        "SELECT workflow_id, status, nodes_ok, nodes_failed, round(cost_usd, 4) AS cost,"
+        " run_id = trace AS named_by_file, (SELECT count(*) FROM nodes n WHERE n.run_id = r.run_id)"
+        " AS attempts FROM runs r ORDER BY workflow_id",
     )
     assert rows == [
-        {"workflow_id": "step_02_populate", "status": "complete", "nodes_completed": 3}
-        | {"nodes_failed": 1, "cost": 0.42, "named_by_file": True},
-        {"workflow_id": "step_03_load", "status": "complete", "nodes_completed": 4}
-        | {"nodes_failed": 0, "cost": 0.035, "named_by_file": False},
+        {"workflow_id": "step_02_populate", "status": "complete", "nodes_ok": 3}
+        | {"nodes_failed": 1, "cost": 0.42, "named_by_file": True, "attempts": 4},
+        {"workflow_id": "step_03_load", "status": "complete", "nodes_ok": 4}
+        | {"nodes_failed": 0, "cost": 0.035, "named_by_file": False, "attempts": 4},
     ]
     slowest = query_json(
         seed, "SELECT node_id, duration_seconds FROM nodes ORDER BY duration_seconds DESC LIMIT 1"
     )
     assert slowest == [{"node_id": "node_2", "duration_seconds": 2.0}]
+
+
+def test_a_torn_last_line_is_left_out(torn_dir: Path, success_dir: Path) -> None:
+    sql = "SELECT count(*) AS lines, count(DISTINCT event_type) AS kinds FROM events"
+    assert query_json(torn_dir, sql) == query_json(success_dir, sql)
 
 
 def test_a_directory_without_runs_has_empty_views(tmp_path: Path) -> None:
@@ -185,7 +191,7 @@ def test_bad_sql_and_missing_directories_are_one_line_errors(tmp_path: Path) -> 
     done = run_cli("query", out, "SELEC 1")
     assert_one_line_error(done, "tracebus query: error: Parser Error:")
     done = run_cli("query", tmp_path / "nowhere", "SELECT 1")
-    assert_one_line_error(done, "tracebus query: error:", "no such file or directory")
+    assert_one_line_error(done, "tracebus query: error:", "no such directory")
 
 
 def test_without_duckdb_the_error_says_how_to_install_it(tmp_path: Path) -> None:

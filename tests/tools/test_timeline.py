@@ -11,7 +11,12 @@ import pytest
 
 from tests.conftest import Quiet
 from tracebus._tools._attempts import read_attempts
-from tracebus._tools._timeline import INLINE_ATTEMPTS, TimelineFeed, write_timeline
+from tracebus._tools._timeline import (
+    INLINE_ATTEMPTS,
+    TimelineFeed,
+    renderer_script,
+    write_timeline,
+)
 from tracebus.cli import main
 
 from . import runs
@@ -398,3 +403,31 @@ def _undelta(values: list[int]) -> list[int]:
         total += value
         out.append(total)
     return out
+
+
+def test_another_page_mounts_the_renderer_and_feeds_it(tmp_path: Path) -> None:
+    out = runs.synthetic_run(tmp_path / "run", nodes=12, workers=3, fail_every=4)
+    facts, table = read_attempts(out)
+    feed = TimelineFeed()
+    first = feed.data(facts, table, [i for i in range(len(table)) if table.slot[i] < 6])
+    rest = feed.data(facts, table, [i for i in range(len(table)) if table.slot[i] >= 6])
+    renderer = renderer_script()
+    assert "</script" not in renderer.lower()
+    page = tmp_path / "other.html"
+    page.write_text(
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; "
+        "script-src 'unsafe-inline'; style-src 'unsafe-inline'\"></head><body>"
+        "<h1>live</h1><div id='chart'></div>"
+        f"<script>{renderer}</script><script>"
+        "const handle = window.tracebusTimeline.mount(document.getElementById('chart'), "
+        f"{json.dumps(first)});"
+        "document.body.dataset.first = handle.drawn.bars + ' ' + handle.drawn.failedDrawn;"
+        f"handle.append({json.dumps(rest)});"
+        "</script></body></html>"
+    )
+    dom = dump_dom(page, tmp_path / "profile")
+    assert 'data-first="6 1"' in dom
+    result = element_attributes(dom, "drawn")
+    assert result["data-bars"] == "12" and result["data-shown"] == "12"
+    assert result["data-failed-drawn"] == "3" and result["data-lanes"] == "3"

@@ -3,15 +3,17 @@
 The views are defined over ``read_ndjson`` of the trace files, with their columns typed from
 the events' own annotations (``_events.TRACE_EVENT_KINDS``), so a field of any event type is
 a column and an event type that lacks it has NULL there; a query reads the files as it runs.
-DuckDB is an optional dependency (``tracebus[query]``): this module imports it, so it is
-imported only by the ``query`` command.
+Which runs there are, and their traces, is ``find_runs``'s to say: its list is the ``runs``
+table (one small row a run, what ``tracebus runs --json`` prints). DuckDB is an optional
+dependency (``tracebus[query]``): this module imports it, so only ``query`` imports it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, get_args
@@ -21,10 +23,11 @@ import msgspec
 
 from .._events import TRACE_EVENT_KINDS
 from .._exceptions import QueryError
+from ._runs import RunInfo, find_runs
 
 #: The views a query can read, each with what one row is.
 VIEWS = {
-    "runs": "one row per run: its status, times, node counts, cost and tokens",
+    "runs": "one row per run, as tracebus runs --json lists it",
     "nodes": "one row per node attempt: status, times, duration, cost, tokens, parent, hash",
     "events": "one row per trace line, every field a column (NULL where its type has none)",
     "usage": "one row per model call: model, tokens and cost",
@@ -55,27 +58,61 @@ def trace_columns() -> dict[str, str]:
     return columns
 
 
-def trace_files(dirs: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """The trace of every run in the output directories ``dirs`` (a trace file given is
-    itself): those in ``traces/``, else those of ``audit/step_NN`` and its archives.
+#: The DuckDB type of each key of ``RunInfo.to_json()`` the ``runs`` table has (a key not
+#: named here is JSON); ``started`` is a time, from the run's start epoch.
+_RUN_TYPES = {
+    "workflow_id": "VARCHAR",
+    "run_id": "VARCHAR",
+    "status": "VARCHAR",
+    "started": "TIMESTAMPTZ",
+    "wall_s": "DOUBLE",
+    "nodes_ok": "BIGINT",
+    "nodes_failed": "BIGINT",
+    "nodes_skipped": "BIGINT",
+    "nodes_unfinished": "BIGINT",
+    "cost_usd": "DOUBLE",
+    "input_tokens": "BIGINT",
+    "output_tokens": "BIGINT",
+    "trace": "VARCHAR",
+    "metadata": "VARCHAR",
+    "bytes": "BIGINT",
+    "archive": "VARCHAR",
+    "output_dir": "VARCHAR",
+    "step": "VARCHAR",
+    "source": "VARCHAR",
+    "warnings": "VARCHAR[]",
+}
 
-    Raises FileNotFoundError for a path that does not exist.
-    """
-    found: list[Path] = []
-    for given in map(Path, dirs):
-        if not given.exists():
-            raise FileNotFoundError(f"{given}: no such file or directory")
-        if given.is_file():
-            found.append(given)
-            continue
-        stamped = sorted(p for p in (given / "traces").glob("*.jsonl") if p.is_file())
-        found += stamped or sorted(
-            p
-            for pattern in ("audit/step_*/trace_*.jsonl", "audit/step_*/previous/*/trace_*.jsonl")
-            for p in given.glob(pattern)
-            if p.is_file()
+
+def _run_row(run: RunInfo) -> dict[str, Any]:
+    """A run as the ``runs`` table holds it: ``tracebus runs --json``'s object, the run id of
+    a seed trace (which has none) its trace's path, as in the other views, ``started`` a
+    time, and ``tokens`` both kinds."""
+    row = run.to_json()
+    row["run_id"] = row["run_id"] or row["trace"]
+    row["started"] = (
+        datetime.fromtimestamp(run.started_epoch, UTC) if run.started_epoch is not None else None
+    )
+    row["tokens"] = run.input_tokens + run.output_tokens
+    return {
+        key: json.dumps(value) if _RUN_TYPES.get(key, "JSON") == "JSON" else value
+        for key, value in row.items()
+    }
+
+
+def _runs_table(connection: duckdb.DuckDBPyConnection, runs: Sequence[RunInfo]) -> None:
+    """The ``runs`` table: one row per run ``find_runs`` found (the catalogue, not the
+    traces: one row a run)."""
+    rows = [_run_row(run) for run in runs]
+    keys = list(rows[0]) if rows else [*_RUN_TYPES, "tokens"]
+    types = {**_RUN_TYPES, "tokens": "BIGINT"}
+    columns = ", ".join(f'"{key}" {types.get(key, "JSON")}' for key in keys)
+    connection.execute(f"CREATE TABLE runs ({columns})")
+    if rows:
+        marks = ", ".join("?" for _ in keys)
+        connection.executemany(
+            f"INSERT INTO runs VALUES ({marks})", [[row[key] for key in keys] for row in rows]
         )
-    return list(dict.fromkeys(found))
 
 
 def _literal(text: str) -> str:
@@ -90,7 +127,8 @@ def _source(traces: Sequence[Path]) -> str:
         return f"(SELECT {typed}, NULL::VARCHAR AS filename WHERE false)"
     files = ", ".join(_literal(str(path)) for path in traces)
     spec = ", ".join(f"{_literal(name)}: {_literal(kind)}" for name, kind in columns.items())
-    # ignore_errors: a torn last line (a killed writer) is skipped, as the readers skip it
+    # ignore_errors: a line that is not JSON (the torn last line of a killed writer) becomes
+    # a row of NULLs, which the events view leaves out
     return (
         f"read_ndjson([{files}], columns={{{spec}}}, filename=true, ignore_errors=true, "
         "format='newline_delimited')"
@@ -106,7 +144,8 @@ def _views(traces: Sequence[Path]) -> list[str]:
             SELECT * EXCLUDE (filename, trace_file)
                      REPLACE (coalesce(run_id, filename) AS run_id),
                    to_timestamp(epoch_seconds) AS time, filename AS trace_file
-            FROM {_source(traces)}""",
+            FROM {_source(traces)}
+            WHERE event_type IS NOT NULL""",
         """CREATE VIEW usage AS
             SELECT run_id, workflow_id, node_id, model, input_tokens, output_tokens,
                    coalesce(input_tokens, 0) + coalesce(output_tokens, 0) AS tokens, cost_usd,
@@ -167,41 +206,6 @@ def _views(traces: Sequence[Path]) -> list[str]:
             FROM paired p LEFT JOIN spent t
               ON t.trace_file = p.trace_file AND t.run_id = p.run_id
              AND t.node_id = p.node_id AND t.attempt = p.attempt""",
-        """CREATE VIEW runs AS
-            WITH lines AS (
-                SELECT trace_file, run_id, any_value(workflow_id) AS workflow_id,
-                       min(epoch_seconds) AS first_epoch, max(epoch_seconds) AS last_epoch,
-                       bool_or(event_type = 'workflow_error') AS errored,
-                       bool_or(event_type = 'workflow_complete') AS completed,
-                       max(cumulative_cost_usd) AS reported_cost_usd,
-                       sum(cost_usd) FILTER (WHERE event_type IN
-                           ('node_success', 'node_failure', 'usage')) AS summed_cost_usd,
-                       sum(coalesce(input_tokens, 0) + coalesce(output_tokens, 0))
-                           FILTER (WHERE event_type = 'usage') AS tokens
-                FROM events GROUP BY trace_file, run_id
-            ), last_attempts AS (
-                SELECT trace_file, run_id, node_id, arg_max(status, attempt) AS status
-                FROM nodes GROUP BY ALL
-            ), counted AS (
-                SELECT trace_file, run_id,
-                       count(*) FILTER (WHERE status = 'success') AS nodes_completed,
-                       count(*) FILTER (WHERE status = 'failed') AS nodes_failed,
-                       count(*) FILTER (WHERE status = 'skipped') AS nodes_skipped,
-                       count(*) FILTER (WHERE status = 'running') AS nodes_unfinished
-                FROM last_attempts GROUP BY ALL
-            )
-            SELECT l.run_id, l.workflow_id,
-                   CASE WHEN l.errored THEN 'error' WHEN l.completed THEN 'complete'
-                        ELSE 'incomplete' END AS status,
-                   to_timestamp(l.first_epoch) AS started, to_timestamp(l.last_epoch) AS ended,
-                   l.last_epoch - l.first_epoch AS wall_seconds,
-                   coalesce(c.nodes_completed, 0) AS nodes_completed,
-                   coalesce(c.nodes_failed, 0) AS nodes_failed,
-                   coalesce(c.nodes_skipped, 0) AS nodes_skipped,
-                   coalesce(c.nodes_unfinished, 0) AS nodes_unfinished,
-                   coalesce(l.reported_cost_usd, l.summed_cost_usd, 0) AS cost_usd,
-                   coalesce(l.tokens, 0) AS tokens, l.trace_file
-            FROM lines l LEFT JOIN counted c USING (trace_file, run_id)""",
     ]
 
 
@@ -211,14 +215,15 @@ def run_query(
     """Run ``sql`` over every run in ``dirs``: the result's columns (name and DuckDB type)
     and its rows.
 
-    Raises FileNotFoundError for a path that does not exist and QueryError for what DuckDB
-    refuses.
+    Raises RunNotFoundError for a directory that is missing or holds no output directory
+    (see ``find_runs``) and QueryError for what DuckDB refuses.
     """
-    traces = trace_files(dirs)
+    runs = find_runs(list(dirs))
     connection = duckdb.connect(":memory:")
     try:
         connection.execute("SET TimeZone = 'UTC'")
-        for view in _views(traces):
+        _runs_table(connection, runs)
+        for view in _views([run.trace for run in runs]):
             connection.execute(view)
         result = connection.execute(sql)
         if result.description is None:

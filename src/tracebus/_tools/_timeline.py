@@ -4,7 +4,7 @@ The page loads nothing: its style, script and data are inline, and a Content-Sec
 forbids every fetch. Its script is a renderer of a *timeline data object*, which this module
 makes from a run's attempt table (``timeline_data``, or a ``TimelineFeed`` for a run that
 grows); the page's own script mounts it on load, and other pages (the live watch page) mount
-it and hand it more data later::
+it (``renderer_script()`` is its JavaScript) and hand it more data later::
 
     const handle = window.tracebusTimeline.mount(element, data);  // draws the first frame
     handle.append(delta);        // new attempts, or newer states of attempts drawn
@@ -73,7 +73,7 @@ INLINE_ATTEMPTS = 20_000
 _SHOWN_FAILURES = 50
 _SHORT_TEXT = 400
 _CHUNK = 8192
-_PLACEHOLDER = re.compile(r"__(TITLE|HEADER|KIND|DATA|DETAILS)__")
+_PLACEHOLDER = re.compile(r"__(TITLE|HEADER|KIND|DATA|DETAILS|RENDERER)__")
 #: The attempt columns the page carries in its second part, read after the first frame.
 DETAIL_COLUMNS = ("duration", "hash", "output", "message")
 _RUNNING = STATUS_CODES.index("running")
@@ -187,6 +187,12 @@ def _attempt_columns(
     return columns
 
 
+def renderer_script() -> str:
+    """The renderer (``window.tracebusTimeline``), JavaScript to inline in a ``<script>``
+    element of any page; it holds no ``</script``."""
+    return resources.files(__package__).joinpath("timeline.js").read_text("utf-8")
+
+
 def timeline_data(facts: RunFacts, table: AttemptTable) -> dict[str, Any]:
     """The timeline data object of the whole run (see the module's docstring)."""
     return TimelineFeed().data(facts, table)
@@ -209,6 +215,7 @@ def write_timeline(
         "KIND": lambda: output.write(kind),
         "DATA": lambda: _write_data(facts, table, lanes, output, compress),
         "DETAILS": lambda: _write_details(facts, table, lanes, output, compress),
+        "RENDERER": lambda: output.write(renderer_script()),
     }
     at = 0
     for match in _PLACEHOLDER.finditer(template):

@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from ._runs_cli import DIRS_HELP
 from .cli import RUN_HELP, _closed_pipe_quiet, _Formatter
 
 QUERY_HELP = "run SQL over every run in output directories, with DuckDB (tracebus[query])"
@@ -20,7 +21,7 @@ DIFF_EXIT_CODES = (
 
 def register(commands: Any) -> None:
     """Add ``diff`` and ``query`` to the ``tracebus`` subparsers ``commands``."""
-    from ._diff import GATES, MIN_SECONDS, SLOWER
+    from ._diff import DEFAULT_GATES, GATES, MIN_SECONDS, SLOWER
 
     diff: argparse.ArgumentParser = commands.add_parser(
         "diff",
@@ -35,12 +36,12 @@ def register(commands: Any) -> None:
     diff.add_argument(
         "--check",
         nargs="?",
-        const="hash,fail",
+        const=",".join(DEFAULT_GATES),
         default=None,
         type=_gates(GATES),
         metavar="GATES",
-        help="exit 1 when a gate trips: a comma-separated list of "
-        f"{', '.join(GATES)} (--check alone: hash,fail; give a list as --check=LIST)",
+        help=f"exit 1 when a gate trips: a comma-separated list of {', '.join(GATES)} "
+        f"(--check alone: {','.join(DEFAULT_GATES)}; give a list as --check=LIST)",
     )
     diff.add_argument(
         "--slower",
@@ -65,9 +66,7 @@ def register(commands: Any) -> None:
         epilog=QUERY_EPILOG,
         formatter_class=_Formatter,
     )
-    query.add_argument(
-        "dirs", nargs="+", metavar="DIR", help="an output directory (or a trace file)"
-    )
+    query.add_argument("dirs", nargs="+", metavar="DIR", help="an output directory (see below)")
     query.add_argument("sql", metavar="SQL", help="the query, over the views below")
     form = query.add_mutually_exclusive_group()
     form.add_argument("--json", action="store_true", help="print the rows as a JSON list")
@@ -76,12 +75,12 @@ def register(commands: Any) -> None:
 
 
 QUERY_EPILOG = (
-    "The views: runs (one row per run), nodes (one row per node attempt), events (one row "
-    "per trace line), usage (one row per model call) and logs (one row per log record); "
-    "docs/reading-runs.md lists their columns. Each DIR's runs are the traces in its traces/ "
-    "(else in audit/step_NN and its previous/ archives), read as the query runs.\n\n"
-    "exit codes: 0 ok; 2 bad usage, a missing DIR, SQL that DuckDB refuses, or DuckDB not "
-    "installed (one line on stderr)."
+    "The views: runs (one row per run, as tracebus runs --json lists them), nodes (one row "
+    "per node attempt), events (one row per trace line), usage (one row per model call) and "
+    "logs (one row per log record); docs/reading-runs.md lists their columns. The traces are "
+    f"read as the query runs.\n\n{DIRS_HELP}\n\n"
+    "exit codes: 0 ok; 2 bad usage, a DIR that is missing or holds no output directory, SQL "
+    "that DuckDB refuses, or DuckDB not installed (one line on stderr)."
 )
 #: What ``query`` says when DuckDB cannot be imported.
 NO_DUCKDB = (
@@ -95,7 +94,10 @@ def _gates(known: tuple[str, ...]) -> Any:
         unknown = [word for word in chosen if word not in known]
         if unknown or not chosen:
             what = f"unknown gate {unknown[0]!r}" if unknown else "no gate given"
-            raise argparse.ArgumentTypeError(f"{what} (the gates: {','.join(known)})")
+            raise argparse.ArgumentTypeError(
+                f"{what} (the gates: {','.join(known)}; a bare --check goes after the runs, "
+                "a list as --check=LIST)"
+            )
         return chosen
 
     return parse
