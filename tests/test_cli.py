@@ -51,6 +51,19 @@ def test_demo_runs_a_workflow_and_says_where_its_files_are(tmp_path: Path) -> No
     assert "Executing demo_workflow" in result.stderr  # the progress bar
 
 
+def test_slow_demo_nodes_take_longer_than_a_demo_node_can(tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    args = ("--nodes", "1", "--concurrency", "1", "--seed", "32", "--no-progress", "--out")
+    result = tracebus_cli("demo", "--slow", *args, str(out))
+    assert result.returncode == 0, result.stderr
+    assert "Workflow completed: demo_workflow" in result.stdout
+    (trace,) = out.glob("traces/*.jsonl")
+    (ended,) = [e for e in trace_of(trace) if e["event_type"] in ("node_success", "node_failure")]
+    # seed 32's node sleeps 0.31s of the 4s a slow node may; a demo node sleeps 0.05s at most
+    assert ended["duration_seconds"] > cli.FAST_NODE_SECONDS
+    assert cli.SLOW_NODE_SECONDS / cli.FAST_NODE_SECONDS >= 50
+
+
 def test_demo_rejects_bad_arguments_with_exit_code_2(tmp_path: Path) -> None:
     result = tracebus_cli("demo", "--nodes", "0", "--out", str(tmp_path))
     assert result.returncode == 2

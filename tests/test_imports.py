@@ -98,3 +98,12 @@ def test_the_import_benchmark_reports_every_command_against_bare_python(tmp_path
     assert rows["tracebus summary --help"]["target_over_bare_ms"] == 60.0
     assert report["targets_met"] == (result.returncode == 0)
     assert "tracebus summary --help" in result.stdout
+
+
+def test_watch_help_loads_no_web_server() -> None:
+    loaded = modules_loaded_by(
+        "from tracebus.cli import main\n"
+        "try:\n    main(['watch', '--help'])\nexcept SystemExit:\n    pass"
+    )
+    assert "tracebus._tools._watch.cli" in loaded
+    assert sorted(name for name in loaded if name.split(".")[0] in ("starlette", "uvicorn")) == []

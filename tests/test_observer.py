@@ -420,3 +420,18 @@ def test_an_option_no_flavour_takes_is_refused_by_name(out: Path, flavour: Any) 
 def test_the_thread_side_options_are_refused_by_the_async_observer(out: Path) -> None:
     with pytest.raises(TypeError, match="unexpected keyword argument 'exit_timeout'"):
         tracebus.Observer("wf", out, exit_timeout=1.0)  # type: ignore[call-arg]
+
+
+async def test_a_second_writer_of_one_run_is_refused_at_entry(out: Path) -> None:
+    async with Quiet.Observer("wf", out, run_id="r1") as first:
+        with pytest.raises(tracebus.RunLockedError, match="is writing this run"):
+            async with Quiet.Observer("wf", out, run_id="r1"):
+                pass
+        await first.note("still writing")
+    assert [e["event_type"] for e in trace_of(first.trace_file)] == [
+        "workflow_start",
+        "note",
+        "workflow_complete",
+    ]
+    assert not (out / ".tracebus").exists()
+    assert list((out / "traces").iterdir()) == [first.trace_file]  # the refused one made none

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import anyio
 import pytest
 
 import tracebus
@@ -66,3 +67,35 @@ def test_retention_is_checked_when_made() -> None:
         tracebus.Observer("wf", retention=3)  # type: ignore[arg-type]
     assert Retention(keep=3).older_than_days is None
     assert Retention.__module__ == "tracebus"
+
+
+def test_a_removal_stopped_half_way_leaves_a_run_its_trace_still_describes(out: Path) -> None:
+    from tracebus._catalog import catalog
+    from tracebus._retention import remove_run
+
+    async def failing_run() -> None:
+        async with Quiet.Observer("step_04_half", out, total_nodes=2) as obs:
+            async with obs.node("a", 0):
+                pass
+            await obs.node_start("b", 1)
+            await obs.node_failure("b", "ValueError: bad", 0.1)
+
+    anyio.run(failing_run)
+    (before,) = find_runs([out])
+    (stored,) = catalog(out)
+    assert stored.log is not None and stored.metadata_file is not None
+    stored.log.unlink()
+    stored.log.mkdir()  # a name unlink() refuses: the removal stops there
+    (stored.log / "keep").write_text("")
+    with pytest.raises(IsADirectoryError):
+        remove_run(stored)
+    assert not stored.metadata_file.exists()  # the metadata went first
+    assert stored.trace.exists()
+    (after,) = find_runs([out])
+    assert after.source == "trace"
+    assert (after.run_id, after.status, after.nodes_ok, after.nodes_failed) == (
+        before.run_id,
+        before.status,
+        1,
+        1,
+    )

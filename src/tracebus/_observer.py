@@ -220,7 +220,10 @@ class Observer(AsyncEventMethods):
     def put_from_thread(self, event: Event) -> None:
         """Enqueue from a thread other than the loop's, blocking it while the queue is full
         (under ``drop``, a non-lifecycle event is dropped instead)."""
-        self._require_bus().emit_from_thread(event)
+        bus = self._bus
+        if bus is None:
+            bus = self._require_bus()  # raises
+        bus.emit_from_thread(event)
 
     def put_droppable(self, event: Event) -> None:
         """Enqueue from any thread without waiting: dropped and counted when the queue is

@@ -120,9 +120,13 @@ class EventQueue:
         """Enqueue if there is room and say so; raise BusClosedError when closed."""
         if self.closed:
             raise self._refusal()
-        if len(self.items) >= self.capacity:
+        items = self.items
+        if len(items) >= self.capacity:
             return False
-        self._append(event)
+        # _append, inlined: this is every awaited call's path
+        items.append(event)
+        if self._idle:
+            self._wake()
         return True
 
     async def put(self, event: Event) -> None:
@@ -144,7 +148,14 @@ class EventQueue:
     def put_blocking(self, event: Event, timeout: float | None) -> None:
         """Enqueue from a thread other than the loop's, blocking it while the queue is full
         (under ``drop``, only a lifecycle event waits)."""
-        if len(self.items) >= self.capacity and not self.closed:
+        items = self.items
+        if len(items) < self.capacity and not self.closed:
+            # _append, inlined: this is every call's path from a thread while there is room
+            items.append(event)
+            if self._idle:
+                self._wake()
+            return
+        if not self.closed:
             if self._dropped(event):
                 return
             with self._thread_space:
@@ -177,15 +188,20 @@ class EventQueue:
         # Order matters: append first, then look at _idle (the writer sets _idle, then looks
         # at the queue), so either we wake it or it sees the event.
         if self._idle:
-            if threading.get_ident() == self._loop_thread:
-                self._idle = False  # one wake-up is enough: spare the producers that follow
-                self._wakeup.set()
-            elif not self._wake_pending and self._call_soon is not None:
-                self._wake_pending = True
-                try:
-                    self._call_soon(self._wakeup.set)
-                except RuntimeError:  # the loop is gone; close() reports what is queued
-                    pass
+            self._wake()
+
+    def _wake(self) -> None:
+        """Wake the idle writer: once per idle period (the producers that follow are spared
+        it), through the loop's thread-safe call from another thread."""
+        if threading.get_ident() == self._loop_thread:
+            self._idle = False
+            self._wakeup.set()
+        elif not self._wake_pending and self._call_soon is not None:
+            self._wake_pending = True
+            try:
+                self._call_soon(self._wakeup.set)
+            except RuntimeError:  # the loop is gone; close() reports what is queued
+                pass
 
     def take(self, limit: int) -> list[Event]:
         """Pop up to ``limit`` events (writer only). Producers waiting for room are let in

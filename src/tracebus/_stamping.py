@@ -13,26 +13,34 @@ from ._events import Event
 from ._text import printable
 
 _DIGITS = tuple(f"{n:03d}" for n in range(1000))
+#: Where a clock starts: further below zero, in microseconds, than any float epoch, so that
+#: the first timestamp is never taken for one of the current second.
+_NO_SECOND = -(10**400)
 
 
 class IsoClock:
     """Formats epoch seconds as ISO 8601 in UTC, formatting each second's prefix once."""
 
     def __init__(self) -> None:
-        self._second = -1
+        #: The current second's first microsecond: a timestamp in that second is this many
+        #: microseconds plus ``micros``, found with one subtraction.
+        self._start = _NO_SECOND
         self._prefix = ""
 
     def __call__(self, epoch: float) -> str:
-        second, micros = divmod(round(epoch * 1_000_000), 1_000_000)
-        prefix = self._prefix if second == self._second else self.prefix(second)
+        micros = round(epoch * 1_000_000) - self._start
+        if not 0 <= micros < 1_000_000:
+            micros = self.enter(round(epoch * 1_000_000))
         # two table look-ups instead of an int format: this runs once per event
-        return f"{prefix}{_DIGITS[micros // 1000]}{_DIGITS[micros % 1000]}+00:00"
+        return f"{self._prefix}{_DIGITS[micros // 1000]}{_DIGITS[micros % 1000]}+00:00"
 
-    def prefix(self, second: int) -> str:
-        """``YYYY-MM-DDTHH:MM:SS.`` of ``second``, remembered for the next call."""
-        self._second = second
+    def enter(self, epoch_micros: int) -> int:
+        """Make the second of ``epoch_micros`` the current one (its ``YYYY-MM-DDTHH:MM:SS.``
+        prefix formatted once); return the microseconds into it."""
+        second, micros = divmod(epoch_micros, 1_000_000)
+        self._start = second * 1_000_000
         self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
-        return self._prefix
+        return micros
 
 
 class Stamper:
@@ -58,7 +66,7 @@ class Stamper:
         # The writer's per-event hot path: the clock's state in locals and the ISO timestamp
         # made here, as IsoClock does.
         iso = self._iso
-        second_now, prefix = iso._second, iso._prefix
+        start, prefix = iso._start, iso._prefix
         last_seq = self.last_seq
         kept: list[Event] = []
         seq = self.seq
@@ -75,9 +83,12 @@ class Stamper:
                     event.seq = seq
                 kept.append(event)
                 if not event.timestamp:
-                    second, micros = divmod(round(event.epoch_seconds * 1_000_000), 1_000_000)
-                    if second != second_now:
-                        second_now, prefix = second, iso.prefix(second)
+                    # within the current second: one subtraction of the (large) epoch
+                    # microseconds, instead of a divmod of them
+                    micros = round(event.epoch_seconds * 1_000_000) - start
+                    if not 0 <= micros < 1_000_000:
+                        micros = iso.enter(round(event.epoch_seconds * 1_000_000))
+                        start, prefix = iso._start, iso._prefix
                     event.timestamp = (
                         f"{prefix}{_DIGITS[micros // 1000]}{_DIGITS[micros % 1000]}+00:00"
                     )

@@ -45,6 +45,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "._tools._runs_cli",
         "remove old runs per workflow: keep the newest N and/or those younger than DAYS",
     ),
+    "watch": (
+        "._tools._watch.cli",
+        "serve a live web page of the runs under DIR..., updated as they run",
+    ),
     "diff": (
         "._tools.cli_across",
         "compare two runs node by node: failures, outputs, durations, cost and tokens",
@@ -67,6 +71,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
 EXTENSIONS: dict[str, tuple[str, ...]] = {"serve": ("._nats.cli",)}
 
 
+#: The longest a demo node sleeps, and with --slow.
+FAST_NODE_SECONDS = 0.05
+SLOW_NODE_SECONDS = 4.0
+
+
 def _demo(args: argparse.Namespace) -> int:
     import anyio
 
@@ -80,6 +89,7 @@ def _demo(args: argparse.Namespace) -> int:
             out=args.out,
             progress=not args.no_progress,
             seed=args.seed,
+            max_sleep=SLOW_NODE_SECONDS if args.slow else FAST_NODE_SECONDS,
         )
     )
     print(f"run {metadata['run_id']}: {metadata['status']}")
@@ -111,6 +121,12 @@ def _register_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     demo.add_argument("--out", type=Path, default=Path("runs"), help="output dir (runs)")
     demo.add_argument("--seed", type=int, default=None, help="random seed, for repeatable runs")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
+    demo.add_argument(
+        "--slow",
+        action="store_true",
+        help=f"nodes take up to {SLOW_NODE_SECONDS:g}s each, not {FAST_NODE_SECONDS:g}s: with "
+        "the defaults the run lasts about 25s, long enough to follow with tracebus watch",
+    )
     demo.set_defaults(handler=_demo)
 
 

@@ -271,3 +271,20 @@ def test_the_compat_observer_holds_the_lock_while_it_runs(tmp_path: Path) -> Non
     obs.workflow_complete()
     (run,) = find_runs([out])
     assert (run.status, run.nodes_ok) == ("complete", 1)
+
+
+def test_unreadable_metadata_is_a_warning_and_the_trace_answers(tmp_path: Path) -> None:
+    out = runs.failure_run(tmp_path / "runs")
+    (before,) = find_runs([out])
+    assert before.metadata is not None
+    before.metadata.write_text("{not json")
+    (after,) = find_runs([out])
+    assert (after.status, after.nodes_ok, after.nodes_failed) == ("complete", 3, 2)
+    assert after.source == "trace"
+    assert after.metadata == before.metadata  # still the run's file, to remove with it
+    assert any("unreadable" in warning for warning in after.warnings)
+    done = run_cli(out)
+    assert done.returncode == 0
+    assert done.stderr.startswith("tracebus runs: 1 run(s) with warnings, the first: metadata ")
+    assert done.stderr.rstrip().endswith("(--json lists them all)")
+    assert run_cli(out, "--json").stderr == ""

@@ -16,7 +16,6 @@ id belongs to one connection at a time.
 from __future__ import annotations
 
 import errno
-import hmac
 import logging
 import os
 import socket
@@ -41,6 +40,7 @@ from anyio.streams.stapled import MultiListener
 
 from .._exceptions import InvalidIdError, ProtocolError, ServiceError
 from .._layout import validate_id
+from .._token import require_token, token_matches
 from ._codes import ErrorCode, defers, is_fatal
 from ._limits import PROTOCOL_VERSION, Limits
 from ._protocol import (
@@ -90,12 +90,10 @@ class Collector:
     ) -> None:
         self.output_dir = Path(output_dir)
         self.address: Address = address or UnixAddress(default_socket_path())
-        if isinstance(self.address, TcpAddress) and not self.address.is_loopback and not token:
-            raise ValueError(
-                f"listening on {self.address.host} (not loopback) needs a token: use --token-file"
-            )
+        if isinstance(self.address, TcpAddress):
+            require_token(self.address.host, token)
         self.limits = limits or Limits()
-        self._token = token.encode() if token else None
+        self._token = token or None
         self.errors: Counter[str] = Counter()
         self.clients = 0
         self.connections = 0
@@ -358,9 +356,7 @@ class Collector:
             validate_id(message.producer, "producer")
         except InvalidIdError as exc:
             return ServiceError(ErrorCode.BAD_HELLO, str(exc))
-        if self._token is not None and not hmac.compare_digest(
-            (message.token or "").encode(), self._token
-        ):
+        if self._token is not None and not token_matches(message.token, self._token):
             return ServiceError(ErrorCode.BAD_TOKEN, "the token is missing or wrong")
         return message
 

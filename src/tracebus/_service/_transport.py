@@ -6,7 +6,6 @@ that many bytes of msgpack (see ``_protocol``).
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import socket
 import struct
@@ -18,6 +17,7 @@ import anyio
 from anyio.abc import ByteStream, SocketAttribute
 
 from .._exceptions import ProtocolError, ServiceUnavailableError
+from .._token import is_loopback
 from ._codes import ErrorCode
 
 HEADER = struct.Struct(">I")
@@ -39,12 +39,7 @@ class TcpAddress:
 
     @property
     def is_loopback(self) -> bool:
-        if self.host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False
+        return is_loopback(self.host)
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host

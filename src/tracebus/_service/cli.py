@@ -20,6 +20,7 @@ from weakref import WeakKeyDictionary
 
 import anyio
 
+from .._token import read_token_file
 from ._limits import (
     DESCRIPTOR_RESERVE,
     MAX_CONNECTIONS,
@@ -130,12 +131,7 @@ def _address(args: argparse.Namespace) -> Address:
 
 
 def _token(args: argparse.Namespace) -> str | None:
-    if args.token_file is None:
-        return None
-    token = str(args.token_file.read_text(encoding="utf-8")).strip()
-    if not token:
-        raise ValueError(f"the token file {args.token_file} is empty")
-    return token
+    return read_token_file(args.token_file)
 
 
 def _serve_from(sources: Sequence[ServeSource], args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Sequence
 from functools import cache
-from typing import Any, NamedTuple
+from typing import Any
 
 import msgspec
 
@@ -117,70 +117,66 @@ def log_line(event: Event) -> str:
     return f"{printable(''.join(parts))} | {printable(encoded.decode())}\n"
 
 
-class _LogShape(NamedTuple):
-    """How one event kind becomes a log line, worked out once per kind."""
+#: How one event kind becomes a log line: its head (``"[timestamp] EVENT_TYPE node_id:
+#: message | "``) and its details, to be encoded with the step's others. One call per event
+#: for both, as this runs once per event.
+_LogParts = Callable[[Any], tuple[str, msgspec.Struct]]
 
-    head: Callable[[Any], str]  # "[timestamp] EVENT_TYPE node_id: message | "
-    details: Callable[[Any], msgspec.Struct]
-
-
-_log_shapes: dict[type[Event], _LogShape] = {}
+_log_shapes: dict[type[Event], _LogParts] = {}
 
 
-def _log_shape(kind: type[Event]) -> _LogShape:
+def _log_shape(kind: type[Event]) -> _LogParts:
     names = _detail_fields(kind)
     # A Struct with the detail fields in order encodes exactly as log_line's dict does; it is
     # built positionally and never part of a cycle, so the GC need not track it.
     struct = msgspec.defstruct(f"{kind.__name__}Details", [(name, Any) for name in names], gc=False)
-    values = operator.attrgetter(*names)
-    details: Callable[[Any], msgspec.Struct]
-    if len(names) == 1:
-        details = lambda event: struct(values(event))  # noqa: E731
-    else:
-        details = lambda event: struct(*values(event))  # noqa: E731
+    getter = operator.attrgetter(*names)
+    values: Callable[[Any], tuple[Any, ...]] = (
+        (lambda event: (getter(event),)) if len(names) == 1 else getter
+    )
     label = f" {event_type_of_kind(kind).upper()}"
     fields = kind.__struct_fields__
-    head: Callable[[Any], str]
-    # User text in a head is escaped (the timestamp is the writer's: RunState.apply escapes
-    # one that came with the event).
+    parts: _LogParts
+    # User text in a head is escaped (the timestamp is the writer's: the stamper escapes one
+    # that came with the event).
     if "node_id" in fields and "message" in fields:
 
-        def head(event: Any) -> str:
+        def parts(event: Any) -> tuple[str, msgspec.Struct]:
             text = f"[{event.timestamp}]{label}"
             node_id, message = event.node_id, event.message
             if node_id:
                 text = f"{text} {node_id if node_id.isprintable() else printable(node_id)}"
             if message:
-                return f"{text}: {message if message.isprintable() else printable(message)} | "
-            return f"{text} | "
+                text = f"{text}: {message if message.isprintable() else printable(message)}"
+            return f"{text} | ", struct(*values(event))
 
     elif "node_id" in fields:
 
-        def head(event: Any) -> str:
+        def parts(event: Any) -> tuple[str, msgspec.Struct]:
             node_id = event.node_id
             if node_id:
                 if not node_id.isprintable():
                     node_id = printable(node_id)
-                return f"[{event.timestamp}]{label} {node_id} | "
-            return f"[{event.timestamp}]{label} | "
+                return f"[{event.timestamp}]{label} {node_id} | ", struct(*values(event))
+            return f"[{event.timestamp}]{label} | ", struct(*values(event))
 
     elif "message" in fields:
 
-        def head(event: Any) -> str:
+        def parts(event: Any) -> tuple[str, msgspec.Struct]:
             message = event.message
             if message:
                 if not message.isprintable():
                     message = printable(message)
-                return f"[{event.timestamp}]{label}: {message} | "
-            return f"[{event.timestamp}]{label} | "
+                return f"[{event.timestamp}]{label}: {message} | ", struct(*values(event))
+            return f"[{event.timestamp}]{label} | ", struct(*values(event))
 
     else:
 
-        def head(event: Any) -> str:
-            return f"[{event.timestamp}]{label} | "
+        def parts(event: Any) -> tuple[str, msgspec.Struct]:
+            return f"[{event.timestamp}]{label} | ", struct(*values(event))
 
-    shape = _log_shapes[kind] = _LogShape(head, details)
-    return shape
+    _log_shapes[kind] = parts
+    return parts
 
 
 def encode_log(events: Sequence[Event]) -> str:
@@ -191,11 +187,12 @@ def encode_log(events: Sequence[Event]) -> str:
     shapes = _log_shapes
     heads: list[str] = []
     details: list[msgspec.Struct] = []
+    add_head, add_details = heads.append, details.append
     for event in events:
         kind = type(event)
-        shape = shapes.get(kind) or _log_shape(kind)
-        heads.append(shape.head(event))
-        details.append(shape.details(event))
+        head, detail = (shapes.get(kind) or _log_shape(kind))(event)
+        add_head(head)
+        add_details(detail)
     try:
         # JSON strings escape newlines, so each encoded line is one event's details
         text = _encoder.encode_lines(details).decode()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -111,6 +112,13 @@ def _runs(args: argparse.Namespace) -> int:
         print("no runs")
     else:
         print("\n".join(runs_table(found)))
+        noted = [run for run in found if run.warnings]
+        if noted:  # a torn last line, metadata that cannot be read...: in --json, by run
+            print(
+                f"tracebus runs: {len(noted)} run(s) with warnings, the first: "
+                f"{printable(noted[0].warnings[0])} (--json lists them all)",
+                file=sys.stderr,
+            )
     return 0
 
 

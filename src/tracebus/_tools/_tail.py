@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .._events import COMMON_FIELDS
 from .._exceptions import TraceFormatError
@@ -172,17 +172,10 @@ def _follow_trace(
     ``output_dir``, until a newer run begins there: its trace."""
     result.trace = trace
     with open(trace, "rb") as handle:
-        pending = b""
-        number = 0
-        position = 0
+        appended = AppendedLines(handle)
         while True:
-            chunk = handle.read()
-            if not chunk:
-                size = os.fstat(handle.fileno()).st_size
-                if size < position:
-                    handle.seek(size)
-                    position, pending = size, b""
-                    continue
+            lines = appended.read()
+            if lines is None:
                 if output_dir is not None and seen is not None:
                     newer = _newest_trace(output_dir, seen)
                     if newer is not None:
@@ -193,18 +186,44 @@ def _follow_trace(
                 time.sleep(poll)
                 continue
             clock.news()
-            position += len(chunk)
-            *lines, pending = (pending + chunk).split(b"\n")
             ended = False
-            for raw in lines:
-                number += 1
-                if not raw.strip():
-                    continue
+            for number, raw in lines:
                 event = decode_line(number, raw, trace)
                 ended = _record(result, event)
                 emit(format_event(event))
             if ended:
                 return None
+
+
+class AppendedLines:
+    """The complete lines appended to an open trace since the last ``read``, numbered from
+    the file's first; a partial last line is held until its newline arrives, and a file that
+    shrinks (a rolled-back write) is read on from its new end."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self.handle = handle
+        self.position = 0
+        self.number = 0
+        self._pending = b""
+
+    def read(self, limit: int = -1) -> list[tuple[int, bytes]] | None:
+        """The new non-blank complete lines (at most ``limit`` bytes read), or None when
+        nothing was appended. Raises OSError when the file cannot be read."""
+        chunk = self.handle.read(limit)
+        if not chunk:
+            size = os.fstat(self.handle.fileno()).st_size
+            if size < self.position:
+                self.handle.seek(size)
+                self.position, self._pending = size, b""
+            return None
+        self.position += len(chunk)
+        *lines, self._pending = (self._pending + chunk).split(b"\n")
+        numbered = []
+        for raw in lines:
+            self.number += 1
+            if raw.strip():
+                numbered.append((self.number, raw))
+        return numbered
 
 
 def _record(result: TailResult, event: Mapping[str, Any]) -> bool:

@@ -10,7 +10,13 @@ it (``renderer_script()`` is its JavaScript) and hand it more data later::
     handle.append(delta);        // new attempts, or newer states of attempts drawn
     handle.collapse(nodeId, true);   // or false: a parent's children hidden, or shown
     handle.focus(nodeId);        // zoom to the node's last attempt and show its details
+    handle.zoom(startUs, endUs); // show that span of the run, drawn now
+    handle.rectOf(nodeId);       // [x, y, w, h] of its last attempt on the canvas, or null
+    handle.describe(nodeId);     // the text its details show
     handle.drawn;                // what the last frame drew (also written into #drawn)
+
+``window.tracebusTimeline.read(scriptElement)`` gives the data of a ``<script>`` element
+holding it as this page does (the object, or a promise of it when compressed).
 
 The data object (``format`` 1; stable: fields may be added, none will change meaning)::
 
@@ -20,22 +26,24 @@ The data object (``format`` 1; stable: fields may be added, none will change mea
              "span": microseconds from origin to the run's end, "statuses": [...],
              "counts": the run's NodeCounts},
      "nodes": {"first": slot of the first node here, "id": [str], "index": Δ [int | null],
-               "parent": [slot | -1], "depends": [[slot, ...] | null],
-               "input_tokens": [int], "output_tokens": [int], "usage_cost": [USD]},
+               "parent": [slot | -1], "depends": [[slot, ...] | null]},
      "attempts": {"count": n, "slot": Δ, "start": Δ µs,
                   "length": [µs, or -1 while running], "status": [index into statuses],
                   "attempt": [1, 2, ...], "duration": [reported µs | null],
                   "cost": [USD, 0 for none], "hash": [str | null],
-                  "output": [str | null], "message": [the error, or skip reason | null]},
+                  "output": [str | null], "message": [the error, or skip reason | null],
+                  "input_tokens": [int], "output_tokens": [int],
+                  "usage_cost": [USD of the node's model calls while it ran]},
      "notes": [[µs, message, node_id | null], ...]}
 
 Nodes are numbered by *slot*, their order of first appearance in the trace; ``nodes`` holds
 slots ``first``, ``first + 1``... A node's ``parent`` and ``depends`` name slots; a node
 column other than ``id`` may be absent, meaning none for every node. Each attempt is a row
-of the ``attempts`` columns. The columns marked Δ (``index``, ``slot``, ``start`` in µs from
-origin) are delta-coded: each value is the difference from the one before it that is not
-null, the first from 0. Texts are inline, the
-output summary cut to 400 characters. A full object holds every attempt, sorted by start;
+of the ``attempts`` columns; the three of usage are absent from a run without ``usage``
+events (a delta's row without a column takes none). The columns marked Δ (``index``,
+``slot``, ``start`` in µs from origin) are delta-coded: each value is the difference from
+the one before it that is not null, the first from 0. Texts are inline, the output summary
+cut to 400 characters. A full object holds every attempt, sorted by start;
 a delta (``TimelineFeed.data(..., rows)``) the nodes and notes new since the feed's last
 object and the attempts asked for: one whose (slot, attempt) the page has replaces it (a
 running attempt that has ended), and rows need not be in start order.
