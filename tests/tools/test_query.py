@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import logging
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -221,3 +222,12 @@ def test_without_duckdb_the_error_says_how_to_install_it(tmp_path: Path) -> None
         check=False,
     )
     assert help_done.returncode == 0 and "The views: runs" in help_done.stdout
+
+
+def test_the_docs_list_every_column_of_every_view(success_dir: Path) -> None:
+    page = (Path(__file__).parents[2] / "docs" / "reading-runs.md").read_text()
+    for view in ("runs", "nodes", "usage", "logs"):
+        (row,) = re.findall(rf"^\| `{view}` \| [^|]+ \| (.+) \|$", page, flags=re.M)
+        documented = re.findall(r"`(\w+)`", re.sub(r"\([^)]*\)", "", row))
+        described = query_json(success_dir, f"SELECT column_name FROM (DESCRIBE {view})")
+        assert [column["column_name"] for column in described] == documented, view

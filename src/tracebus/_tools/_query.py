@@ -25,14 +25,6 @@ from .._events import TRACE_EVENT_KINDS
 from .._exceptions import QueryError
 from ._runs import RunInfo, find_runs
 
-#: The views a query can read, each with what one row is.
-VIEWS = {
-    "runs": "one row per run, as tracebus runs --json lists it",
-    "nodes": "one row per node attempt: status, times, duration, cost, tokens, parent, hash",
-    "events": "one row per trace line, every field a column (NULL where its type has none)",
-    "usage": "one row per model call: model, tokens and cost",
-    "logs": "one row per captured log record",
-}
 _LAST_SEQ = 2**63 - 1
 
 
