@@ -1,7 +1,7 @@
 """The readers against the file they read, side by side: tracebus's commands today, the
 readers of an earlier commit, DuckDB and a bare msgspec loop, on one run.
 
-    python benchmarks/readers.py [--nodes 500000] [--old COMMIT] [--results DIR]
+    python benchmarks/readers.py [--nodes 500000] [--old COMMIT] [--results DIR] [--only A,B]
 
 A run of ``--nodes`` nodes (a start and an end each, one failure in 97) is written by
 tracebus (a SyncObserver, progress off) into a scratch directory. Then each reader runs once
@@ -22,7 +22,9 @@ the page records it (from navigation start, its data read and decoded), and the 
 frame zoomed in to a tenth of the run and out again.
 
 Prints a table; writes ``readers.json`` and ``readers.md`` to ``--results`` (default
-``benchmarks/results``), with the machine's load average before and after.
+``benchmarks/results``), with the machine's load average before and after. ``--only`` times
+only the readers whose names hold one of its comma-separated words (``summary,DuckDB``),
+and writes ``readers-only.json`` and ``readers-only.md`` instead.
 """
 
 from __future__ import annotations
@@ -241,7 +243,9 @@ def main() -> None:
     parser.add_argument("--old", default=OLD_COMMIT, help="the commit whose readers to time too")
     parser.add_argument("--no-old", action="store_true", help="leave the old readers out")
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--only", default="", help="comma-separated words of the readers to time")
     args = parser.parse_args()
+    only = [word for word in args.only.split(",") if word]
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="tracebus-readers-") as scratch:
         work = Path(scratch)
@@ -256,6 +260,8 @@ def main() -> None:
         old = None if args.no_old else old_sources(args.old, work)
         rows = []
         for reader in readers(trace, work, old):
+            if only and not any(word in reader.name for word in only):
+                continue
             row = measure(reader)
             rows.append(row)
             print(f"  {row['name']}: {row['seconds']:.2f} s, {row['peak_rss_mib']:.0f} MiB")
@@ -272,6 +278,7 @@ def main() -> None:
         "python": platform.python_version(),
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in load_after],
+        "only": only or None,
         "readers": rows,
     }
     text = table(rows)
@@ -282,8 +289,9 @@ def main() -> None:
     )
     print(f"\n{heading}\n\n{text}")
     args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "readers.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.results / "readers.md").write_text(f"# Readers\n\n{heading}\n\n{text}\n")
+    stem = "readers-only" if only else "readers"
+    (args.results / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.results / f"{stem}.md").write_text(f"# Readers\n\n{heading}\n\n{text}\n")
 
 
 if __name__ == "__main__":

@@ -147,17 +147,19 @@ def iter_blocks(
             if following:
                 cut = data.rfind(b"\n") + 1
                 data, carry = data[:cut], data[cut:]
-                yield _block(data, number, path)
+                lines = data.count(b"\n")
+                yield _block(data, lines, number, path)
                 if on_bytes is not None:
                     on_bytes(len(data))
-                number += data.count(b"\n")
+                number += lines
                 block = following
                 continue
             body = data.rstrip()
             cut = body.rfind(b"\n") + 1
             if cut:
-                yield _block(data[:cut], number, path)
-                number += data.count(b"\n", 0, cut)
+                lines = data.count(b"\n", 0, cut)
+                yield _block(data[:cut], lines, number, path)
+                number += lines
             last = _last(body[cut:], number, path, on_torn)
             if last is not None:
                 yield [last]
@@ -166,12 +168,14 @@ def iter_blocks(
             return
 
 
-def _block(data: bytes, number: int, path: str | os.PathLike[str]) -> list[TraceLine]:
+def _block(data: bytes, count: int, number: int, path: str | os.PathLike[str]) -> list[TraceLine]:
+    """The ``count`` lines of ``data`` (which ends with a newline), the first numbered
+    ``number``."""
     if not _may_nest_too_deep(data):
         try:
-            if _one_object_a_line(data):
+            if _one_object_a_line(data, count):
                 decoded = _decode_lines(data)
-                if len(decoded) == data.count(b"\n"):
+                if len(decoded) == count:
                     return decoded
             else:
                 lines = data.split(b"\n")
@@ -189,12 +193,11 @@ def _block(data: bytes, number: int, path: str | os.PathLike[str]) -> list[Trace
     return decoded
 
 
-def _one_object_a_line(data: bytes) -> bool:
+def _one_object_a_line(data: bytes, lines: int) -> bool:
     """Whether every line of ``data`` (which ends with a newline) starts with ``{`` and ends
     with ``}``: then no JSON value can hold a newline (``}`` then ``{`` is never valid
     inside one, and a string cannot hold a raw newline), so if the block decodes into as
     many values as it has lines, each line is exactly one object, as the writer writes."""
-    lines = data.count(b"\n")
     return data[:1] == b"{" and data[-2:] == b"}\n" and data.count(b"}\n{") == lines - 1
 
 
@@ -209,6 +212,10 @@ def _last(
     if not raw:
         return None
     refuse_deep(raw, number, path)
+    try:  # as a block's lines are read: a line the typed decoder takes is whole and valid
+        return _decode(raw)
+    except msgspec.DecodeError:
+        pass
     if whole_object(raw) is None:  # torn: what a hard kill mid-write leaves
         if on_torn is not None:
             on_torn(number, raw)

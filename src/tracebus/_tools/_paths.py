@@ -57,7 +57,15 @@ def spans_of(
     seconds: Sequence[float],
     nodes: int,
 ) -> Spans:
-    """The spans, from each node's first attempt start and last attempt end (NaN: none)."""
+    """The spans, from each node's first attempt start and last attempt end (NaN: none),
+    arrays of ``nodes`` items (without nesting, a subtree is its node: the same arrays)."""
+    if (
+        not shape.nested
+        and isinstance(first_start, array)
+        and isinstance(last_end, array)
+        and len(first_start) == len(last_end) == nodes
+    ):  # each node is its own subtree: the same arrays, not copies (no subtree figures)
+        return Spans(first_start, last_end, first_start, last_end, array("d"), array("q"))
     start = array("d", first_start[:nodes])
     end = array("d", last_end[:nodes])
     tree_start, tree_end = array("d", start), array("d", end)
@@ -99,8 +107,11 @@ def _pre_order(shape: Shape, nodes: int) -> list[int]:
 
 def top_level(
     shape: Shape, spans: Spans, node_ids: Sequence[str], status_of: Callable[[int], str]
-) -> tuple[int, list[dict[str, object]]]:
-    """How many top-level nodes there are, and the ``TOP`` longest by subtree span."""
+) -> tuple[int, list[dict[str, object]] | None]:
+    """How many top-level nodes there are, and the ``TOP`` longest by subtree span (None
+    without nesting: every node is top-level, alone)."""
+    if not shape.nested:
+        return len(node_ids), None
     parents = shape.parents
     roots = [slot for slot in range(len(node_ids)) if parents[slot] == NO_PARENT]
     starts, ends = spans.tree_start, spans.tree_end
@@ -164,15 +175,17 @@ def critical_path(
 def _chain(shape: Shape, spans: Spans) -> list[int]:
     start, end = spans.start, spans.end
     parents, children = shape.parents, shape.children
-    timed = [slot for slot in range(len(start)) if start[slot] == start[slot]]
-    roots = [slot for slot in timed if parents[slot] == NO_PARENT]
-    if not roots:
-        return []
 
     def later(a: int, b: int | None) -> bool:  # ends later; of equal ends, the first slot
         return b is None or end[a] > end[b] or (end[a] == end[b] and a < b)
 
-    current: int | None = _last(roots, later)
+    current: int | None = None
+    latest = -math.inf
+    for slot, ended in enumerate(end):  # the top-level node that ended last
+        if ended > latest and parents[slot] == NO_PARENT:  # (NaN, no span: never greater)
+            current, latest = slot, ended
+    if current is None:
+        return []
     chain: list[int] = []
     seen: set[int] = set()
     while current is not None and current not in seen:

@@ -171,24 +171,35 @@ class Figures:
         if failed:
             self.failed.add(slot)
         if duration is not None:
-            seconds = max(0.0, duration)
+            seconds = duration if duration > 0.0 else 0.0
         elif end is not None:
             seconds = end - start
         else:
             seconds = 0.0
         if slot >= len(self.tries):
             self._grow(max(slot + 1, 2 * len(self.tries)))
-        if self.tries[slot]:
-            several = self.several.get(slot)
-            if several is None:
-                first = (self.last_start[slot], self.seconds[slot], self.cost[slot])
-                several = self.several[slot] = [first]
-            several.append((start, seconds, cost))
-            self.seconds[slot] += seconds
-            self.cost[slot] += cost
-        else:
+        if not self.tries[slot]:  # the node's first attempt: the common case, in short
             self.seconds[slot] = seconds
             self.cost[slot] = cost
+            self.tries[slot] = 1
+            self.last_start[slot] = self.first_start[slot] = start
+            if error is not None:
+                self.errors[slot] = error
+            self.starts.append(start)
+            if end is None:
+                self.ends.append(_RUNNING)
+                self.running.add(slot)
+            else:
+                self.ends.append(end)
+                self.last_end[slot] = end
+            return
+        several = self.several.get(slot)
+        if several is None:
+            first = (self.last_start[slot], self.seconds[slot], self.cost[slot])
+            several = self.several[slot] = [first]
+        several.append((start, seconds, cost))
+        self.seconds[slot] += seconds
+        self.cost[slot] += cost
         self.tries[slot] += 1
         if start >= self.last_start[slot]:  # the last by start is the node's last attempt
             self.last_start[slot] = start
@@ -222,8 +233,10 @@ class Figures:
         end_of_run = _us(ended if ended is not None else origin) - base
         keys: list[int] = []
         for start_epoch, end_epoch in zip(self.starts, self.ends, strict=True):
-            start = max(0, _us(start_epoch) - base)
-            end = max(start, end_of_run if end_epoch != end_epoch else _us(end_epoch) - base)
+            start = round(start_epoch * 1_000_000) - base
+            if start < 0:
+                start = 0
+            end = end_of_run if end_epoch != end_epoch else round(end_epoch * 1_000_000) - base
             if end > start:  # ends go first, then empty attempts, then the others
                 keys += (4 * start + 2, 4 * end)
             else:
@@ -236,9 +249,10 @@ class Figures:
                 flying -= 1
             elif kind == 2:
                 flying += 1
-                peak = max(peak, flying)
-            else:
-                peak = max(peak, flying + 1)
+                if flying > peak:
+                    peak = flying
+            elif flying >= peak:
+                peak = flying + 1
         return peak
 
     def _settle(self, nodes: int) -> None:
