@@ -761,9 +761,18 @@ window.tracebusTimeline = (function () {
       return drawn;
     }
 
-    let frame = 0;
-    function redraw() {
-      if (!frame) frame = requestAnimationFrame(() => { frame = 0; render(false); });
+    // One frame per animation frame, however many asks; checked if any ask was, so that a
+    // frame after a resize does not leave #drawn with the read-back of an older layout.
+    let frame = 0, checkNext = false;
+    function redraw(check) {
+      checkNext = checkNext || check === true;
+      if (!frame) {
+        frame = requestAnimationFrame(() => {
+          const checked = checkNext;
+          frame = 0; checkNext = false;
+          render(checked);
+        });
+      }
     }
 
     function relayout(check) {
@@ -898,7 +907,7 @@ window.tracebusTimeline = (function () {
         panel.textContent = "No node matches " + JSON.stringify(wanted) + ".";
       }
     });
-    window.addEventListener("resize", () => { resize(); redraw(); });
+    window.addEventListener("resize", () => { resize(); redraw(true); });
 
     add(data);
     // "#collapse=a,b" in the address: those nodes start collapsed
