@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 
 from ._lines import TraceLine
-from ._scan import RunFacts, scan_run
+from ._scan import AttemptsOnly, RunFacts, scan_run
 
 #: What ``--check`` gates on, and the gates it uses when given none.
 GATES = ("hash", "fail", "slower")
@@ -30,8 +30,9 @@ MIN_SECONDS = 0.1
 _NO_USAGE: Mapping[str, float] = {}
 
 
-class _DiffSink:
-    """Keeps what ``diff_runs`` compares of each node (by slot), as its attempts end."""
+class _DiffSink(AttemptsOnly):
+    """Keeps what ``diff_runs`` compares of each node (by slot), as its attempts end (the
+    scan totals the usage per node and per model)."""
 
     def __init__(self) -> None:
         self.seconds = array("d")
@@ -79,15 +80,6 @@ class _DiffSink:
         self.last_start.extend(array("d", (float("-inf"),)) * missing)
         self.hashes.extend([None] * missing)
         self.summaries.extend([None] * missing)
-
-    def retry(self, slot: int, line: TraceLine) -> None:
-        pass
-
-    def note(self, line: TraceLine) -> None:
-        pass
-
-    def usage(self, slot: int | None, line: TraceLine, during: bool) -> None:
-        pass  # the scan totals them per node and per model
 
     def close(self, facts: RunFacts) -> None:
         """Cut the columns to the run's nodes (they grow ahead of them)."""

@@ -20,7 +20,7 @@ import msgspec
 from .._otlp_spans import Attributes, AttributeValue, Span, SpanBuilder
 from .._version import __version__
 from ._lines import TraceLine
-from ._scan import Progress, RunFacts, scan_run
+from ._scan import AttemptsOnly, Progress, RunFacts, scan_run
 
 SPANS_PER_LINE = 1000
 
@@ -156,7 +156,7 @@ def _json_value(value: AttributeValue) -> dict[str, Any]:
     return {field: value}
 
 
-class _NoNodes:
+class _NoNodes(AttemptsOnly):
     """The first pass keeps nothing of the attempts: the spans are made in the second."""
 
     def attempt(
@@ -168,16 +168,4 @@ class _NoNodes:
         end: float | None,
         line: TraceLine | None,
     ) -> None:
-        pass
-
-    def retry(self, slot: int, line: TraceLine) -> None:
-        pass
-
-    def note(self, line: TraceLine) -> None:
-        pass
-
-    def usage(self, slot: int | None, line: TraceLine, during: bool) -> None:
-        pass
-
-    def close(self, facts: RunFacts) -> None:
         pass

@@ -22,7 +22,7 @@ from .._counts import NodeCounts
 from .._exceptions import RunNotFoundError, TracebusError
 from ._find import FoundRun
 from ._lines import TraceLine, iter_blocks
-from ._scan import RunFacts, RunScan
+from ._scan import AttemptsOnly, RunScan
 
 Status = Literal["complete", "error", "incomplete", "running"]
 #: Every status a run can have, in the order the docs list them.
@@ -228,7 +228,7 @@ def _from_metadata(meta: Mapping[str, Any] | None) -> _Figures | None:
     )
 
 
-class _Costs:
+class _Costs(AttemptsOnly):
     """A NodeSink that keeps only the sum of the attempts' costs."""
 
     def __init__(self) -> None:
@@ -247,18 +247,6 @@ class _Costs:
         if line is not None and line.cost_usd:
             self.cost += line.cost_usd
             self.costed = True
-
-    def retry(self, slot: int, line: TraceLine) -> None:
-        pass
-
-    def note(self, line: TraceLine) -> None:
-        pass
-
-    def usage(self, slot: int | None, line: TraceLine, during: bool) -> None:
-        pass
-
-    def close(self, facts: RunFacts) -> None:
-        pass
 
 
 def _from_trace(stored: StoredRun) -> tuple[_Figures, tuple[str, ...]]:

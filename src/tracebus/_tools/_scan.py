@@ -68,6 +68,25 @@ class NodeSink(Protocol):
         """The trace has been read: these are the run's facts."""
 
 
+class AttemptsOnly:
+    """The part of a NodeSink that an output keeping only the attempts leaves as it is:
+    retries, notes, usage lines and the close change nothing of it."""
+
+    __slots__ = ()
+
+    def retry(self, slot: int, line: TraceLine) -> None:
+        pass
+
+    def note(self, line: TraceLine) -> None:
+        pass
+
+    def usage(self, slot: int | None, line: TraceLine, during: bool) -> None:
+        pass
+
+    def close(self, facts: RunFacts) -> None:
+        pass
+
+
 S = TypeVar("S", bound=NodeSink)
 
 

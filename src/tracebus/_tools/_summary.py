@@ -15,7 +15,7 @@ from .._text import one_line, printable
 from ._lines import TraceLine
 from ._paths import Shape, critical_path, spans_of, top_level
 from ._record import RunRecord
-from ._scan import NO_PARENT, Progress, RunFacts, scan_run
+from ._scan import NO_PARENT, AttemptsOnly, Progress, RunFacts, scan_run
 from ._usage import TOKEN_KEYS
 
 TOP = 10
@@ -109,7 +109,7 @@ def summarize_trace(
     return figures.summary(facts, facts.node_ids, facts.node_status), facts.ok
 
 
-class Figures:
+class Figures(AttemptsOnly):
     """The summary's figures of a run's attempts, fed as they end: per node (by slot) its
     summed time and cost and its last attempt; per attempt, its span (for the peak in
     flight)."""
@@ -145,18 +145,6 @@ class Figures:
             failed = status == "failed"
             error = line.error if failed else None
             self.add(slot, start, end, line.duration_seconds, line.cost_usd or 0.0, error, failed)
-
-    def retry(self, slot: int, line: TraceLine) -> None:
-        pass
-
-    def note(self, line: TraceLine) -> None:
-        pass
-
-    def usage(self, slot: int | None, line: TraceLine, during: bool) -> None:
-        pass
-
-    def close(self, facts: RunFacts) -> None:
-        pass
 
     def add(
         self,
