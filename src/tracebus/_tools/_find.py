@@ -64,7 +64,7 @@ def find_trace(path: str | os.PathLike[str]) -> Path | None:
     Raises RunNotFoundError when the path does not exist or is a directory of another kind.
     """
     given = Path(path)
-    if given.is_dir() and _is_output_dir(given) and latest_trace(given) is None:
+    if given.is_dir() and is_output_dir(given) and latest_trace(given) is None:
         return None
     return find_run(given).trace_file
 
@@ -73,7 +73,7 @@ def _trace_in_dir(directory: Path) -> Path:
     own = _audit_trace(directory)
     if own is not None:
         return own
-    if _is_output_dir(directory):
+    if is_output_dir(directory):
         latest = latest_trace(directory)
         if latest is not None:
             return latest
@@ -84,7 +84,8 @@ def _trace_in_dir(directory: Path) -> Path:
     )
 
 
-def _is_output_dir(directory: Path) -> bool:
+def is_output_dir(directory: Path) -> bool:
+    """Whether ``directory`` is an output directory: it holds ``traces/`` or ``audit/``."""
     return (directory / "traces").is_dir() or (directory / "audit").is_dir()
 
 

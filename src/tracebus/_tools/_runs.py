@@ -20,7 +20,7 @@ from typing import Any, Literal
 from .._catalog import StoredRun, catalog
 from .._counts import NodeCounts
 from .._exceptions import RunNotFoundError, TracebusError
-from ._find import FoundRun
+from ._find import FoundRun, is_output_dir
 from ._lines import TraceLine, iter_blocks
 from ._scan import AttemptsOnly, RunScan
 
@@ -128,18 +128,14 @@ def output_dirs(given: str | os.PathLike[str]) -> list[Path]:
         raise RunNotFoundError(f"{path}: no such directory")
     if not path.is_dir():
         raise RunNotFoundError(f"{path}: not a directory (give an output directory)")
-    if _is_output_dir(path):
+    if is_output_dir(path):
         return [path]
-    children = sorted(p for p in path.iterdir() if p.is_dir() and _is_output_dir(p))
+    children = sorted(p for p in path.iterdir() if p.is_dir() and is_output_dir(p))
     if not children and any(path.iterdir()):
         raise RunNotFoundError(
             f"{path}: not an output directory (no traces/ or audit/ in it or just below it)"
         )
     return children
-
-
-def _is_output_dir(path: Path) -> bool:
-    return (path / "traces").is_dir() or (path / "audit").is_dir()
 
 
 def _newest_first(run: RunInfo) -> tuple[float, str]:
