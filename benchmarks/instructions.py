@@ -11,10 +11,10 @@ baseline workflow's. The writer's steps are held at ``STEP_EVENTS``: under callg
 everything runs some 50 times slower, and the writer would otherwise make its steps smaller.
 
 ``--parts`` runs the steps of the path on the benchmark's events (node starts and successes
-as the workflow makes them), in the writer's steps, each added to the ones before it:
-building the events (``EventFactory``), the awaited call's way to the queue, stamping,
-``RunState.count``, the trace lines, the log lines. Results go to
-``benchmarks/results/instructions.json``.
+as the workflow makes them), in the writer's steps, each added to the ones before it: the
+workload's own work (ids, summaries, hashes), building the events (``EventFactory``), the
+awaited call's way to the queue, stamping, ``RunState.count``, the trace lines, the log
+lines. Results go to ``benchmarks/results/instructions.json``.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ sys.path.insert(0, str(HERE))
 from workload import events_of, hash_summary, node_summary, run_async_workflow  # noqa: E402
 
 WORKERS = 50  # as in run.py
-PARTS = ("events", "call", "stamp", "count", "trace", "log")
+PARTS = ("workload", "events", "call", "stamp", "count", "trace", "log")
 
 
 def _workflow(peer: str, nodes: int, out: Path) -> None:
@@ -85,15 +85,17 @@ def _parts(upto: str, nodes: int, out: Path) -> None:
 
         asyncio.run(produce())
     else:
+        build = "events" in steps
         for index in range(nodes):
             node_id = f"node_{index:06d}"
             started = time.perf_counter()
-            events.append(factory.node_start(node_id, index))
+            if build:
+                events.append(factory.node_start(node_id, index))
             summary = node_summary(index)
             digest = hash_summary(summary)
-            events.append(
-                factory.node_success(node_id, time.perf_counter() - started, digest, summary, 0.0)
-            )
+            if build:
+                duration = time.perf_counter() - started
+                events.append(factory.node_success(node_id, duration, digest, summary, 0.0))
     if len(steps) <= 2:
         return
     stamper, state = Stamper(), RunState("step_01_bench", "r", nodes, time.time())
@@ -153,8 +155,9 @@ def main() -> None:
                 for part in PARTS
             }
             result["parts"] = {
-                part: cumulative[part] - (cumulative[PARTS[i - 1]] if i else 0.0)
+                part: cumulative[part] - cumulative[PARTS[i - 1]]
                 for i, part in enumerate(PARTS)
+                if i
             }
             for part, count in result["parts"].items():
                 print(f"  {part:<8} {count:8,.0f} instructions/event")
@@ -164,10 +167,12 @@ def main() -> None:
                 peer: _per_event([peer], (large, small), events, scratch)
                 for peer in args.peers.split(",")
             }
-            base = per_event.get("baseline", 0.0)
+            base = per_event.get("baseline")
             result["workflow"] = per_event
             for peer, count in per_event.items():
-                over = "" if peer == "baseline" else f"  (+{count - base:,.0f} over the baseline)"
+                over = ""
+                if base is not None and peer != "baseline":
+                    over = f"  (+{count - base:,.0f} over the baseline)"
                 print(f"  {peer:<18} {count:8,.0f} instructions/event{over}")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

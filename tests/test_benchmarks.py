@@ -234,3 +234,24 @@ def test_the_runs_benchmark_lists_the_runs_it_made(tmp_path: Path) -> None:
         "tracebus runs DIR --json",
     ]
     assert report["target_met"] == (done.returncode == 0)
+
+
+def test_the_instructions_benchmark_counts_a_peer_under_callgrind(tmp_path: Path) -> None:
+    done = _bench(
+        "instructions.py", "--peers", "tracebus", "--nodes", "30,20",
+        "--results", str(tmp_path / "instructions.json"),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "instructions.json").read_text())
+    assert report["nodes"] == [30, 20] and report["workflow"]["tracebus"] > 0
+    assert "tracebus" in done.stdout and "instructions/event" in done.stdout
+
+
+def test_each_part_the_instructions_benchmark_counts_runs(tmp_path: Path) -> None:
+    parts = ("workload", "events", "call", "stamp", "count", "trace", "log")
+    for part in parts:  # each once, as callgrind runs them (--parts runs each twice)
+        done = _bench(
+            "instructions.py", "--child", "parts", "--part", part, "--nodes", "30",
+            "--out", str(tmp_path / part),
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
