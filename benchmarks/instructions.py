@@ -14,7 +14,8 @@ everything runs some 50 times slower, and the writer would otherwise make its st
 as the workflow makes them), in the writer's steps, each added to the ones before it: the
 workload's own work (ids, summaries, hashes), building the events (``EventFactory``), the
 awaited call's way to the queue, stamping, ``RunState.count``, the trace lines, the log
-lines. Results go to ``benchmarks/results/instructions.json``.
+lines. Results go to ``benchmarks/results/instructions.json`` (the workflow's and the parts' each
+kept until measured again).
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def _parts(upto: str, nodes: int, out: Path) -> None:
             if build:
                 duration = time.perf_counter() - started
                 events.append(factory.node_success(node_id, duration, digest, summary, 0.0))
-    if len(steps) <= 2:
+    if "stamp" not in steps:
         return
     stamper, state = Stamper(), RunState("step_01_bench", "r", nodes, time.time())
     for first in range(0, len(events), STEP_EVENTS):
@@ -146,7 +147,7 @@ def main() -> None:
         return
     large, small = (int(n) for n in args.nodes.split(","))
     scratch = Path(tempfile.mkdtemp(prefix="tracebus-instructions-"))
-    result: dict[str, Any] = {"nodes": [large, small], "load": os.getloadavg()}
+    result: dict[str, Any] = {"nodes": [large, small], "load_at_start": os.getloadavg()}
     try:
         if args.parts:
             events = 2 * (large - small)
@@ -154,12 +155,12 @@ def main() -> None:
                 part: _per_event(["parts", "--part", part], (large, small), events, scratch)
                 for part in PARTS
             }
-            result["parts"] = {
+            result["per_event"] = {
                 part: cumulative[part] - cumulative[PARTS[i - 1]]
                 for i, part in enumerate(PARTS)
                 if i
             }
-            for part, count in result["parts"].items():
+            for part, count in result["per_event"].items():
                 print(f"  {part:<8} {count:8,.0f} instructions/event")
         else:
             events = events_of(large) - events_of(small)
@@ -168,7 +169,7 @@ def main() -> None:
                 for peer in args.peers.split(",")
             }
             base = per_event.get("baseline")
-            result["workflow"] = per_event
+            result["per_event"] = per_event
             for peer, count in per_event.items():
                 over = ""
                 if base is not None and peer != "baseline":
@@ -176,7 +177,10 @@ def main() -> None:
                 print(f"  {peer:<18} {count:8,.0f} instructions/event{over}")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    Path(args.results).write_text(json.dumps(result, indent=2) + "\n")
+    results = Path(args.results)
+    kept = json.loads(results.read_text()) if results.exists() else {}
+    kept["parts" if args.parts else "workflow"] = {**result, "load": os.getloadavg()}
+    results.write_text(json.dumps(kept, indent=2) + "\n")
 
 
 if __name__ == "__main__":

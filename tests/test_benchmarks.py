@@ -243,7 +243,8 @@ def test_the_instructions_benchmark_counts_a_peer_under_callgrind(tmp_path: Path
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     report = json.loads((tmp_path / "instructions.json").read_text())
-    assert report["nodes"] == [30, 20] and report["workflow"]["tracebus"] > 0
+    run = report["workflow"]
+    assert run["nodes"] == [30, 20] and run["per_event"]["tracebus"] > 0
     assert "tracebus" in done.stdout and "instructions/event" in done.stdout
 
 
