@@ -13,6 +13,7 @@ A node's parent and dependencies are those its first ``node_start`` that names t
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from array import array
 from collections import deque
@@ -23,7 +24,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
 
-from .._counts import COMPLETED, FAILED, SKIPPED, NodeCounts, NodeTally
+from .._counts import COMPLETED, FAILED, OPEN, SKIPPED, NodeCounts, NodeTally
 from .._events import TRACE_EVENT_TYPES
 from ._find import FoundRun, find_run
 from ._lines import TraceLine, iter_blocks
@@ -211,26 +212,35 @@ class RunScan(Generic[S]):
 
     def add_all(self, lines: Iterable[TraceLine]) -> None:
         """``add`` each line; the node events of a run under way take a shorter road (the
-        same steps, with the scan's state held in locals)."""
+        same steps, with the scan's state held in locals, and a node's first attempt
+        counted as the tally's ``start`` and ``end`` would count it)."""
         events, first, last, has_run_id = self.events, self.first, self.last, self.has_run_id
-        slots, opened, tally, ended = self.slots, self.open, self.tally, self._ended
-        indices = self.indices
+        earliest, latest = self.earliest_start, self.latest_end
+        slots, opened, more_open, tally = self.slots, self.open, self.more_open, self.tally
+        indices, parents, attempt, ended = (
+            self.indices,
+            self.parents,
+            self.sink.attempt,
+            self._ended,
+        )
+        table = tally.table
+        began = succeeded = 0  # first attempts started and succeeded, not yet in the tally
         for line in lines:
             kind = line.event_type
             epoch = line.epoch_seconds
             node_id = line.node_id
             if kind not in _NODE_EVENTS or node_id is None or epoch is None or first is None:
+                tally.unfinished += began - succeeded
+                tally.completed += succeeded
+                began = succeeded = 0
                 self.events, self.first, self.last = events, first, last
-                self.has_run_id = has_run_id
+                self.has_run_id, self.earliest_start, self.latest_end = has_run_id, earliest, latest
                 self.add(line)  # which may begin the run again: its state is new
-                events, first, last, has_run_id = (
-                    self.events,
-                    self.first,
-                    self.last,
-                    self.has_run_id,
-                )
-                slots, opened, tally, ended = self.slots, self.open, self.tally, self._ended
-                indices = self.indices
+                events, first, last = self.events, self.first, self.last
+                has_run_id, earliest, latest = self.has_run_id, self.earliest_start, self.latest_end
+                slots, opened, more_open, tally = self.slots, self.open, self.more_open, self.tally
+                indices, parents = self.indices, self.parents
+                attempt, table = self.sink.attempt, tally.table
                 continue
             events += 1
             if epoch >= last:  # type: ignore[operator]  # last is set once first is
@@ -239,23 +249,59 @@ class RunScan(Generic[S]):
                 first = epoch
             if not has_run_id and line.run_id is not msgspec.UNSET:
                 has_run_id = True
+            index = line.node_index
+            slot = slots.get(node_id)
             if kind == "node_start":
-                index = line.node_index
-                slot = slots.get(node_id)
                 if slot is None:
-                    self._slot(node_id, index)
+                    slots[node_id] = len(slots)
+                    indices.append(_NO_INDEX if index is None else index)
+                    parents.append(NO_PARENT)
                 elif index is not None:
                     indices[slot] = index
                 if node_id in opened:
-                    self.more_open.setdefault(node_id, deque()).append(epoch)
+                    more_open.setdefault(node_id, deque()).append(epoch)
                 else:
                     opened[node_id] = epoch
-                tally.start(node_id)
+                if node_id not in table:
+                    table[node_id] = OPEN
+                    began += 1
+                else:
+                    tally.start(node_id)
                 if line.parent_id is not None or line.depends_on:
                     self._place(node_id, line)
-            else:
+                continue
+            if slot is None or more_open:
+                self.earliest_start, self.latest_end = earliest, latest
+                tally.unfinished += began - succeeded
+                tally.completed += succeeded
+                began = succeeded = 0
                 ended(node_id, kind, line, epoch)
+                earliest, latest = self.earliest_start, self.latest_end
+                continue
+            if index is not None:
+                indices[slot] = index
+            start = opened.pop(node_id, None)
+            if start is None:  # no earlier than the epoch: a duration as long as 10**15 s is valid
+                duration = line.duration_seconds
+                start = (
+                    max(0.0, epoch - duration) if duration is not None and duration > 0 else epoch
+                )
+            elif start > epoch:
+                start = epoch
+            if earliest is None or start < earliest:
+                earliest = start
+            if latest is None or epoch > latest:
+                latest = epoch
+            attempt(slot, node_id, END_STATUS[kind], start, epoch, line)
+            if kind == "node_success" and table.get(node_id) == OPEN:
+                table[node_id] = COMPLETED
+                succeeded += 1
+            else:
+                tally.end(node_id, _TALLIED[kind])
+        tally.unfinished += began - succeeded
+        tally.completed += succeeded
         self.events, self.first, self.last, self.has_run_id = events, first, last, has_run_id
+        self.earliest_start, self.latest_end = earliest, latest
 
     def add(self, line: TraceLine) -> None:
         kind = line.event_type
@@ -472,7 +518,7 @@ def scan_run(
     path: str | os.PathLike[str], make_sink: Callable[[], S], progress: Progress | None = None
 ) -> tuple[RunFacts, S]:
     """Read a run (see ``read_run`` for ``path`` and what it raises) in one pass."""
-    found = find_run(path)
+    found = _without_tables(find_run(path))
     torn: list[int] = []
     scan = RunScan(make_sink)
     meter = progress(found.trace_file) if progress is not None else None
@@ -485,6 +531,15 @@ def scan_run(
             meter.close()
     facts = scan.finish(found, torn_line=torn[0] if torn else None)
     return facts, scan.sink
+
+
+def _without_tables(found: FoundRun) -> FoundRun:
+    """``found`` with its metadata's figures only: the scan reads a few of them, never its
+    per-node tables (times and costs of up to 100,000 nodes, tens of MiB decoded)."""
+    if found.metadata is None:
+        return found
+    figures = {k: v for k, v in found.metadata.items() if not isinstance(v, dict | list)}
+    return dataclasses.replace(found, metadata=figures)
 
 
 def _run_id(line: TraceLine) -> str | None:

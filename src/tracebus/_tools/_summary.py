@@ -6,7 +6,8 @@ import heapq
 import os
 from array import array
 from collections.abc import Callable, Mapping
-from operator import neg
+from itertools import islice
+from operator import le, neg
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -215,32 +216,38 @@ class Figures(AttemptsOnly):
             self.last_end.extend(_NANS * missing)
 
     def peak_in_flight(self, started: float | None, ended: float | None) -> int:
-        """The most attempts in flight at once: the lanes ``lay_out`` would use."""
+        """The most attempts in flight at once: the lanes ``lay_out`` would use (at equal
+        times, ends go first, then empty attempts, then the others' starts)."""
         origin = started if started is not None else 0.0
         base = _us(origin)
         end_of_run = _us(ended if ended is not None else origin) - base
-        keys: list[int] = []
+        opens, closes, empties = array("q"), array("q"), array("q")
         for start_epoch, end_epoch in zip(self.starts, self.ends, strict=True):
             start = round(start_epoch * 1_000_000) - base
             if start < 0:
                 start = 0
             end = end_of_run if end_epoch != end_epoch else round(end_epoch * 1_000_000) - base
-            if end > start:  # ends go first, then empty attempts, then the others
-                keys += (4 * start + 2, 4 * end)
+            if end > start:
+                opens.append(start)
+                closes.append(end)
             else:
-                keys.append(4 * start + 1)
-        keys.sort()
-        peak = flying = 0
-        for key in keys:
-            kind = key & 3
-            if kind == 0:
-                flying -= 1
-            elif kind == 2:
-                flying += 1
-                if flying > peak:
-                    peak = flying
-            elif flying >= peak:
-                peak = flying + 1
+                empties.append(start)
+        opens, closes, empties = _sorted(opens), _sorted(closes), _sorted(empties)
+        peak = ended_by = 0  # ended_by: the attempts ended by the time looked at
+        last = len(closes)
+        for started_by, start in enumerate(opens, 1):  # in flight just after this start
+            while ended_by < last and closes[ended_by] <= start:
+                ended_by += 1
+            if started_by - ended_by > peak:
+                peak = started_by - ended_by
+        ended_by = started_by = 0
+        for start in empties:  # in flight then, and this one
+            while ended_by < last and closes[ended_by] <= start:
+                ended_by += 1
+            while started_by < last and opens[started_by] < start:
+                started_by += 1
+            if started_by - ended_by + 1 > peak:
+                peak = started_by - ended_by + 1
         return peak
 
     def _settle(self, nodes: int) -> None:
@@ -389,6 +396,13 @@ def _usage_figures(
 _RUNNING = float("nan")
 _ZEROS = array("d", (0.0,))
 _NANS = array("d", (float("nan"),))
+
+
+def _sorted(column: array[int]) -> array[int]:
+    """``column`` in order, copied through a list only when it is not in order already."""
+    if all(map(le, column, islice(column, 1, None))):
+        return column
+    return array("q", sorted(column))
 
 
 def _us(epoch: float) -> int:
