@@ -156,9 +156,8 @@ def main() -> None:
                 for part in PARTS
             }
             result["per_event"] = {
-                part: cumulative[part] - cumulative[PARTS[i - 1]]
+                part: cumulative[part] - (cumulative[PARTS[i - 1]] if i else 0.0)
                 for i, part in enumerate(PARTS)
-                if i
             }
             for part, count in result["per_event"].items():
                 print(f"  {part:<8} {count:8,.0f} instructions/event")
