@@ -39,6 +39,8 @@ _NODE_EVENTS = frozenset(("node_start", *END_STATUS))
 _NO_INDEX = -(2**63)
 #: No parent: a top-level node.
 NO_PARENT = -1
+#: The tally's entry of a node it has not counted yet.
+ABSENT = -1
 
 
 class NodeSink(Protocol):
@@ -91,6 +93,30 @@ class AttemptsOnly:
 S = TypeVar("S", bound=NodeSink)
 
 
+class SlotEntries:
+    """The scan's NodeTally entries, by slot: a list of small ints (8 bytes a node, where a
+    dict by node id takes about 30), ABSENT for a node not counted yet. The list itself,
+    ``entries``, is what the scan's shorter road reads and writes."""
+
+    __slots__ = ("entries",)
+
+    def __init__(self) -> None:
+        self.entries: list[int] = []
+
+    def get(self, slot: int, /) -> int | None:
+        entry = self.entries[slot]
+        return None if entry == ABSENT else entry
+
+    def __setitem__(self, slot: int, entry: int, /) -> None:
+        self.entries[slot] = entry
+
+    def __contains__(self, slot: object, /) -> bool:
+        return isinstance(slot, int) and self.entries[slot] != ABSENT
+
+    def __len__(self) -> int:
+        return len(self.entries) - self.entries.count(ABSENT)
+
+
 @dataclass(frozen=True, slots=True)
 class RunFacts:
     """A run's facts from one pass over its trace (see ``RunRecord`` for what each means).
@@ -110,7 +136,7 @@ class RunFacts:
     ended: float | None
     node_ids: list[str]
     node_indices: array[int]
-    tally: NodeTally
+    tally: NodeTally[int]
     counts: NodeCounts
     found: FoundRun
     reported_cost_usd: float | None
@@ -133,7 +159,7 @@ class RunFacts:
         return None if index == _NO_INDEX else index
 
     def node_status(self, slot: int) -> str:
-        return self.tally.status(self.node_ids[slot]) or "pending"
+        return self.tally.status(slot) or "pending"
 
     def parent_slot(self, slot: int) -> int | None:
         parent = self.parents[slot]
@@ -195,7 +221,8 @@ class RunScan(Generic[S]):
         #: the start of each node's earliest attempt still open, and of its later ones
         self.open: dict[str, float] = {}
         self.more_open: dict[str, deque[float]] = {}
-        self.tally = NodeTally()
+        self.entries = SlotEntries()
+        self.tally: NodeTally[int] = NodeTally(table=self.entries)
         self.start: TraceLine | None = None
         self.end: TraceLine | None = None
         self.first_line: TraceLine | None = None
@@ -223,7 +250,7 @@ class RunScan(Generic[S]):
             self.sink.attempt,
             self._ended,
         )
-        table = tally.table
+        table = self.entries.entries
         began = succeeded = 0  # first attempts started and succeeded, not yet in the tally
         for line in lines:
             kind = line.event_type
@@ -240,7 +267,7 @@ class RunScan(Generic[S]):
                 has_run_id, earliest, latest = self.has_run_id, self.earliest_start, self.latest_end
                 slots, opened, more_open, tally = self.slots, self.open, self.more_open, self.tally
                 indices, parents = self.indices, self.parents
-                attempt, table = self.sink.attempt, tally.table
+                attempt, table = self.sink.attempt, self.entries.entries
                 continue
             events += 1
             if epoch >= last:  # type: ignore[operator]  # last is set once first is
@@ -253,20 +280,21 @@ class RunScan(Generic[S]):
             slot = slots.get(node_id)
             if kind == "node_start":
                 if slot is None:
-                    slots[node_id] = len(slots)
+                    slots[node_id] = slot = len(slots)
                     indices.append(_NO_INDEX if index is None else index)
                     parents.append(NO_PARENT)
+                    table.append(ABSENT)
                 elif index is not None:
                     indices[slot] = index
                 if node_id in opened:
                     more_open.setdefault(node_id, deque()).append(epoch)
                 else:
                     opened[node_id] = epoch
-                if node_id not in table:
-                    table[node_id] = OPEN
+                if table[slot] == ABSENT:
+                    table[slot] = OPEN
                     began += 1
                 else:
-                    tally.start(node_id)
+                    tally.start(slot)
                 if line.parent_id is not None or line.depends_on:
                     self._place(node_id, line)
                 continue
@@ -293,11 +321,11 @@ class RunScan(Generic[S]):
             if latest is None or epoch > latest:
                 latest = epoch
             attempt(slot, node_id, END_STATUS[kind], start, epoch, line)
-            if kind == "node_success" and table.get(node_id) == OPEN:
-                table[node_id] = COMPLETED
+            if kind == "node_success" and table[slot] == OPEN:
+                table[slot] = COMPLETED
                 succeeded += 1
             else:
-                tally.end(node_id, _TALLIED[kind])
+                tally.end(slot, _TALLIED[kind])
         tally.unfinished += began - succeeded
         tally.completed += succeeded
         self.events, self.first, self.last, self.has_run_id = events, first, last, has_run_id
@@ -330,12 +358,12 @@ class RunScan(Generic[S]):
         node_id = line.node_id
         if kind == "node_start":
             if node_id is not None:
-                self._slot(node_id, line.node_index)
+                slot = self._slot(node_id, line.node_index)
                 if node_id in self.open:
                     self.more_open.setdefault(node_id, deque()).append(epoch)
                 else:
                     self.open[node_id] = epoch
-                self.tally.start(node_id)
+                self.tally.start(slot)
                 if line.parent_id is not None or line.depends_on:
                     self._place(node_id, line)
         elif kind in END_STATUS:
@@ -345,12 +373,13 @@ class RunScan(Generic[S]):
             self.sink.note(line)
         elif kind == "usage":
             self.usage.add(line)
-            slot = self.slots.get(node_id) if node_id is not None else None
-            self.sink.usage(slot, line, node_id in self.open)
+            noted = self.slots.get(node_id) if node_id is not None else None
+            self.sink.usage(noted, line, node_id in self.open)
         elif kind == "node_retry":
             if node_id is not None:
-                self.sink.retry(self._slot(node_id, line.node_index), line)
-                self.tally.retry(node_id)
+                slot = self._slot(node_id, line.node_index)
+                self.sink.retry(slot, line)
+                self.tally.retry(slot)
         elif kind == "workflow_error":
             self.error = line.error or "workflow error"
             self.end = line
@@ -368,6 +397,7 @@ class RunScan(Generic[S]):
             slot = self.slots[node_id] = len(self.slots)
             self.indices.append(_NO_INDEX if index is None else index)
             self.parents.append(NO_PARENT)
+            self.entries.entries.append(ABSENT)
         elif index is not None:
             self.indices[slot] = index
         return slot
@@ -415,7 +445,7 @@ class RunScan(Generic[S]):
         if self.latest_end is None or end > self.latest_end:
             self.latest_end = end
         self.sink.attempt(slot, node_id, END_STATUS[kind], start, end, line)
-        self.tally.end(node_id, _TALLIED[kind])
+        self.tally.end(slot, _TALLIED[kind])
 
     def finish(self, found: FoundRun, torn_line: int | None = None) -> RunFacts:
         """The run's facts; the sink is told of the attempts still running."""
