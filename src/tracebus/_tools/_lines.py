@@ -171,9 +171,9 @@ def iter_blocks(
 def _block(data: bytes, count: int, number: int, path: str | os.PathLike[str]) -> list[TraceLine]:
     """The ``count`` lines of ``data`` (which ends with a newline), the first numbered
     ``number``."""
-    if not _may_nest_too_deep(data):
+    if not may_nest_too_deep(data):
         try:
-            if _one_object_a_line(data, count):
+            if one_object_a_line(data, count):
                 decoded = _decode_lines(data)
                 if len(decoded) == count:
                     return decoded
@@ -193,7 +193,7 @@ def _block(data: bytes, count: int, number: int, path: str | os.PathLike[str]) -
     return decoded
 
 
-def _one_object_a_line(data: bytes, lines: int) -> bool:
+def one_object_a_line(data: bytes, lines: int) -> bool:
     """Whether every line of ``data`` (which ends with a newline) starts with ``{`` and ends
     with ``}``: then no JSON value can hold a newline (``}`` then ``{`` is never valid
     inside one, and a string cannot hold a raw newline), so if the block decodes into as
@@ -201,7 +201,7 @@ def _one_object_a_line(data: bytes, lines: int) -> bool:
     return data[:1] == b"{" and data[-2:] == b"}\n" and data.count(b"}\n{") == lines - 1
 
 
-def _may_nest_too_deep(data: bytes) -> bool:
+def may_nest_too_deep(data: bytes) -> bool:
     """Whether a line of ``data`` holds more opening brackets than a trace line may nest."""
     return _MANY_OPENINGS.search(data.translate(None, _NOT_BRACKET)) is not None
 

@@ -197,8 +197,8 @@ def _timeline(args: argparse.Namespace) -> int:
 def _tail(args: argparse.Namespace) -> int:
     from ._tail import follow
 
-    def emit(line: str) -> None:
-        sys.stdout.write(line + "\n")
+    def emit(lines: str) -> None:
+        sys.stdout.write(lines)
         sys.stdout.flush()
 
     def notify(text: str) -> None:
