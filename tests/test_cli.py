@@ -2,8 +2,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,20 +9,12 @@ import pytest
 from tests.conftest import assert_consistent_run, trace_of
 from tracebus import cli
 
-
-def tracebus_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tracebus", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+from .cli import run_tracebus
 
 
 def test_demo_runs_a_workflow_and_says_where_its_files_are(tmp_path: Path) -> None:
     out = tmp_path / "runs"
-    result = tracebus_cli(
+    result = run_tracebus(
         "demo",
         "--nodes",
         "60",
@@ -54,7 +44,7 @@ def test_demo_runs_a_workflow_and_says_where_its_files_are(tmp_path: Path) -> No
 def test_slow_demo_nodes_take_longer_than_a_demo_node_can(tmp_path: Path) -> None:
     out = tmp_path / "runs"
     args = ("--nodes", "1", "--concurrency", "1", "--seed", "32", "--no-progress", "--out")
-    result = tracebus_cli("demo", "--slow", *args, str(out))
+    result = run_tracebus("demo", "--slow", *args, str(out))
     assert result.returncode == 0, result.stderr
     assert "Workflow completed: demo_workflow" in result.stdout
     (trace,) = out.glob("traces/*.jsonl")
@@ -65,10 +55,10 @@ def test_slow_demo_nodes_take_longer_than_a_demo_node_can(tmp_path: Path) -> Non
 
 
 def test_demo_rejects_bad_arguments_with_exit_code_2(tmp_path: Path) -> None:
-    result = tracebus_cli("demo", "--nodes", "0", "--out", str(tmp_path))
+    result = run_tracebus("demo", "--nodes", "0", "--out", str(tmp_path))
     assert result.returncode == 2
     assert "--nodes: must be at least 1, got 0" in result.stderr
-    result = tracebus_cli("demo", "--fail-rate", "1.5", "--out", str(tmp_path))
+    result = run_tracebus("demo", "--fail-rate", "1.5", "--out", str(tmp_path))
     assert result.returncode == 2
     assert "must be between 0 and 1" in result.stderr
 
@@ -76,7 +66,7 @@ def test_demo_rejects_bad_arguments_with_exit_code_2(tmp_path: Path) -> None:
 def test_unwritable_output_is_a_one_line_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
-    result = tracebus_cli("demo", "--nodes", "3", "--out", str(blocker / "runs"))
+    result = run_tracebus("demo", "--nodes", "3", "--out", str(blocker / "runs"))
     assert result.returncode == 2
     assert result.stderr.startswith("tracebus demo: error: ")
     assert "Traceback" not in result.stderr

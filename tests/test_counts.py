@@ -252,7 +252,7 @@ def test_past_the_cap_each_attempt_counts_as_a_node_and_memory_stays_flat() -> N
 
 
 def test_an_unfinished_node_past_the_cap_counts_until_it_ends() -> None:
-    tally = NodeTally(max_nodes=1)
+    tally: NodeTally[str] = NodeTally(max_nodes=1)
     tally.start("a")
     tally.start("b")
     assert tally.counts().nodes_unfinished == 2
@@ -267,7 +267,7 @@ def test_the_completion_events_carry_every_count() -> None:
 
 
 def test_nodes_that_never_end_past_the_cap_keep_memory_bounded() -> None:
-    tally = NodeTally(max_nodes=10)
+    tally: NodeTally[str] = NodeTally(max_nodes=10)
     for i in range(1_000):
         tally.start(f"n{i}")
     assert len(tally.table) == len(tally._untracked_open) == 10

@@ -18,6 +18,8 @@ from tests.conftest import Quiet, metadata_of, trace_of
 from tests.disks import fill, small_disk
 from tracebus.compat import ExecutionObserver
 
+from .cli import run_tracebus
+
 pytestmark = pytest.mark.anyio
 
 
@@ -28,13 +30,7 @@ async def _nodes(obs: tracebus.Observer, first: int, count: int) -> None:
 
 
 def _summary_exit(path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tracebus", "summary", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_tracebus("summary", path)
 
 
 async def test_a_trace_truncated_under_the_writer_is_written_on_at_its_real_end(

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import io
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,8 @@ import pytest
 import tracebus
 from tests.conftest import Quiet, trace_of
 from tracebus.compat import ExecutionObserver
+
+from .cli import run_tracebus
 
 pytestmark = pytest.mark.anyio
 
@@ -83,16 +83,6 @@ def test_the_compat_node_lines_are_escaped(
     assert f"  [0/1] n{ESCAPED} Error: error\\n[2026-01-01" in stdout
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tracebus", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 async def test_summary_and_tail_show_user_text_escaped(out: Path, quiet: Quiet) -> None:
     obs = quiet.Observer("wf", out, total_nodes=1)
     async with obs:
@@ -105,22 +95,22 @@ async def test_summary_and_tail_show_user_text_escaped(out: Path, quiet: Quiet) 
         ("summary", str(out), "--json"),
         ("tail", "--latest", str(out)),
     ):
-        result = _cli(*command)
+        result = run_tracebus(*command)
         assert result.returncode == 0, result.stderr
         for raw in ("\x1b", "\x07", "\u202e", "\x9b", "\r"):
             assert raw not in result.stdout, (command, raw)
-    summary = _cli("summary", str(out)).stdout
+    summary = run_tracebus("summary", str(out)).stdout
     # (summary and tail show a text's runs of white space as one space, then escape it)
     assert f"n{ESCAPED}: error \\x1b[2J\\x1b[31mred\\x1b]0;title\\x07 \\u202eevil" in summary
     assert "failed \\x1b[2J" in summary
     assert not re.search(r"^\[2026-01-01", summary, re.M)
-    tail = _cli("tail", "--latest", str(out)).stdout.splitlines()
+    tail = run_tracebus("tail", "--latest", str(out)).stdout.splitlines()
     assert len(tail) == len(trace_of(obs.trace_file))  # one line per event
     assert any(f"NODE_FAILURE       n{ESCAPED} " in line for line in tail)
 
 
 def test_a_cli_error_naming_a_bad_path_is_one_line() -> None:
-    result = _cli("summary", f"/nonexistent/run{ESCAPES}\nforged")
+    result = run_tracebus("summary", f"/nonexistent/run{ESCAPES}\nforged")
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "\x1b" not in result.stderr
     assert "run\\x1b[2J" in result.stderr

@@ -6,7 +6,14 @@ from pathlib import Path
 import pytest
 
 from tracebus import InvalidIdError
-from tracebus._layout import create_layout, step_number, validate_id
+from tracebus._layout import (
+    STEP_DIR,
+    TRACE_NAME,
+    audit_file,
+    create_layout,
+    step_number,
+    validate_id,
+)
 
 
 @pytest.mark.parametrize(
@@ -105,3 +112,24 @@ def test_layout_rejects_bad_ids_before_creating_anything(tmp_path: Path) -> None
     with pytest.raises(InvalidIdError):
         create_layout(tmp_path / "out", "ok", "../../etc", datetime.now())
     assert not (tmp_path / "out").exists()
+
+
+def test_the_names_a_layout_makes_are_the_names_the_readers_parse(tmp_path: Path) -> None:
+    started = datetime(2026, 3, 4, 5, 6, 7)
+    first = create_layout(tmp_path, "step_07_fetch", "r1", started)
+    second = create_layout(tmp_path, "step_07_fetch", "r2", started)
+    stamped = [TRACE_NAME.fullmatch(run.trace_file.name) for run in (first, second)]
+    assert [(m["step"], m["stamp"], m["second"], m["nth"]) for m in stamped if m] == [
+        ("07", "20260304_050607", "20260304_050607", None),
+        ("07", "20260304_050607_2", "20260304_050607", "2"),
+    ]
+    step_dir = STEP_DIR.fullmatch(second.audit_dir.name)
+    assert step_dir is not None and step_dir["step"] == "07"
+    files = (second.audit_trace_file, second.audit_log_file, second.metadata_file)
+    assert [audit_file(f.name) for f in files] == [
+        ("trace", "07"),
+        ("log", "07"),
+        ("metadata", "07"),
+    ]
+    for other in ("trace_07.json", "metadata_07.jsonl", "log_7.txt", "trace_x.jsonl"):
+        assert audit_file(other) is None

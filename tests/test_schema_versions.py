@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +13,8 @@ import pytest
 import tracebus
 from tests.compat.seed_observer import SeedObserver
 from tests.conftest import Quiet, trace_of
+
+from .cli import run_tracebus
 
 pytestmark = pytest.mark.anyio
 
@@ -34,12 +34,8 @@ def _as_version_1(trace: list[dict[str, Any]]) -> str:
 
 
 def _summary(trace_file: Path) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, "-m", "tracebus", "summary", "--json", str(trace_file)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    done = run_tracebus("summary", "--json", trace_file)
+    assert done.returncode == 0, done.stderr
     figures: dict[str, Any] = json.loads(done.stdout)
     return figures
 

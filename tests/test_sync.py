@@ -263,3 +263,75 @@ def test_overflow_drop_drops_and_counts_instead_of_blocking(out: Path, quiet: Qu
     trace = trace_of(obs.trace_file)
     assert [e.get("node_id") for e in trace] == [None, "n0", "n1", "n2", "n3", "n9", None]
     assert metadata_of(obs.metadata_file)["events_dropped"] == 6
+
+
+def test_close_while_threads_emit_keeps_every_accepted_event_in_order(
+    out: Path, quiet: Quiet
+) -> None:
+    threads = 8
+    accepted: list[int] = [0] * threads
+    refused: list[BaseException | None] = [None] * threads
+    running = threading.Barrier(threads + 1)
+    obs = quiet.SyncObserver("wf", out)
+
+    def produce(thread: int) -> None:
+        running.wait()
+        try:
+            while True:
+                obs.note("tick", thread=thread, k=accepted[thread])
+                accepted[thread] += 1  # only once the call returned: the event is queued
+        except tracebus.BusClosedError as exc:
+            refused[thread] = exc
+
+    workers = [threading.Thread(target=produce, args=(t,)) for t in range(threads)]
+    for worker in workers:
+        worker.start()
+    running.wait()
+    obs.flush()  # some written while the threads go on emitting
+    obs.close()
+    for worker in workers:
+        worker.join()
+    assert all(isinstance(exc, tracebus.BusClosedError) for exc in refused)
+    trace = trace_of(obs.trace_file)
+    ticks = [e for e in trace if e["event_type"] == "note"]
+    for thread in range(threads):
+        mine = [e["fields"]["k"] for e in ticks if e["fields"]["thread"] == thread]
+        assert mine == list(range(accepted[thread]))
+    assert len(ticks) == sum(accepted) > 0
+    assert metadata_of(obs.metadata_file)["events_written"] == len(trace)
+
+
+def test_overflow_drop_from_threads_counts_what_it_drops(out: Path, quiet: Quiet) -> None:
+    threads, notes = 8, 1_000
+    with quiet.SyncObserver("wf", out, capacity=32, overflow="drop") as obs:
+
+        def produce(thread: int) -> None:
+            for k in range(notes):
+                obs.note("tick", thread=thread, k=k)
+
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(produce, range(threads)))
+        obs.flush()
+        dropped = obs.statistics().dropped
+    trace = trace_of(obs.trace_file)
+    ticks = [e for e in trace if e["event_type"] == "note"]
+    assert len(ticks) + dropped == threads * notes
+    for thread in range(threads):
+        mine = [e["fields"]["k"] for e in ticks if e["fields"]["thread"] == thread]
+        assert mine == sorted(set(mine))  # what was kept, in call order
+    assert [trace[0]["event_type"], trace[-1]["event_type"]] == [
+        "workflow_start",
+        "workflow_complete",
+    ]
+    metadata = metadata_of(obs.metadata_file)
+    assert (metadata["events_dropped"], metadata["events_written"]) == (dropped, len(trace))
+
+
+def test_flush_from_a_thread_writes_what_other_threads_emitted(out: Path, quiet: Quiet) -> None:
+    with quiet.SyncObserver("wf", out) as obs:
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda i: obs.node_start(f"n{i}", i), range(400)))
+        for round_ in range(20):  # each flush finds the writer idle or between two batches
+            obs.note("round", k=round_)
+            obs.flush()
+            assert len(trace_of(obs.trace_file)) == 1 + 400 + round_ + 1

@@ -6,8 +6,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import subprocess
-import sys
 import threading
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
@@ -22,21 +20,13 @@ import pytest
 import tracebus
 from tests.conftest import Quiet, assert_consistent_run, metadata_of, trace_of
 
+from .cli import run_tracebus
+
 pytestmark = pytest.mark.anyio
 
 #: What ``os.fsdecode`` returns for a file name that is not UTF-8.
 BAD_NAME = os.fsdecode(b"report_\xff.csv")
 SHOWN = "report_\\udcff.csv"  # the six characters of the escape, as written
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tracebus", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def _types(trace: list[dict[str, Any]]) -> list[str]:
@@ -432,7 +422,7 @@ async def test_a_payload_nested_too_deep_keeps_its_first_levels_and_stays_readab
     assert levels == 64 and stored == {"$repr": "<list nested deeper than 64 levels>"}
     assert trace[2]["output_summary"] == wide
     for command in ("summary", "timeline"):
-        assert _cli(command, str(obs.trace_file)).returncode == 0
+        assert run_tracebus(command, str(obs.trace_file)).returncode == 0
 
 
 @pytest.mark.parametrize("total", [True, 2**70, -1, 2.0])

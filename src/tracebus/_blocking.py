@@ -110,6 +110,7 @@ class BlockingObserver(SyncEventMethods, Generic[A]):
             exit_timeout=exit_timeout,
             unwritten=lambda: observer.statistics().queued,
         )
+        self._put_from_thread = observer.put_from_thread  # as it is once entered
 
     def close(self, timeout: float | None = None) -> None:
         """Leave the async observer (it records the run's end and waits for its writes).
@@ -149,7 +150,7 @@ class BlockingObserver(SyncEventMethods, Generic[A]):
     def _put(self, event: Event) -> None:
         if self._loop.closed:
             raise self._loop.refusal(self.kind)
-        self.async_observer.put_from_thread(event)
+        self._put_from_thread(event)
 
     def put_droppable(self, event: Event) -> None:
         """Enqueue without waiting: dropped and counted when the queue is full, ignored once

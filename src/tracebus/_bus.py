@@ -71,9 +71,10 @@ class EventBus:
             detached_close_timeout=close_timeout / 2,
         )
         self._close_timeout = close_timeout
-        # The observers' calls go straight to the queue's offer (one call fewer per event);
-        # the method below documents it.
+        # The observers' calls go straight to the queue's offer and put_blocking (one call
+        # fewer per event); the methods below document them.
         self.offer = self._queue.offer  # type: ignore[method-assign]
+        self.emit_from_thread = self._queue.put_blocking  # type: ignore[method-assign]
         self._task_group: TaskGroup | None = None
         self._entered = False
         self._closing = False

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -28,12 +27,9 @@ from typing import Any
 import msgspec
 
 from ._exceptions import InvalidIdError
-from ._layout import step_number, validate_id
+from ._layout import STEP_DIR, TRACE_NAME, audit_file, step_number, validate_id
 from ._lock import lock_trace_name, run_is_locked, run_lock_path
 
-STAMPED_TRACE = re.compile(r"trace_step_(\d+)_(\d{8}_\d{6}(?:_\d+)?)\.jsonl")
-_AUDIT_NAMES = re.compile(r"(trace|log|metadata)_(\d+)\.(jsonl|log|json)")
-_AUDIT_SUFFIX = {"trace": "jsonl", "log": "log", "metadata": "json"}
 #: How much of a trace is read for its first line (a workflow_start is far smaller).
 _FIRST_LINE_BYTES = 64 * 1024
 
@@ -161,12 +157,12 @@ def catalog(output_dir: str | os.PathLike[str], *, step: str | None = None) -> l
         if step is not None and not trace.name.startswith(f"trace_step_{step}_"):
             continue
         info = seen[trace]
-        match = STAMPED_TRACE.fullmatch(trace.name)
+        match = TRACE_NAME.fullmatch(trace.name)
         stored = StoredRun(
             out,
             trace,
-            stamp=match.group(2) if match else None,
-            step_num=match.group(1) if match else "00",
+            stamp=match["stamp"] if match else None,
+            step_num=match["step"] if match else "00",
             _seen=seen,
         )
         runs.append(stored)
@@ -257,7 +253,7 @@ def _subdirectories(directory: Path) -> list[Path]:
 
 def _audits(audit_root: Path, only: str | None, seen: dict[Path, os.stat_result]) -> list[_Audit]:
     found: list[_Audit] = []
-    steps = [p for p in _subdirectories(audit_root) if re.fullmatch(r"step_\d+", p.name)]
+    steps = [p for p in _subdirectories(audit_root) if STEP_DIR.fullmatch(p.name)]
     if only is not None:
         steps = [p for p in steps if p.name == f"step_{only}"]
     for step in steps:
@@ -265,11 +261,9 @@ def _audits(audit_root: Path, only: str | None, seen: dict[Path, os.stat_result]
         for directory in (step, *_subdirectories(step / "previous")):
             audit = _Audit(directory, number)
             for path in _listed(directory, seen):
-                match = _AUDIT_NAMES.fullmatch(path.name)
-                if match is None or match.group(2) != number:
-                    continue
-                if _AUDIT_SUFFIX[match.group(1)] == match.group(3):
-                    setattr(audit, match.group(1), path)
+                named = audit_file(path.name)
+                if named is not None and named[1] == number:
+                    setattr(audit, named[0], path)
             if audit.trace is not None or audit.metadata is not None or audit.log is not None:
                 found.append(audit)
     return found

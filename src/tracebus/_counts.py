@@ -13,7 +13,10 @@ has not ended or when the node has only had ``node_retry`` events.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Generic, NamedTuple, Protocol, TypeVar
+
+K = TypeVar("K")
+K_contra = TypeVar("K_contra", contravariant=True)
 
 #: A node's last end, in the low two bits of its entry in the table.
 COMPLETED, FAILED, SKIPPED = 1, 2, 3
@@ -48,7 +51,20 @@ class NodeCounts(NamedTuple):
     retries: int
 
 
-class NodeTally:
+class Entries(Protocol[K_contra]):
+    """Where a NodeTally keeps each node's entry: a dict by node id (the writer's), or the
+    readers' table by slot."""
+
+    def get(self, key: K_contra, /) -> int | None: ...
+
+    def __setitem__(self, key: K_contra, value: int, /) -> None: ...
+
+    def __contains__(self, key: object, /) -> bool: ...
+
+    def __len__(self) -> int: ...
+
+
+class NodeTally(Generic[K]):
     """Counts a run's nodes and attempts from its node events, in trace order.
 
     The status of each node is kept for the first ``max_nodes`` nodes (all when None). A
@@ -73,11 +89,11 @@ class NodeTally:
         "_max_nodes",
     )
 
-    def __init__(self, max_nodes: int | None = None) -> None:
-        self.table: dict[str, int] = {}
+    def __init__(self, max_nodes: int | None = None, table: Entries[K] | None = None) -> None:
+        self.table: Entries[K] = {} if table is None else table
         self.completed = self.failed = self.skipped = self.unfinished = 0
         self.retried = self.attempts_failed = self.retries = self.untracked = 0
-        self._untracked_open: dict[str, int] = {}
+        self._untracked_open: dict[K, int] = {}
         self._max_nodes = max_nodes
 
     def counts(self) -> NodeCounts:
@@ -92,7 +108,7 @@ class NodeTally:
             retries=self.retries,
         )
 
-    def status(self, node_id: str) -> str | None:
+    def status(self, node_id: K) -> str | None:
         """``success``, ``failed``, ``skipped``, ``running`` or ``pending`` (only retries so
         far); None for a node not in the table."""
         entry = self.table.get(node_id)
@@ -100,7 +116,7 @@ class NodeTally:
             return None
         return "running" if entry >= OPEN else _STATUS_NAMES[entry & _END]
 
-    def start(self, node_id: str) -> None:
+    def start(self, node_id: K) -> None:
         """A ``node_start``: a new attempt begins."""
         entry = self.table.get(node_id)
         if entry is None:
@@ -124,7 +140,7 @@ class NodeTally:
             self.unfinished += 1
         self.table[node_id] = entry + OPEN
 
-    def end(self, node_id: str, status: int) -> None:
+    def end(self, node_id: K, status: int) -> None:
         """An end event with ``status`` (COMPLETED, FAILED or SKIPPED): it ends the node's
         earliest open attempt, or is an attempt of its own."""
         if status == FAILED:
@@ -152,7 +168,7 @@ class NodeTally:
             self._arrive(status)
         self.table[node_id] = (entry & ~_END) | status
 
-    def retry(self, node_id: str) -> None:
+    def retry(self, node_id: K) -> None:
         """A ``node_retry``: the node will run again; its status does not change."""
         entry = self.table.get(node_id)
         if entry is None:
@@ -168,7 +184,7 @@ class NodeTally:
     def _has_room(self) -> bool:
         return self._max_nodes is None or len(self.table) < self._max_nodes
 
-    def _end_untracked(self, node_id: str) -> None:
+    def _end_untracked(self, node_id: K) -> None:
         running = self._untracked_open.get(node_id)
         if running is None:
             self.untracked += 1

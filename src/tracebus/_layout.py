@@ -33,6 +33,16 @@ from ._exceptions import InvalidIdError
 
 _STEP_RE = re.compile(r"step_(\d+)")
 
+#: A timestamped trace's name, ``trace_step_{step}_{stamp}.jsonl``: the stamp is the second the
+#: run started, then ``_{nth}`` for a step's second and later runs in that second.
+TRACE_NAME = re.compile(
+    r"trace_step_(?P<step>\d+)_(?P<stamp>(?P<second>\d{8}_\d{6})(?:_(?P<nth>\d+))?)\.jsonl"
+)
+#: A step's audit directory's name, ``step_{step}``.
+STEP_DIR = re.compile(r"step_(?P<step>\d+)")
+_AUDIT_FILE = re.compile(r"(?P<kind>trace|log|metadata)_(?P<step>\d+)\.(?P<suffix>jsonl|log|json)")
+_AUDIT_SUFFIX = {"trace": "jsonl", "log": "log", "metadata": "json"}
+
 #: The longest id, in UTF-8 bytes. The longest file name made from an id is the log's,
 #: ``execution_{id}_{YYYYmmdd_HHMMSS}_{attempt}.log``: 31 bytes and the attempt's digits
 #: around the id; 200 leaves room for those within the 255 bytes most file systems allow.
@@ -85,6 +95,15 @@ def _id_problem(value: str) -> str | None:
     if size > MAX_ID_BYTES:
         return f"it is {size} bytes long in UTF-8, more than {MAX_ID_BYTES}"
     return None
+
+
+def audit_file(name: str) -> tuple[str, str] | None:
+    """What a step's audit file of this name holds (``trace``, ``log`` or ``metadata``) and
+    its step; None for any other name."""
+    match = _AUDIT_FILE.fullmatch(name)
+    if match is None or _AUDIT_SUFFIX[match["kind"]] != match["suffix"]:
+        return None
+    return match["kind"], match["step"]
 
 
 def step_number(workflow_id: str) -> str:

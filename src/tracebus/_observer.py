@@ -139,6 +139,8 @@ class Observer(AsyncEventMethods):
         self.started = run.started
         bus = run.bus
         await bus.__aenter__()
+        # a worker thread's call goes straight to the bus (one call fewer per event)
+        self.put_from_thread = bus.emit_from_thread  # type: ignore[method-assign]
         await bus.emit(self._events.workflow_start(self.total_nodes, str(self.output_dir)))
         self._capture.start()
         return self

@@ -5,6 +5,11 @@ The hot path is a ``deque.append`` plus a length check: no await, no lock, no sy
 consumer is woken only when it sleeps, once per idle period; a producer only waits (or blocks
 its thread) when the queue is full. ``deque.append``/``popleft`` are atomic, so worker
 threads push onto the same queue as the event loop, and queue order is emit order.
+
+On a loop of its own, whose producers are threads (a sync observer's), the consumer pauses
+between two batches while it keeps up (see ``pace``): each batch costs its thread a wake-up
+and GIL hand-offs that the producer threads wait through, so fewer, larger batches cost them
+less.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import anyio
 
 from ._events import LIFECYCLE_TYPES, Event
 from ._exceptions import BusClosedError, QueueFullError
-from ._loop import threadsafe_caller
+from ._loop import on_private_loop, threadsafe_caller
 
 #: What a full queue does: ``"block"`` makes producers wait (``emit_nowait``, which never
 #: waits, raises QueueFullError), ``"drop"`` drops and counts non-lifecycle events.
@@ -29,6 +34,9 @@ Overflow = Literal["block", "drop", "raise"]
 
 #: Producers waiting for room are let in once this many places are free (see EventQueue.take).
 RESUME_ROOM = 1_024
+
+#: The longest pause between two batches on a loop of its own (see EventQueue.pace).
+THREAD_PACE = 0.005
 
 
 class EventQueue:
@@ -53,6 +61,9 @@ class EventQueue:
         self._call_soon: Callable[[Callable[[], object]], object] | None = None
         self._idle = False
         self._wake_pending = False
+        self._pace = 0.0
+        self._pacing = False
+        self._paced_at = (0.0, 0)  # when the last pause ended, and ``accepted`` then
         self._wakeup = anyio.Event()
         self._space = anyio.Event()
         self._async_waiters = 0
@@ -73,6 +84,7 @@ class EventQueue:
         self._opened = True
         self.closed = False
         self._call_soon = threadsafe_caller()
+        self._pace = THREAD_PACE if on_private_loop() else 0.0
         _open_queues.add(self)
 
     def _forked(self) -> None:
@@ -87,6 +99,7 @@ class EventQueue:
         if self.closed:
             raise self._refusal()
         if len(self.items) >= self.capacity:
+            self.hurry()
             if self.overflow == "block":
                 raise QueueFullError(
                     f"event queue full ({self.capacity} events); "
@@ -111,6 +124,7 @@ class EventQueue:
         if self.closed:
             return
         if len(self.items) >= self.capacity:
+            self.hurry()
             with self._drop_lock:
                 self.dropped += 1
             return
@@ -133,6 +147,7 @@ class EventQueue:
         """Enqueue, waiting while the queue is full (under ``drop``, only a lifecycle event
         waits). Suspends only when it must wait."""
         while len(self.items) >= self.capacity and not self.closed:
+            self.hurry()
             if self._dropped(event):
                 return
             space = self._space
@@ -145,7 +160,7 @@ class EventQueue:
             raise self._refusal()
         self._append(event)
 
-    def put_blocking(self, event: Event, timeout: float | None) -> None:
+    def put_blocking(self, event: Event, timeout: float | None = None) -> None:
         """Enqueue from a thread other than the loop's, blocking it while the queue is full
         (under ``drop``, only a lifecycle event waits)."""
         items = self.items
@@ -156,6 +171,7 @@ class EventQueue:
                 self._wake()
             return
         if not self.closed:
+            self.hurry()  # full: the writer's pause, if it pauses, is over
             if self._dropped(event):
                 return
             with self._thread_space:
@@ -226,6 +242,39 @@ class EventQueue:
         finally:
             self._idle = False
             self._wake_pending = False
+
+    async def pace(self) -> None:
+        """Between two batches the writer kept up with (writer only): the loop's turn for
+        its other tasks and, on a loop of its own, a pause of up to THREAD_PACE while the
+        producer threads queue the next batch, short enough that at their last batch's rate
+        they fill at most a quarter of the queue. Closing, a full queue and a flush end it
+        (``hurry``)."""
+        if not self._pace or self.closed:
+            await anyio.lowlevel.checkpoint()
+            return
+        since, accepted_then = self._paced_at
+        arrived = max(1, self.accepted - accepted_then)
+        pause = min(self._pace, (anyio.current_time() - since) * self.capacity / (4 * arrived))
+        self._wakeup = anyio.Event()
+        self._pacing = True
+        try:
+            with anyio.move_on_after(pause):
+                await self._wakeup.wait()
+        finally:
+            self._pacing = False
+        self._paced_at = (anyio.current_time(), self.accepted)
+
+    def hurry(self) -> None:
+        """End the writer's pause, if it pauses (see ``pace``); safe from any thread."""
+        if not self._pacing:
+            return
+        if threading.get_ident() == self._loop_thread:
+            self._wakeup.set()
+        elif self._call_soon is not None:
+            try:
+                self._call_soon(self._wakeup.set)
+            except RuntimeError:  # the loop is gone
+                pass
 
     def close(self) -> None:
         """Refuse new events; wake the writer and every waiting producer."""

@@ -53,7 +53,7 @@ class RunState:
         #: own until ``open_run`` gives it the writer's).
         self.stamper = Stamper()
         self.events = 0
-        self.tally = NodeTally(max_node_details)
+        self.tally: NodeTally[str] = NodeTally(max_node_details)
         self.node_times: dict[str, float] = {}
         self.node_costs: dict[str, float] = {}
         self.node_details_dropped = 0

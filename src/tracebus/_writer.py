@@ -7,7 +7,8 @@ is closed and empty.
 A batch is taken from the queue a step at a time, the producers running between the steps,
 and grows while a backlog lasts, up to ``max_batch``; it goes to the OS once complete (one
 write per file per batch). So a quiet run writes each event at once and a busy one writes
-large batches. Files are fsynced at close.
+large batches; fed by threads, on a loop of its own, the writer also pauses between two
+batches it kept up with (see EventQueue.pace). Files are fsynced at close.
 """
 
 from __future__ import annotations
@@ -133,6 +134,7 @@ class Writer:
         while self.written + self.duplicates + self.unprepared < count and not (
             self.finished.is_set()
         ):
+            self._queue.hurry()
             progressed = self._progressed
             self._progress_waiters += 1
             try:
@@ -263,7 +265,10 @@ class Writer:
             if self._progress_waiters:
                 self._progressed.set()
                 self._progressed = anyio.Event()
-            await anyio.lowlevel.checkpoint()  # between two batches too, the producers' turn
+            if taken < self._max_batch:
+                await queue.pace()  # kept up: the producers' turn (a pause, from threads)
+            else:
+                await anyio.lowlevel.checkpoint()  # a backlog: the producers' turn, briefly
 
     async def _gather(self) -> tuple[int, list[Event], int]:
         """Take events a step at a time, stamping and preparing each step, for as long as the

@@ -23,6 +23,8 @@ import pytest_asyncio
 
 from tracebus._nats._settings import NatsSettings, NatsStream
 
+from ..cli import TRACEBUS
+
 SHARED_URL = "nats://127.0.0.1:4222"
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 ROOT = Path(__file__).resolve().parents[2]
@@ -143,7 +145,7 @@ def tracebus_cli(
             resource.setrlimit(which, limits)
 
     return subprocess.Popen(
-        [sys.executable, "-m", "tracebus", *args],
+        [*TRACEBUS, *args],
         stdout=subprocess.PIPE,
         stderr=stderr,
         text=True,

@@ -33,6 +33,8 @@ from tracebus._service._protocol import (
 from tracebus._service._server import Collector
 from tracebus._service._transport import FrameStream, UnixAddress
 
+from ..cli import TRACEBUS
+
 PRODUCER = Path(__file__).with_name("producer.py")
 
 
@@ -77,7 +79,7 @@ class Service:
         command = ["serve", "--out", str(self.out), *where, *self.options]
         with open(self.log, "a") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "tracebus", *command],
+                [*TRACEBUS, *command],
                 stdout=subprocess.PIPE,
                 stderr=log,
                 text=True,

@@ -6,8 +6,6 @@ import os
 import signal
 import stat
 import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import anyio
@@ -17,6 +15,7 @@ import tracebus
 from tracebus._factory import EventFactory
 from tracebus._service._protocol import ErrorReply
 
+from ..cli import run_tracebus
 from .conftest import RawClient, Service, batch, numbered, run_files
 
 
@@ -48,12 +47,7 @@ def test_wrong_token_is_refused_and_counted(tmp_path: Path, sockdir: Path) -> No
 
 
 def test_tcp_beyond_loopback_needs_a_token(tmp_path: Path, sockdir: Path) -> None:
-    refused = subprocess.run(
-        [sys.executable, "-m", "tracebus", "serve", "--out", str(tmp_path), "--tcp", "0.0.0.0:0"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    refused = run_tracebus("serve", "--out", tmp_path, "--tcp", "0.0.0.0:0")
     assert refused.returncode == 2
     assert "needs a token: use --token-file" in refused.stderr
 
@@ -193,12 +187,7 @@ def test_sigterm_with_runs_open_completes_files_and_exits_zero(service: Service)
 
 
 def test_status_command(service: Service) -> None:
-    shown = subprocess.run(
-        [sys.executable, "-m", "tracebus", "status", "--socket", str(service.socket)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    shown = run_tracebus("status", "--socket", service.socket)
     assert shown.returncode == 0, shown.stderr
     lines = dict(line.split(": ", 1) for line in shown.stdout.splitlines())
     for name in ("clients", "runs_open", "events_received", "events_written", "events_rejected"):
@@ -207,12 +196,7 @@ def test_status_command(service: Service) -> None:
 
 
 def test_status_without_a_service_exits_one(sockdir: Path) -> None:
-    shown = subprocess.run(
-        [sys.executable, "-m", "tracebus", "status", "--socket", str(sockdir / "none.sock")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    shown = run_tracebus("status", "--socket", sockdir / "none.sock")
     assert shown.returncode == 1
     assert shown.stderr.startswith("tracebus status: cannot reach the collector at unix:")
 
@@ -220,15 +204,7 @@ def test_status_without_a_service_exits_one(sockdir: Path) -> None:
 def test_a_second_service_does_not_take_over_a_live_socket(
     service: Service, tmp_path: Path
 ) -> None:
-    second = subprocess.run(
-        [
-            sys.executable, "-m", "tracebus", "serve",
-            "--out", str(tmp_path / "other"), "--socket", str(service.socket),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )  # fmt: skip
+    second = run_tracebus("serve", "--out", tmp_path / "other", "--socket", service.socket)
     assert second.returncode == 2
     assert "a service is already listening on" in second.stderr
     assert service.status()["clients"] == 1

@@ -4,13 +4,12 @@ endpoint while it runs, as the file export of the same run would write it."""
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 from tests.otlp_receiver import OtlpReceiver
 from tests.tools.test_otlp_export import attributes
 
+from ..cli import run_tracebus
 from .conftest import Service, finish, run_files, spawn_producer
 
 
@@ -48,13 +47,7 @@ def test_serve_forwards_each_run_it_writes(tmp_path: Path, sockdir: Path) -> Non
 
 
 def test_serve_refuses_an_endpoint_that_is_not_a_url(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "tracebus", "serve", "--out", str(tmp_path), "--otlp-endpoint",
-         "localhost:4318"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )  # fmt: skip
+    done = run_tracebus("serve", "--out", tmp_path, "--otlp-endpoint", "localhost:4318")
     assert done.returncode == 2
     assert "--otlp-endpoint: an OTLP/HTTP endpoint is an http:// or https:// URL" in done.stderr
     assert "Traceback" not in done.stderr

@@ -4,25 +4,13 @@ collector holds the lock, and removed with the collector's registry entry and lo
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import tracebus
 from tracebus._lock import run_lock_path
 from tracebus._tools._runs import find_runs
 
+from ..cli import run_tracebus
 from .conftest import Service
-
-
-def tracebus_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tracebus", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 async def test_a_collector_run_is_running_then_pruned_with_its_entry(service: Service) -> None:
@@ -44,7 +32,7 @@ async def test_a_collector_run_is_running_then_pruned_with_its_entry(service: Se
     ]
     entry = run_lock_path(out, "step_03_remote", run_id).with_suffix(".json")
     assert entry in found[1].files
-    done = tracebus_cli("prune", out, "--keep", "1", "--json")
+    done = run_tracebus("prune", out, "--keep", "1", "--json")
     assert done.returncode == 0, done.stderr
     assert [r["run_id"] for r in json.loads(done.stdout)["removed"]] == [run_id]
     assert not entry.exists()

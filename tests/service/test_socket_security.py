@@ -19,6 +19,8 @@ import pytest
 
 import tracebus
 
+from ..cli import run_tracebus
+
 OTHER = 65534  # nobody
 
 
@@ -37,13 +39,7 @@ def _serve(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
         if key not in ("TRACEBUS_SOCKET", "XDG_RUNTIME_DIR")
     }
     env["TMPDIR"] = str(tmp_path)  # the default socket: {TMPDIR}/tracebus-{uid}/tracebus.sock
-    return subprocess.run(
-        [sys.executable, "-m", "tracebus", "serve", "--out", str(tmp_path / "out"), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
+    return run_tracebus("serve", "--out", tmp_path / "out", *args, env=env)
 
 
 def _default_dir(tmp_path: Path) -> Path:

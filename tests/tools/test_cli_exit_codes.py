@@ -3,38 +3,19 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from ..cli import TRACEBUS, assert_one_line_error, run_tracebus
 from . import runs
 
 COMMANDS = ("summary", "export", "timeline", "tail")
 
 
-def tracebus(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tracebus", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-def assert_one_line_error(done: subprocess.CompletedProcess[str], *expected: str) -> None:
-    assert done.returncode == 2
-    assert "Traceback" not in done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    for text in expected:
-        assert text in lines[0]
-
-
 @pytest.mark.parametrize("command", COMMANDS)
 def test_help_documents_run_and_exit_codes(command: str) -> None:
-    done = tracebus(command, "--help")
+    done = run_tracebus(command, "--help")
     assert done.returncode == 0
     text = " ".join(done.stdout.split())
     assert "RUN is a trace file (.jsonl)" in text
@@ -50,16 +31,16 @@ def test_help_documents_run_and_exit_codes(command: str) -> None:
 def test_exit_0_and_1(tmp_path: Path) -> None:
     success = runs.success_run(tmp_path / "success")
     failure = runs.failure_run(tmp_path / "failure")
-    assert tracebus("summary", success, "--check").returncode == 0
-    assert tracebus("summary", failure).returncode == 0
-    assert tracebus("summary", failure, "--check").returncode == 1
+    assert run_tracebus("summary", success, "--check").returncode == 0
+    assert run_tracebus("summary", failure).returncode == 0
+    assert run_tracebus("summary", failure, "--check").returncode == 1
     for args in (
         ("export", failure, "--format", "chrome", "-o", tmp_path / "f.json"),
         ("export", failure, "--format", "otlp", "-o", tmp_path / "f.otlp.jsonl"),
         ("timeline", failure, "-o", tmp_path / "f.html"),
     ):
-        assert tracebus(*args).returncode == 0
-        checked = tracebus(*args, "--check")
+        assert run_tracebus(*args).returncode == 0
+        checked = run_tracebus(*args, "--check")
         assert checked.returncode == 1 and checked.stderr == ""
     assert (tmp_path / "f.html").stat().st_size > 0
 
@@ -67,15 +48,15 @@ def test_exit_0_and_1(tmp_path: Path) -> None:
 def test_missing_run_is_a_one_line_error(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
     for command in ("summary", "timeline", "tail --latest"):
-        done = tracebus(*command.split(), missing)
+        done = run_tracebus(*command.split(), missing)
         name = command.split()[0]
         assert_one_line_error(done, f"tracebus {name}: error:", "no such file or directory")
-    done = tracebus("export", missing, "--format", "chrome")
+    done = run_tracebus("export", missing, "--format", "chrome")
     assert_one_line_error(done, "no such file or directory")
 
 
 def test_directory_that_is_not_a_run(tmp_path: Path) -> None:
-    assert_one_line_error(tracebus("summary", tmp_path), "not a run")
+    assert_one_line_error(run_tracebus("summary", tmp_path), "not a run")
 
 
 def test_corrupt_trace_names_the_line(tmp_path: Path) -> None:
@@ -85,18 +66,20 @@ def test_corrupt_trace_names_the_line(tmp_path: Path) -> None:
     lines[1] = lines[1][:30] + "\n"
     trace.write_text("".join(lines))
     for command in ("summary", "tail"):
-        assert_one_line_error(tracebus(command, trace), f"{trace}:2: not a JSON object")
+        assert_one_line_error(run_tracebus(command, trace), f"{trace}:2: not a JSON object")
 
 
 def test_binary_file_is_unreadable_input(tmp_path: Path) -> None:
     junk = tmp_path / "junk.jsonl"
     junk.write_bytes(b"\x00\xff\xfe garbage\n" * 3)
-    assert_one_line_error(tracebus("summary", junk), "junk.jsonl:1: not a JSON object")
+    assert_one_line_error(run_tracebus("summary", junk), "junk.jsonl:1: not a JSON object")
 
 
 def test_unwritable_output_is_a_one_line_error(tmp_path: Path) -> None:
     out = runs.success_run(tmp_path / "ok")
-    done = tracebus("export", out, "--format", "chrome", "-o", tmp_path / "no" / "such" / "x.json")
+    done = run_tracebus(
+        "export", out, "--format", "chrome", "-o", tmp_path / "no" / "such" / "x.json"
+    )
     assert_one_line_error(done, "tracebus export: error:", "No such file or directory")
 
 
@@ -109,7 +92,7 @@ def test_bad_usage_exits_2_without_traceback(tmp_path: Path) -> None:
         ("tail", out, "--timeout", "-1"),
         ("timeline", out, "--colour"),
     ):
-        done = tracebus(*args)
+        done = run_tracebus(*args)
         assert done.returncode == 2
         assert "Traceback" not in done.stderr
         last = done.stderr.strip().splitlines()[-1]
@@ -118,21 +101,21 @@ def test_bad_usage_exits_2_without_traceback(tmp_path: Path) -> None:
 
 def test_torn_run_warns_on_stderr_and_succeeds(tmp_path: Path) -> None:
     out = runs.torn_run(tmp_path / "torn")
-    done = tracebus("export", out, "--format", "chrome", "-o", tmp_path / "t.json")
+    done = run_tracebus("export", out, "--format", "chrome", "-o", tmp_path / "t.json")
     assert done.returncode == 0
     assert "tracebus export: warning:" in done.stderr and "torn last line" in done.stderr
 
 
 def test_export_to_stdout(tmp_path: Path) -> None:
     out = runs.seed_run(tmp_path / "seed")
-    done = tracebus("export", out, "--format", "chrome")
+    done = run_tracebus("export", out, "--format", "chrome")
     assert done.returncode == 0 and done.stdout.startswith('{"traceEvents":[')
 
 
 def test_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     out = runs.synthetic_run(tmp_path / "many", nodes=2000, workers=8)
     reader = subprocess.Popen(
-        [sys.executable, "-m", "tracebus", "tail", "--latest", str(out)],
+        [*TRACEBUS, "tail", "--latest", str(out)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,9 +10,8 @@ from typing import Any
 import tracebus
 from tests.conftest import Quiet
 
+from ..cli import assert_one_line_error, run_tracebus
 from . import runs
-from .test_cli_exit_codes import assert_one_line_error
-from .test_cli_exit_codes import tracebus as run_cli
 
 
 @dataclass
@@ -69,7 +66,7 @@ def two_runs(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def diff_json(*args: str | Path) -> tuple[int, dict[str, Any]]:
-    done = run_cli("diff", *args, "--json")
+    done = run_tracebus("diff", *args, "--json")
     assert done.stderr == ""
     result: dict[str, Any] = json.loads(done.stdout)
     return done.returncode, result
@@ -77,7 +74,7 @@ def diff_json(*args: str | Path) -> tuple[int, dict[str, Any]]:
 
 def test_diff_prints_each_kind_of_change(tmp_path: Path) -> None:
     a, b = two_runs(tmp_path)
-    done = run_cli("diff", a, b)
+    done = run_tracebus("diff", a, b)
     assert done.returncode == 0 and done.stderr == ""
     out = done.stdout
     assert out.startswith("step_09_compare: run A against run B\n")
@@ -150,8 +147,8 @@ def test_diff_json_has_every_change(tmp_path: Path) -> None:
 
 def test_check_gates_choose_what_fails_the_diff(tmp_path: Path) -> None:
     a, b = two_runs(tmp_path)
-    assert run_cli("diff", a, b).returncode == 0
-    done = run_cli("diff", a, b, "--check")
+    assert run_tracebus("diff", a, b).returncode == 0
+    done = run_tracebus("diff", a, b, "--check")
     assert done.returncode == 1
     assert done.stdout.endswith("\ncheck hash,fail: tripped hash,fail\n")
     code, diff = diff_json(a, b, "--check=slower")
@@ -164,7 +161,7 @@ def test_check_gates_choose_what_fails_the_diff(tmp_path: Path) -> None:
 
 def test_a_run_against_itself_differs_in_nothing(tmp_path: Path) -> None:
     a = write_run(tmp_path / "a", BEFORE)
-    done = run_cli("diff", a, a, "--check=hash,fail,slower")
+    done = run_tracebus("diff", a, a, "--check=hash,fail,slower")
     assert done.returncode == 0
     assert "\nNo node differs.\n" in done.stdout
     assert done.stdout.endswith("\ncheck hash,fail,slower: tripped none\n")
@@ -190,7 +187,7 @@ def test_diff_against_a_run_in_progress(tmp_path: Path) -> None:
         obs.node_success("fetch", 0.2, tracebus.hash_output("fetched"), None, 0.0)
         obs.node_start("parse", 1)
         obs.flush()
-        done = run_cli("diff", a, tmp_path / "live")
+        done = run_tracebus("diff", a, tmp_path / "live")
         code, diff = diff_json(a, tmp_path / "live", "--check")
     assert done.returncode == 0
     assert "  B  " in done.stdout and "  incomplete  " in done.stdout
@@ -214,7 +211,7 @@ def test_a_seed_trace_against_a_tracebus_run(tmp_path: Path) -> None:
     assert diff["output_changed"] == [] and diff["added"] == diff["removed"] == []
     assert [(r["node_id"], r["ratio"]) for r in diff["slower"]] == [("node_3", 4.0)]
     assert code == 1 and diff["check"]["tripped"] == ["slower"]
-    text = run_cli("diff", seed, tmp_path / "new").stdout
+    text = run_tracebus("diff", seed, tmp_path / "new").stdout
     assert "complete, seed format  " in text
 
 
@@ -238,7 +235,7 @@ def test_a_version_1_trace_compares_with_its_version_2_run(tmp_path: Path) -> No
 def test_bad_input_is_a_one_line_error(tmp_path: Path) -> None:
     a = write_run(tmp_path / "a", BEFORE)
     assert_one_line_error(
-        run_cli("diff", a, tmp_path / "nowhere"), "tracebus diff: error:", "no such file"
+        run_tracebus("diff", a, tmp_path / "nowhere"), "tracebus diff: error:", "no such file"
     )
     for args, expected in (
         (("--check=hash,speed",), "argument --check: unknown gate 'speed'"),
@@ -246,21 +243,17 @@ def test_bad_input_is_a_one_line_error(tmp_path: Path) -> None:
         (("--slower", "fast"), "argument --slower: not a factor such as 1.5x"),
         (("--min-seconds", "-1"), "argument --min-seconds: must be 0 or more"),
     ):
-        done = run_cli("diff", a, a, *args)
+        done = run_tracebus("diff", a, a, *args)
         assert done.returncode == 2 and "Traceback" not in done.stderr
         assert done.stderr.splitlines()[-1].startswith(f"tracebus diff: error: {expected}")
-    done = run_cli("diff", a)
+    done = run_tracebus("diff", a)
     assert done.returncode == 2
     assert "the following arguments are required: RUN_B" in done.stderr
 
 
 def test_help_documents_runs_gates_and_exit_codes() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "tracebus", "diff", "--help"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    done = run_tracebus("diff", "--help")
+    assert done.returncode == 0
     text = " ".join(done.stdout.split())
     assert "RUN_A and RUN_B are each a trace file (.jsonl)" in text
     assert "--check=LIST" in text and "hash, fail, slower" in text

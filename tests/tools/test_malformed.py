@@ -8,7 +8,6 @@ import io
 import json
 import re
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,8 @@ from hypothesis import strategies as st
 
 import tracebus
 from tracebus import cli
+
+from ..cli import TRACEBUS
 
 COMMANDS: dict[str, tuple[str, ...]] = {
     "summary": ("summary",),
@@ -164,7 +165,7 @@ def test_a_malformed_trace_read_from_a_shell_gives_one_line_and_exit_2(tmp_path:
     trace = _write(tmp_path, BAD_LINES["epoch of 1e300"][0])
     for command in ("summary", "timeline", "tail"):
         done = subprocess.run(
-            [sys.executable, "-m", "tracebus", command, str(trace)],
+            [*TRACEBUS, command, str(trace)],
             capture_output=True,
             text=True,
             timeout=60,

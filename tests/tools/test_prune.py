@@ -12,15 +12,15 @@ from tracebus._catalog import catalog
 from tracebus._retention import Retention, plan
 from tracebus._tools._runs import find_runs
 
+from ..cli import assert_one_line_error, run_tracebus
 from . import runs
-from .test_cli_exit_codes import assert_one_line_error, tracebus
 from .test_runs import live_writer as live_writer  # noqa: F401 (a fixture)
 from .test_runs import several as several  # noqa: F401 (a fixture)
 from .test_runs import usage_run
 
 
 def prune(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    done = tracebus("prune", *args)
+    done = run_tracebus("prune", *args)
     assert "Traceback" not in done.stderr
     return done
 

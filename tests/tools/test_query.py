@@ -17,13 +17,12 @@ import anyio
 import tracebus
 from tests.conftest import Quiet
 
+from ..cli import assert_one_line_error, run_tracebus
 from . import runs
-from .test_cli_exit_codes import assert_one_line_error
-from .test_cli_exit_codes import tracebus as run_cli
 
 
 def query_json(*args: str | Path) -> list[dict[str, Any]]:
-    done = run_cli("query", *args, "--json")
+    done = run_tracebus("query", *args, "--json")
     assert done.returncode == 0 and done.stderr == "", done.stderr
     rows: list[dict[str, Any]] = json.loads(done.stdout)
     return rows
@@ -136,7 +135,7 @@ def test_attempts_pair_starts_with_their_ends(retry_dir: Path) -> None:
 def test_table_and_csv_output(tmp_path: Path) -> None:
     out = runs.failure_run(tmp_path / "failure")
     sql = "SELECT node_id, status, error FROM nodes ORDER BY node_index"
-    done = run_cli("query", out, sql)
+    done = run_tracebus("query", out, sql)
     assert done.returncode == 0
     lines = done.stdout.splitlines()
     assert lines[0].split() == ["node_id", "status", "error"]
@@ -144,7 +143,7 @@ def test_table_and_csv_output(tmp_path: Path) -> None:
     assert lines[2].split() == ["a", "success", "NULL"]
     assert lines[3].split() == ["b", "failed", "ValueError:", "bad", "input", "in", "b"]
     assert lines[-1] == "(5 rows)"
-    done = run_cli("query", out, sql, "--csv")
+    done = run_tracebus("query", out, sql, "--csv")
     assert done.returncode == 0
     assert list(csv.reader(io.StringIO(done.stdout)))[:3] == [
         ["node_id", "status", "error"],
@@ -187,11 +186,11 @@ def test_a_directory_without_runs_has_empty_views(tmp_path: Path) -> None:
 
 def test_bad_sql_and_missing_directories_are_one_line_errors(tmp_path: Path) -> None:
     out = runs.success_run(tmp_path / "success")
-    done = run_cli("query", out, "SELECT nope FROM nodes")
+    done = run_tracebus("query", out, "SELECT nope FROM nodes")
     assert_one_line_error(done, "tracebus query: error: Binder Error:", '"nope" not found')
-    done = run_cli("query", out, "SELEC 1")
+    done = run_tracebus("query", out, "SELEC 1")
     assert_one_line_error(done, "tracebus query: error: Parser Error:")
-    done = run_cli("query", tmp_path / "nowhere", "SELECT 1")
+    done = run_tracebus("query", tmp_path / "nowhere", "SELECT 1")
     assert_one_line_error(done, "tracebus query: error:", "no such directory")
 
 

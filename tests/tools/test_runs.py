@@ -20,8 +20,8 @@ from tracebus._lock import run_is_locked, run_lock_path
 from tracebus._tools._runs import STATUSES, RunInfo, find_runs
 from tracebus._tools._runs_cli import STATUS_CHOICES
 
+from ..cli import assert_one_line_error, run_tracebus
 from . import runs
-from .test_cli_exit_codes import assert_one_line_error, tracebus
 
 
 def usage_run(out: Path, workflow_id: str, *, fail: bool = False) -> str:
@@ -210,7 +210,7 @@ def test_a_seed_run_and_several_output_directories(tmp_path: Path) -> None:
 
 
 def run_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    done = tracebus("runs", *args)
+    done = run_tracebus("runs", *args)
     assert "Traceback" not in done.stderr
     return done
 

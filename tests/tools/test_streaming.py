@@ -23,6 +23,7 @@ from tracebus._tools._summary import summarize
 from tracebus._tools.cli import LARGE_TRACE_BYTES
 from tracebus.cli import main
 
+from ..cli import TRACEBUS, run_tracebus
 from . import runs
 from .browser import page_data
 
@@ -197,9 +198,7 @@ def _stderr_on_a_terminal(*args: str) -> tuple[int, str, str]:
     """``tracebus ARGS`` with stderr on a pseudo-terminal: exit code, stdout, stderr."""
     primary, secondary = os.openpty()
     fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
-    with subprocess.Popen(
-        [sys.executable, "-m", "tracebus", *args], stdout=subprocess.PIPE, stderr=secondary
-    ) as child:
+    with subprocess.Popen([*TRACEBUS, *args], stdout=subprocess.PIPE, stderr=secondary) as child:
         os.close(secondary)
         seen = b""
         while True:
@@ -226,11 +225,7 @@ def test_a_large_trace_shows_progress_on_a_terminal_and_never_in_pipes(tmp_path:
     assert stderr.endswith("\r") and "B/s]" in stderr  # and cleared at the end
     code, _, stderr = _stderr_on_a_terminal("summary", "--json", str(out))
     assert code == 0 and stderr == ""
-    piped = subprocess.run(
-        [sys.executable, "-m", "tracebus", "timeline", str(out), "-o", str(tmp_path / "p.html")],
-        capture_output=True,
-        text=True,
-    )
+    piped = run_tracebus("timeline", out, "-o", tmp_path / "p.html")
     assert piped.returncode == 0 and piped.stderr == ""
 
 

@@ -16,6 +16,7 @@ from tests.conftest import Quiet
 from tracebus import read_run
 from tracebus._tools._tail_text import format_event
 
+from ..cli import TRACEBUS
 from . import runs
 
 WAIT = 60.0
@@ -27,7 +28,7 @@ class Tail:
 
     def __init__(self, *args: str) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tracebus", "tail", *args],
+            [*TRACEBUS, "tail", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

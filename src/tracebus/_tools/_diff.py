@@ -99,7 +99,8 @@ class RunSide:
         return node_id in self.facts.slots
 
     def status(self, node_id: str) -> str:
-        return self.facts.tally.status(node_id) or "pending"
+        slot = self.facts.slots.get(node_id)
+        return "pending" if slot is None else self.facts.node_status(slot)
 
     def _slot(self, node_id: str) -> int | None:
         slot = self.facts.slots.get(node_id)

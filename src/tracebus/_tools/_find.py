@@ -17,17 +17,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from .._exceptions import RunNotFoundError
-
-_STAMPED_TRACE = re.compile(r"trace_step_(\d+)_(\d{8}_\d{6})(?:_(\d+))?\.jsonl")
-_AUDIT_TRACE = re.compile(r"trace_(\d+)\.jsonl")
-_METADATA = re.compile(r"metadata_(\d+)\.json")
+from .._layout import STEP_DIR, TRACE_NAME, audit_file
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +44,8 @@ def find_run(path: str | os.PathLike[str]) -> FoundRun:
         raise RunNotFoundError(f"{given}: no such file or directory")
     if given.is_dir():
         trace = _trace_in_dir(given)
-    elif match := _METADATA.fullmatch(given.name):
-        trace = given.parent / f"trace_{match.group(1)}.jsonl"
+    elif (named := audit_file(given.name)) is not None and named[0] == "metadata":
+        trace = given.parent / f"trace_{named[1]}.jsonl"
         if not trace.is_file():
             raise RunNotFoundError(f"{given}: no {trace.name} beside this metadata file")
     else:
@@ -90,12 +86,12 @@ def is_output_dir(directory: Path) -> bool:
 
 
 def _audit_trace(directory: Path) -> Path | None:
-    step = re.fullmatch(r"step_(\d+)", directory.name)
+    step = STEP_DIR.fullmatch(directory.name)
     if step is not None:
-        trace = directory / f"trace_{step.group(1)}.jsonl"
+        trace = directory / f"trace_{step['step']}.jsonl"
         if trace.is_file():
             return trace
-    traces = sorted(p for p in directory.glob("trace_*.jsonl") if _AUDIT_TRACE.fullmatch(p.name))
+    traces = sorted(p for p in directory.glob("trace_*.jsonl") if _is_audit_trace(p.name))
     return traces[-1] if traces else None
 
 
@@ -105,37 +101,35 @@ def latest_trace(output_dir: Path) -> Path | None:
     if stamped:
         return max(stamped, key=_stamp_key)
     audit = [
-        p
-        for p in (output_dir / "audit").glob("step_*/trace_*.jsonl")
-        if _AUDIT_TRACE.fullmatch(p.name)
+        p for p in (output_dir / "audit").glob("step_*/trace_*.jsonl") if _is_audit_trace(p.name)
     ]
     return max(audit, key=lambda p: p.stat().st_mtime) if audit else None
 
 
 def _stamp_key(trace: Path) -> tuple[str, int, float]:
     mtime = trace.stat().st_mtime
-    match = _STAMPED_TRACE.fullmatch(trace.name)
+    match = TRACE_NAME.fullmatch(trace.name)
     if match is None:
         return (datetime.fromtimestamp(mtime).strftime("%Y%m%d_%H%M%S"), 0, mtime)
-    return (match.group(2), int(match.group(3) or 1), mtime)
+    return (match["second"], int(match["nth"] or 1), mtime)
 
 
 def _metadata_for(trace: Path) -> tuple[Path | None, dict[str, Any] | None, tuple[str, ...]]:
     warnings: list[str] = []
-    if match := _AUDIT_TRACE.fullmatch(trace.name):
-        candidate = trace.parent / f"metadata_{match.group(1)}.json"
+    if (named := audit_file(trace.name)) is not None and named[0] == "trace":
+        candidate = trace.parent / f"metadata_{named[1]}.json"
         metadata = _load(candidate, warnings) if candidate.is_file() else None
         return (candidate if metadata is not None else None), metadata, tuple(warnings)
-    match = _STAMPED_TRACE.fullmatch(trace.name)
+    match = TRACE_NAME.fullmatch(trace.name)
     if match is None:
         return None, None, ()
-    step_dir = trace.parent.parent / "audit" / f"step_{match.group(1)}"
-    name = f"metadata_{match.group(1)}.json"
+    step_dir = trace.parent.parent / "audit" / f"step_{match['step']}"
+    name = f"metadata_{match['step']}.json"
     for candidate in (step_dir / name, *sorted(step_dir.glob(f"previous/*/{name}"))):
         if not candidate.is_file():
             continue
         metadata = _load(candidate, warnings)
-        if metadata is not None and _describes(metadata, trace, match.group(2)):
+        if metadata is not None and _describes(metadata, trace, match["second"]):
             return candidate, metadata, tuple(warnings)
     return None, None, tuple(warnings)
 
@@ -175,3 +169,8 @@ def _decoded(path: Path) -> Any:
         return msgspec.json.decode(data)
     except msgspec.DecodeError:
         return json.loads(data.decode("utf-8"))
+
+
+def _is_audit_trace(name: str) -> bool:
+    named = audit_file(name)
+    return named is not None and named[0] == "trace"

@@ -27,7 +27,7 @@ from .._events import (
 from .._exceptions import TraceFormatError
 from ._reader import MAX_LINE_DEPTH, TornLineHandler, decode_line, refuse_deep, whole_object
 
-BLOCK_BYTES = 1 << 22
+BLOCK_BYTES = 1 << 20
 #: A payload absent or null.
 NULL = msgspec.Raw(b"null")
 
@@ -37,35 +37,40 @@ Whole = Annotated[int, msgspec.Meta(ge=MIN_INT, le=MAX_INT)]
 
 
 class TraceLine(msgspec.Struct, gc=False):
-    """The fields the readers use; ``_CheckedLine`` adds the others, to check them."""
+    """The fields the readers use, and those on every line; ``_CheckedLine`` adds the
+    others, to check them. In the order the writer writes them: the decoder looks for each
+    key from where it found the last one, so a line in this order finds each at once."""
 
     event_type: str | None = None
-    epoch_seconds: Epoch | None = None
     timestamp: str | None = None
+    epoch_seconds: Epoch | None = None
     pid: Whole | None = None
     workflow_id: str | None = None
     run_id: str | None | msgspec.UnsetType = msgspec.UNSET
+    seq: Whole | None = None
+    schema_version: Whole | None = None
+    producer: str | None = None
+    message: str | None = None
+    total_nodes: Whole | None = None
     node_id: str | None = None
     node_index: Whole | None = None
+    parent_id: str | None = None
+    depends_on: list[str] | None = None
     duration_seconds: Real | None = None
-    cost_usd: Real | None = None
-    error: str | None = None
     output_hash: str | None = None
     output_summary: msgspec.Raw = NULL
-    message: str | None = None
+    cost_usd: Real | None = None
+    error: str | None = None
     reason: str | None = None
-    total_nodes: Whole | None = None
-    cumulative_cost_usd: Real | None = None
-    failed_event_type: str | None = None
     attempt: Whole | None = None
     delay_seconds: Real | None = None
     fields: dict[str, Any] | None = None
-    parent_id: str | None = None
-    depends_on: list[str] | None = None
     model: str | None = None
     input_tokens: Whole | None = None
     output_tokens: Whole | None = None
     counters: msgspec.Raw = NULL
+    cumulative_cost_usd: Real | None = None
+    failed_event_type: str | None = None
 
 
 def _type_of(name: str, annotation: Any) -> Any:
@@ -114,6 +119,7 @@ _CheckedLine = msgspec.defstruct(
 _decode: Callable[[bytes], TraceLine] = msgspec.json.Decoder(_CheckedLine).decode  # type: ignore[assignment]
 _decode_lines: Callable[[bytes], list[TraceLine]] = msgspec.json.Decoder(_CheckedLine).decode_lines  # type: ignore[assignment]
 _NOT_BRACKET = bytes(b for b in range(256) if b not in b"[{\n")
+#: A line with more opening brackets than a trace line may nest (on ``data`` less _NOT_BRACKET).
 _MANY_OPENINGS = re.compile(rb"[^\n]{%d}" % (MAX_LINE_DEPTH + 1))
 
 
@@ -147,8 +153,8 @@ def iter_blocks(
             if following:
                 cut = data.rfind(b"\n") + 1
                 data, carry = data[:cut], data[cut:]
-                lines = data.count(b"\n")
-                yield _block(data, lines, number, path)
+                decoded, lines = _block(data, number, path)
+                yield decoded
                 if on_bytes is not None:
                     on_bytes(len(data))
                 number += lines
@@ -157,8 +163,8 @@ def iter_blocks(
             body = data.rstrip()
             cut = body.rfind(b"\n") + 1
             if cut:
-                lines = data.count(b"\n", 0, cut)
-                yield _block(data[:cut], lines, number, path)
+                decoded, lines = _block(data[:cut], number, path)
+                yield decoded
                 number += lines
             last = _last(body[cut:], number, path, on_torn)
             if last is not None:
@@ -168,19 +174,20 @@ def iter_blocks(
             return
 
 
-def _block(data: bytes, count: int, number: int, path: str | os.PathLike[str]) -> list[TraceLine]:
-    """The ``count`` lines of ``data`` (which ends with a newline), the first numbered
-    ``number``."""
-    if not may_nest_too_deep(data):
+def _block(data: bytes, number: int, path: str | os.PathLike[str]) -> tuple[list[TraceLine], int]:
+    """The lines of ``data`` (which ends with a newline), the first numbered ``number``, and
+    how many lines it holds."""
+    too_deep, count = scan_block(data)
+    if not too_deep:
         try:
             if one_object_a_line(data, count):
                 decoded = _decode_lines(data)
                 if len(decoded) == count:
-                    return decoded
+                    return decoded, count
             else:
                 lines = data.split(b"\n")
                 del lines[-1]  # after the last newline
-                return list(map(_decode, lines))
+                return list(map(_decode, lines)), count
         except msgspec.DecodeError:
             pass  # a bad or blank line: read again one by one, for the exact verdict
     lines = data.split(b"\n")
@@ -190,7 +197,14 @@ def _block(data: bytes, count: int, number: int, path: str | os.PathLike[str]) -
         if raw.strip():
             decode_line(number + offset, raw, path)
             decoded.append(decode_typed(raw, number + offset, path))
-    return decoded
+    return decoded, count
+
+
+def scan_block(data: bytes) -> tuple[bool, int]:
+    """Whether a line of ``data`` holds more opening brackets than a trace line may nest,
+    and how many newlines ``data`` holds: one pass over it."""
+    brackets = data.translate(None, _NOT_BRACKET)  # what nests, and the newlines
+    return _MANY_OPENINGS.search(brackets) is not None, brackets.count(b"\n")
 
 
 def one_object_a_line(data: bytes, lines: int) -> bool:
@@ -199,11 +213,6 @@ def one_object_a_line(data: bytes, lines: int) -> bool:
     inside one, and a string cannot hold a raw newline), so if the block decodes into as
     many values as it has lines, each line is exactly one object, as the writer writes."""
     return data[:1] == b"{" and data[-2:] == b"}\n" and data.count(b"}\n{") == lines - 1
-
-
-def may_nest_too_deep(data: bytes) -> bool:
-    """Whether a line of ``data`` holds more opening brackets than a trace line may nest."""
-    return _MANY_OPENINGS.search(data.translate(None, _NOT_BRACKET)) is not None
 
 
 def _last(

@@ -13,6 +13,7 @@ A node's parent and dependencies are those its first ``node_start`` that names t
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from array import array
 from collections import deque
@@ -23,7 +24,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
 
-from .._counts import COMPLETED, FAILED, SKIPPED, NodeCounts, NodeTally
+from .._counts import COMPLETED, FAILED, OPEN, SKIPPED, NodeCounts, NodeTally
 from .._events import TRACE_EVENT_TYPES
 from ._find import FoundRun, find_run
 from ._lines import TraceLine, iter_blocks
@@ -38,6 +39,8 @@ _NODE_EVENTS = frozenset(("node_start", *END_STATUS))
 _NO_INDEX = -(2**63)
 #: No parent: a top-level node.
 NO_PARENT = -1
+#: The tally's entry of a node it has not counted yet.
+ABSENT = -1
 
 
 class NodeSink(Protocol):
@@ -90,6 +93,30 @@ class AttemptsOnly:
 S = TypeVar("S", bound=NodeSink)
 
 
+class SlotEntries:
+    """The scan's NodeTally entries, by slot: a list of small ints (8 bytes a node, where a
+    dict by node id takes about 30), ABSENT for a node not counted yet. The list itself,
+    ``entries``, is what the scan's shorter road reads and writes."""
+
+    __slots__ = ("entries",)
+
+    def __init__(self) -> None:
+        self.entries: list[int] = []
+
+    def get(self, slot: int, /) -> int | None:
+        entry = self.entries[slot]
+        return None if entry == ABSENT else entry
+
+    def __setitem__(self, slot: int, entry: int, /) -> None:
+        self.entries[slot] = entry
+
+    def __contains__(self, slot: object, /) -> bool:
+        return isinstance(slot, int) and self.entries[slot] != ABSENT
+
+    def __len__(self) -> int:
+        return len(self.entries) - self.entries.count(ABSENT)
+
+
 @dataclass(frozen=True, slots=True)
 class RunFacts:
     """A run's facts from one pass over its trace (see ``RunRecord`` for what each means).
@@ -109,7 +136,7 @@ class RunFacts:
     ended: float | None
     node_ids: list[str]
     node_indices: array[int]
-    tally: NodeTally
+    tally: NodeTally[int]
     counts: NodeCounts
     found: FoundRun
     reported_cost_usd: float | None
@@ -132,7 +159,7 @@ class RunFacts:
         return None if index == _NO_INDEX else index
 
     def node_status(self, slot: int) -> str:
-        return self.tally.status(self.node_ids[slot]) or "pending"
+        return self.tally.status(slot) or "pending"
 
     def parent_slot(self, slot: int) -> int | None:
         parent = self.parents[slot]
@@ -194,7 +221,8 @@ class RunScan(Generic[S]):
         #: the start of each node's earliest attempt still open, and of its later ones
         self.open: dict[str, float] = {}
         self.more_open: dict[str, deque[float]] = {}
-        self.tally = NodeTally()
+        self.entries = SlotEntries()
+        self.tally: NodeTally[int] = NodeTally(table=self.entries)
         self.start: TraceLine | None = None
         self.end: TraceLine | None = None
         self.first_line: TraceLine | None = None
@@ -211,26 +239,35 @@ class RunScan(Generic[S]):
 
     def add_all(self, lines: Iterable[TraceLine]) -> None:
         """``add`` each line; the node events of a run under way take a shorter road (the
-        same steps, with the scan's state held in locals)."""
+        same steps, with the scan's state held in locals, and a node's first attempt
+        counted as the tally's ``start`` and ``end`` would count it)."""
         events, first, last, has_run_id = self.events, self.first, self.last, self.has_run_id
-        slots, opened, tally, ended = self.slots, self.open, self.tally, self._ended
-        indices = self.indices
+        earliest, latest = self.earliest_start, self.latest_end
+        slots, opened, more_open, tally = self.slots, self.open, self.more_open, self.tally
+        indices, parents, attempt, ended = (
+            self.indices,
+            self.parents,
+            self.sink.attempt,
+            self._ended,
+        )
+        table = self.entries.entries
+        began = succeeded = 0  # first attempts started and succeeded, not yet in the tally
         for line in lines:
             kind = line.event_type
             epoch = line.epoch_seconds
             node_id = line.node_id
             if kind not in _NODE_EVENTS or node_id is None or epoch is None or first is None:
+                tally.unfinished += began - succeeded
+                tally.completed += succeeded
+                began = succeeded = 0
                 self.events, self.first, self.last = events, first, last
-                self.has_run_id = has_run_id
+                self.has_run_id, self.earliest_start, self.latest_end = has_run_id, earliest, latest
                 self.add(line)  # which may begin the run again: its state is new
-                events, first, last, has_run_id = (
-                    self.events,
-                    self.first,
-                    self.last,
-                    self.has_run_id,
-                )
-                slots, opened, tally, ended = self.slots, self.open, self.tally, self._ended
-                indices = self.indices
+                events, first, last = self.events, self.first, self.last
+                has_run_id, earliest, latest = self.has_run_id, self.earliest_start, self.latest_end
+                slots, opened, more_open, tally = self.slots, self.open, self.more_open, self.tally
+                indices, parents = self.indices, self.parents
+                attempt, table = self.sink.attempt, self.entries.entries
                 continue
             events += 1
             if epoch >= last:  # type: ignore[operator]  # last is set once first is
@@ -239,23 +276,60 @@ class RunScan(Generic[S]):
                 first = epoch
             if not has_run_id and line.run_id is not msgspec.UNSET:
                 has_run_id = True
+            index = line.node_index
+            slot = slots.get(node_id)
             if kind == "node_start":
-                index = line.node_index
-                slot = slots.get(node_id)
                 if slot is None:
-                    self._slot(node_id, index)
+                    slots[node_id] = slot = len(slots)
+                    indices.append(_NO_INDEX if index is None else index)
+                    parents.append(NO_PARENT)
+                    table.append(ABSENT)
                 elif index is not None:
                     indices[slot] = index
                 if node_id in opened:
-                    self.more_open.setdefault(node_id, deque()).append(epoch)
+                    more_open.setdefault(node_id, deque()).append(epoch)
                 else:
                     opened[node_id] = epoch
-                tally.start(node_id)
+                if table[slot] == ABSENT:
+                    table[slot] = OPEN
+                    began += 1
+                else:
+                    tally.start(slot)
                 if line.parent_id is not None or line.depends_on:
                     self._place(node_id, line)
-            else:
+                continue
+            if slot is None or more_open:
+                self.earliest_start, self.latest_end = earliest, latest
+                tally.unfinished += began - succeeded
+                tally.completed += succeeded
+                began = succeeded = 0
                 ended(node_id, kind, line, epoch)
+                earliest, latest = self.earliest_start, self.latest_end
+                continue
+            if index is not None:
+                indices[slot] = index
+            start = opened.pop(node_id, None)
+            if start is None:  # no earlier than the epoch: a duration as long as 10**15 s is valid
+                duration = line.duration_seconds
+                start = (
+                    max(0.0, epoch - duration) if duration is not None and duration > 0 else epoch
+                )
+            elif start > epoch:
+                start = epoch
+            if earliest is None or start < earliest:
+                earliest = start
+            if latest is None or epoch > latest:
+                latest = epoch
+            attempt(slot, node_id, END_STATUS[kind], start, epoch, line)
+            if kind == "node_success" and table[slot] == OPEN:
+                table[slot] = COMPLETED
+                succeeded += 1
+            else:
+                tally.end(slot, _TALLIED[kind])
+        tally.unfinished += began - succeeded
+        tally.completed += succeeded
         self.events, self.first, self.last, self.has_run_id = events, first, last, has_run_id
+        self.earliest_start, self.latest_end = earliest, latest
 
     def add(self, line: TraceLine) -> None:
         kind = line.event_type
@@ -284,12 +358,12 @@ class RunScan(Generic[S]):
         node_id = line.node_id
         if kind == "node_start":
             if node_id is not None:
-                self._slot(node_id, line.node_index)
+                slot = self._slot(node_id, line.node_index)
                 if node_id in self.open:
                     self.more_open.setdefault(node_id, deque()).append(epoch)
                 else:
                     self.open[node_id] = epoch
-                self.tally.start(node_id)
+                self.tally.start(slot)
                 if line.parent_id is not None or line.depends_on:
                     self._place(node_id, line)
         elif kind in END_STATUS:
@@ -299,12 +373,13 @@ class RunScan(Generic[S]):
             self.sink.note(line)
         elif kind == "usage":
             self.usage.add(line)
-            slot = self.slots.get(node_id) if node_id is not None else None
-            self.sink.usage(slot, line, node_id in self.open)
+            noted = self.slots.get(node_id) if node_id is not None else None
+            self.sink.usage(noted, line, node_id in self.open)
         elif kind == "node_retry":
             if node_id is not None:
-                self.sink.retry(self._slot(node_id, line.node_index), line)
-                self.tally.retry(node_id)
+                slot = self._slot(node_id, line.node_index)
+                self.sink.retry(slot, line)
+                self.tally.retry(slot)
         elif kind == "workflow_error":
             self.error = line.error or "workflow error"
             self.end = line
@@ -322,6 +397,7 @@ class RunScan(Generic[S]):
             slot = self.slots[node_id] = len(self.slots)
             self.indices.append(_NO_INDEX if index is None else index)
             self.parents.append(NO_PARENT)
+            self.entries.entries.append(ABSENT)
         elif index is not None:
             self.indices[slot] = index
         return slot
@@ -369,7 +445,7 @@ class RunScan(Generic[S]):
         if self.latest_end is None or end > self.latest_end:
             self.latest_end = end
         self.sink.attempt(slot, node_id, END_STATUS[kind], start, end, line)
-        self.tally.end(node_id, _TALLIED[kind])
+        self.tally.end(slot, _TALLIED[kind])
 
     def finish(self, found: FoundRun, torn_line: int | None = None) -> RunFacts:
         """The run's facts; the sink is told of the attempts still running."""
@@ -472,7 +548,7 @@ def scan_run(
     path: str | os.PathLike[str], make_sink: Callable[[], S], progress: Progress | None = None
 ) -> tuple[RunFacts, S]:
     """Read a run (see ``read_run`` for ``path`` and what it raises) in one pass."""
-    found = find_run(path)
+    found = _without_tables(find_run(path))
     torn: list[int] = []
     scan = RunScan(make_sink)
     meter = progress(found.trace_file) if progress is not None else None
@@ -485,6 +561,15 @@ def scan_run(
             meter.close()
     facts = scan.finish(found, torn_line=torn[0] if torn else None)
     return facts, scan.sink
+
+
+def _without_tables(found: FoundRun) -> FoundRun:
+    """``found`` with its metadata's figures only: the scan reads a few of them, never its
+    per-node tables (times and costs of up to 100,000 nodes, tens of MiB decoded)."""
+    if found.metadata is None:
+        return found
+    figures = {k: v for k, v in found.metadata.items() if not isinstance(v, dict | list)}
+    return dataclasses.replace(found, metadata=figures)
 
 
 def _run_id(line: TraceLine) -> str | None:

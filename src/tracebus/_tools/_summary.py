@@ -5,8 +5,9 @@ from __future__ import annotations
 import heapq
 import os
 from array import array
-from collections.abc import Callable, Mapping
-from operator import neg
+from collections.abc import Callable, Iterator, Mapping
+from itertools import islice
+from operator import le, neg
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -111,24 +112,24 @@ def summarize_trace(
 
 class Figures(AttemptsOnly):
     """The summary's figures of a run's attempts, fed as they end: per node (by slot) its
-    summed time and cost and its last attempt; per attempt, its span (for the peak in
-    flight)."""
+    summed time and cost, its first start and last end, and its last attempt's error; every
+    attempt of a node that has more than one (the spans of the others, for the peak in
+    flight, are their nodes')."""
 
     def __init__(self) -> None:
         self.seconds: array[float] = array("d")
         self.cost: array[float] = array("d")
-        self.tries: array[int] = array("L")
-        self.last_start: array[float] = array("d")
         self.errors: dict[int, str] = {}
         self.failed: set[int] = set()
-        #: (start, seconds, cost) of every attempt of a node that has more than one
-        self.several: dict[int, list[tuple[float, float, float]]] = {}
-        self.starts: array[float] = array("d")
-        self.ends: array[float] = array("d")
-        #: each node's first attempt start and last attempt end (NaN: none yet)
+        #: (start, seconds, cost, end or NaN) of every attempt of a node that has more than
+        #: one, and the start of its last attempt by start
+        self.several: dict[int, list[tuple[float, float, float, float]]] = {}
+        self.last_start: dict[int, float] = {}
+        #: each node's first attempt start (NaN: none yet) and last attempt end (NaN: none)
         self.first_start: array[float] = array("d")
         self.last_end: array[float] = array("d")
         self.running: set[int] = set()
+        self.attempts = 0
 
     def attempt(
         self,
@@ -164,90 +165,108 @@ class Figures(AttemptsOnly):
             seconds = end - start
         else:
             seconds = 0.0
-        if slot >= len(self.tries):
-            self._grow(max(slot + 1, 2 * len(self.tries)))
-        if not self.tries[slot]:  # the node's first attempt: the common case, in short
+        self.attempts += 1
+        if slot >= len(self.seconds):
+            self._grow(max(slot + 1, len(self.seconds) + (len(self.seconds) >> 3) + 1024))
+        first = self.first_start[slot]
+        if first != first:  # NaN: the node's first attempt, the common case, in short
             self.seconds[slot] = seconds
             self.cost[slot] = cost
-            self.tries[slot] = 1
-            self.last_start[slot] = self.first_start[slot] = start
+            self.first_start[slot] = start
             if error is not None:
                 self.errors[slot] = error
-            self.starts.append(start)
             if end is None:
-                self.ends.append(_RUNNING)
                 self.running.add(slot)
             else:
-                self.ends.append(end)
                 self.last_end[slot] = end
             return
         several = self.several.get(slot)
         if several is None:
-            first = (self.last_start[slot], self.seconds[slot], self.cost[slot])
-            several = self.several[slot] = [first]
-        several.append((start, seconds, cost))
+            several = self.several[slot] = [
+                (first, self.seconds[slot], self.cost[slot], self.last_end[slot])
+            ]
+            self.last_start[slot] = first
+        several.append((start, seconds, cost, end if end is not None else _RUNNING))
         self.seconds[slot] += seconds
         self.cost[slot] += cost
-        self.tries[slot] += 1
         if start >= self.last_start[slot]:  # the last by start is the node's last attempt
             self.last_start[slot] = start
             if error is not None:
                 self.errors[slot] = error
             else:
                 self.errors.pop(slot, None)
-        self.starts.append(start)
-        self.ends.append(end if end is not None else _RUNNING)
-        if not self.first_start[slot] <= start:  # also when NaN: the first attempt seen
+        if not first <= start:
             self.first_start[slot] = start
         if end is None:
             self.running.add(slot)
         elif not self.last_end[slot] >= end:
             self.last_end[slot] = end
 
+    def tries(self, slot: int) -> int:
+        """How many attempts the node made."""
+        several = self.several.get(slot)
+        if several is not None:
+            return len(several)
+        first = self.first_start[slot]
+        return 1 if first == first else 0
+
     def _grow(self, size: int) -> None:
-        missing = size - len(self.tries)
+        missing = size - len(self.seconds)
         if missing > 0:
             self.seconds.extend(_ZEROS * missing)
             self.cost.extend(_ZEROS * missing)
-            self.tries.extend(array("L", bytes(missing * self.tries.itemsize)))
-            self.last_start.extend(array("d", (float("-inf"),)) * missing)
             self.first_start.extend(_NANS * missing)
             self.last_end.extend(_NANS * missing)
 
+    def _spans(self) -> Iterator[tuple[float, float]]:
+        """Every attempt's start and end (NaN: running), in no order."""
+        several = self.several
+        for slot, (start, end) in enumerate(zip(self.first_start, self.last_end, strict=True)):
+            if start == start and slot not in several:
+                yield start, end
+        for attempts in several.values():
+            for start, _, _, end in attempts:
+                yield start, end
+
     def peak_in_flight(self, started: float | None, ended: float | None) -> int:
-        """The most attempts in flight at once: the lanes ``lay_out`` would use."""
+        """The most attempts in flight at once: the lanes ``lay_out`` would use (at equal
+        times, ends go first, then empty attempts, then the others' starts)."""
         origin = started if started is not None else 0.0
         base = _us(origin)
         end_of_run = _us(ended if ended is not None else origin) - base
-        keys: list[int] = []
-        for start_epoch, end_epoch in zip(self.starts, self.ends, strict=True):
+        opens, closes, empties = array("q"), array("q"), array("q")
+        for start_epoch, end_epoch in self._spans():
             start = round(start_epoch * 1_000_000) - base
             if start < 0:
                 start = 0
             end = end_of_run if end_epoch != end_epoch else round(end_epoch * 1_000_000) - base
-            if end > start:  # ends go first, then empty attempts, then the others
-                keys += (4 * start + 2, 4 * end)
+            if end > start:
+                opens.append(start)
+                closes.append(end)
             else:
-                keys.append(4 * start + 1)
-        keys.sort()
-        peak = flying = 0
-        for key in keys:
-            kind = key & 3
-            if kind == 0:
-                flying -= 1
-            elif kind == 2:
-                flying += 1
-                if flying > peak:
-                    peak = flying
-            elif flying >= peak:
-                peak = flying + 1
+                empties.append(start)
+        opens, closes, empties = _sorted(opens), _sorted(closes), _sorted(empties)
+        peak = ended_by = 0  # ended_by: the attempts ended by the time looked at
+        last = len(closes)
+        for started_by, start in enumerate(opens, 1):  # in flight just after this start
+            while ended_by < last and closes[ended_by] <= start:
+                ended_by += 1
+            if started_by - ended_by > peak:
+                peak = started_by - ended_by
+        ended_by = started_by = 0
+        for start in empties:  # in flight then, and this one
+            while ended_by < last and closes[ended_by] <= start:
+                ended_by += 1
+            while started_by < last and opens[started_by] < start:
+                started_by += 1
+            if started_by - ended_by + 1 > peak:
+                peak = started_by - ended_by + 1
         return peak
 
     def _settle(self, nodes: int) -> None:
         """Each node's time and cost summed over its attempts in order of start."""
         self._grow(nodes)
-        columns = (self.seconds, self.cost, self.tries, self.last_start)
-        for column in (*columns, self.first_start, self.last_end):
+        for column in (self.seconds, self.cost, self.first_start, self.last_end):
             del column[nodes:]
         for slot, several in self.several.items():
             several.sort(key=lambda attempt: attempt[0])
@@ -285,7 +304,7 @@ class Figures(AttemptsOnly):
         if peak_in_flight is None:
             peak_in_flight = self.peak_in_flight(run.started, run.ended)
         counts = run.counts
-        node_seconds: float = sum(self.seconds) if any(self.tries) else 0
+        node_seconds: float = sum(self.seconds) if self.attempts else 0
         wall = run.wall_seconds
         costly = heapq.nsmallest(TOP, zip(map(neg, self.cost), node_ids, strict=True))
         slow = heapq.nsmallest(
@@ -316,7 +335,7 @@ class Figures(AttemptsOnly):
             "slowest": [
                 {
                     "node_id": node_id,
-                    "duration_seconds": -negative if self.tries[slot] else 0,
+                    "duration_seconds": -negative if self.tries(slot) else 0,
                     "status": status_of(slot),
                 }
                 for negative, node_id, slot in slow
@@ -325,7 +344,7 @@ class Figures(AttemptsOnly):
                 {
                     "node_id": node_ids[slot],
                     "error": self.errors.get(slot),
-                    "attempts": self.tries[slot],
+                    "attempts": self.tries(slot),
                 }
                 for slot in sorted(self.failed)
                 if status_of(slot) == "failed"
@@ -389,6 +408,13 @@ def _usage_figures(
 _RUNNING = float("nan")
 _ZEROS = array("d", (0.0,))
 _NANS = array("d", (float("nan"),))
+
+
+def _sorted(column: array[int]) -> array[int]:
+    """``column`` in order, copied through a list only when it is not in order already."""
+    if all(map(le, column, islice(column, 1, None))):
+        return column
+    return array("q", sorted(column))
 
 
 def _us(epoch: float) -> int:

@@ -13,13 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 import msgspec
 
 from .._exceptions import TraceFormatError
 from ._find import find_trace, latest_trace
-from ._lines import may_nest_too_deep, one_object_a_line
+from ._lines import one_object_a_line, scan_block
 from ._reader import decode_line
 from ._tail_text import SHOWN_TYPES, Event, ShownFields, TailLine, as_line, format_events, is_known
 
@@ -194,9 +194,8 @@ def _follow_trace(
                 time.sleep(poll)
                 continue
             clock.news()
-            first, data, count = block
-            if count:
-                events, bad = decode_events(data, count, first, trace)
+            if block.lines:
+                events, bad = decode_events(block, trace)
                 if events:
                     ended = _record(result, events)
                     emit(format_events(events))
@@ -205,14 +204,15 @@ def _follow_trace(
 
 
 def decode_events(
-    data: bytes, count: int, first: int, path: str | os.PathLike[str]
+    block: Block, path: str | os.PathLike[str]
 ) -> tuple[list[Event], TraceFormatError | None]:
-    """The ``count`` lines of ``data`` (which ends with a newline; the first is line
-    ``first``), blank ones skipped: TailLines, but dicts for event types ``format_event``
-    does not know. Up to the first line that is not a JSON object or breaks the value rules,
-    if one does: then also the error that names it, exactly as ``read_trace`` would.
+    """The block's lines, blank ones skipped: TailLines, but dicts for event types
+    ``format_event`` does not know. Up to the first line that is not a JSON object or breaks
+    the value rules, if one does: then also the error that names it, exactly as
+    ``read_trace`` would.
     """
-    if not may_nest_too_deep(data) and one_object_a_line(data, count):
+    first, data, count = block.first, block.data, block.lines
+    if not block.too_deep and one_object_a_line(data, count):
         try:
             lines = _decode_lines(data)
         except msgspec.DecodeError:
@@ -238,6 +238,19 @@ def decode_events(
     return events, None
 
 
+class Block(NamedTuple):
+    """Complete lines read from a trace."""
+
+    #: the number of the first line in the file
+    first: int
+    #: the lines, each ending with a newline
+    data: bytes
+    #: how many lines (blank ones too)
+    lines: int
+    #: whether a line may nest deeper than a trace line may (see ``scan_block``)
+    too_deep: bool
+
+
 class AppendedLines:
     """The complete lines appended to an open trace since the last read, numbered from the
     file's first; a partial last line is held until its newline arrives, and a file that
@@ -249,10 +262,9 @@ class AppendedLines:
         self.number = 0
         self._pending = b""
 
-    def read_block(self, limit: int = READ_BYTES) -> tuple[int, bytes, int] | None:
-        """The new complete lines (at most ``limit`` bytes read) as the number of the first,
-        their bytes (each line ending with a newline) and how many they are; None when
-        nothing was appended. Raises OSError when the file cannot be read."""
+    def read_block(self, limit: int = READ_BYTES) -> Block | None:
+        """The new complete lines (at most ``limit`` bytes read); None when nothing was
+        appended. Raises OSError when the file cannot be read."""
         chunk = self.handle.read(limit)
         if not chunk:
             size = os.fstat(self.handle.fileno()).st_size
@@ -264,20 +276,19 @@ class AppendedLines:
         data = self._pending + chunk
         cut = data.rfind(b"\n") + 1
         data, self._pending = data[:cut], data[cut:]
+        too_deep, count = scan_block(data)
         first = self.number + 1
-        count = data.count(b"\n")
         self.number += count
-        return first, data, count
+        return Block(first, data, count, too_deep)
 
     def read(self, limit: int = READ_BYTES) -> list[tuple[int, bytes]] | None:
         """The new non-blank complete lines, numbered (see ``read_block``)."""
         block = self.read_block(limit)
         if block is None:
             return None
-        first, data, _ = block
-        lines = data.split(b"\n")
+        lines = block.data.split(b"\n")
         del lines[-1]
-        return [(first + i, raw) for i, raw in enumerate(lines) if raw.strip()]
+        return [(block.first + i, raw) for i, raw in enumerate(lines) if raw.strip()]
 
 
 def _record(result: TailResult, events: list[Event]) -> bool:

@@ -9,11 +9,10 @@ path, an encoded slash, or a link that points out.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
-_AUDIT_TRACE = re.compile(r"trace_(\d+)\.jsonl")
+from ..._layout import audit_file
 
 
 class Roots:
@@ -52,9 +51,10 @@ def _is_trace(path: Path) -> bool:
     ``audit/step_NN/trace_NN.jsonl``."""
     if path.parent.name == "traces":
         return path.suffix == ".jsonl"
-    audit = _AUDIT_TRACE.fullmatch(path.name)
+    audit = audit_file(path.name)
     return (
         audit is not None
-        and path.parent.name == f"step_{audit.group(1)}"
+        and audit[0] == "trace"
+        and path.parent.name == f"step_{audit[1]}"
         and path.parent.parent.name == "audit"
     )
