@@ -13,8 +13,6 @@ import json
 import math
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from itertools import repeat
-from operator import add, attrgetter, floordiv, mul
 from typing import Any
 
 import msgspec
@@ -32,7 +30,6 @@ _PLAIN = bytes(range(0x20, 0x7F)) + b"\n"
 _MILLISECONDS = tuple(f"{n:03d}" for n in range(1000))
 _SECONDS: dict[float, str] = {}
 _modf = math.modf
-_epoch = attrgetter("epoch_seconds")
 
 
 class ShownFields(msgspec.Struct, gc=False):
@@ -86,12 +83,12 @@ def format_event(event: Event) -> str:
     """``HH:MM:SS.mmm  event_type  what happened``; failures and errors in capitals. One
     line, its control characters escaped (``printable``). An event of a type it does not
     know shows its own fields as JSON: it must be a dict (``is_known`` says when)."""
-    return printable(_unescaped(event, _clock(as_line(event))))
+    return printable(_unescaped(event))
 
 
 def format_events(events: list[Event]) -> str:
     """The lines of ``events`` (``format_event``'s), each ending with a newline."""
-    lines = list(map(_unescaped, events, _clocks(events)))
+    lines = list(map(_unescaped, events))
     text = "\n".join(lines) + "\n" if lines else ""
     # one check of the whole text spares a check of each line, in the usual case
     if text.isascii() and not text.encode("ascii").translate(None, _PLAIN):
@@ -99,7 +96,7 @@ def format_events(events: list[Event]) -> str:
     return "".join(printable(line) + "\n" for line in lines)
 
 
-def _unescaped(event: Event, clock: str) -> str:
+def _unescaped(event: Event) -> str:
     line = event if isinstance(event, ShownFields) else as_line(event)
     kind = line.event_type
     what = _WHAT.get(kind)
@@ -110,7 +107,7 @@ def _unescaped(event: Event, clock: str) -> str:
         kind = str(_given(kind, "?"))
         text = _json({k: v for k, v in event.items() if k not in COMMON_FIELDS})
     label = _LABELS.get(kind) or _label(kind)
-    return f"{clock}  {label}  {text}".rstrip()
+    return f"{_clock(line)}  {label}  {text}".rstrip()
 
 
 def _label(kind: str) -> str:
@@ -239,24 +236,6 @@ def _node(e: ShownFields) -> str:
 
 def _owner(e: ShownFields) -> str:
     return f"[{e.node_id}] " if e.node_id else ""
-
-
-def _clocks(events: list[Event]) -> list[str]:
-    """``_clock`` of each event; where every one is a TailLine with an epoch (the usual
-    case), computed by C a block at a time."""
-    try:
-        epochs = list(map(_epoch, events))
-        fractions, wholes = zip(*map(_modf, epochs), strict=True)
-        for whole in set(wholes).difference(_SECONDS):
-            _second(whole)
-        seconds = map(_SECONDS.__getitem__, wholes)
-        micros = map(round, map(mul, fractions, repeat(1e6)))
-        # an epoch is never negative: a microsecond rounded up to the next second is
-        # the only index out of range
-        milliseconds = map(_MILLISECONDS.__getitem__, map(floordiv, micros, repeat(1000)))
-        return list(map(add, seconds, milliseconds))
-    except (AttributeError, TypeError, KeyError, IndexError, ValueError, OverflowError):
-        return [_clock(as_line(event)) for event in events]
 
 
 def _clock(line: ShownFields) -> str:
