@@ -207,6 +207,22 @@ def test_the_readers_benchmark_times_every_reader_on_one_run(tmp_path: Path) -> 
     assert "| tracebus timeline |" in (tmp_path / "readers.md").read_text()
 
 
+def test_the_tail_benchmark_follows_a_paced_writer_and_catches_up(tmp_path: Path) -> None:
+    done = _bench(
+        "tail.py", "--nodes", "100", "--seconds", "0.5", "--rates", "2000,4000",
+        "--results", str(tmp_path),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "tail.json").read_text())
+    assert report["source_events"] == 202
+    assert [row["rate"] for row in report["follow"]] == [2000, 4000]
+    for row in report["follow"]:
+        assert row["exit_code"] == 0 and row["events_printed"] == row["events_written"]
+        assert row["events_written"] > 2 and row["peak_rss_mib"] > 0
+    assert report["catch_up"]["events"] == report["follow"][0]["events_written"]
+    assert "| 4,000/s |" in (tmp_path / "tail.md").read_text()
+
+
 def test_the_live_otlp_benchmark_runs_both_sides_and_counts_the_spans(tmp_path: Path) -> None:
     done = _bench("otlp_live.py", "--nodes", "200", "--rounds", "1", "--results", str(tmp_path))
     assert done.returncode == 0, done.stderr

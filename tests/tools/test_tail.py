@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import Quiet
 from tracebus import read_run
-from tracebus._tools._tail import format_event
+from tracebus._tools._tail_text import format_event
 
 from ..cli import TRACEBUS
 from . import runs

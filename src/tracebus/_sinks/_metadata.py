@@ -25,6 +25,7 @@ def build_metadata(
     events_dropped: int,
     events_lost: int,
     write_errors: dict[str, dict[str, Any]],
+    trace_bytes: int,
     sink_reports: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     counts = state.counts()
@@ -49,6 +50,7 @@ def build_metadata(
         "peak_in_flight": state.peak_in_flight,
         "error": state.error,
         "events_written": events_written,
+        "trace_bytes": trace_bytes,
         "events_dropped": events_dropped,
         "events_lost": events_lost,
         "write_errors": write_errors,
@@ -87,10 +89,16 @@ class MetadataFile:
         self._sink_reports = sink_reports
 
     async def write(
-        self, *, written: int, lost: int, failures: dict[str, tuple[int, BaseException]]
+        self,
+        *,
+        written: int,
+        lost: int,
+        failures: dict[str, tuple[int, BaseException]],
+        trace_bytes: int,
     ) -> None:
         """Write the metadata: ``written`` events in the trace by this writer, ``lost`` that
-        it could not take, and every write failure so far. Raises OSError."""
+        it could not take, every write failure so far, and the trace's size in bytes (by
+        which a reader tells that the trace is still the one described). Raises OSError."""
         self.metadata = build_metadata(
             self.layout,
             self._state,
@@ -103,6 +111,7 @@ class MetadataFile:
                 utf8_text(name): {"events_lost": count, "error": utf8_text(describe(error))}
                 for name, (count, error) in failures.items()
             },
+            trace_bytes=trace_bytes,
             sink_reports=self._sink_reports(),
         )
         await run_blocking(write_json_atomic, self.layout.metadata_file, self.metadata)

@@ -277,7 +277,10 @@ class RunFiles:
         """Write the metadata as it stands now, atomically. Raises OSError."""
         main_trace = self._traces[0]
         await self._metadata.write(
-            written=main_trace.written, lost=main_trace.lost, failures=self._failures()
+            written=main_trace.written,
+            lost=main_trace.lost,
+            failures=self._failures(),
+            trace_bytes=main_trace.size,
         )
 
     def _failures(self) -> dict[str, tuple[int, BaseException]]:

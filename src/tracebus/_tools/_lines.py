@@ -177,11 +177,10 @@ def iter_blocks(
 def _block(data: bytes, number: int, path: str | os.PathLike[str]) -> tuple[list[TraceLine], int]:
     """The lines of ``data`` (which ends with a newline), the first numbered ``number``, and
     how many lines it holds."""
-    brackets = data.translate(None, _NOT_BRACKET)  # what nests, and the newlines
-    count = brackets.count(b"\n")
-    if _MANY_OPENINGS.search(brackets) is None:
+    too_deep, count = scan_block(data)
+    if not too_deep:
         try:
-            if _one_object_a_line(data, count):
+            if one_object_a_line(data, count):
                 decoded = _decode_lines(data)
                 if len(decoded) == count:
                     return decoded, count
@@ -201,7 +200,14 @@ def _block(data: bytes, number: int, path: str | os.PathLike[str]) -> tuple[list
     return decoded, count
 
 
-def _one_object_a_line(data: bytes, lines: int) -> bool:
+def scan_block(data: bytes) -> tuple[bool, int]:
+    """Whether a line of ``data`` holds more opening brackets than a trace line may nest,
+    and how many newlines ``data`` holds: one pass over it."""
+    brackets = data.translate(None, _NOT_BRACKET)  # what nests, and the newlines
+    return _MANY_OPENINGS.search(brackets) is not None, brackets.count(b"\n")
+
+
+def one_object_a_line(data: bytes, lines: int) -> bool:
     """Whether every line of ``data`` (which ends with a newline) starts with ``{`` and ends
     with ``}``: then no JSON value can hold a newline (``}`` then ``{`` is never valid
     inside one, and a string cannot hold a raw newline), so if the block decodes into as

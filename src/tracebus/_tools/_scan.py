@@ -114,6 +114,8 @@ class SlotEntries:
         return isinstance(slot, int) and self.entries[slot] != ABSENT
 
     def __len__(self) -> int:
+        """How many nodes are counted: a count over the list, which NodeTally takes only
+        when it has a ``max_nodes`` (the scan's has none)."""
         return len(self.entries) - self.entries.count(ABSENT)
 
 

@@ -422,7 +422,8 @@ def _us(epoch: float) -> int:
 
 
 def render_summary(summary: dict[str, Any]) -> str:
-    """The summary as aligned plain text: no colour, no box drawing, readable when piped."""
+    """The summary as aligned plain text: no colour, no box drawing, readable when piped.
+    A figure the summary leaves out (``--totals``) has no row."""
     s = summary
     status = s["status"]
     if s["nodes_failed"]:
@@ -442,15 +443,17 @@ def render_summary(summary: dict[str, Any]) -> str:
             f"{s['attempts_failed']} failed, {s['retries']} retries "
             f"({s['nodes_retried']} node{'s' if s['nodes_retried'] != 1 else ''} retried)",
         ),
-        ("wall time", format_seconds(s["wall_seconds"])),
+        ("wall time", format_seconds(s["wall_seconds"])) if "wall_seconds" in s else None,
         ("node time", f"{format_seconds(s['node_seconds'])} summed")
-        if s["node_seconds"] is not None
+        if s.get("node_seconds") is not None
         else None,
         (
             "parallelism",
             f"{s['parallelism']:.2f}x achieved" if s["parallelism"] is not None else "-",
-        ),
-        ("peak in flight", str(s["peak_in_flight"])),
+        )
+        if "parallelism" in s
+        else None,
+        ("peak in flight", str(s["peak_in_flight"])) if "peak_in_flight" in s else None,
         ("cost", _usd(s["cost_usd"])),
         ("tokens", _tokens(s["tokens"], len(s["usage_by_model"])))
         if s.get("usage_by_model")
@@ -461,12 +464,12 @@ def render_summary(summary: dict[str, Any]) -> str:
     if s["format"] == "seed":
         rows.append(("format", "seed observer trace (no run id, no sequence numbers)"))
     lines += [f"  {key:<15}{value}" for key, value in (r for r in rows if r is not None)]
-    if s["costliest"]:
+    if s.get("costliest"):
         lines += ["", f"Costliest nodes (top {TOP})"]
         lines += _table(
             [(c["node_id"], _usd(c["cost_usd"])) for c in s["costliest"]], right=(False, True)
         )
-    if s["slowest"]:
+    if s.get("slowest"):
         lines += ["", f"Slowest nodes (top {TOP})"]
         lines += _table(
             [
@@ -532,7 +535,7 @@ def render_summary(summary: dict[str, Any]) -> str:
             ],
             right=(True, True, False, False),
         )
-    if s["failures"]:
+    if s.get("failures"):
         lines += ["", f"Failures ({len(s['failures'])})"]
         for failure in s["failures"]:
             tries = f" (after {failure['attempts']} attempts)" if failure["attempts"] > 1 else ""

@@ -7,23 +7,27 @@ read on from its new end. An output directory is polled too, for a run to begin 
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from operator import attrgetter
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO, NamedTuple
 
-from .._events import COMMON_FIELDS
+import msgspec
+
 from .._exceptions import TraceFormatError
-from .._text import one_line, printable
 from ._find import find_trace, latest_trace
+from ._lines import one_object_a_line, scan_block
 from ._reader import decode_line
+from ._tail_text import SHOWN_TYPES, Event, ShownFields, TailLine, as_line, format_events, is_known
 
 _TERMINAL = ("workflow_complete", "workflow_error")
-_WIDTH = len("workflow_complete")
+#: Bytes read from the trace at a time: the lines in them are decoded and printed together.
+READ_BYTES = 1 << 20
+_decode_lines: Callable[[bytes], list[Event]] = msgspec.json.Decoder(TailLine).decode_lines  # type: ignore[assignment]
+_event_type = attrgetter("event_type")
 
 
 @dataclass
@@ -53,6 +57,7 @@ def follow(
 ) -> TailResult:
     """Print (through ``emit``) each event of a run as it is written, from the first, until
     workflow_complete or workflow_error, or until ``timeout`` seconds pass with nothing new.
+    ``emit`` is given the lines of the events read together, each ending with a newline.
 
     A trace file, a metadata file or an audit step directory names its run. Any other
     ``path`` is an output directory, which need not exist yet: its run in progress (the
@@ -171,11 +176,14 @@ def _follow_trace(
     """Follow ``trace`` until its run ends or the clock expires (None), or, watching
     ``output_dir``, until a newer run begins there: its trace."""
     result.trace = trace
+    ended = False  # the last line read ends the run: the end, unless more follow at once
     with open(trace, "rb") as handle:
         appended = AppendedLines(handle)
         while True:
-            lines = appended.read()
-            if lines is None:
+            block = appended.read_block()
+            if block is None:
+                if ended:
+                    return None
                 if output_dir is not None and seen is not None:
                     newer = _newest_trace(output_dir, seen)
                     if newer is not None:
@@ -186,18 +194,66 @@ def _follow_trace(
                 time.sleep(poll)
                 continue
             clock.news()
-            ended = False
-            for number, raw in lines:
-                event = decode_line(number, raw, trace)
-                ended = _record(result, event)
-                emit(format_event(event))
-            if ended:
-                return None
+            if block.lines:
+                events, bad = decode_events(block, trace)
+                if events:
+                    ended = _record(result, events)
+                    emit(format_events(events))
+                if bad is not None:
+                    raise bad
+
+
+def decode_events(
+    block: Block, path: str | os.PathLike[str]
+) -> tuple[list[Event], TraceFormatError | None]:
+    """The block's lines, blank ones skipped: TailLines, but dicts for event types
+    ``format_event`` does not know. Up to the first line that is not a JSON object or breaks
+    the value rules, if one does: then also the error that names it, exactly as
+    ``read_trace`` would.
+    """
+    first, data, count = block.first, block.data, block.lines
+    if not block.too_deep and one_object_a_line(data, count):
+        try:
+            lines = _decode_lines(data)
+        except msgspec.DecodeError:
+            pass  # a bad line: read again one by one, for the exact verdict
+        else:
+            if len(lines) == count:
+                if SHOWN_TYPES.issuperset(map(_event_type, lines)):
+                    return lines, None
+                raws = data.split(b"\n")
+                return [
+                    line if is_known(line) else decode_line(first + index, raws[index], path)
+                    for index, line in enumerate(lines)
+                ], None
+    events: list[Event] = []
+    raws = data.split(b"\n")
+    del raws[-1]  # after the last newline
+    for index, raw in enumerate(raws):
+        if raw.strip():
+            try:
+                events.append(decode_line(first + index, raw, path))
+            except TraceFormatError as exc:
+                return events, exc
+    return events, None
+
+
+class Block(NamedTuple):
+    """Complete lines read from a trace."""
+
+    #: the number of the first line in the file
+    first: int
+    #: the lines, each ending with a newline
+    data: bytes
+    #: how many lines (blank ones too)
+    lines: int
+    #: whether a line may nest deeper than a trace line may (see ``scan_block``)
+    too_deep: bool
 
 
 class AppendedLines:
-    """The complete lines appended to an open trace since the last ``read``, numbered from
-    the file's first; a partial last line is held until its newline arrives, and a file that
+    """The complete lines appended to an open trace since the last read, numbered from the
+    file's first; a partial last line is held until its newline arrives, and a file that
     shrinks (a rolled-back write) is read on from its new end."""
 
     def __init__(self, handle: BinaryIO) -> None:
@@ -206,9 +262,9 @@ class AppendedLines:
         self.number = 0
         self._pending = b""
 
-    def read(self, limit: int = -1) -> list[tuple[int, bytes]] | None:
-        """The new non-blank complete lines (at most ``limit`` bytes read), or None when
-        nothing was appended. Raises OSError when the file cannot be read."""
+    def read_block(self, limit: int = READ_BYTES) -> Block | None:
+        """The new complete lines (at most ``limit`` bytes read); None when nothing was
+        appended. Raises OSError when the file cannot be read."""
         chunk = self.handle.read(limit)
         if not chunk:
             size = os.fstat(self.handle.fileno()).st_size
@@ -217,19 +273,46 @@ class AppendedLines:
                 self.position, self._pending = size, b""
             return None
         self.position += len(chunk)
-        *lines, self._pending = (self._pending + chunk).split(b"\n")
-        numbered = []
-        for raw in lines:
-            self.number += 1
-            if raw.strip():
-                numbered.append((self.number, raw))
-        return numbered
+        data = self._pending + chunk
+        cut = data.rfind(b"\n") + 1
+        data, self._pending = data[:cut], data[cut:]
+        too_deep, count = scan_block(data)
+        first = self.number + 1
+        self.number += count
+        return Block(first, data, count, too_deep)
+
+    def read(self, limit: int = READ_BYTES) -> list[tuple[int, bytes]] | None:
+        """The new non-blank complete lines, numbered (see ``read_block``)."""
+        block = self.read_block(limit)
+        if block is None:
+            return None
+        lines = block.data.split(b"\n")
+        del lines[-1]
+        return [(block.first + i, raw) for i, raw in enumerate(lines) if raw.strip()]
 
 
-def _record(result: TailResult, event: Mapping[str, Any]) -> bool:
-    result.events += 1
-    kind = event.get("event_type")
-    node_id = event.get("node_id")
+def _record(result: TailResult, events: list[Event]) -> bool:
+    """Count ``events`` into ``result``; whether the last one ends the run."""
+    result.events += len(events)
+    kind = None
+    for event in events:
+        line = event if isinstance(event, ShownFields) else as_line(event)
+        kind = line.event_type
+        if kind in _STANDING:
+            _stand(result, kind, line)
+    return kind in _TERMINAL
+
+
+#: The events that change how the run stands.
+_STANDING = frozenset(
+    {"node_failure", "node_success", "node_skipped", *_TERMINAL, "workflow_start"}
+)
+
+
+def _stand(result: TailResult, kind: str, line: ShownFields) -> None:
+    node_id = line.node_id
+    if node_id is msgspec.UNSET:
+        node_id = None
     if kind == "node_failure" and node_id is not None:
         result.failed.add(str(node_id))
     elif kind in ("node_success", "node_skipped") and node_id is not None:
@@ -238,104 +321,7 @@ def _record(result: TailResult, event: Mapping[str, Any]) -> bool:
         result.status, result.error = None, None
         result.failed.clear()
     elif kind == "workflow_error":
-        result.status, result.error = "error", str(event.get("error", ""))
+        error = line.error
+        result.status, result.error = "error", str("" if error is msgspec.UNSET else error)
     elif kind == "workflow_complete" and result.status != "error":
         result.status = "complete"
-    return kind in _TERMINAL
-
-
-def format_event(event: Mapping[str, Any]) -> str:
-    """``HH:MM:SS.mmm  event_type  what happened``; failures and errors in capitals. One
-    line, its control characters escaped (``printable``)."""
-    kind = str(event.get("event_type", "?"))
-    label = kind.upper() if kind in ("node_failure", "workflow_error", "encode_error") else kind
-    return printable(f"{_clock(event)}  {label:<{_WIDTH}}  {_what(kind, event)}".rstrip())
-
-
-def _what(kind: str, e: Mapping[str, Any]) -> str:
-    node = str(e.get("node_id", ""))
-    if kind == "workflow_start":
-        run = f" (run {e['run_id']})" if e.get("run_id") else ""
-        return f"{e.get('workflow_id', '')}: {e.get('total_nodes', '?')} nodes{run}"
-    if kind == "node_start":
-        index = e.get("node_index")
-        return node + (f" [{index}]" if index is not None else "")
-    if kind == "node_success":
-        parts = [node, _duration(e.get("duration_seconds"))]
-        if _positive(e.get("cost_usd")):
-            parts.append(f"${e['cost_usd']:.6f}")
-        if e.get("output_hash"):
-            parts.append(f"hash {e['output_hash']}")
-        return " ".join(p for p in parts if p)
-    if kind == "node_failure":
-        return f"{node} {_duration(e.get('duration_seconds'))}: {_line(e.get('error'))}"
-    if kind == "node_skipped":
-        reason = e.get("reason")
-        return node + (f": {_line(reason)}" if reason else "")
-    if kind == "node_retry":
-        delay = e.get("delay_seconds")
-        wait = f" in {delay:g}s" if _positive(delay) else ""
-        error = f": {_line(e.get('error'))}" if e.get("error") else ""
-        return f"{node} attempt {e.get('attempt', '?')}{wait}{error}"
-    if kind == "note":
-        owner = f"[{node}] " if e.get("node_id") else ""
-        fields = e.get("fields")
-        extra = f" {_json(fields)}" if fields else ""
-        return f"{owner}{_line(e.get('message'))}{extra}"
-    if kind == "log":
-        owner = f"[{node}] " if e.get("node_id") else ""
-        said = f"{e.get('level', '?')} {e.get('logger', '?')}: {_line(e.get('message'))}"
-        exception = str(e.get("exception") or "").rstrip()
-        # a traceback's last line names the exception and its message
-        raised = f" ({_line(exception.rpartition(chr(10))[2])})" if exception else ""
-        return f"{owner}{said}{raised}"
-    if kind == "usage":
-        owner = f"[{node}] " if e.get("node_id") else ""
-        parts = [f"{e.get('input_tokens', 0)} in", f"{e.get('output_tokens', 0)} out"]
-        parts += [f"{n} {name}" for name, n in sorted((e.get("counters") or {}).items())]
-        spent = f", ${e['cost_usd']:.6f}" if _positive(e.get("cost_usd")) else ""
-        return f"{owner}{e.get('model', '?')}: {', '.join(parts)} tokens{spent}"
-    if kind == "workflow_complete":
-        cost = e.get("cumulative_cost_usd")
-        return (
-            f"{e.get('nodes_completed', '?')} succeeded, {e.get('nodes_failed', 0)} failed, "
-            f"{e.get('nodes_skipped', 0)} skipped in {_duration(e.get('total_time_seconds'))}"
-            + (f", ${cost:.4f}" if _positive(cost) else "")
-        )
-    if kind == "workflow_error":
-        return _line(e.get("error"))
-    if kind == "encode_error":
-        owner = f"{node} " if e.get("node_id") else ""
-        return f"{owner}({e.get('failed_event_type', '?')} not written): {_line(e.get('error'))}"
-    rest = {k: v for k, v in e.items() if k not in COMMON_FIELDS}
-    return _json(rest)
-
-
-def _clock(event: Mapping[str, Any]) -> str:
-    epoch = event.get("epoch_seconds")
-    if isinstance(epoch, int | float) and not isinstance(epoch, bool):
-        try:
-            moment = datetime.fromtimestamp(epoch)
-        except (OverflowError, ValueError, OSError):  # in range, but not in local time
-            pass
-        else:
-            return moment.strftime("%H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
-    return str(event.get("timestamp", "?"))
-
-
-def _duration(value: Any) -> str:
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return ""
-    return f"{value * 1000:.1f}ms" if value < 1 else f"{value:.2f}s"
-
-
-def _positive(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
-
-
-def _line(value: Any) -> str:
-    return one_line(str(value if value is not None else ""))
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=repr)

@@ -36,11 +36,19 @@ def register(commands: Any) -> None:
         "show a run's status, counts, times, parallelism, cost, slowest nodes and failures",
     )
     summary.add_argument("--json", action="store_true", help="print the figures as JSON")
-    summary.add_argument(
+    source = summary.add_mutually_exclusive_group()
+    source.add_argument(
         "--fast",
         action="store_true",
         help="only the totals, from the run's metadata when it is complete (the trace is "
         "not read); otherwise the whole summary, saying so",
+    )
+    source.add_argument(
+        "--totals",
+        action="store_true",
+        help="only the figures the metadata holds as a read of the trace gives them (status, "
+        "error, counts, retries, cost): from the metadata when it is complete and records "
+        "the trace's size as it is now, else from the trace, saying why on stderr",
     )
     summary.set_defaults(handler=_closed_pipe_quiet(_summary))
 
@@ -139,6 +147,8 @@ def _seconds(text: str) -> float:
 def _summary(args: argparse.Namespace) -> int:
     from ._summary import summarize_trace
 
+    if args.totals:
+        return _totals(args)
     if args.fast:
         from ._fast import metadata_summary
         from ._find import find_run
@@ -152,6 +162,20 @@ def _summary(args: argparse.Namespace) -> int:
         figures["warnings"].append("--fast: the metadata is not complete; the trace was read")
     _print_summary(figures, args.json)
     return _verdict(ok, args.check)
+
+
+def _totals(args: argparse.Namespace) -> int:
+    from ._fast import TOTALS_FROM_TRACE, totals_of, trusted_totals
+    from ._find import find_run
+    from ._summary import summarize_trace
+
+    figures, why = trusted_totals(find_run(args.run))
+    if figures is None:
+        print(printable(f"tracebus summary: reading the trace: {why}"), file=sys.stderr)
+        full, _ = summarize_trace(args.run, None if args.json else _progress_bar())
+        figures = totals_of(full, TOTALS_FROM_TRACE)
+    _print_summary(figures, args.json)
+    return _verdict(figures["ok"], args.check)
 
 
 def _print_summary(figures: dict[str, Any], as_json: bool) -> None:
@@ -197,8 +221,8 @@ def _timeline(args: argparse.Namespace) -> int:
 def _tail(args: argparse.Namespace) -> int:
     from ._tail import follow
 
-    def emit(line: str) -> None:
-        sys.stdout.write(line + "\n")
+    def emit(lines: str) -> None:
+        sys.stdout.write(lines)
         sys.stdout.flush()
 
     def notify(text: str) -> None:

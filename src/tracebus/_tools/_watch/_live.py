@@ -25,7 +25,8 @@ from .._attempts import STATUS_CODES, AttemptTable, read_attempts
 from .._lines import decode_typed
 from .._reader import decode_line
 from .._scan import RunFacts
-from .._tail import AppendedLines, format_event
+from .._tail import AppendedLines
+from .._tail_text import format_event
 from .._timeline import TimelineFeed
 
 #: Bytes of new lines read at a time.

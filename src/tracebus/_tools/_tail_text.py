@@ -1,0 +1,288 @@
+"""The line ``tracebus tail`` prints for an event: ``HH:MM:SS.mmm  event_type  what happened``.
+
+An event is a ``TailLine``, the typed struct a block of trace lines decodes into, or a dict
+(``decode_line``'s), made a TailLine to be shown. A TailLine has a field for every field any
+event type has, typed as ``_lines`` types them (decoding is checking) and unset where the
+line has no such field, so that a field that is absent and one that is null show as they
+do in a dict.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from .._events import COMMON_FIELDS
+from .._text import one_line, printable
+from ._lines import line_types
+
+_WIDTH = len("workflow_complete")
+_LOUD = frozenset({"node_failure", "workflow_error", "encode_error"})
+_UNSET: Any = msgspec.UNSET
+_decode_payload = msgspec.json.Decoder().decode
+#: The characters that ``printable`` leaves as they are, and a newline.
+_PLAIN = bytes(range(0x20, 0x7F)) + b"\n"
+_MILLISECONDS = tuple(f"{n:03d}" for n in range(1000))
+_SECONDS: dict[float, str] = {}
+_modf = math.modf
+
+
+class ShownFields(msgspec.Struct, gc=False):
+    """The fields a line shows, named for the type checker: ``TailLine`` types them all."""
+
+    event_type: Any = _UNSET
+    epoch_seconds: Any = _UNSET
+    timestamp: Any = _UNSET
+    workflow_id: Any = _UNSET
+    run_id: Any = _UNSET
+    total_nodes: Any = _UNSET
+    node_id: Any = _UNSET
+    node_index: Any = _UNSET
+    duration_seconds: Any = _UNSET
+    cost_usd: Any = _UNSET
+    output_hash: Any = _UNSET
+    error: Any = _UNSET
+    reason: Any = _UNSET
+    attempt: Any = _UNSET
+    delay_seconds: Any = _UNSET
+    message: Any = _UNSET
+    fields: Any = _UNSET
+    level: Any = _UNSET
+    logger: Any = _UNSET
+    exception: Any = _UNSET
+    model: Any = _UNSET
+    input_tokens: Any = _UNSET
+    output_tokens: Any = _UNSET
+    counters: Any = _UNSET
+    cumulative_cost_usd: Any = _UNSET
+    nodes_completed: Any = _UNSET
+    nodes_failed: Any = _UNSET
+    nodes_skipped: Any = _UNSET
+    total_time_seconds: Any = _UNSET
+    failed_event_type: Any = _UNSET
+
+
+TailLine: type[ShownFields] = msgspec.defstruct(  # type: ignore[assignment]
+    "TailLine",
+    [(name, kind | msgspec.UnsetType, msgspec.UNSET) for name, kind in line_types().items()],
+    bases=(ShownFields,),
+    gc=False,
+)
+_NAMES = frozenset(TailLine.__struct_fields__)
+
+#: A trace line as a TailLine, or as a dict.
+Event = ShownFields | Mapping[str, Any]
+
+
+def format_event(event: Event) -> str:
+    """``HH:MM:SS.mmm  event_type  what happened``; failures and errors in capitals. One
+    line, its control characters escaped (``printable``). An event of a type it does not
+    know shows its own fields as JSON: it must be a dict (``is_known`` says when)."""
+    return printable(_unescaped(event))
+
+
+def format_events(events: list[Event]) -> str:
+    """The lines of ``events`` (``format_event``'s), each ending with a newline."""
+    lines = list(map(_unescaped, events))
+    text = "\n".join(lines) + "\n" if lines else ""
+    # one check of the whole text spares a check of each line, in the usual case
+    if text.isascii() and not text.encode("ascii").translate(None, _PLAIN):
+        return text
+    return "".join(printable(line) + "\n" for line in lines)
+
+
+def _unescaped(event: Event) -> str:
+    line = event if isinstance(event, ShownFields) else as_line(event)
+    kind = line.event_type
+    what = _WHAT.get(kind)
+    if what is not None:
+        text = what(line)
+    else:
+        assert isinstance(event, Mapping), "only a dict holds an unknown event's fields"
+        kind = str(_given(kind, "?"))
+        text = _json({k: v for k, v in event.items() if k not in COMMON_FIELDS})
+    label = _LABELS.get(kind) or _label(kind)
+    return f"{_clock(line)}  {label}  {text}".rstrip()
+
+
+def _label(kind: str) -> str:
+    """The event type as its line shows it: padded to the longest, loud for failures."""
+    return (kind.upper() if kind in _LOUD else kind).ljust(_WIDTH)
+
+
+def as_line(event: Event) -> ShownFields:
+    """The event as a TailLine (a dict's fields that no event type has are left out)."""
+    if isinstance(event, ShownFields):
+        return event
+    return TailLine(**{name: value for name, value in event.items() if name in _NAMES})
+
+
+def is_known(event: Event) -> bool:
+    """Whether ``format_event`` shows the event field by field (else it must be a dict)."""
+    return _given(as_line(event).event_type, "?") in _WHAT
+
+
+def _workflow_start(e: ShownFields) -> str:
+    run = f" (run {e.run_id})" if e.run_id else ""
+    return f"{_given(e.workflow_id, '')}: {_given(e.total_nodes, '?')} nodes{run}"
+
+
+def _node_start(e: ShownFields) -> str:
+    index = e.node_index
+    if index is None or index is _UNSET:
+        return _node(e)
+    return f"{_node(e)} [{index}]"
+
+
+def _node_success(e: ShownFields) -> str:
+    parts = [_node(e), _duration(e.duration_seconds)]
+    cost = e.cost_usd
+    if (type(cost) is float or type(cost) is int) and cost > 0:
+        parts.append(f"${cost:.6f}")
+    if e.output_hash:
+        parts.append(f"hash {e.output_hash}")
+    return " ".join(filter(None, parts))
+
+
+def _node_failure(e: ShownFields) -> str:
+    return f"{_node(e)} {_duration(e.duration_seconds)}: {_line(e.error)}"
+
+
+def _node_skipped(e: ShownFields) -> str:
+    return _node(e) + (f": {_line(e.reason)}" if e.reason else "")
+
+
+def _node_retry(e: ShownFields) -> str:
+    delay = e.delay_seconds
+    wait = f" in {delay:g}s" if _positive(delay) else ""
+    error = f": {_line(e.error)}" if e.error else ""
+    return f"{_node(e)} attempt {_given(e.attempt, '?')}{wait}{error}"
+
+
+def _note(e: ShownFields) -> str:
+    extra = f" {_json(e.fields)}" if e.fields else ""
+    return f"{_owner(e)}{_line(e.message)}{extra}"
+
+
+def _log(e: ShownFields) -> str:
+    said = f"{_given(e.level, '?')} {_given(e.logger, '?')}: {_line(e.message)}"
+    exception = str(e.exception or "").rstrip()
+    # a traceback's last line names the exception and its message
+    raised = f" ({_line(exception.rpartition(chr(10))[2])})" if exception else ""
+    return f"{_owner(e)}{said}{raised}"
+
+
+def _usage(e: ShownFields) -> str:
+    parts = [f"{_given(e.input_tokens, 0)} in", f"{_given(e.output_tokens, 0)} out"]
+    counters = e.counters
+    if type(counters) is msgspec.Raw:
+        counters = _decode_payload(counters)
+    parts += [f"{n} {name}" for name, n in sorted((counters or {}).items())]
+    spent = f", ${e.cost_usd:.6f}" if _positive(e.cost_usd) else ""
+    return f"{_owner(e)}{_given(e.model, '?')}: {', '.join(parts)} tokens{spent}"
+
+
+def _workflow_complete(e: ShownFields) -> str:
+    cost = e.cumulative_cost_usd
+    return (
+        f"{_given(e.nodes_completed, '?')} succeeded, {_given(e.nodes_failed, 0)} failed, "
+        f"{_given(e.nodes_skipped, 0)} skipped in {_duration(e.total_time_seconds)}"
+        + (f", ${cost:.4f}" if _positive(cost) else "")
+    )
+
+
+def _workflow_error(e: ShownFields) -> str:
+    return _line(e.error)
+
+
+def _encode_error(e: ShownFields) -> str:
+    owner = f"{_node(e)} " if e.node_id else ""
+    return f"{owner}({_given(e.failed_event_type, '?')} not written): {_line(e.error)}"
+
+
+#: What each event type's line says after its type.
+_WHAT: dict[str, Callable[[ShownFields], str]] = {
+    "workflow_start": _workflow_start,
+    "node_start": _node_start,
+    "node_success": _node_success,
+    "node_failure": _node_failure,
+    "node_skipped": _node_skipped,
+    "node_retry": _node_retry,
+    "note": _note,
+    "log": _log,
+    "usage": _usage,
+    "workflow_complete": _workflow_complete,
+    "workflow_error": _workflow_error,
+    "encode_error": _encode_error,
+}
+SHOWN_TYPES = frozenset(_WHAT)
+_LABELS = {kind: _label(kind) for kind in _WHAT}
+
+
+def _given(value: Any, default: Any) -> Any:
+    """A field's value, as ``dict.get(name, default)`` gives it."""
+    return default if value is _UNSET else value
+
+
+def _node(e: ShownFields) -> str:
+    node = e.node_id
+    return node if type(node) is str else str(_given(node, ""))
+
+
+def _owner(e: ShownFields) -> str:
+    return f"[{e.node_id}] " if e.node_id else ""
+
+
+def _clock(line: ShownFields) -> str:
+    epoch = line.epoch_seconds
+    if type(epoch) is float or type(epoch) is int:
+        try:
+            # as datetime.fromtimestamp rounds: to the microsecond, half to even
+            fraction, whole = _modf(epoch)
+            micro = round(fraction * 1e6)
+        except (OverflowError, ValueError):
+            return str(_given(line.timestamp, "?"))
+        if micro >= 1_000_000:
+            whole, micro = whole + 1, micro - 1_000_000
+        elif micro < 0:
+            whole, micro = whole - 1, micro + 1_000_000
+        second = _SECONDS.get(whole) or _second(whole)
+        if second is not None:
+            return second + _MILLISECONDS[micro // 1000]
+    return str(_given(line.timestamp, "?"))
+
+
+def _second(whole: float) -> str | None:
+    """``HH:MM:SS.`` of a whole second in local time, kept (a run's events share their
+    seconds); None when it is not in local time's range."""
+    try:
+        second = datetime.fromtimestamp(whole).strftime("%H:%M:%S.")
+    except (OverflowError, ValueError, OSError):
+        return None
+    if len(_SECONDS) >= 4096:
+        _SECONDS.clear()
+    _SECONDS[whole] = second
+    return second
+
+
+def _duration(value: Any) -> str:
+    if type(value) is not float and type(value) is not int:
+        return ""
+    return f"{value * 1000:.1f}ms" if value < 1 else f"{value:.2f}s"
+
+
+def _positive(value: Any) -> bool:
+    return (type(value) is float or type(value) is int) and value > 0
+
+
+def _line(value: Any) -> str:
+    return one_line(str(value if value is not None and value is not _UNSET else ""))
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=repr)
