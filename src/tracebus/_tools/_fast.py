@@ -50,16 +50,21 @@ def metadata_summary(found: FoundRun) -> dict[str, Any] | None:
     meta: Mapping[str, Any] = found.metadata or {}
     if _incomplete(meta):
         return None
+    warnings = list(found.warnings)
+    changed = _changed(found)
+    if changed is not None:
+        warnings.append(f"--fast: {changed}")
+    return _figures(found, meta, warnings)
+
+
+def _figures(found: FoundRun, meta: Mapping[str, Any], warnings: list[str]) -> dict[str, Any]:
+    """The summary's figures from complete metadata ``meta``."""
     counts = {key: meta[key] for key in NodeCounts._fields}
     wall: Any = meta.get("total_time_seconds")
     cost: Any = meta.get("cumulative_cost_usd")
     peak = meta.get("peak_in_flight")
     status = str(meta["status"])
     error = meta.get("error")
-    warnings = list(found.warnings)
-    changed = _changed(found)
-    if changed is not None:
-        warnings.append(f"--fast: {changed}")
     return {
         "workflow_id": str(meta.get("workflow_id") or ""),
         "run_id": meta.get("run_id") if isinstance(meta.get("run_id"), str) else None,
@@ -88,8 +93,8 @@ def metadata_summary(found: FoundRun) -> dict[str, Any] | None:
 def trusted_totals(found: FoundRun) -> tuple[dict[str, Any] | None, str]:
     """``--totals`` from ``found``'s metadata, or None when it cannot be trusted to give
     what a read of the trace would; with it, why not (one line)."""
-    meta: Mapping[str, Any] = found.metadata or {}
-    if found.metadata is None:
+    meta = found.metadata
+    if meta is None:
         return None, "no metadata describes this trace"
     if _incomplete(meta):
         return None, f"its metadata is not complete (status {meta.get('status')!r})"
@@ -101,9 +106,7 @@ def trusted_totals(found: FoundRun) -> tuple[dict[str, Any] | None, str]:
     for key, what in (("events_lost", "lost"), ("events_dropped", "dropped")):
         if meta.get(key) != 0:
             return None, f"its metadata records {meta.get(key)} event(s) {what}"
-    figures = metadata_summary(found)
-    assert figures is not None  # complete
-    return totals_of(figures, TOTALS_FROM_METADATA), ""
+    return totals_of(_figures(found, meta, list(found.warnings)), TOTALS_FROM_METADATA), ""
 
 
 def totals_of(figures: Mapping[str, Any], source: str) -> dict[str, Any]:
