@@ -70,6 +70,8 @@ class EventQueue:
         self._loop_thread = 0
         self._call_soon: Callable[[Callable[[], object]], object] | None = None
         self._idle = False
+        # closed or _idle: what a producer must look at after its append (one read for both)
+        self._notice = True
         self._wake_pending = False
         self._pace = 0.0
         self._pacing = False
@@ -93,6 +95,7 @@ class EventQueue:
         self._loop_thread = threading.get_ident()
         self._opened = True
         self.closed = False
+        self._notice = False
         self._call_soon = threadsafe_caller()
         self._pace = THREAD_PACE if on_private_loop() else 0.0
         _open_queues.add(self)
@@ -101,6 +104,7 @@ class EventQueue:
         """In a forked child: refuse every event, for the writer is the parent's."""
         self._forked_from = self._pid
         self.closed = True
+        self._notice = True
         self._ended = True
         self._close_lock = threading.Lock()
         self._call_soon = None
@@ -141,13 +145,11 @@ class EventQueue:
                 self.dropped += 1
             return
         self.items.append(event)
-        if self.closed:
+        if self._notice:
             try:
-                self._settle(event)
+                self._noticed(event)
             except BusClosedError:
                 pass  # ignored, as it would have been had it come after the close
-        elif self._idle:
-            self._wake()
 
     def offer(self, event: Event) -> bool:
         """Enqueue if there is room and say so; raise BusClosedError when closed."""
@@ -158,10 +160,8 @@ class EventQueue:
             return False
         # _append, inlined: this is every awaited call's path
         items.append(event)
-        if self.closed:
-            self._settle(event)
-        elif self._idle:
-            self._wake()
+        if self._notice:
+            self._noticed(event)
         return True
 
     async def put(self, event: Event) -> None:
@@ -188,10 +188,8 @@ class EventQueue:
         if len(items) < self.capacity and not self.closed:
             # _append, inlined: this is every call's path from a thread while there is room
             items.append(event)
-            if self.closed:
-                self._settle(event)
-            elif self._idle:
-                self._wake()
+            if self._notice:
+                self._noticed(event)
             return
         if not self.closed:
             self.hurry()  # full: the writer's pause, if it pauses, is over
@@ -224,8 +222,14 @@ class EventQueue:
 
     def _append(self, event: Event) -> None:
         self.items.append(event)
-        # Order matters: append first, then look at closed (see settle) and _idle (the writer
-        # sets _idle, then looks at the queue), so either we wake it or it sees the event.
+        if self._notice:
+            self._noticed(event)
+
+    def _noticed(self, event: Event) -> None:
+        """After the append of ``event``, the queue was closed or its writer idle.
+
+        Order matters: append first, then look at closed (see settle) and _idle (the writer
+        sets _idle, then looks at the queue), so either we wake it or it sees the event."""
         if self.closed:
             self._settle(event)
         elif self._idle:
@@ -256,6 +260,7 @@ class EventQueue:
         it), through the loop's thread-safe call from another thread."""
         if threading.get_ident() == self._loop_thread:
             self._idle = False
+            self._notice = self.closed
             self._wakeup.set()
         elif not self._wake_pending and self._call_soon is not None:
             self._wake_pending = True
@@ -303,11 +308,13 @@ class EventQueue:
         """Sleep until an event is queued or the queue is closed (writer only)."""
         self._wakeup = anyio.Event()
         self._idle = True
+        self._notice = True  # after _idle: a producer that sees it sees _idle
         try:
             if not self.items and not self.closed:
                 await self._wakeup.wait()
         finally:
             self._idle = False
+            self._notice = self.closed  # closed only on this thread: no race
             self._wake_pending = False
 
     async def pace(self) -> None:
@@ -350,10 +357,10 @@ class EventQueue:
         with self._close_lock:
             if last is not None and not self.closed:
                 # closed first: a producer that appends after ``last`` then sees it closed
-                self.closed = True
+                self.closed = self._notice = True
                 self._last = last
                 self.items.append(last)
-            self.closed = True
+            self.closed = self._notice = True
         self._wakeup.set()
         self._release_waiters()
 
