@@ -24,7 +24,6 @@ from ._lines import line_types
 _WIDTH = len("workflow_complete")
 _LOUD = frozenset({"node_failure", "workflow_error", "encode_error"})
 _UNSET: Any = msgspec.UNSET
-_decode_payload = msgspec.json.Decoder().decode
 #: The characters that ``printable`` leaves as they are, and a newline.
 _PLAIN = bytes(range(0x20, 0x7F)) + b"\n"
 _MILLISECONDS = tuple(f"{n:03d}" for n in range(1000))
@@ -67,9 +66,14 @@ class ShownFields(msgspec.Struct, gc=False):
     failed_event_type: Any = _UNSET
 
 
+#: Fields that the value rules take as any payload but a line shows as an object's items.
+_OBJECTS = frozenset({"counters"})
 TailLine: type[ShownFields] = msgspec.defstruct(  # type: ignore[assignment]
     "TailLine",
-    [(name, kind | msgspec.UnsetType, msgspec.UNSET) for name, kind in line_types().items()],
+    [
+        (name, (dict[str, Any] | None if name in _OBJECTS else kind) | msgspec.UnsetType, _UNSET)
+        for name, kind in line_types().items()
+    ],
     bases=(ShownFields,),
     gc=False,
 )
@@ -120,6 +124,18 @@ def as_line(event: Event) -> ShownFields:
     if isinstance(event, ShownFields):
         return event
     return TailLine(**{name: value for name, value in event.items() if name in _NAMES})
+
+
+def shown_problem(event: Mapping[str, Any]) -> str | None:
+    """What keeps a line that the value rules accept from being shown field by field (a
+    payload its line shows as an object's items that is not an object), or None."""
+    if event.get("event_type") not in _WHAT:
+        return None
+    for name in _OBJECTS:
+        value = event.get(name)
+        if value is not None and not isinstance(value, dict):
+            return f"{name} is not an object"
+    return None
 
 
 def is_known(event: Event) -> bool:
@@ -180,9 +196,8 @@ def _log(e: ShownFields) -> str:
 def _usage(e: ShownFields) -> str:
     parts = [f"{_given(e.input_tokens, 0)} in", f"{_given(e.output_tokens, 0)} out"]
     counters = e.counters
-    if type(counters) is msgspec.Raw:
-        counters = _decode_payload(counters)
-    parts += [f"{n} {name}" for name, n in sorted((counters or {}).items())]
+    if isinstance(counters, dict):  # else refused by shown_problem, where it is asked
+        parts += [f"{n} {name}" for name, n in sorted(counters.items())]
     spent = f", ${e.cost_usd:.6f}" if _positive(e.cost_usd) else ""
     return f"{_owner(e)}{_given(e.model, '?')}: {', '.join(parts)} tokens{spent}"
 
