@@ -181,31 +181,36 @@ def _follow_trace(
     """Follow ``trace`` until its run ends or the clock expires (None), or, watching
     ``output_dir``, until a newer run begins there: its trace."""
     result.trace = trace
-    ended = False  # the last line read ends the run: the end, unless more follow at once
+    # The last event read ends the run: the end, unless more events follow at once. Blank
+    # lines are no events: they neither end the run, nor keep it going, nor count as news.
+    ended = False
     with open(trace, "rb") as handle:
         appended = AppendedLines(handle)
         while True:
             block = appended.read_block()
-            if block is None:
-                if ended:
-                    return None
-                if output_dir is not None and seen is not None:
-                    newer = _newest_trace(output_dir, seen)
-                    if newer is not None:
-                        clock.news()
-                        return newer
-                if clock.expired():
-                    return None
-                time.sleep(poll)
-                continue
-            clock.news()
-            if block.lines:
+            events: list[Event] = []
+            bad = None
+            if block is not None and block.lines:
                 events, bad = decode_events(block, trace)
-                if events:
-                    ended = _record(result, events)
-                    emit(format_events(events))
-                if bad is not None:
-                    raise bad
+            if events:
+                clock.news()
+                ended = _record(result, events)
+                emit(format_events(events))
+            if bad is not None:
+                raise bad
+            if events:
+                continue
+            if ended:
+                return None
+            if block is None and output_dir is not None and seen is not None:
+                newer = _newest_trace(output_dir, seen)
+                if newer is not None:
+                    clock.news()
+                    return newer
+            if clock.expired():
+                return None
+            if block is None:
+                time.sleep(poll)
 
 
 def decode_events(
