@@ -27,6 +27,7 @@ from ._tail_text import (
     TailLine,
     as_line,
     format_events,
+    plain_json,
     shown_problem,
 )
 
@@ -195,7 +196,8 @@ def _follow_trace(
             if events:
                 clock.news()
                 ended = _record(result, events)
-                emit(format_events(events))
+                assert block is not None
+                emit(format_events(events, plain_json(block.data)))
             if bad is not None:
                 raise bad
             if events:
@@ -293,7 +295,7 @@ def _record(result: TailResult, events: list[Event]) -> bool:
     result.events += len(events)
     kind = None
     for event in events:
-        line = event if isinstance(event, ShownFields) else as_line(event)
+        line = event if type(event) is TailLine else as_line(event)
         kind = line.event_type
         if kind in _STANDING:
             _stand(result, kind, line)

@@ -28,6 +28,10 @@ _UNSET: Any = msgspec.UNSET
 _PLAIN = bytes(range(0x20, 0x7F)) + b"\n"
 _MILLISECONDS = tuple(f"{n:03d}" for n in range(1000))
 _SECONDS: dict[float, str] = {}
+#: Seconds kept off a millisecond's edges by the spans of ``_clock_span``: an epoch below
+#: 2**32 and a sum with it are exact to under a microsecond, so an epoch in the span rounds
+#: to a microsecond of that millisecond.
+_MARGIN = 2e-6
 _modf = math.modf
 
 
@@ -90,28 +94,52 @@ def format_event(event: Event) -> str:
     return printable(_unescaped(event))
 
 
-def format_events(events: list[Event]) -> str:
-    """The lines of ``events`` (``format_event``'s), each ending with a newline."""
-    lines = list(map(_unescaped, events))
+def format_events(events: list[Event], plain: bool = False) -> str:
+    """The lines of ``events`` (``format_event``'s), each ending with a newline. With
+    ``plain``, the caller vouches that every text in the events is printable ASCII
+    (``plain_json``): the lines are not searched for characters to escape."""
+    lines: list[str] = []
+    append = lines.append
+    start = end = 0.0  # the clock text of the last line shows every epoch in [start, end)
+    clock = ""
+    for event in events:
+        line = event if type(event) is TailLine else as_line(event)
+        kind = line.event_type
+        what = _WHAT.get(kind)
+        if what is None:
+            append(_unknown(event, line))
+            continue
+        epoch = line.epoch_seconds
+        if type(epoch) is not float or not start <= epoch < end:
+            clock, start, end = _clock_span(line)
+        append(f"{clock}  {_LABELS[kind]}  {what(line)}".rstrip())
     text = "\n".join(lines) + "\n" if lines else ""
     # one check of the whole text spares a check of each line, in the usual case
-    if text.isascii() and not text.encode("ascii").translate(None, _PLAIN):
+    if plain or (text.isascii() and not text.encode("ascii").translate(None, _PLAIN)):
         return text
     return "".join(printable(line) + "\n" for line in lines)
 
 
+def plain_json(data: bytes) -> bool:
+    """Whether every text that JSON ``data`` decodes to is printable ASCII: no escape, no
+    byte past ASCII, no DEL (JSON has no raw control character in a string)."""
+    return data.isascii() and b"\\" not in data and b"\x7f" not in data
+
+
 def _unescaped(event: Event) -> str:
-    line = event if isinstance(event, ShownFields) else as_line(event)
-    kind = line.event_type
-    what = _WHAT.get(kind)
-    if what is not None:
-        text = what(line)
-    else:
-        assert isinstance(event, Mapping), "only a dict holds an unknown event's fields"
-        kind = str(_given(kind, "?"))
-        text = _json({k: v for k, v in event.items() if k not in COMMON_FIELDS})
-    label = _LABELS.get(kind) or _label(kind)
-    return f"{_clock(line)}  {label}  {text}".rstrip()
+    line = as_line(event)
+    what = _WHAT.get(line.event_type)
+    if what is None:
+        return _unknown(event, line)
+    return f"{_clock_span(line)[0]}  {_LABELS[line.event_type]}  {what(line)}".rstrip()
+
+
+def _unknown(event: Event, line: ShownFields) -> str:
+    """The line of an event of a type without a line of its own: its fields as JSON."""
+    assert isinstance(event, Mapping), "only a dict holds an unknown event's fields"
+    kind = str(_given(line.event_type, "?"))
+    text = _json({k: v for k, v in event.items() if k not in COMMON_FIELDS})
+    return f"{_clock_span(line)[0]}  {_label(kind)}  {text}".rstrip()
 
 
 def _label(kind: str) -> str:
@@ -253,7 +281,10 @@ def _owner(e: ShownFields) -> str:
     return f"[{e.node_id}] " if e.node_id else ""
 
 
-def _clock(line: ShownFields) -> str:
+def _clock_span(line: ShownFields) -> tuple[str, float, float]:
+    """``HH:MM:SS.mmm`` of the line's epoch (else its timestamp), and the span of epochs
+    that show the same: within its millisecond, by a margin above the float error of an
+    epoch below 2**32 (none for the others, and for a timestamp)."""
     epoch = line.epoch_seconds
     if type(epoch) is float or type(epoch) is int:
         try:
@@ -261,15 +292,20 @@ def _clock(line: ShownFields) -> str:
             fraction, whole = _modf(epoch)
             micro = round(fraction * 1e6)
         except (OverflowError, ValueError):
-            return str(_given(line.timestamp, "?"))
+            return str(_given(line.timestamp, "?")), 0.0, 0.0
         if micro >= 1_000_000:
             whole, micro = whole + 1, micro - 1_000_000
         elif micro < 0:
             whole, micro = whole - 1, micro + 1_000_000
         second = _SECONDS.get(whole) or _second(whole)
         if second is not None:
-            return second + _MILLISECONDS[micro // 1000]
-    return str(_given(line.timestamp, "?"))
+            millisecond = micro // 1000
+            clock = second + _MILLISECONDS[millisecond]
+            if not 0 <= whole < 2**32:
+                return clock, 0.0, 0.0
+            low = whole + millisecond / 1000
+            return clock, low + _MARGIN, low + (0.001 - _MARGIN)
+    return str(_given(line.timestamp, "?")), 0.0, 0.0
 
 
 def _second(whole: float) -> str | None:
