@@ -13,7 +13,7 @@ import json
 import math
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -35,53 +35,54 @@ _MARGIN = 2e-6
 _modf = math.modf
 
 
-class ShownFields(msgspec.Struct, gc=False):
-    """The fields a line shows, named for the type checker: ``TailLine`` types them all."""
+class ShownFields(Protocol):
+    """The fields a line shows, named for the type checker: ``TailLine`` has them all (a
+    test checks it), typed by ``line_types()``."""
 
-    event_type: Any = _UNSET
-    epoch_seconds: Any = _UNSET
-    timestamp: Any = _UNSET
-    workflow_id: Any = _UNSET
-    run_id: Any = _UNSET
-    total_nodes: Any = _UNSET
-    node_id: Any = _UNSET
-    node_index: Any = _UNSET
-    duration_seconds: Any = _UNSET
-    cost_usd: Any = _UNSET
-    output_hash: Any = _UNSET
-    error: Any = _UNSET
-    reason: Any = _UNSET
-    attempt: Any = _UNSET
-    delay_seconds: Any = _UNSET
-    message: Any = _UNSET
-    fields: Any = _UNSET
-    level: Any = _UNSET
-    logger: Any = _UNSET
-    exception: Any = _UNSET
-    model: Any = _UNSET
-    input_tokens: Any = _UNSET
-    output_tokens: Any = _UNSET
-    counters: Any = _UNSET
-    cumulative_cost_usd: Any = _UNSET
-    nodes_completed: Any = _UNSET
-    nodes_failed: Any = _UNSET
-    nodes_skipped: Any = _UNSET
-    total_time_seconds: Any = _UNSET
-    failed_event_type: Any = _UNSET
+    event_type: Any
+    epoch_seconds: Any
+    timestamp: Any
+    workflow_id: Any
+    run_id: Any
+    total_nodes: Any
+    node_id: Any
+    node_index: Any
+    duration_seconds: Any
+    cost_usd: Any
+    output_hash: Any
+    error: Any
+    reason: Any
+    attempt: Any
+    delay_seconds: Any
+    message: Any
+    fields: Any
+    level: Any
+    logger: Any
+    exception: Any
+    model: Any
+    input_tokens: Any
+    output_tokens: Any
+    counters: Any
+    cumulative_cost_usd: Any
+    nodes_completed: Any
+    nodes_failed: Any
+    nodes_skipped: Any
+    total_time_seconds: Any
+    failed_event_type: Any
 
 
 #: Fields that the value rules take as any payload but a line shows as an object's items.
 _OBJECTS = frozenset({"counters"})
+#: Its fields in the order the writer writes them: the decoder finds each key at once.
 TailLine: type[ShownFields] = msgspec.defstruct(  # type: ignore[assignment]
     "TailLine",
     [
         (name, (dict[str, Any] | None if name in _OBJECTS else kind) | msgspec.UnsetType, _UNSET)
         for name, kind in line_types().items()
     ],
-    bases=(ShownFields,),
     gc=False,
 )
-_NAMES = frozenset(TailLine.__struct_fields__)
+_NAMES = frozenset(line_types())
 
 #: A trace line as a TailLine, or as a dict.
 Event = ShownFields | Mapping[str, Any]
@@ -99,20 +100,20 @@ def format_events(events: list[Event], plain: bool = False) -> str:
     ``plain``, the caller vouches that every text in the events is printable ASCII
     (``plain_json``): the lines are not searched for characters to escape."""
     lines: list[str] = []
-    append = lines.append
+    append, what_of, labels, struct = lines.append, _WHAT.get, _LABELS, TailLine
     start = end = 0.0  # the clock text of the last line shows every epoch in [start, end)
     clock = ""
     for event in events:
-        line = event if type(event) is TailLine else as_line(event)
+        line = event if type(event) is struct else as_line(event)
         kind = line.event_type
-        what = _WHAT.get(kind)
+        what = what_of(kind)
         if what is None:
             append(_unknown(event, line))
             continue
         epoch = line.epoch_seconds
         if type(epoch) is not float or not start <= epoch < end:
             clock, start, end = _clock_span(line)
-        append(f"{clock}  {_LABELS[kind]}  {what(line)}".rstrip())
+        append(f"{clock}  {labels[kind]}  {what(line)}".rstrip())
     text = "\n".join(lines) + "\n" if lines else ""
     # one check of the whole text spares a check of each line, in the usual case
     if plain or (text.isascii() and not text.encode("ascii").translate(None, _PLAIN)):
@@ -149,7 +150,7 @@ def _label(kind: str) -> str:
 
 def as_line(event: Event) -> ShownFields:
     """The event as a TailLine (a dict's fields that no event type has are left out)."""
-    if isinstance(event, ShownFields):
+    if not isinstance(event, Mapping):
         return event
     return TailLine(**{name: value for name, value in event.items() if name in _NAMES})
 
@@ -177,20 +178,29 @@ def _workflow_start(e: ShownFields) -> str:
 
 
 def _node_start(e: ShownFields) -> str:
+    node = e.node_id
+    if type(node) is not str:
+        node = str(_given(node, ""))
     index = e.node_index
     if index is None or index is _UNSET:
-        return _node(e)
-    return f"{_node(e)} [{index}]"
+        return node
+    return f"{node} [{index}]"
 
 
 def _node_success(e: ShownFields) -> str:
-    parts = [_node(e), _duration(e.duration_seconds)]
+    # the helpers written out: this is most of a run's lines
+    node = e.node_id
+    if type(node) is not str:
+        node = str(_given(node, ""))
+    seconds = e.duration_seconds
+    if type(seconds) is float or type(seconds) is int:
+        took = f"{seconds * 1000:.1f}ms" if seconds < 1 else f"{seconds:.2f}s"
+    else:
+        took = ""
     cost = e.cost_usd
-    if (type(cost) is float or type(cost) is int) and cost > 0:
-        parts.append(f"${cost:.6f}")
-    if e.output_hash:
-        parts.append(f"hash {e.output_hash}")
-    return " ".join(filter(None, parts))
+    spent = f"${cost:.6f}" if (type(cost) is float or type(cost) is int) and cost > 0 else ""
+    hashed = e.output_hash
+    return " ".join(filter(None, (node, took, spent, f"hash {hashed}" if hashed else "")))
 
 
 def _node_failure(e: ShownFields) -> str:
