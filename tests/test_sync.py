@@ -13,6 +13,7 @@ import pytest
 
 import tracebus
 from tests.conftest import Quiet, assert_consistent_run, metadata_of, trace_of
+from tests.test_bus import HeldAppend
 from tracebus import Event
 
 
@@ -387,3 +388,28 @@ def test_close_racing_eight_threads_keeps_every_returned_event_before_the_end(
 ) -> None:
     for round_ in range(6):
         _race_a_close(out / str(round_), quiet, threads=8)
+
+
+def test_a_call_held_across_close_is_refused_and_the_run_ends_last(out: Path, quiet: Quiet) -> None:
+    obs = quiet.SyncObserver("wf", out)
+    obs.flush()  # the queue empty, its writer idle: its deque can be swapped
+    queue = obs.async_observer.bus._queue
+    late = obs.async_observer.events.note("late", None, {})
+    queue.items = held = HeldAppend(late, "before")
+    errors: list[Exception] = []
+
+    def produce() -> None:
+        try:
+            obs._put(late)  # past the observer's closed check, held before the append
+        except tracebus.BusClosedError as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=produce)
+    worker.start()
+    held.arrived.wait()
+    obs.close()
+    held.release.set()
+    worker.join()
+    assert [str(exc) for exc in errors] == ["the bus is closed; the event was not accepted"]
+    trace = trace_of(obs.trace_file)
+    assert [e["event_type"] for e in trace] == ["workflow_start", "workflow_complete"]
