@@ -13,7 +13,8 @@ a message cannot end a line or drive a terminal.
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
@@ -25,6 +26,7 @@ from .._events import (
     SEED_LOG_DETAILS,
     EncodeError,
     Event,
+    WorkflowComplete,
     event_type_of,
     event_type_of_kind,
     repr_marker,
@@ -49,6 +51,30 @@ def encode_trace(events: list[Event]) -> bytes:
                 events[index] = record
             lines.append(line)
         return b"".join(lines)
+
+
+@contextmanager
+def node_times_encoded_once(events: list[Event]) -> Iterator[None]:
+    """While inside, each ``workflow_complete`` of ``events`` with ``node_times`` is replaced
+    by a copy holding them already encoded, so that its trace and log lines (both the same
+    JSON of every node's time, the run's longest) encode them once; the events are put back
+    on the way out, but for one replaced by its ``encode_error`` record."""
+    swapped: list[tuple[int, Event, Event]] = []
+    for index, event in enumerate(events):
+        if type(event) is WorkflowComplete and event.node_times:
+            try:
+                raw = msgspec.Raw(_encoder.encode(event.node_times))
+            except Exception:  # changed by hand: encode_trace's own fallbacks handle it
+                continue
+            shared: Event = msgspec.structs.replace(event, node_times=raw)
+            events[index] = shared
+            swapped.append((index, event, shared))
+    try:
+        yield
+    finally:
+        for index, original, shared in swapped:
+            if events[index] is shared:
+                events[index] = original
 
 
 def _encode_one(event: Event) -> tuple[bytes, EncodeError | None]:
@@ -202,3 +228,17 @@ def encode_log(events: Sequence[Event]) -> str:
     if not text.isascii() or "\x7f" in text:  # JSON leaves DEL, C1 and separators as they are
         bodies = [printable(body) for body in bodies]
     return "\n".join(map(operator.add, heads, bodies)) + "\n"
+
+
+def encode_log_line(event: Event) -> bytes:
+    """One event's log line, as ``encode_log`` makes it, as bytes: for the run's end, whose
+    details hold every node's time, without the text copies of a step's lines."""
+    kind = type(event)
+    head, detail = (_log_shapes.get(kind) or _log_shape(kind))(event)
+    try:
+        body = _encoder.encode(detail)
+    except Exception:
+        return encode_log([event]).encode()
+    if not body.isascii() or b"\x7f" in body:
+        return f"{head}{printable(body.decode())}\n".encode()
+    return b"".join((head.encode(), body, b"\n"))

@@ -18,7 +18,7 @@ from .._layout import RunLayout
 from .._state import RunState
 from .._text import utf8_text
 from ._console import Console, header, summary
-from ._encoding import encode_log, encode_trace
+from ._encoding import encode_log, encode_log_line, encode_trace, node_times_encoded_once
 from ._files import AppendFile, BatchAppender
 from ._metadata import MetadataFile
 from ._progress import ProgressLines, ProgressOption
@@ -141,11 +141,13 @@ class RunFiles:
         if not kept and not self._trace_chunks:
             self.settled = self._taken  # all resends of what the trace holds
         if kept:
-            trace = encode_trace(kept)  # may put encode_error records in place of events
             if _LIFECYCLE.isdisjoint(map(type, kept)):
+                trace = encode_trace(kept)  # may put encode_error records in place of events
                 log = encode_log(kept).encode()
             else:
-                log = self._log_with_blocks(kept, self._shown).encode()
+                with node_times_encoded_once(kept):
+                    trace = encode_trace(kept)
+                    log = self._log_with_blocks(kept, self._shown)
             self._trace_chunks.append(trace)
             self._log_chunks.append(log)
             self._prepared += len(kept)
@@ -193,28 +195,29 @@ class RunFiles:
         assert self._on_trace_failure is not None
         self._on_trace_failure(self.trace_failure)
 
-    def _log_with_blocks(self, events: Sequence[Event], shown: list[str]) -> str:
+    def _log_with_blocks(self, events: Sequence[Event], shown: list[str]) -> bytes:
         """The log lines with the header after ``workflow_start`` and the summary after the
         run's end; opens and closes the progress bar; adds the blocks to ``shown``."""
-        parts: list[str] = []
+        parts: list[bytes] = []
         start = 0
         for index, event in enumerate(events):
             kind = type(event)
             if kind not in _LIFECYCLE:
                 continue
-            parts.append(encode_log(events[start : index + 1]))
+            parts.append(encode_log(events[start:index]).encode())
+            parts.append(encode_log_line(event))
             start = index + 1
             if kind is WorkflowStart:
                 shown.append(header(self.layout, self._pid, self._started))
-                parts.append(shown[-1])
+                parts.append(shown[-1].encode())
                 self._progress.start()
             else:
                 if last := self._progress.close():
-                    parts.append(last)
+                    parts.append(last.encode())
                 shown.append(summary(event, self._state, self.layout, self._dropped()))
-                parts.append(shown[-1])
-        parts.append(encode_log(events[start:]))
-        return "".join(parts)
+                parts.append(shown[-1].encode())
+        parts.append(encode_log(events[start:]).encode())
+        return b"".join(parts)
 
     async def aclose(self) -> None:
         """Final progress line, fsync and close the files, write the metadata.
