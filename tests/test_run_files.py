@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import tracebus._sinks._encoding
 from tests.conftest import assert_consistent_run, metadata_of, trace_of
 from tracebus._events import Event, WorkflowComplete, json_encoder
 from tracebus._factory import EventFactory
@@ -59,9 +60,12 @@ async def test_run_files_fed_as_a_plain_sink_write_the_whole_run(out: Path) -> N
     assert trace_of(layout.audit_trace_file) == trace
 
 
-async def test_the_run_end_line_gives_every_nodes_time_in_both_files(out: Path) -> None:
-    # The end's node_times are encoded once for its trace and log lines: the lines read as
-    # each event encoded alone would, and the event the other sinks get keeps its dict.
+async def test_the_run_end_line_gives_every_nodes_time_in_both_files(
+    out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The end's node_times are encoded once for its trace and log lines, a part at a time:
+    # the lines read as the event encoded alone, and the event the sinks get keeps its dict.
+    monkeypatch.setattr(tracebus._sinks._encoding, "NODE_TIMES_PART", 2)
     started = datetime.now()
     layout = create_layout(out, "wf", "r1", started)
     files = RunFiles(
