@@ -4,13 +4,16 @@ written in full where it does not."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import anyio.lowlevel
 import pytest
 
 import tracebus
+from tests.cli import run_tracebus
 from tests.conftest import Quiet, metadata_of, trace_of
 from tests.disks import small_disk
 
@@ -128,3 +131,81 @@ async def test_a_rerun_moves_only_the_audit_names_into_previous(out: Path, quiet
     assert len(trace_of(first.trace_file)) == 8  # the first run's trace, whole, under both
     assert os.path.samefile(second.layout.audit_trace_file, second.trace_file)
     assert len(trace_of(second.layout.audit_trace_file)) == 10
+
+
+# -- runs of one step that overlap: each keeps its own metadata -------------------------------
+
+
+async def _overlapping(quiet: Quiet, out: Path, first_id: str, second_id: str) -> list[Any]:
+    """``first`` starts, ``second`` starts (and takes the step's audit directory), each runs
+    a node, ``second`` ends, then ``first``: the order in which a later run's metadata was
+    lost under the earlier's."""
+    async with quiet.Observer(first_id, out) as first:
+        await first.node_start("a", 0)
+        await first.flush()  # its metadata written in the step's directory, then moved
+        async with quiet.Observer(second_id, out) as second:
+            await second.node_success("b", 0.5)
+        await first.node_success("a", 0.25)
+    return [first, second]
+
+
+def _describes_itself(obs: tracebus.Observer, node: str) -> dict[str, Any]:
+    metadata = metadata_of(obs.metadata_file)
+    assert metadata["run_id"] == obs.run_id and metadata["status"] == "complete"
+    assert metadata["execution_trace_file"] == str(obs.trace_file)
+    assert list(metadata["node_times"]) == [node]
+    # its audit names are where its audit copies are, and are this run's
+    home = obs.metadata_file.parent
+    assert metadata["trace_file"] == str(home / obs.layout.audit_trace_file.name)
+    assert metadata["log_file"] == str(home / obs.layout.audit_log_file.name)
+    assert {e["run_id"] for e in trace_of(Path(metadata["trace_file"]))} == {obs.run_id}
+    assert Path(metadata["log_file"]).read_bytes() == obs.log_file.read_bytes()
+    return metadata
+
+
+@pytest.mark.parametrize(
+    ("first_id", "second_id"),
+    [("wf_alpha", "wf_beta"), ("step_04_x", "step_04_x")],
+    ids=["two-workflows-without-a-step", "one-step-twice"],
+)
+async def test_overlapping_runs_of_a_step_each_keep_their_metadata(
+    out: Path, quiet: Quiet, first_id: str, second_id: str
+) -> None:
+    first, second = await _overlapping(quiet, out, first_id, second_id)
+    assert second.metadata_file == second.layout.metadata_file  # the step's, as before
+    (archived,) = (first.audit_dir / "previous").iterdir()
+    assert first.metadata_file == archived / first.layout.metadata_file.name
+    _describes_itself(first, "a")
+    _describes_itself(second, "b")
+    assert sorted(p.name for p in archived.iterdir()) == sorted(
+        p.name
+        for p in (
+            first.layout.audit_log_file,
+            first.layout.audit_trace_file,
+            first.layout.metadata_file,
+        )
+    )
+
+
+async def test_overlapping_runs_keep_their_metadata_where_copies_are_files_of_their_own(
+    out: Path, quiet: Quiet
+) -> None:
+    with small_disk(out / "audit"):
+        first, second = await _overlapping(quiet, out, "step_04_x", "step_04_x")
+        assert not first.layout.audit_trace_linked
+        _describes_itself(first, "a")
+        _describes_itself(second, "b")
+
+
+async def test_runs_lists_both_overlapping_runs_complete_from_their_metadata(
+    out: Path, quiet: Quiet
+) -> None:
+    first, second = await _overlapping(quiet, out, "wf_alpha", "wf_beta")
+    done = run_tracebus("runs", out, "--json")
+    assert done.returncode == 0, done.stderr
+    runs = {run["workflow_id"]: run for run in json.loads(done.stdout)}
+    assert runs["wf_alpha"]["metadata"] == str(first.metadata_file)
+    assert runs["wf_beta"]["metadata"] == str(second.metadata_file)
+    assert [runs[w]["status"] for w in ("wf_alpha", "wf_beta")] == ["complete", "complete"]
+    assert [runs[w]["nodes_ok"] for w in ("wf_alpha", "wf_beta")] == [1, 1]
+    assert runs["wf_alpha"]["warnings"] == runs["wf_beta"]["warnings"] == []

@@ -227,6 +227,22 @@ def link_in_place(source: Path, name: Path) -> bool:
     return True
 
 
+def audit_home(layout: RunLayout, identity: tuple[int, int]) -> Path | None:
+    """The directory that holds this run's audit trace now (the file whose device and inode
+    are ``identity``): its step's audit directory, or the one under ``previous/`` where a
+    later run of the step moved it; None when it is in neither."""
+    name = layout.audit_trace_file.name
+    archived = sorted((layout.audit_dir / "previous").glob("*/"), reverse=True)
+    for directory in (layout.audit_dir, *archived):
+        try:
+            status = os.stat(directory / name)
+        except OSError:
+            continue
+        if (status.st_dev, status.st_ino) == identity:
+            return directory
+    return None
+
+
 def _archive_previous(audit_dir: Path, files: tuple[Path, ...]) -> None:
     existing = [f for f in files if f.exists()]
     if not existing:

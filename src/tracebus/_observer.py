@@ -257,7 +257,10 @@ class Observer(AsyncEventMethods):
 
     @property
     def metadata_file(self) -> Path:
-        return self.layout.metadata_file
+        """The run's metadata: its step's, or under ``previous/`` beside its audit copies once
+        a later run of its step moved them there."""
+        files = self._files
+        return self.layout.metadata_file if files is None else files.metadata_file
 
     def _offer(self, event: Event) -> bool:
         bus = self._bus

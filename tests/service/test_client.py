@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -215,3 +216,25 @@ async def test_an_exception_is_described_alike_by_every_flavour(
         if step in ("21", "23"):
             (failure,) = (e for e in trace if e["event_type"] == "node_failure")
             assert failure["error"] == described, step
+
+
+async def test_two_clients_overlapping_on_one_step_each_keep_their_metadata(
+    tmp_path: Path, sockdir: Path
+) -> None:
+    out = tmp_path / "out"
+    async with serving(out, sockdir / "c.sock"):
+        async with tracebus.connect(sockdir / "c.sock", "wf_alpha") as first:
+            await first.node_start("a", 0)
+            await first.flush()
+            async with tracebus.connect(sockdir / "c.sock", "wf_beta") as second:
+                await second.node_success("b", 0.5)
+            await first.node_success("a", 0.25)
+    audit = out / "audit" / "step_00"
+    (archived,) = (audit / "previous").iterdir()
+    for obs, home, node in ((first, archived, "a"), (second, audit, "b")):
+        metadata = json.loads((home / "metadata_00.json").read_text())
+        assert metadata["run_id"] == obs.run_id and metadata["status"] == "complete"
+        assert list(metadata["node_times"]) == [node]
+        assert metadata["trace_file"] == str(home / "trace_00.jsonl")
+        trace = tracebus.read_trace(home / "trace_00.jsonl")
+        assert {event["run_id"] for event in trace} == {obs.run_id}

@@ -183,6 +183,8 @@ class AppendFile:
         self.error: BaseException | None = None
         self._file: FileIO | None = None
         self.fd = -1  # the open file's descriptor, for the batch writes
+        #: The device and inode of the file last opened (None before).
+        self.identity: tuple[int, int] | None = None
         self._size = 0
         self._since_open = 0
         self._unhinted = 0
@@ -191,7 +193,9 @@ class AppendFile:
         """Open the file for appending (see ``open_for_append``). Raises OSError."""
         self._file = await run_blocking(_open_file, self.path)
         self.fd = self._file.fileno()
-        self._size = os.fstat(self.fd).st_size
+        status = os.fstat(self.fd)
+        self._size = status.st_size
+        self.identity = (status.st_dev, status.st_ino)
         self._since_open = 0
 
     @property

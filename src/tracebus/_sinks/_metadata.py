@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from .._atomic import write_json_atomic
 from .._events import SCHEMA_VERSION
 from .._exceptions import describe
-from .._layout import RunLayout
+from .._layout import RunLayout, audit_home
 from .._loop import run_blocking
 from .._state import RunState
 from .._text import utf8_text
@@ -65,8 +66,17 @@ def build_metadata(
     return metadata
 
 
+#: How often a write follows the run's audit copies when a later run of its step moves them
+#: away while it writes.
+_PLACES = 3
+
+
 class MetadataFile:
-    """A run's metadata file, written in one step as the run stands (a flush) and at its end."""
+    """A run's metadata file, written in one step as the run stands (a flush) and at its end,
+    beside the run's audit copies wherever they are: a later run of the same step started
+    meanwhile (a concurrent run, another workflow without a step number) moves them under
+    ``previous/`` and makes the step's audit directory its own, so this run's metadata goes
+    after them, never over the later run's."""
 
     def __init__(
         self,
@@ -81,6 +91,10 @@ class MetadataFile:
     ) -> None:
         self.layout = layout
         self.metadata: dict[str, Any] | None = None
+        #: Where the metadata is (last written).
+        self.path = layout.metadata_file
+        #: The device and inode of the run's audit trace, once its files are open.
+        self.audit_identity: Callable[[], tuple[int, int] | None] = lambda: None
         self._state = state
         self._pid = pid
         self._started = started
@@ -114,4 +128,33 @@ class MetadataFile:
             trace_bytes=trace_bytes,
             sink_reports=self._sink_reports(),
         )
-        await run_blocking(write_json_atomic, self.layout.metadata_file, self.metadata)
+        self.path = await run_blocking(self._write_beside_audit, self.metadata)
+
+    def _write_beside_audit(self, metadata: dict[str, Any]) -> Path:
+        layout = self.layout
+        path = layout.metadata_file
+        for _ in range(_PLACES):
+            home = self._audit_home()
+            path = home / layout.metadata_file.name
+            if home != layout.audit_dir:
+                metadata["log_file"] = utf8_text(str(home / layout.audit_log_file.name))
+                metadata["trace_file"] = utf8_text(str(home / layout.audit_trace_file.name))
+            write_json_atomic(path, metadata)
+            # a later run may have moved the audit copies between the look and the write
+            if home != layout.audit_dir or self._audit_home() == home:
+                break
+        return path
+
+    def _audit_home(self) -> Path:
+        layout, identity = self.layout, self.audit_identity()
+        if identity is None:
+            return layout.audit_dir
+        home = audit_home(layout, identity)
+        if home is not None:
+            return home
+        if not layout.audit_trace_file.exists():  # removed: the directory is still this run's
+            return layout.audit_dir
+        # the copies are gone and the directory is another run's: a directory of this run's own
+        home = layout.audit_dir / "previous" / f"{layout.stamp}_{layout.run_id}"
+        home.mkdir(parents=True, exist_ok=True)
+        return home

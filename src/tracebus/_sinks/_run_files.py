@@ -84,6 +84,8 @@ class RunFiles:
             layout.trace_file, layout.audit_trace_file, layout.audit_trace_linked
         )
         self._logs = _files_of(layout.log_file, layout.audit_log_file, layout.audit_log_linked)
+        audit_trace = self._traces[-1]  # the link, or the copy of its own
+        self._metadata.audit_identity = lambda: audit_trace.identity
         self._appender = BatchAppender()
         # what prepare() made and write_batch() writes next
         self._trace_chunks: list[bytes] = []
@@ -113,6 +115,12 @@ class RunFiles:
     def metadata(self) -> dict[str, Any] | None:
         """The metadata as last written."""
         return self._metadata.metadata
+
+    @property
+    def metadata_file(self) -> Path:
+        """Where the metadata is: the step's, or under ``previous/`` beside the run's audit
+        copies once a later run of the step moved them (see ``MetadataFile``)."""
+        return self._metadata.path
 
     @property
     def trace_written(self) -> int:
