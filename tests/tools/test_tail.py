@@ -314,3 +314,82 @@ def test_waiting_for_a_run_times_out(tmp_path: Path) -> None:
         f"tracebus tail: waiting for a run to begin in {missing}",
         f"tracebus tail: no run began in {missing} within 0.3s",
     ]
+
+
+# -- blank lines -------------------------------------------------------------------------
+
+APPEND = """
+import json, sys, time
+with open(sys.argv[1], "ab", buffering=0) as out:
+    for line in sys.stdin:
+        text = json.loads(line)
+        if text is None:  # blank lines until stopped
+            while True:
+                out.write(b"\\n  \\n")
+                time.sleep(0.02)
+        out.write(text.encode())
+"""
+
+
+class Appender:
+    """Another process that appends what it is sent to a trace, as it is sent."""
+
+    def __init__(self, trace: Path) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", APPEND, str(trace)], stdin=subprocess.PIPE, text=True
+        )
+
+    def send(self, text: str | None) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(text) + "\n")
+        self.process.stdin.flush()
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait(timeout=WAIT)
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+
+
+def _emptied_trace(tmp_path: Path) -> tuple[Path, list[str]]:
+    """A trace emptied of its run's lines (which are returned), to be written again."""
+    trace = runs.only_trace(runs.success_run(tmp_path / "run"))
+    lines = trace.read_text().splitlines(keepends=True)
+    trace.write_text("")
+    return trace, lines
+
+
+def test_blank_lines_neither_end_a_run_nor_keep_tail_after_its_end(tmp_path: Path) -> None:
+    trace, lines = _emptied_trace(tmp_path)
+    writer = Appender(trace)
+    try:
+        with tail(str(trace), "--check") as follower:
+            writer.send(lines[0] + "\n \n")
+            assert follower.next_line().split()[1] == "workflow_start"
+            writer.send("\n\n\n")  # only blank lines after the last event so far
+            writer.send(lines[1])
+            assert follower.next_line().split()[1] == "node_start"
+            assert follower.process.poll() is None
+            writer.send("".join(lines[2:]) + "\n\n")
+            writer.send(None)  # and blank lines after the end, without end
+            code, rest, err = follower.finish()
+    finally:
+        writer.stop()
+    assert len(rest) == len(lines) - 2
+    assert rest[-1].split()[1:3] == ["workflow_complete", "4"]
+    assert code == 0 and err == ""
+
+
+def test_blank_lines_are_no_news_to_the_timeout(tmp_path: Path) -> None:
+    trace, lines = _emptied_trace(tmp_path)
+    writer = Appender(trace)
+    try:
+        with tail(str(trace), "--timeout", "0.5") as follower:
+            writer.send("".join(lines[:3]))
+            writer.send(None)
+            code, printed, err = follower.finish()
+    finally:
+        writer.stop()
+    assert len(printed) == 3
+    assert code == 1
+    assert err.strip() == "tracebus tail: no new event for 0.5s; the run has not ended"

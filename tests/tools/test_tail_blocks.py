@@ -101,6 +101,30 @@ def test_the_clock_is_local_time_rounded_as_datetime_rounds(tmp_path: Path) -> N
     assert shown[3].endswith(".000")  # rounded up into the next second
 
 
+def test_lines_in_one_millisecond_and_at_its_edges_show_the_clock_datetime_shows(
+    tmp_path: Path,
+) -> None:
+    seed = runs.SeedWriter(tmp_path / "seed", "wf", total_nodes=1)
+    second = 1796195485.0
+    epochs = []
+    for millisecond in (0.0, 0.001, 0.5, 0.998, 0.999):
+        for offset in (0.0, 1e-7, 4.99e-7, 5e-7, 5.01e-7, 1e-6, 2.5e-6, 4e-4, 9.9e-4, 9.994e-4):
+            epochs.append(second + millisecond + offset)
+            epochs.append(second + millisecond + 0.001 - offset)
+    epochs += [2.0**32 - 0.0004995, 2.0**32 + 0.0004995, 2.0**33 + 0.25]
+    for epoch in epochs:
+        line = {"event_type": "node_start", "epoch_seconds": epoch, "node_id": "n"}
+        seed.write(json.dumps(line) + "\n")
+    seed.complete()
+    done = _tail(str(seed.trace))
+    shown = [line.split()[0] for line in done.stdout.splitlines()[1:-1]]
+    expected = []
+    for epoch in epochs:
+        moment = datetime.fromtimestamp(epoch)
+        expected.append(moment.strftime("%H:%M:%S.") + f"{moment.microsecond // 1000:03d}")
+    assert shown == expected
+
+
 def test_a_bad_line_far_into_the_trace_is_named_after_the_lines_before_it(
     tmp_path: Path,
 ) -> None:

@@ -13,7 +13,8 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from functools import cache
-from typing import Annotated, Any, get_args
+from operator import attrgetter
+from typing import Annotated, Any, Generic, TypeVar, get_args
 
 import msgspec
 
@@ -28,6 +29,7 @@ from .._exceptions import TraceFormatError
 from ._reader import MAX_LINE_DEPTH, TornLineHandler, decode_line, refuse_deep, whole_object
 
 BLOCK_BYTES = 1 << 20
+T = TypeVar("T")
 #: A payload absent or null.
 NULL = msgspec.Raw(b"null")
 
@@ -117,7 +119,7 @@ _CheckedLine = msgspec.defstruct(
     gc=False,
 )
 _decode: Callable[[bytes], TraceLine] = msgspec.json.Decoder(_CheckedLine).decode  # type: ignore[assignment]
-_decode_lines: Callable[[bytes], list[TraceLine]] = msgspec.json.Decoder(_CheckedLine).decode_lines  # type: ignore[assignment]
+_event_type = attrgetter("event_type")
 _NOT_BRACKET = bytes(b for b in range(256) if b not in b"[{\n")
 #: A line with more opening brackets than a trace line may nest (on ``data`` less _NOT_BRACKET).
 _MANY_OPENINGS = re.compile(rb"[^\n]{%d}" % (MAX_LINE_DEPTH + 1))
@@ -174,30 +176,85 @@ def iter_blocks(
             return
 
 
+class BlockDecoder(Generic[T]):
+    """Blocks of trace lines decoded into ``struct`` (whose types are the checks), all at
+    once when each line is one object, else line by line; a block that fails anywhere is
+    read again one line at a time by ``checked``, which names the first bad line exactly as
+    ``read_trace`` does. With ``kinds``, a line of an event type not in it is read again by
+    ``checked`` too (tail shows such a line from its dict)."""
+
+    def __init__(
+        self,
+        struct: type[T],
+        checked: Callable[[int, bytes, str | os.PathLike[str]], T],
+        kinds: frozenset[str] | None = None,
+    ) -> None:
+        decoder = msgspec.json.Decoder(struct)
+        self._decode, self._decode_lines = decoder.decode, decoder.decode_lines
+        self._checked = checked
+        self._kinds = kinds
+
+    def block(
+        self, data: bytes, first: int, path: str | os.PathLike[str], scan: tuple[bool, int]
+    ) -> tuple[list[T], TraceFormatError | None]:
+        """The lines of ``data`` (which ends with a newline), the first numbered ``first``,
+        blank ones skipped, given ``scan_block(data)``. Up to the first line that is not a
+        JSON object or breaks the value rules, if one does: then also the error naming it.
+        """
+        too_deep, count = scan
+        if not too_deep:
+            try:
+                if one_object_a_line(data, count):
+                    decoded = self._decode_lines(data)
+                    if len(decoded) == count:
+                        return self._kept(decoded, data, first, path), None
+                else:
+                    lines = data.split(b"\n")
+                    del lines[-1]  # after the last newline
+                    return self._kept(list(map(self._decode, lines)), data, first, path), None
+            except msgspec.DecodeError:
+                pass  # a bad or blank line: read again one by one, for the exact verdict
+        lines = data.split(b"\n")
+        del lines[-1]
+        checked: list[T] = []
+        for offset, raw in enumerate(lines):
+            if raw.strip():
+                try:
+                    checked.append(self._checked(first + offset, raw, path))
+                except TraceFormatError as exc:
+                    return checked, exc
+        return checked, None
+
+    def _kept(
+        self, decoded: list[T], data: bytes, first: int, path: str | os.PathLike[str]
+    ) -> list[T]:
+        """``decoded`` (one per line of ``data``), its lines of other kinds read again."""
+        kinds = self._kinds
+        if kinds is None or kinds.issuperset(map(_event_type, decoded)):
+            return decoded
+        lines = data.split(b"\n")
+        return [
+            line if _event_type(line) in kinds else self._checked(first + index, raw, path)
+            for index, (line, raw) in enumerate(zip(decoded, lines, strict=False))
+        ]
+
+
+def _checked_line(number: int, raw: bytes, path: str | os.PathLike[str]) -> TraceLine:
+    decode_line(number, raw, path)
+    return decode_typed(raw, number, path)
+
+
+_LINES: BlockDecoder[TraceLine] = BlockDecoder(_CheckedLine, _checked_line)  # type: ignore[arg-type]
+
+
 def _block(data: bytes, number: int, path: str | os.PathLike[str]) -> tuple[list[TraceLine], int]:
     """The lines of ``data`` (which ends with a newline), the first numbered ``number``, and
     how many lines it holds."""
-    too_deep, count = scan_block(data)
-    if not too_deep:
-        try:
-            if one_object_a_line(data, count):
-                decoded = _decode_lines(data)
-                if len(decoded) == count:
-                    return decoded, count
-            else:
-                lines = data.split(b"\n")
-                del lines[-1]  # after the last newline
-                return list(map(_decode, lines)), count
-        except msgspec.DecodeError:
-            pass  # a bad or blank line: read again one by one, for the exact verdict
-    lines = data.split(b"\n")
-    del lines[-1]
-    decoded = []
-    for offset, raw in enumerate(lines):
-        if raw.strip():
-            decode_line(number + offset, raw, path)
-            decoded.append(decode_typed(raw, number + offset, path))
-    return decoded, count
+    scan = scan_block(data)
+    decoded, bad = _LINES.block(data, number, path, scan)
+    if bad is not None:
+        raise bad
+    return decoded, scan[1]
 
 
 def scan_block(data: bytes) -> tuple[bool, int]:

@@ -11,7 +11,6 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from operator import attrgetter
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
@@ -19,15 +18,22 @@ import msgspec
 
 from .._exceptions import TraceFormatError
 from ._find import find_trace, latest_trace
-from ._lines import one_object_a_line, scan_block
+from ._lines import BlockDecoder, scan_block
 from ._reader import decode_line
-from ._tail_text import SHOWN_TYPES, Event, ShownFields, TailLine, as_line, format_events, is_known
+from ._tail_text import (
+    SHOWN_TYPES,
+    Event,
+    ShownFields,
+    TailLine,
+    as_line,
+    format_events,
+    plain_json,
+    shown_problem,
+)
 
 _TERMINAL = ("workflow_complete", "workflow_error")
 #: Bytes read from the trace at a time: the lines in them are decoded and printed together.
 READ_BYTES = 1 << 20
-_decode_lines: Callable[[bytes], list[Event]] = msgspec.json.Decoder(TailLine).decode_lines  # type: ignore[assignment]
-_event_type = attrgetter("event_type")
 
 
 @dataclass
@@ -176,66 +182,59 @@ def _follow_trace(
     """Follow ``trace`` until its run ends or the clock expires (None), or, watching
     ``output_dir``, until a newer run begins there: its trace."""
     result.trace = trace
-    ended = False  # the last line read ends the run: the end, unless more follow at once
+    # The last event read ends the run: the end, unless more events follow at once. Blank
+    # lines are no events: they neither end the run, nor keep it going, nor count as news.
+    ended = False
     with open(trace, "rb") as handle:
         appended = AppendedLines(handle)
         while True:
             block = appended.read_block()
-            if block is None:
-                if ended:
-                    return None
-                if output_dir is not None and seen is not None:
-                    newer = _newest_trace(output_dir, seen)
-                    if newer is not None:
-                        clock.news()
-                        return newer
-                if clock.expired():
-                    return None
-                time.sleep(poll)
-                continue
-            clock.news()
-            if block.lines:
+            events: list[Event] = []
+            bad = None
+            if block is not None and block.lines:
                 events, bad = decode_events(block, trace)
-                if events:
-                    ended = _record(result, events)
-                    emit(format_events(events))
-                if bad is not None:
-                    raise bad
+            if events:
+                clock.news()
+                ended = _record(result, events)
+                assert block is not None
+                emit(format_events(events, plain_json(block.data)))
+            if bad is not None:
+                raise bad
+            if events:
+                continue
+            if ended:
+                return None
+            if block is None and output_dir is not None and seen is not None:
+                newer = _newest_trace(output_dir, seen)
+                if newer is not None:
+                    clock.news()
+                    return newer
+            if clock.expired():
+                return None
+            if block is None:
+                time.sleep(poll)
 
 
 def decode_events(
     block: Block, path: str | os.PathLike[str]
 ) -> tuple[list[Event], TraceFormatError | None]:
     """The block's lines, blank ones skipped: TailLines, but dicts for event types
-    ``format_event`` does not know. Up to the first line that is not a JSON object or breaks
-    the value rules, if one does: then also the error that names it, exactly as
-    ``read_trace`` would.
+    ``format_event`` does not know. Up to the first line that is not a JSON object, breaks
+    the value rules or holds a field its line cannot show (``shown_problem``), if one does:
+    then also the error that names it, as ``read_trace`` would.
     """
-    first, data, count = block.first, block.data, block.lines
-    if not block.too_deep and one_object_a_line(data, count):
-        try:
-            lines = _decode_lines(data)
-        except msgspec.DecodeError:
-            pass  # a bad line: read again one by one, for the exact verdict
-        else:
-            if len(lines) == count:
-                if SHOWN_TYPES.issuperset(map(_event_type, lines)):
-                    return lines, None
-                raws = data.split(b"\n")
-                return [
-                    line if is_known(line) else decode_line(first + index, raws[index], path)
-                    for index, line in enumerate(lines)
-                ], None
-    events: list[Event] = []
-    raws = data.split(b"\n")
-    del raws[-1]  # after the last newline
-    for index, raw in enumerate(raws):
-        if raw.strip():
-            try:
-                events.append(decode_line(first + index, raw, path))
-            except TraceFormatError as exc:
-                return events, exc
-    return events, None
+    return _TAIL_LINES.block(block.data, block.first, path, (block.too_deep, block.lines))
+
+
+def _checked(number: int, raw: bytes, path: str | os.PathLike[str]) -> Event:
+    event = decode_line(number, raw, path)
+    problem = shown_problem(event)
+    if problem is not None:
+        raise TraceFormatError(f"{os.fspath(path)}:{number}: {problem}")
+    return event
+
+
+_TAIL_LINES: BlockDecoder[Event] = BlockDecoder(TailLine, _checked, SHOWN_TYPES)
 
 
 class Block(NamedTuple):
@@ -296,7 +295,7 @@ def _record(result: TailResult, events: list[Event]) -> bool:
     result.events += len(events)
     kind = None
     for event in events:
-        line = event if isinstance(event, ShownFields) else as_line(event)
+        line = event if type(event) is TailLine else as_line(event)
         kind = line.event_type
         if kind in _STANDING:
             _stand(result, kind, line)

@@ -13,7 +13,7 @@ import json
 import math
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -24,56 +24,65 @@ from ._lines import line_types
 _WIDTH = len("workflow_complete")
 _LOUD = frozenset({"node_failure", "workflow_error", "encode_error"})
 _UNSET: Any = msgspec.UNSET
-_decode_payload = msgspec.json.Decoder().decode
 #: The characters that ``printable`` leaves as they are, and a newline.
 _PLAIN = bytes(range(0x20, 0x7F)) + b"\n"
 _MILLISECONDS = tuple(f"{n:03d}" for n in range(1000))
 _SECONDS: dict[float, str] = {}
+#: Seconds kept off a millisecond's edges by the spans of ``_clock_span``: an epoch below
+#: 2**32 and a sum with it are exact to under a microsecond, so an epoch in the span rounds
+#: to a microsecond of that millisecond.
+_MARGIN = 2e-6
 _modf = math.modf
 
 
-class ShownFields(msgspec.Struct, gc=False):
-    """The fields a line shows, named for the type checker: ``TailLine`` types them all."""
+class ShownFields(Protocol):
+    """The fields a line shows, named for the type checker: ``TailLine`` has them all (a
+    test checks it), typed by ``line_types()``."""
 
-    event_type: Any = _UNSET
-    epoch_seconds: Any = _UNSET
-    timestamp: Any = _UNSET
-    workflow_id: Any = _UNSET
-    run_id: Any = _UNSET
-    total_nodes: Any = _UNSET
-    node_id: Any = _UNSET
-    node_index: Any = _UNSET
-    duration_seconds: Any = _UNSET
-    cost_usd: Any = _UNSET
-    output_hash: Any = _UNSET
-    error: Any = _UNSET
-    reason: Any = _UNSET
-    attempt: Any = _UNSET
-    delay_seconds: Any = _UNSET
-    message: Any = _UNSET
-    fields: Any = _UNSET
-    level: Any = _UNSET
-    logger: Any = _UNSET
-    exception: Any = _UNSET
-    model: Any = _UNSET
-    input_tokens: Any = _UNSET
-    output_tokens: Any = _UNSET
-    counters: Any = _UNSET
-    cumulative_cost_usd: Any = _UNSET
-    nodes_completed: Any = _UNSET
-    nodes_failed: Any = _UNSET
-    nodes_skipped: Any = _UNSET
-    total_time_seconds: Any = _UNSET
-    failed_event_type: Any = _UNSET
+    event_type: Any
+    epoch_seconds: Any
+    timestamp: Any
+    workflow_id: Any
+    run_id: Any
+    total_nodes: Any
+    node_id: Any
+    node_index: Any
+    duration_seconds: Any
+    cost_usd: Any
+    output_hash: Any
+    error: Any
+    reason: Any
+    attempt: Any
+    delay_seconds: Any
+    message: Any
+    fields: Any
+    level: Any
+    logger: Any
+    exception: Any
+    model: Any
+    input_tokens: Any
+    output_tokens: Any
+    counters: Any
+    cumulative_cost_usd: Any
+    nodes_completed: Any
+    nodes_failed: Any
+    nodes_skipped: Any
+    total_time_seconds: Any
+    failed_event_type: Any
 
 
+#: Fields that the value rules take as any payload but a line shows as an object's items.
+_OBJECTS = frozenset({"counters"})
+#: Its fields in the order the writer writes them: the decoder finds each key at once.
 TailLine: type[ShownFields] = msgspec.defstruct(  # type: ignore[assignment]
     "TailLine",
-    [(name, kind | msgspec.UnsetType, msgspec.UNSET) for name, kind in line_types().items()],
-    bases=(ShownFields,),
+    [
+        (name, (dict[str, Any] | None if name in _OBJECTS else kind) | msgspec.UnsetType, _UNSET)
+        for name, kind in line_types().items()
+    ],
     gc=False,
 )
-_NAMES = frozenset(TailLine.__struct_fields__)
+_NAMES = frozenset(line_types())
 
 #: A trace line as a TailLine, or as a dict.
 Event = ShownFields | Mapping[str, Any]
@@ -86,28 +95,52 @@ def format_event(event: Event) -> str:
     return printable(_unescaped(event))
 
 
-def format_events(events: list[Event]) -> str:
-    """The lines of ``events`` (``format_event``'s), each ending with a newline."""
-    lines = list(map(_unescaped, events))
+def format_events(events: list[Event], plain: bool = False) -> str:
+    """The lines of ``events`` (``format_event``'s), each ending with a newline. With
+    ``plain``, the caller vouches that every text in the events is printable ASCII
+    (``plain_json``): the lines are not searched for characters to escape."""
+    lines: list[str] = []
+    append, what_of, labels, struct = lines.append, _WHAT.get, _LABELS, TailLine
+    start = end = 0.0  # the clock text of the last line shows every epoch in [start, end)
+    clock = ""
+    for event in events:
+        line = event if type(event) is struct else as_line(event)
+        kind = line.event_type
+        what = what_of(kind)
+        if what is None:
+            append(_unknown(event, line))
+            continue
+        epoch = line.epoch_seconds
+        if type(epoch) is not float or not start <= epoch < end:
+            clock, start, end = _clock_span(line)
+        append(f"{clock}  {labels[kind]}  {what(line)}".rstrip())
     text = "\n".join(lines) + "\n" if lines else ""
     # one check of the whole text spares a check of each line, in the usual case
-    if text.isascii() and not text.encode("ascii").translate(None, _PLAIN):
+    if plain or (text.isascii() and not text.encode("ascii").translate(None, _PLAIN)):
         return text
     return "".join(printable(line) + "\n" for line in lines)
 
 
+def plain_json(data: bytes) -> bool:
+    """Whether every text that JSON ``data`` decodes to is printable ASCII: no escape, no
+    byte past ASCII, no DEL (JSON has no raw control character in a string)."""
+    return data.isascii() and b"\\" not in data and b"\x7f" not in data
+
+
 def _unescaped(event: Event) -> str:
-    line = event if isinstance(event, ShownFields) else as_line(event)
-    kind = line.event_type
-    what = _WHAT.get(kind)
-    if what is not None:
-        text = what(line)
-    else:
-        assert isinstance(event, Mapping), "only a dict holds an unknown event's fields"
-        kind = str(_given(kind, "?"))
-        text = _json({k: v for k, v in event.items() if k not in COMMON_FIELDS})
-    label = _LABELS.get(kind) or _label(kind)
-    return f"{_clock(line)}  {label}  {text}".rstrip()
+    line = as_line(event)
+    what = _WHAT.get(line.event_type)
+    if what is None:
+        return _unknown(event, line)
+    return f"{_clock_span(line)[0]}  {_LABELS[line.event_type]}  {what(line)}".rstrip()
+
+
+def _unknown(event: Event, line: ShownFields) -> str:
+    """The line of an event of a type without a line of its own: its fields as JSON."""
+    assert isinstance(event, Mapping), "only a dict holds an unknown event's fields"
+    kind = str(_given(line.event_type, "?"))
+    text = _json({k: v for k, v in event.items() if k not in COMMON_FIELDS})
+    return f"{_clock_span(line)[0]}  {_label(kind)}  {text}".rstrip()
 
 
 def _label(kind: str) -> str:
@@ -117,9 +150,21 @@ def _label(kind: str) -> str:
 
 def as_line(event: Event) -> ShownFields:
     """The event as a TailLine (a dict's fields that no event type has are left out)."""
-    if isinstance(event, ShownFields):
+    if not isinstance(event, Mapping):
         return event
     return TailLine(**{name: value for name, value in event.items() if name in _NAMES})
+
+
+def shown_problem(event: Mapping[str, Any]) -> str | None:
+    """What keeps a line that the value rules accept from being shown field by field (a
+    payload its line shows as an object's items that is not an object), or None."""
+    if event.get("event_type") not in _WHAT:
+        return None
+    for name in _OBJECTS:
+        value = event.get(name)
+        if value is not None and not isinstance(value, dict):
+            return f"{name} is not an object"
+    return None
 
 
 def is_known(event: Event) -> bool:
@@ -133,20 +178,29 @@ def _workflow_start(e: ShownFields) -> str:
 
 
 def _node_start(e: ShownFields) -> str:
+    node = e.node_id
+    if type(node) is not str:
+        node = str(_given(node, ""))
     index = e.node_index
     if index is None or index is _UNSET:
-        return _node(e)
-    return f"{_node(e)} [{index}]"
+        return node
+    return f"{node} [{index}]"
 
 
 def _node_success(e: ShownFields) -> str:
-    parts = [_node(e), _duration(e.duration_seconds)]
+    # the helpers written out: this is most of a run's lines
+    node = e.node_id
+    if type(node) is not str:
+        node = str(_given(node, ""))
+    seconds = e.duration_seconds
+    if type(seconds) is float or type(seconds) is int:
+        took = f"{seconds * 1000:.1f}ms" if seconds < 1 else f"{seconds:.2f}s"
+    else:
+        took = ""
     cost = e.cost_usd
-    if (type(cost) is float or type(cost) is int) and cost > 0:
-        parts.append(f"${cost:.6f}")
-    if e.output_hash:
-        parts.append(f"hash {e.output_hash}")
-    return " ".join(filter(None, parts))
+    spent = f"${cost:.6f}" if (type(cost) is float or type(cost) is int) and cost > 0 else ""
+    hashed = e.output_hash
+    return " ".join(filter(None, (node, took, spent, f"hash {hashed}" if hashed else "")))
 
 
 def _node_failure(e: ShownFields) -> str:
@@ -180,9 +234,8 @@ def _log(e: ShownFields) -> str:
 def _usage(e: ShownFields) -> str:
     parts = [f"{_given(e.input_tokens, 0)} in", f"{_given(e.output_tokens, 0)} out"]
     counters = e.counters
-    if type(counters) is msgspec.Raw:
-        counters = _decode_payload(counters)
-    parts += [f"{n} {name}" for name, n in sorted((counters or {}).items())]
+    if isinstance(counters, dict):  # else refused by shown_problem, where it is asked
+        parts += [f"{n} {name}" for name, n in sorted(counters.items())]
     spent = f", ${e.cost_usd:.6f}" if _positive(e.cost_usd) else ""
     return f"{_owner(e)}{_given(e.model, '?')}: {', '.join(parts)} tokens{spent}"
 
@@ -238,7 +291,10 @@ def _owner(e: ShownFields) -> str:
     return f"[{e.node_id}] " if e.node_id else ""
 
 
-def _clock(line: ShownFields) -> str:
+def _clock_span(line: ShownFields) -> tuple[str, float, float]:
+    """``HH:MM:SS.mmm`` of the line's epoch (else its timestamp), and the span of epochs
+    that show the same: within its millisecond, by a margin above the float error of an
+    epoch below 2**32 (none for the others, and for a timestamp)."""
     epoch = line.epoch_seconds
     if type(epoch) is float or type(epoch) is int:
         try:
@@ -246,15 +302,20 @@ def _clock(line: ShownFields) -> str:
             fraction, whole = _modf(epoch)
             micro = round(fraction * 1e6)
         except (OverflowError, ValueError):
-            return str(_given(line.timestamp, "?"))
+            return str(_given(line.timestamp, "?")), 0.0, 0.0
         if micro >= 1_000_000:
             whole, micro = whole + 1, micro - 1_000_000
         elif micro < 0:
             whole, micro = whole - 1, micro + 1_000_000
         second = _SECONDS.get(whole) or _second(whole)
         if second is not None:
-            return second + _MILLISECONDS[micro // 1000]
-    return str(_given(line.timestamp, "?"))
+            millisecond = micro // 1000
+            clock = second + _MILLISECONDS[millisecond]
+            if not 0 <= whole < 2**32:
+                return clock, 0.0, 0.0
+            low = whole + millisecond / 1000
+            return clock, low + _MARGIN, low + (0.001 - _MARGIN)
+    return str(_given(line.timestamp, "?")), 0.0, 0.0
 
 
 def _second(whole: float) -> str | None:
