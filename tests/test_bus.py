@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Literal
 
 import anyio
 import anyio.lowlevel
@@ -9,7 +12,7 @@ import pytest
 
 import tracebus
 from tests.conftest import GatedSink, note
-from tracebus import EventBus, Note
+from tracebus import Event, EventBus, Note
 from tracebus.testing import CapturingSink
 
 pytestmark = pytest.mark.anyio
@@ -254,3 +257,131 @@ async def test_block_is_the_default_and_raise_its_earlier_spelling(overflow: str
             sink.gate.set()
     assert [e.message for e in sink.of_type(Note)] == ["0", "1", "3"]
     assert bus.statistics().dropped == 0
+
+
+# -- a thread's emit racing the close ------------------------------------------------------
+
+
+class HeldAppend(deque[Event]):
+    """A queue's deque that holds the thread appending ``target``, just ``before`` or
+    ``after`` the append itself, until ``release`` is set: the GIL switch at the worst
+    moment, made to happen."""
+
+    def __init__(self, target: Event, hold: Literal["before", "after"]) -> None:
+        super().__init__()
+        self.target, self.hold = target, hold
+        self.arrived, self.release = threading.Event(), threading.Event()
+
+    def append(self, event: Event) -> None:
+        if event is self.target and self.hold == "before":
+            self._wait()
+        super().append(event)
+        if event is self.target and self.hold == "after":
+            self._wait()
+
+    def _wait(self) -> None:
+        self.arrived.set()
+        self.release.wait()
+
+
+def held_bus(sink: CapturingSink, target: Event, hold: Literal["before", "after"]) -> EventBus:
+    bus = EventBus([sink])
+    bus._queue.items = HeldAppend(target, hold)
+    return bus
+
+
+def held(bus: EventBus) -> HeldAppend:
+    items = bus._queue.items
+    assert isinstance(items, HeldAppend)
+    return items
+
+
+def producer(
+    bus: EventBus, event: Event, errors: list[Exception], returned: threading.Event | None = None
+) -> Callable[[], None]:
+    def produce() -> None:
+        try:
+            bus.emit_from_thread(event)
+        except tracebus.BusClosedError as exc:
+            errors.append(exc)
+        finally:
+            if returned is not None:
+                returned.set()
+
+    return produce
+
+
+CLOSED = "the bus is closed; the event was not accepted"
+
+
+async def test_a_thread_append_after_the_writers_last_take_is_refused() -> None:
+    sink, late = CapturingSink(), note(1)
+    bus = held_bus(sink, late, "before")
+    errors: list[Exception] = []
+    async with anyio.create_task_group() as tg:
+        async with bus:
+            await bus.emit(note(0))
+            tg.start_soon(anyio.to_thread.run_sync, producer(bus, late, errors))
+            await anyio.to_thread.run_sync(held(bus).arrived.wait)
+        # the bus closed and its writer ended while the thread was about to append
+        held(bus).release.set()
+    assert [str(exc) for exc in errors] == [CLOSED]
+    assert [e.message for e in sink.of_type(Note)] == ["0"]
+    assert bus.statistics().queued == 0
+
+
+async def test_a_thread_event_queued_behind_the_closers_last_is_refused() -> None:
+    sink, late = GatedSink(), note(1)
+    bus, returned = held_bus(sink, late, "before"), threading.Event()
+    errors: list[Exception] = []
+    async with anyio.create_task_group() as tg:
+        async with bus:
+            await bus.emit(note(0))
+            await sink.entered.wait()  # the writer is held, writing
+            tg.start_soon(anyio.to_thread.run_sync, producer(bus, late, errors, returned))
+            await anyio.to_thread.run_sync(held(bus).arrived.wait)
+            tg.start_soon(bus.aclose, note(99))
+            await anyio.wait_all_tasks_blocked()  # closed, with 99 queued
+            assert bus.closed
+            held(bus).release.set()
+            await anyio.to_thread.run_sync(returned.wait)  # while the writer is still held
+            sink.gate.set()
+    assert [str(exc) for exc in errors] == [CLOSED]
+    assert [e.message for e in sink.of_type(Note)] == ["0", "99"]
+    assert bus.statistics().queued == 0
+
+
+async def test_a_thread_event_queued_before_the_close_is_written_before_the_last() -> None:
+    sink, early = GatedSink(), note(1)
+    bus, returned = held_bus(sink, early, "after"), threading.Event()
+    errors: list[Exception] = []
+    async with anyio.create_task_group() as tg:
+        async with bus:
+            await bus.emit(note(0))
+            await sink.entered.wait()
+            tg.start_soon(anyio.to_thread.run_sync, producer(bus, early, errors, returned))
+            await anyio.to_thread.run_sync(held(bus).arrived.wait)  # appended, not yet back
+            tg.start_soon(bus.aclose, note(99))
+            await anyio.wait_all_tasks_blocked()
+            assert bus.closed
+            held(bus).release.set()
+            await anyio.to_thread.run_sync(returned.wait)
+            sink.gate.set()
+    assert errors == []
+    assert [e.message for e in sink.of_type(Note)] == ["0", "1", "99"]
+
+
+async def test_a_thread_event_the_writer_took_before_the_close_stays_accepted() -> None:
+    sink, early = CapturingSink(), note(1)
+    bus = held_bus(sink, early, "after")
+    errors: list[Exception] = []
+    async with anyio.create_task_group() as tg:
+        async with bus:
+            tg.start_soon(anyio.to_thread.run_sync, producer(bus, early, errors))
+            await anyio.to_thread.run_sync(held(bus).arrived.wait)  # appended, not yet back
+            await bus.emit(note(2))  # wakes the writer, which takes both
+            await bus.wait_drained()
+            await bus.aclose(note(99))
+        held(bus).release.set()
+    assert errors == []
+    assert [e.message for e in sink.of_type(Note)] == ["1", "2", "99"]

@@ -335,3 +335,55 @@ def test_flush_from_a_thread_writes_what_other_threads_emitted(out: Path, quiet:
             obs.note("round", k=round_)
             obs.flush()
             assert len(trace_of(obs.trace_file)) == 1 + 400 + round_ + 1
+
+
+REFUSALS = {
+    "the observer is closed; the event was not accepted",
+    "the bus is closed; the event was not accepted",
+}
+
+
+def _race_a_close(out: Path, quiet: Quiet, threads: int) -> None:
+    """``threads`` threads emit until refused while the observer closes; checks the trace."""
+    accepted: list[int] = [0] * threads
+    refused: list[BaseException | None] = [None] * threads
+    started = threading.Barrier(threads + 1)
+    warm = threading.Event()
+    obs = quiet.SyncObserver("wf", out)
+
+    def produce(thread: int) -> None:
+        started.wait()
+        try:
+            while True:
+                obs.note("tick", thread=thread, k=accepted[thread])
+                accepted[thread] += 1  # only once the call returned
+                if accepted[thread] == 50:
+                    warm.set()
+        except Exception as exc:  # noqa: BLE001 - asserted below
+            refused[thread] = exc
+
+    workers = [threading.Thread(target=produce, args=(t,)) for t in range(threads)]
+    for worker in workers:
+        worker.start()
+    started.wait()
+    warm.wait()
+    obs.close()
+    for worker in workers:
+        worker.join()
+    for exc in refused:
+        assert isinstance(exc, tracebus.BusClosedError) and str(exc) in REFUSALS
+    trace = trace_of(obs.trace_file)
+    assert trace[-1]["event_type"] == "workflow_complete"
+    assert [e["event_type"] for e in trace].count("workflow_complete") == 1
+    ticks = [e for e in trace if e["event_type"] == "note"]
+    for thread in range(threads):
+        mine = [e["fields"]["k"] for e in ticks if e["fields"]["thread"] == thread]
+        assert mine == list(range(accepted[thread]))
+    assert metadata_of(obs.metadata_file)["events_written"] == len(trace)
+
+
+def test_close_racing_eight_threads_keeps_every_returned_event_before_the_end(
+    out: Path, quiet: Quiet
+) -> None:
+    for round_ in range(6):
+        _race_a_close(out / str(round_), quiet, threads=8)

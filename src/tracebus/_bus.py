@@ -186,8 +186,11 @@ class EventBus:
         """The sinks that failed so far: name -> (events lost, first error)."""
         return self._writer.failures
 
-    async def aclose(self) -> None:
+    async def aclose(self, last: Event | None = None) -> None:
         """Stop accepting events, let the writer drain, close the sinks. Idempotent.
+
+        ``last`` (a run's terminal event) is queued in the same step as the close, whatever
+        the room: an event a thread emits meanwhile is written before it or refused.
 
         Raises CloseTimeoutError if the writer could not drain within the bus's
         ``close_timeout``, and SinkError if a sink failed while running.
@@ -196,7 +199,7 @@ class EventBus:
             return
         self._closing = True
         self._writer.feeds_deadline = anyio.current_time() + self._close_timeout / 2
-        self._queue.close()
+        self._queue.close(last)
         deadline = self._close_timeout
         with anyio.move_on_after(deadline):
             await self._writer.finished.wait()

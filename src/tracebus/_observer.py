@@ -153,6 +153,7 @@ class Observer(AsyncEventMethods):
     ) -> None:
         self._capture.stop()
         bus = self._require_bus()
+        terminal: Event | None = None
         try:
             if not self._finished:
                 self._finished = True
@@ -161,11 +162,14 @@ class Observer(AsyncEventMethods):
                     if exc is None
                     else self._events.workflow_error(describe(exc))
                 )
-                with anyio.CancelScope(shield=True):
-                    await bus.emit(terminal)
         finally:
             try:
-                await bus.__aexit__(exc_type, exc, tb)
+                try:
+                    # queued as the queue closes: no thread's event lands after it
+                    with anyio.CancelScope(shield=True):
+                        await bus.aclose(terminal)
+                finally:
+                    await bus.__aexit__(exc_type, exc, tb)
             except TracebusError as failure:
                 if exc is None:
                     raise

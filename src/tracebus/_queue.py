@@ -10,6 +10,13 @@ On a loop of its own, whose producers are threads (a sync observer's), the consu
 between two batches while it keeps up (see ``pace``): each batch costs its thread a wake-up
 and GIL hand-offs that the producer threads wait through, so fewer, larger batches cost them
 less.
+
+Closing races the producer threads, which take no lock: one may pass the "not closed" check
+just before the close and append just after it. So a producer looks at ``closed`` again after
+its append, and only then (a rare path) takes the close lock to settle its event: once closed,
+the writer takes under that lock, and stops at the closer's last event (the run's terminal
+one, see ``close``). An event still queued behind that last event, or after the writer's last
+take, is taken back and refused (BusClosedError); any other was, or will be, taken in order.
 """
 
 from __future__ import annotations
@@ -57,9 +64,14 @@ class EventQueue:
         self.taken = 0
         self.dropped = 0
         self._drop_lock = threading.Lock()
+        self._close_lock = threading.Lock()  # once closed: the writer's takes, settle()
+        self._last: Event | None = None  # the closer's last event, until the writer takes it
+        self._ended = False  # the writer took its last event: what is still queued is refused
         self._loop_thread = 0
         self._call_soon: Callable[[Callable[[], object]], object] | None = None
         self._idle = False
+        # closed or _idle: what a producer must look at after its append (one read for both)
+        self._notice = True
         self._wake_pending = False
         self._pace = 0.0
         self._pacing = False
@@ -83,6 +95,7 @@ class EventQueue:
         self._loop_thread = threading.get_ident()
         self._opened = True
         self.closed = False
+        self._notice = False
         self._call_soon = threadsafe_caller()
         self._pace = THREAD_PACE if on_private_loop() else 0.0
         _open_queues.add(self)
@@ -91,6 +104,9 @@ class EventQueue:
         """In a forked child: refuse every event, for the writer is the parent's."""
         self._forked_from = self._pid
         self.closed = True
+        self._notice = True
+        self._ended = True
+        self._close_lock = threading.Lock()
         self._call_soon = None
         self._thread_space = threading.Condition()  # a parent's thread may have held it
 
@@ -128,7 +144,12 @@ class EventQueue:
             with self._drop_lock:
                 self.dropped += 1
             return
-        self._append(event)
+        self.items.append(event)
+        if self._notice:
+            try:
+                self._noticed(event)
+            except BusClosedError:
+                pass  # ignored, as it would have been had it come after the close
 
     def offer(self, event: Event) -> bool:
         """Enqueue if there is room and say so; raise BusClosedError when closed."""
@@ -139,8 +160,8 @@ class EventQueue:
             return False
         # _append, inlined: this is every awaited call's path
         items.append(event)
-        if self._idle:
-            self._wake()
+        if self._notice:
+            self._noticed(event)
         return True
 
     async def put(self, event: Event) -> None:
@@ -167,8 +188,8 @@ class EventQueue:
         if len(items) < self.capacity and not self.closed:
             # _append, inlined: this is every call's path from a thread while there is room
             items.append(event)
-            if self._idle:
-                self._wake()
+            if self._notice:
+                self._noticed(event)
             return
         if not self.closed:
             self.hurry()  # full: the writer's pause, if it pauses, is over
@@ -201,16 +222,45 @@ class EventQueue:
 
     def _append(self, event: Event) -> None:
         self.items.append(event)
-        # Order matters: append first, then look at _idle (the writer sets _idle, then looks
-        # at the queue), so either we wake it or it sees the event.
-        if self._idle:
+        if self._notice:
+            self._noticed(event)
+
+    def _noticed(self, event: Event) -> None:
+        """After the append of ``event``, the queue was closed or its writer idle.
+
+        Order matters: append first, then look at closed (see settle) and _idle (the writer
+        sets _idle, then looks at the queue), so either we wake it or it sees the event."""
+        if self.closed:
+            self._settle(event)
+        elif self._idle:
             self._wake()
+
+    def _settle(self, event: Event) -> None:
+        """The queue closed around a producer's append of ``event``: leave it if the writer
+        takes it before the closer's last event, else take it back and raise BusClosedError.
+        Runs on the producer's thread, after it saw ``closed`` following its append."""
+        with self._close_lock:
+            items, last = self.items, self._last
+            queued = list(items)  # one C call: atomic under the GIL, unlike a Python loop
+            before_last = True
+            for index, other in enumerate(queued):
+                if other is event:
+                    if before_last and not self._ended:
+                        return  # the writer takes it, in order
+                    # the writer pops from the left under this lock, and producers append
+                    # on the right: the index still holds
+                    del items[index]
+                    raise self._refusal()
+                if other is last:
+                    before_last = False
+            # taken by the writer, in order (before the closer's last event)
 
     def _wake(self) -> None:
         """Wake the idle writer: once per idle period (the producers that follow are spared
         it), through the loop's thread-safe call from another thread."""
         if threading.get_ident() == self._loop_thread:
             self._idle = False
+            self._notice = self.closed
             self._wakeup.set()
         elif not self._wake_pending and self._call_soon is not None:
             self._wake_pending = True
@@ -225,22 +275,46 @@ class EventQueue:
         step at a time, and waking every waiting producer for each step's few free places
         would cost more than the steps."""
         items = self.items
-        batch = [items.popleft() for _ in range(min(limit, len(items)))]
+        if self.closed:  # closed on this (the loop's) thread: stays so through this call
+            batch = self._take_closed(limit)
+        else:
+            batch = [items.popleft() for _ in range(min(limit, len(items)))]
         if batch:
             self.taken += len(batch)
             if len(items) <= self._resume_at:
                 self._release_waiters()
         return batch
 
+    def _take_closed(self, limit: int) -> list[Event]:
+        """``take`` once closed: under the close lock (see settle), up to the closer's last
+        event, or until the queue is empty when the closer gave none."""
+        with self._close_lock:
+            if self._ended:
+                return []
+            items, last = self.items, self._last
+            batch: list[Event] = []
+            while items and len(batch) < limit:
+                event = items.popleft()
+                batch.append(event)
+                if event is last:
+                    self._ended = True
+                    self._last = None
+                    break
+            if not items and last is None:
+                self._ended = True
+            return batch
+
     async def wait_for_events(self) -> None:
         """Sleep until an event is queued or the queue is closed (writer only)."""
         self._wakeup = anyio.Event()
         self._idle = True
+        self._notice = True  # after _idle: a producer that sees it sees _idle
         try:
             if not self.items and not self.closed:
                 await self._wakeup.wait()
         finally:
             self._idle = False
+            self._notice = self.closed  # closed only on this thread: no race
             self._wake_pending = False
 
     async def pace(self) -> None:
@@ -276,11 +350,26 @@ class EventQueue:
             except RuntimeError:  # the loop is gone
                 pass
 
-    def close(self) -> None:
-        """Refuse new events; wake the writer and every waiting producer."""
-        self.closed = True
+    def close(self, last: Event | None = None) -> None:
+        """Refuse new events, queueing ``last`` (a run's terminal event) as the last one the
+        writer takes, whatever the room; wake the writer and every waiting producer. ``last``
+        is ignored once closed. Loop thread only."""
+        with self._close_lock:
+            if last is not None and not self.closed:
+                # closed first: a producer that appends after ``last`` then sees it closed
+                self.closed = self._notice = True
+                self._last = last
+                self.items.append(last)
+            self.closed = self._notice = True
         self._wakeup.set()
         self._release_waiters()
+
+    def finish(self) -> None:
+        """The consumer stopped (drained, or abandoned at a close deadline): close, and refuse
+        what is still queued as well as what comes (see settle). Loop thread only."""
+        self.close()
+        with self._close_lock:
+            self._ended = True
 
     def _release_waiters(self) -> None:
         if self._async_waiters:

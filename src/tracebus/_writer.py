@@ -208,7 +208,7 @@ class Writer:
                     with anyio.CancelScope(shield=True):
                         await self._close_feeds(self._feed_seconds_left())
         finally:
-            self._queue.close()  # had the writer stopped early, producers must not wait on it
+            self._queue.finish()  # had the writer stopped early, producers must not wait on it
             await self._finish()
 
     def _feed_seconds_left(self) -> float:

@@ -156,6 +156,7 @@ class RemoteObserver(AsyncEventMethods):
             with anyio.CancelScope(shield=True):
                 # close_timeout bounds the whole close, waiting for room for the end included
                 deadline = anyio.current_time() + self._delivery.close_timeout
+                terminal: Event | None = None
                 if not self.join and not self._finished and not self._queue.closed:
                     self._finished = True
                     terminal = (
@@ -163,12 +164,9 @@ class RemoteObserver(AsyncEventMethods):
                         if exc is None
                         else self._events.workflow_error(describe(exc))
                     )
-                    with anyio.move_on_after(self._delivery.close_timeout) as waited:
-                        await self._queue.put(terminal)
-                    if waited.cancelled_caught:
-                        self._delivery.not_sent(1)
                 try:
-                    await self._delivery.aclose(deadline)
+                    # queued as the queue closes: no thread's event lands after it
+                    await self._delivery.aclose(deadline, terminal)
                 except TracebusError as failure:
                     if exc is None:
                         raise

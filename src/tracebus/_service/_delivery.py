@@ -137,18 +137,15 @@ class Delivery:
                 link = None if self.failure is not None else await self._reconnect()
             await self._discard()
 
-    def not_sent(self, count: int) -> None:
-        """``count`` events were never queued (no room before the close deadline)."""
-        self.undelivered += count
-
-    async def aclose(self, deadline: float | None = None) -> None:
-        """Refuse new events, wait until ``deadline`` (default: ``close_timeout`` seconds from
+    async def aclose(self, deadline: float | None = None, last: Event | None = None) -> None:
+        """Refuse new events (queueing ``last``, a run's terminal event, as the last one; see
+        EventQueue.close), wait until ``deadline`` (default: ``close_timeout`` seconds from
         now) for everything to be settled, then stop.
 
         Raises DeliveryError when events were rejected, dropped or not delivered.
         """
         queue = self.queue
-        queue.close()
+        queue.close(last)
         timeout = self.close_timeout
         if deadline is None:
             deadline = anyio.current_time() + timeout
