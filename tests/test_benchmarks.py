@@ -272,3 +272,18 @@ def test_each_part_the_instructions_benchmark_counts_runs(tmp_path: Path) -> Non
             "--out", str(tmp_path / part),
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
+
+
+def test_the_steps_benchmark_times_every_writer_step(tmp_path: Path) -> None:
+    results = tmp_path / "steps.json"
+    done = _bench(
+        "steps.py", "--nodes", "300", "--rounds", "1", "--sustained", "2000",
+        "--results", str(results),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(results.read_text())
+    for run in (*report["workflow"], report["sustained"]):
+        assert run["writer_steps"] > 0
+        assert sum(run["histogram_ms"].values()) == run["writer_steps"]
+        assert run["writer_p50_ms"] <= run["writer_p99_ms"] <= run["writer_max_ms"]
+    assert "writer steps" in done.stdout

@@ -204,3 +204,65 @@ async def test_a_prepare_that_fails_loses_its_step_and_is_reported_by_the_sinks_
             await bus.emit(note(2))
     assert [e.message for e in other.of_type(Note)] == ["0", "2"]
     assert "refusing" in str(raised.value) and "cannot prepare boom" in str(raised.value)
+
+
+class InParts(CapturingSink):
+    """Prepares each step in three parts, recording how far a task on the same loop got by
+    then; a part fails on a note saying so."""
+
+    name = "in parts"
+
+    def __init__(self, progress: list[int]) -> None:
+        super().__init__()
+        self.parts_left = 0
+        self.seen_at_parts: list[int] = []
+        self._progress = progress
+        self._failing = False
+
+    def prepare(self, events: list[Event]) -> list[Event]:
+        self.parts_left = 3
+        self._failing = any(getattr(e, "message", "") == "fail" for e in events)
+        return events
+
+    def prepare_more(self) -> bool:
+        if not self.parts_left:
+            return False
+        self.parts_left -= 1
+        self.seen_at_parts.append(self._progress[0])
+        if self._failing and not self.parts_left:
+            raise ValueError("cannot finish the step")
+        return True
+
+    async def write_batch(self, events: Sequence[Event]) -> None:
+        assert not self.parts_left, "written before its parts were prepared"
+        await super().write_batch(events)
+
+
+async def test_a_step_prepared_in_parts_lets_the_loop_run_between_them() -> None:
+    progress = [0]
+    sink, other = InParts(progress), CapturingSink()
+    done = anyio.Event()
+
+    async def ticker() -> None:
+        while not done.is_set():
+            progress[0] += 1
+            await anyio.lowlevel.checkpoint()
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(ticker)
+        with pytest.raises(tracebus.SinkError) as raised:
+            async with EventBus([sink, other]) as bus:
+                await bus.emit(note(0))
+                await bus.wait_drained()
+                await bus.emit(
+                    Note(epoch_seconds=1.0, pid=1, workflow_id="w", run_id="r", message="fail")
+                )
+                await bus.wait_drained()
+                await bus.emit(note(2))
+                await bus.wait_drained()
+        done.set()
+    assert len(sink.seen_at_parts) == 9  # three steps (one event each), three parts each
+    first = sink.seen_at_parts[:3]
+    assert first[0] < first[2], "the ticker ran between the parts"
+    assert [e.message for e in other.of_type(Note)] == ["0", "2"]  # the failed step is lost
+    assert "in parts" in str(raised.value) and "cannot finish the step" in str(raised.value)

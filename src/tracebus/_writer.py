@@ -115,6 +115,9 @@ class Writer:
         self._preparers: list[tuple[Sink, Callable[[list[Event]], list[Event]]]] = [
             (sink, prepare) for sink in sinks if (prepare := getattr(sink, "prepare", None))
         ]
+        self._more: list[tuple[Sink, Callable[[], bool]]] = [
+            (sink, more) for sink in sinks if (more := getattr(sink, "prepare_more", None))
+        ]
         self._step = STEP_EVENTS
         #: Events written and not yet released: freed a step at a time while the next batch
         #: is gathered, as freeing a batch of thousands at once held the loop for about 0.5 ms.
@@ -299,11 +302,16 @@ class Writer:
                 stamped = stamp(events)
                 for step_of, prepare in self._preparers:  # noqa: B007 - read in the except
                     stamped = prepare(stamped)
+                seconds = time.thread_time() - started
+                for step_of, more in self._more:  # noqa: B007 - read in the except
+                    while more():  # a step too long for one turn (the run's end), in parts
+                        await anyio.lowlevel.checkpoint()
                 kept += stamped
             except Exception as exc:  # the writer never dies of an event: count them lost
                 self._record(step_of, len(events), exc)
                 lost += len(events)
-            self._adapt_step(len(events), time.thread_time() - started)
+                seconds = time.thread_time() - started
+            self._adapt_step(len(events), seconds)
             if taken >= limit or len(events) < step:
                 break
             await anyio.lowlevel.checkpoint()  # the producers' turn

@@ -28,6 +28,9 @@ class Sink(Protocol):
     before the whole batch goes to ``write_batch``; it returns the events to hand on (all of
     them, unless the sink refuses some: those go to no sink, counted as left out). An
     exception from it loses that step, counted as lost. Only a bus's own sinks are prepared.
+    A step too long to prepare at once may be left in parts to ``def prepare_more()``, which
+    the writer calls after ``prepare``, letting its producers run between two calls, until it
+    returns False, before it takes the next step.
 
     A bus's own sinks are written by the writer in turn (a slow one holds the writer up: they
     are the bus's destination). The sinks a user adds to a run are ``detached``: each is fed

@@ -13,8 +13,10 @@ a message cannot end a line or drive a terminal.
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import contextmanager
 from functools import cache
+from itertools import islice
 from typing import Any
 
 import msgspec
@@ -49,6 +51,44 @@ def encode_trace(events: list[Event]) -> bytes:
                 events[index] = record
             lines.append(line)
         return b"".join(lines)
+
+
+#: Nodes whose times are encoded in one part of the run's end (see encode_in_parts): a part
+#: takes some 0.2 ms, where all of a large run's took milliseconds at once.
+NODE_TIMES_PART = 2_000
+
+
+def encode_in_parts(node_times: dict[str, float]) -> Generator[None, None, msgspec.Raw]:
+    """The JSON of ``node_times``, as the encoder makes it, encoded NODE_TIMES_PART nodes at a
+    time with a yield after each part."""
+    items = iter(node_times.items())
+    pieces = [b"{"]
+    while part := dict(islice(items, NODE_TIMES_PART)):
+        pieces += (_encoder.encode(part)[1:-1], b",")  # '"a":1.0,"b":2.0' within its braces
+        yield
+    pieces[-1] = b"}"  # each copy of megabytes is felt: the whole is joined once
+    return msgspec.Raw(b"".join(pieces))
+
+
+@contextmanager
+def node_times_encoded(events: list[Event], encoded: dict[int, msgspec.Raw]) -> Iterator[None]:
+    """While inside, each ``workflow_complete`` at an index of ``encoded`` is replaced in
+    ``events`` by a copy holding its ``node_times`` as encoded there, so that its trace and log
+    lines (both the same JSON of every node's time, the run's longest) do not encode them
+    again; the events are put back on the way out, but for one replaced by its
+    ``encode_error`` record."""
+    swapped: list[tuple[int, Event, Event]] = []
+    for index, raw in encoded.items():
+        event = events[index]
+        shared: Event = msgspec.structs.replace(event, node_times=raw)
+        events[index] = shared
+        swapped.append((index, event, shared))
+    try:
+        yield
+    finally:
+        for index, original, shared in swapped:
+            if events[index] is shared:
+                events[index] = original
 
 
 def _encode_one(event: Event) -> tuple[bytes, EncodeError | None]:
@@ -202,3 +242,17 @@ def encode_log(events: Sequence[Event]) -> str:
     if not text.isascii() or "\x7f" in text:  # JSON leaves DEL, C1 and separators as they are
         bodies = [printable(body) for body in bodies]
     return "\n".join(map(operator.add, heads, bodies)) + "\n"
+
+
+def encode_log_line(event: Event) -> tuple[bytes, ...]:
+    """One event's log line, as ``encode_log`` makes it, in pieces of bytes: for the run's
+    end, whose details hold every node's time, without the copies of a step's lines."""
+    kind = type(event)
+    head, detail = (_log_shapes.get(kind) or _log_shape(kind))(event)
+    try:
+        body = _encoder.encode(detail)
+    except Exception:
+        return (encode_log([event]).encode(),)
+    if not body.isascii() or b"\x7f" in body:
+        return (f"{head}{printable(body.decode())}\n".encode(),)
+    return head.encode(), body, b"\n"

@@ -5,12 +5,13 @@ files, with the console (``_console``), the progress bar (``_progress``) and the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 import anyio
+import msgspec
 
 from .._events import Event, WorkflowComplete, WorkflowError, WorkflowStart
 from .._exceptions import SinkError
@@ -18,12 +19,19 @@ from .._layout import RunLayout
 from .._state import RunState
 from .._text import utf8_text
 from ._console import Console, header, summary
-from ._encoding import encode_log, encode_trace
+from ._encoding import (
+    encode_in_parts,
+    encode_log,
+    encode_log_line,
+    encode_trace,
+    node_times_encoded,
+)
 from ._files import AppendFile, BatchAppender
 from ._metadata import MetadataFile
 from ._progress import ProgressLines, ProgressOption
 
 _LIFECYCLE = frozenset((WorkflowStart, WorkflowComplete, WorkflowError))
+_DONE = object()
 
 
 class RunFiles:
@@ -84,6 +92,8 @@ class RunFiles:
         self._log_chunks: list[bytes] = []
         self._shown: list[str] = []
         self._prepared = 0
+        #: What prepare left of its step for prepare_more (see _lifecycle_lines).
+        self._rest: Iterator[None] | None = None
         self._closed = False
         # Where the writer is in the bus's queue: events taken, and of those, how many are
         # settled (their lines are in the main trace, or were left out as already there).
@@ -136,8 +146,11 @@ class RunFiles:
     def prepare(self, events: list[Event]) -> list[Event]:
         """Count one stamped step of a batch (see ``RunState.count``) and make its trace and
         log lines at once, while the events are still in the CPU cache; ``write_batch`` writes
-        them. Returns the events to write: none once the trace refused a write.
+        them (a step with the run's start or end: once ``prepare_more`` says it is done).
+        Returns the events to write: none once the trace refused a write.
         """
+        while self.prepare_more():  # what a step before left, if nobody asked for the rest
+            pass
         taken = self._writer_taken
         self._taken = taken() if taken is not None else self._taken + len(events)
         if self.trace_failure is not None:
@@ -148,22 +161,54 @@ class RunFiles:
         kept = self._state.count(events)
         if not kept and not self._trace_chunks:
             self.settled = self._taken  # all resends of what the trace holds
-        if kept:
-            trace = encode_trace(kept)  # may put encode_error records in place of events
-            if _LIFECYCLE.isdisjoint(map(type, kept)):
-                log = encode_log(kept).encode()
-            else:
-                log = self._log_with_blocks(kept, self._shown).encode()
-            self._trace_chunks.append(trace)
-            self._log_chunks.append(log)
-            self._prepared += len(kept)
+        if kept and _LIFECYCLE.isdisjoint(map(type, kept)):
+            # encode_trace may put encode_error records in place of events
+            self._add_lines(kept, encode_trace(kept), encode_log(kept).encode())
+        elif kept:
+            self._rest = self._lifecycle_lines(kept)
         return kept
+
+    def prepare_more(self) -> bool:
+        """Prepare the next part of what ``prepare`` left of its step (the run's end, whose
+        every node's time is encoded a part at a time); False once nothing is left."""
+        rest = self._rest
+        if rest is None:
+            return False
+        try:
+            if next(rest, _DONE) is None:
+                return True
+        except BaseException:
+            self._rest = None
+            raise
+        self._rest = None
+        return False
+
+    def _lifecycle_lines(self, kept: list[Event]) -> Iterator[None]:
+        """The lines of a step with a run's start or end, made once the node times of its end
+        are encoded, a part at a time."""
+        encoded: dict[int, msgspec.Raw] = {}
+        for index, event in enumerate(kept):
+            if type(event) is WorkflowComplete and event.node_times:
+                encoded[index] = yield from encode_in_parts(event.node_times)
+        with node_times_encoded(kept, encoded):
+            trace = encode_trace(kept)
+            log = self._log_with_blocks(kept, self._shown)
+        self._add_lines(kept, trace, log)
+
+    def _add_lines(self, kept: list[Event], trace: bytes, log: bytes) -> None:
+        self._trace_chunks.append(trace)
+        self._log_chunks.append(log)
+        self._prepared += len(kept)
 
     async def write_batch(self, events: Sequence[Event]) -> None:
         """Write the lines ``prepare`` made for ``events`` (made now if nothing prepared them:
         a RunFiles fed as a plain sink): one vectored write per file."""
+        while self.prepare_more():  # the rest of a step prepared by a caller that did not ask
+            pass
         if not self._prepared and events:
             events = self.prepare(list(events))
+            while self.prepare_more():
+                pass
             if not events:
                 return
         traces, logs, shown = self._trace_chunks, self._log_chunks, self._shown
@@ -201,28 +246,29 @@ class RunFiles:
         assert self._on_trace_failure is not None
         self._on_trace_failure(self.trace_failure)
 
-    def _log_with_blocks(self, events: Sequence[Event], shown: list[str]) -> str:
+    def _log_with_blocks(self, events: Sequence[Event], shown: list[str]) -> bytes:
         """The log lines with the header after ``workflow_start`` and the summary after the
         run's end; opens and closes the progress bar; adds the blocks to ``shown``."""
-        parts: list[str] = []
+        parts: list[bytes] = []
         start = 0
         for index, event in enumerate(events):
             kind = type(event)
             if kind not in _LIFECYCLE:
                 continue
-            parts.append(encode_log(events[start : index + 1]))
+            parts.append(encode_log(events[start:index]).encode())
+            parts += encode_log_line(event)
             start = index + 1
             if kind is WorkflowStart:
                 shown.append(header(self.layout, self._pid, self._started))
-                parts.append(shown[-1])
+                parts.append(shown[-1].encode())
                 self._progress.start()
             else:
                 if last := self._progress.close():
-                    parts.append(last)
+                    parts.append(last.encode())
                 shown.append(summary(event, self._state, self.layout, self._dropped()))
-                parts.append(shown[-1])
-        parts.append(encode_log(events[start:]))
-        return "".join(parts)
+                parts.append(shown[-1].encode())
+        parts.append(encode_log(events[start:]).encode())
+        return b"".join(parts)
 
     async def aclose(self) -> None:
         """Final progress line, fsync and close the files, write the metadata.
