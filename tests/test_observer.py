@@ -435,3 +435,38 @@ async def test_a_second_writer_of_one_run_is_refused_at_entry(out: Path) -> None
     ]
     assert not (out / ".tracebus").exists()
     assert list((out / "traces").iterdir()) == [first.trace_file]  # the refused one made none
+
+
+async def test_the_trace_and_the_metadata_start_the_run_at_the_same_moment(
+    out: Path, quiet: Quiet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """However long entering takes (here making the files takes 0.3 s), the run starts when
+    its files' names say: the start event's time is the metadata's start, and the wall time
+    a reader takes from the trace is the metadata's."""
+    import time as clock
+    from datetime import datetime
+
+    from tracebus._layout import create_layout
+    from tracebus._tools._runs import find_runs
+
+    def slow(*args: Any) -> Any:
+        clock.sleep(0.3)
+        return create_layout(*args)
+
+    monkeypatch.setattr("tracebus._run_parts.create_layout", slow)
+    async with quiet.Observer("step_06_start", out) as obs:
+        await obs.node_success("a", 0.1)
+    trace = trace_of(obs.trace_file)
+    metadata = metadata_of(obs.metadata_file)
+    start, end = trace[0]["epoch_seconds"], trace[-1]["epoch_seconds"]
+    assert datetime.fromisoformat(metadata["start_time"]).timestamp() == pytest.approx(
+        start, abs=1e-6
+    )
+    assert datetime.fromtimestamp(start).strftime("%Y%m%d_%H%M%S") in obs.trace_file.name
+    assert metadata["total_time_seconds"] == pytest.approx(end - start, abs=1e-6)
+    assert end - start >= 0.3  # the entering is part of the run
+    (from_metadata,) = find_runs([out])
+    obs.metadata_file.unlink()
+    (from_trace,) = find_runs([out])
+    assert (from_metadata.source, from_trace.source) == ("metadata", "trace")
+    assert from_trace.wall_s == pytest.approx(from_metadata.wall_s, abs=1e-6)

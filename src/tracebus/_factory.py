@@ -67,11 +67,15 @@ class EventFactory:
         # a payload's JSON this short is under the bound and nests at most MAX_DEPTH deep
         self._quick = min(2 * MAX_DEPTH, self.max_payload_bytes)
 
-    def workflow_start(self, total_nodes: int, output_dir: str) -> WorkflowStart:
+    def workflow_start(
+        self, total_nodes: int, output_dir: str, epoch_seconds: float | None = None
+    ) -> WorkflowStart:
+        """``epoch_seconds``: when the run started (now by default); an observer's is the
+        moment it began making the run's files, the start its metadata measures from."""
         total_nodes = whole_number(total_nodes, "workflow_start", "total_nodes")
         output_dir = utf8_text(output_dir)
         return WorkflowStart(
-            epoch_seconds=time.time(),
+            epoch_seconds=time.time() if epoch_seconds is None else epoch_seconds,
             pid=self.pid,
             workflow_id=self.workflow_id,
             run_id=self.run_id,

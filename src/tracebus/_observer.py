@@ -141,7 +141,11 @@ class Observer(AsyncEventMethods):
         await bus.__aenter__()
         # a worker thread's call goes straight to the bus (one call fewer per event)
         self.put_from_thread = bus.emit_from_thread  # type: ignore[method-assign]
-        await bus.emit(self._events.workflow_start(self.total_nodes, str(self.output_dir)))
+        # the run's start, as its files' names and its metadata have it, whatever entering took
+        start = self._events.workflow_start(
+            self.total_nodes, str(self.output_dir), run.state.started
+        )
+        await bus.emit(start)
         self._capture.start()
         return self
 

@@ -65,13 +65,14 @@ def open_run(
     given: RunOptions = with_defaults("open_run", options, RunOptions)
     console = sys.stdout if given["console"] is UNSET else given["console"]
     sinks = given["sinks"]
+    now = time.time()
     if resume is None:
-        started = datetime.now()
+        started = datetime.fromtimestamp(now)
         layout = create_layout(output_dir, workflow_id, run_id, started)
         events_before = 0
     else:
         started, layout, events_before = resume.started, resume.layout, resume.events_written
-    state = RunState(workflow_id, run_id, total_nodes, time.time())
+    state = RunState(workflow_id, run_id, total_nodes, now)
     bus: EventBus
     files = RunFiles(
         layout,
