@@ -84,6 +84,18 @@ def test_a_long_trace_prints_each_event_as_its_line_alone_would(tmp_path: Path) 
     )
 
 
+def _clocks(seed: runs.SeedWriter, epochs: list[float]) -> tuple[list[str], list[str]]:
+    """The clock tail shows on each line of ``seed``'s trace, and the one datetime gives
+    each of ``epochs``: local time, to the millisecond."""
+    done = _tail(str(seed.trace))
+    shown = [line.split()[0] for line in done.stdout.splitlines()[1:-1]]
+    expected = []
+    for epoch in epochs:
+        moment = datetime.fromtimestamp(epoch)
+        expected.append(moment.strftime("%H:%M:%S.") + f"{moment.microsecond // 1000:03d}")
+    return shown, expected
+
+
 def test_the_clock_is_local_time_rounded_as_datetime_rounds(tmp_path: Path) -> None:
     seed = runs.SeedWriter(tmp_path / "seed", "wf", total_nodes=1)
     epochs = [1796195485.0, 1796195485.9994999, 1796195485.9995, 1796195485.9999996, 0.0005]
@@ -91,12 +103,7 @@ def test_the_clock_is_local_time_rounded_as_datetime_rounds(tmp_path: Path) -> N
         line = {"event_type": "note", "epoch_seconds": epoch, "message": "tick"}
         seed.write(json.dumps(line) + "\n")
     seed.complete()
-    done = _tail(str(seed.trace))
-    shown = [line.split()[0] for line in done.stdout.splitlines()[1:-1]]
-    expected = []
-    for epoch in epochs:
-        moment = datetime.fromtimestamp(epoch)
-        expected.append(moment.strftime("%H:%M:%S.") + f"{moment.microsecond // 1000:03d}")
+    shown, expected = _clocks(seed, epochs)
     assert shown == expected
     assert shown[3].endswith(".000")  # rounded up into the next second
 
@@ -116,12 +123,7 @@ def test_lines_in_one_millisecond_and_at_its_edges_show_the_clock_datetime_shows
         line = {"event_type": "node_start", "epoch_seconds": epoch, "node_id": "n"}
         seed.write(json.dumps(line) + "\n")
     seed.complete()
-    done = _tail(str(seed.trace))
-    shown = [line.split()[0] for line in done.stdout.splitlines()[1:-1]]
-    expected = []
-    for epoch in epochs:
-        moment = datetime.fromtimestamp(epoch)
-        expected.append(moment.strftime("%H:%M:%S.") + f"{moment.microsecond // 1000:03d}")
+    shown, expected = _clocks(seed, epochs)
     assert shown == expected
 
 
