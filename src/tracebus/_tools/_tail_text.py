@@ -91,8 +91,8 @@ Event = ShownFields | Mapping[str, Any]
 def format_event(event: Event) -> str:
     """``HH:MM:SS.mmm  event_type  what happened``; failures and errors in capitals. One
     line, its control characters escaped (``printable``). An event of a type it does not
-    know shows its own fields as JSON: it must be a dict (``is_known`` says when)."""
-    return printable(_unescaped(event))
+    know shows its own fields as JSON: it must be a dict (``SHOWN_TYPES`` names the others)."""
+    return format_events([event])[:-1]
 
 
 def format_events(events: list[Event], plain: bool = False) -> str:
@@ -127,14 +127,6 @@ def plain_json(data: bytes) -> bool:
     return data.isascii() and b"\\" not in data and b"\x7f" not in data
 
 
-def _unescaped(event: Event) -> str:
-    line = as_line(event)
-    what = _WHAT.get(line.event_type)
-    if what is None:
-        return _unknown(event, line)
-    return f"{_clock_span(line)[0]}  {_LABELS[line.event_type]}  {what(line)}".rstrip()
-
-
 def _unknown(event: Event, line: ShownFields) -> str:
     """The line of an event of a type without a line of its own: its fields as JSON."""
     assert isinstance(event, Mapping), "only a dict holds an unknown event's fields"
@@ -165,11 +157,6 @@ def shown_problem(event: Mapping[str, Any]) -> str | None:
         if value is not None and not isinstance(value, dict):
             return f"{name} is not an object"
     return None
-
-
-def is_known(event: Event) -> bool:
-    """Whether ``format_event`` shows the event field by field (else it must be a dict)."""
-    return _given(as_line(event).event_type, "?") in _WHAT
 
 
 def _workflow_start(e: ShownFields) -> str:
