@@ -149,8 +149,7 @@ class RunFiles:
         them (a step with the run's start or end: once ``prepare_more`` says it is done).
         Returns the events to write: none once the trace refused a write.
         """
-        while self.prepare_more():  # what a step before left, if nobody asked for the rest
-            pass
+        self._prepare_rest()  # what a step before left, if nobody asked for the rest
         taken = self._writer_taken
         self._taken = taken() if taken is not None else self._taken + len(events)
         if self.trace_failure is not None:
@@ -183,6 +182,11 @@ class RunFiles:
         self._rest = None
         return False
 
+    def _prepare_rest(self) -> None:
+        """All of what ``prepare`` left of its step, at once."""
+        while self.prepare_more():
+            pass
+
     def _lifecycle_lines(self, kept: list[Event]) -> Iterator[None]:
         """The lines of a step with a run's start or end, made once the node times of its end
         are encoded, a part at a time."""
@@ -203,12 +207,10 @@ class RunFiles:
     async def write_batch(self, events: Sequence[Event]) -> None:
         """Write the lines ``prepare`` made for ``events`` (made now if nothing prepared them:
         a RunFiles fed as a plain sink): one vectored write per file."""
-        while self.prepare_more():  # the rest of a step prepared by a caller that did not ask
-            pass
+        self._prepare_rest()  # of a step prepared by a caller that did not ask for it
         if not self._prepared and events:
             events = self.prepare(list(events))
-            while self.prepare_more():
-                pass
+            self._prepare_rest()
             if not events:
                 return
         traces, logs, shown = self._trace_chunks, self._log_chunks, self._shown
